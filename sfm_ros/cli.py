@@ -1,0 +1,171 @@
+"""`sfm-ros`: one command with subcommands (train, eval, synth, ...). Run `sfm-ros -h`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from sfm_ros.core.errors import SfmError
+
+log = logging.getLogger("sfm_ros")
+
+
+def _write_json(path: str | None, data: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2, default=float) + "\n")
+        print(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from sfm_ros.core.config import load_config
+    from sfm_ros.core.train import Trainer
+
+    overrides = list(args.overrides)
+    if args.out:
+        overrides.append(f"log.out_dir={args.out}")
+    cfg = load_config(args.config, overrides, preset=args.preset)
+    trainer = Trainer(cfg, resume=args.resume)
+    summary = trainer.run()
+    print(f"done: {summary.steps_done} steps, {summary.seconds_per_step:.3f} s/step, "
+          f"last loss {summary.last_loss:.4f}, skipped non-finite steps: "
+          f"{summary.skipped_nonfinite}")
+    if summary.val:
+        print("validation: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.val.items()))
+    for warning in summary.warnings:
+        print("WARNING: " + warning)
+    print(f"checkpoint: {summary.checkpoint}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- eval
+def _estimator(args: argparse.Namespace):
+    from sfm_ros.core.inference import DepthPoseEstimator
+
+    return DepthPoseEstimator.from_checkpoint(
+        args.checkpoint, device=args.device, resize_policy=args.resize_policy
+    )
+
+
+def cmd_eval_depth(args: argparse.Namespace) -> int:
+    from sfm_ros.core.evaluate import DepthEvalOptions, evaluate_depth_sequences
+    from sfm_ros.core.sources import open_sources
+
+    estimator = _estimator(args)
+    options = DepthEvalOptions(args.min_depth, args.max_depth, args.garg_crop, args.metric,
+                               args.max_frames)
+    sequences = open_sources(args.data, height=estimator.height, width=estimator.width)
+    report = evaluate_depth_sequences(estimator, sequences, options)
+    print(report["table"])
+    _write_json(args.json, {**report, "checkpoint": args.checkpoint, "data": args.data})
+    return 0
+
+
+def cmd_eval_pose(args: argparse.Namespace) -> int:
+    from sfm_ros.core.evaluate import evaluate_pose_sequences
+    from sfm_ros.core.sources import open_sources
+
+    estimator = _estimator(args)
+    sequences = open_sources(args.data, height=estimator.height, width=estimator.width)
+    report = evaluate_pose_sequences(estimator, sequences)
+    print(report["table"])
+    if args.plot:
+        from sfm_ros.core.visualize import plot_trajectories
+
+        for name, entry in report["sequences"].items():
+            path = Path(args.plot) / f"trajectory_{name}.png"
+            plot_trajectories(path, entry["trajectory_xyz"], title=name)
+            print(f"wrote {path}")
+    _write_json(args.json, {**report, "checkpoint": args.checkpoint, "data": args.data})
+    return 0
+
+
+# ---------------------------------------------------------------------------- synth
+def cmd_synth(args: argparse.Namespace) -> int:
+    from sfm_ros.core.synthetic import render_sequence, write_sequence
+
+    start = time.perf_counter()
+    seq = render_sequence(args.domain, args.frames, seed=args.seed, height=args.height,
+                          width=args.width, start=args.start)
+    write_sequence(seq, Path(args.out))
+    print(f"wrote {args.frames} {args.domain} frames ({args.width}x{args.height}) to {args.out} "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sfm-ros",
+        description="Self-supervised monocular depth and ego-motion (SfMLearner family).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train depth and pose networks by view synthesis")
+    p.add_argument("--config", help="YAML config (sections data, model, loss, optim, log)")
+    p.add_argument("--preset", help="recipe: default (ours) or sfmlearner (Zhou et al. 2017)")
+    p.add_argument("--out", help="run folder (shortcut for log.out_dir=...)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in the run folder")
+    p.add_argument("overrides", nargs="*", metavar="SECTION.OPTION=VALUE",
+                   help="config overrides, e.g. optim.lr=1e-4 data.train=[synthetic:field]")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint (depth or pose)")
+    eval_sub = p.add_subparsers(dest="what", required=True)
+    for what, func, doc in (
+        ("depth", cmd_eval_depth, "Abs Rel, Sq Rel, RMSE, RMSE log, delta<1.25^k"),
+        ("pose", cmd_eval_pose, "5-frame ATE, Sim(3) RMSE ATE, KITTI t_err/r_err"),
+    ):
+        q = eval_sub.add_parser(what, help=doc)
+        q.add_argument("--checkpoint", required=True, help="sfm_ros checkpoint (.pt)")
+        q.add_argument("--data", nargs="+", required=True,
+                       help="sources with ground truth: paths or synthetic:DOMAIN:FRAMES:SEED")
+        q.add_argument("--json", help="write the results as JSON here")
+        q.add_argument("--device", default="auto", help="auto, cpu, cuda")
+        q.add_argument("--resize-policy", default="resize", choices=("resize", "crop"))
+        if what == "depth":
+            q.add_argument("--min-depth", type=float, default=1e-3)
+            q.add_argument("--max-depth", type=float, default=80.0, help="depth cap (m)")
+            q.add_argument("--garg-crop", action="store_true", help="KITTI Garg crop")
+            q.add_argument("--metric", action="store_true",
+                           help="also report metric-scale (unscaled) results")
+            q.add_argument("--max-frames", type=int, help="evaluate at most this many frames")
+        else:
+            q.add_argument("--plot", help="folder for trajectory plots (PNG)")
+        q.set_defaults(func=func)
+
+    p = sub.add_parser("synth", help="render a synthetic sequence to disk")
+    p.add_argument("--domain", default="street", help="street, corridor or field")
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", type=int, default=0, help="first frame index of the trajectory")
+    p.add_argument("--height", type=int, default=128)
+    p.add_argument("--width", type=int, default=416)
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except SfmError as exc:
+        print(f"sfm-ros: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sfm-ros: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

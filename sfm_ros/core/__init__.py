@@ -1,0 +1,1 @@
+"""ROS-free core: geometry, networks, losses, data, training, evaluation, inference."""

@@ -1,0 +1,221 @@
+"""Frames from rosbag2 (sqlite3, mcap) and ROS 1 bags, read with ``rosbags`` (no ROS needed).
+
+Bags are read sequentially, so `BagSequence` decodes every frame on construction and keeps it
+in memory (use ``max_frames`` and ``max_width`` for long or large recordings).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.typesys import Stores, get_typestore
+
+from sfm_ros.core.data.augment import resize_image
+from sfm_ros.core.data.sequence import InMemorySequence, load_image, to_rgb
+from sfm_ros.core.errors import DatasetError, InputError
+from sfm_ros.core.geometry import intrinsics_from_camera_info, scale_intrinsics
+
+log = logging.getLogger(__name__)
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+# encoding -> (channels, bytes per channel)
+ENCODINGS = {
+    "rgb8": (3, 1),
+    "bgr8": (3, 1),
+    "rgba8": (4, 1),
+    "bgra8": (4, 1),
+    "mono8": (1, 1),
+    "8UC1": (1, 1),
+    "mono16": (1, 2),
+    "16UC1": (1, 2),
+}
+
+
+def image_msg_to_numpy(msg: object) -> np.ndarray:
+    """sensor_msgs Image or CompressedImage -> (H, W, 3) uint8 RGB.
+
+    Image encodings: rgb8, bgr8, rgba8, bgra8, mono8/8UC1, mono16/16UC1 (top 8 bits kept);
+    row padding (``step``) and ``is_bigendian`` are respected. CompressedImage: JPEG or PNG.
+    """
+    if hasattr(msg, "format"):
+        if "compresseddepth" in msg.format.lower():
+            raise DatasetError(f"compressed depth images are not supported ({msg.format!r})")
+        try:
+            return load_image(io.BytesIO(np.asarray(msg.data, dtype=np.uint8).tobytes()))
+        except DatasetError as err:
+            raise DatasetError(f"cannot decode CompressedImage ({msg.format!r}): {err}") from err
+    if msg.encoding not in ENCODINGS:
+        raise DatasetError(
+            f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(ENCODINGS)}"
+        )
+    channels, nbytes = ENCODINGS[msg.encoding]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    row_bytes = w * channels * nbytes
+    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
+    if step < row_bytes or data.size < step * h:
+        raise DatasetError(
+            f"Image {w}x{h} {msg.encoding} has step {step} and "
+            f"{data.size} bytes; expected step >= {row_bytes}"
+        )
+    rows = np.ascontiguousarray(data[: step * h].reshape(h, step)[:, :row_bytes])
+    if nbytes == 2:
+        rows = (rows.view(">u2" if msg.is_bigendian else "<u2") >> 8).astype(np.uint8)
+    image = rows.reshape(h, w, channels)
+    if msg.encoding.startswith("bgr"):
+        image = image[:, :, 2::-1]
+    return to_rgb(image)
+
+
+def camera_info_to_K(msg: object) -> np.ndarray | None:
+    """(3, 3) intrinsics of the image published with a CameraInfo, or None if K is invalid.
+
+    Accepts ROS 2 (``k``, ``binning_x``, ``roi``) and ROS 1 (``K``) field names.
+    """
+    k = getattr(msg, "k", None)
+    k = msg.K if k is None else k
+    roi = msg.roi
+    roi = (roi.x_offset, roi.y_offset, roi.height, roi.width, roi.do_rectify)
+    try:
+        return intrinsics_from_camera_info(
+            k, int(msg.width), int(msg.height), msg.binning_x, msg.binning_y, roi
+        )
+    except InputError:
+        return None
+
+
+def _pick_topic(
+    topics: dict[str, str], wanted: str | None, types: tuple[str, ...], what: str, path: Path
+) -> str:
+    """The requested topic (checked) or the only topic of one of ``types``."""
+    if wanted is not None:
+        if wanted not in topics:
+            listing = ", ".join(f"{t} ({m})" for t, m in sorted(topics.items())) or "none"
+            raise DatasetError(f"{what} topic {wanted!r} is not in bag {path}; topics: {listing}")
+        if topics[wanted] not in types:
+            raise DatasetError(
+                f"topic {wanted!r} in {path} has type {topics[wanted]}, "
+                f"expected {' or '.join(types)}"
+            )
+        return wanted
+    candidates = sorted(t for t, m in topics.items() if m in types)
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise DatasetError(
+            f"bag {path} has no {what} topic ({' or '.join(types)}); "
+            f"topics: {', '.join(sorted(topics)) or 'none'}"
+        )
+    raise DatasetError(f"bag {path} has several {what} topics, choose one: {', '.join(candidates)}")
+
+
+def _stamp_ns(msg: object, bag_time_ns: int) -> int:
+    """Header stamp in ns, or the bag's receive time when the header stamp is zero."""
+    stamp = msg.header.stamp
+    ns = int(stamp.sec) * 1_000_000_000 + int(getattr(stamp, "nanosec", 0))
+    return ns or bag_time_ns
+
+
+class BagSequence(InMemorySequence):
+    """All frames of one image topic of a bag, with intrinsics from its CameraInfo topic.
+
+    Args:
+        path: rosbag2 folder (metadata.yaml), .db3/.mcap file, or ROS 1 .bag file.
+        image_topic: sensor_msgs Image or CompressedImage topic; auto when the bag has one.
+        camera_info_topic: CameraInfo topic; auto: ``<image namespace>/camera_info`` or the
+            only CameraInfo topic.
+        max_frames: stop after this many frames.
+        max_width: downscale wider images to this width (bilinear, K scaled exactly).
+
+    Each image gets the latest CameraInfo at or before it; images before the first CameraInfo
+    get the first valid one. Images whose latest CameraInfo has an invalid (e.g. all-zero) K
+    are skipped with a warning.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        image_topic: str | None = None,
+        camera_info_topic: str | None = None,
+        max_frames: int | None = None,
+        max_width: int | None = None,
+    ) -> None:
+        path = Path(path)
+        try:
+            reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+            reader.open()
+        except (AnyReaderError, FileNotFoundError) as err:
+            raise DatasetError(f"cannot open bag {path}: {err}") from err
+        try:
+            images, Ks, stamps = self._read(
+                reader, path, image_topic, camera_info_topic, max_frames, max_width
+            )
+        finally:
+            reader.close()
+        super().__init__(path.stem if path.is_file() else path.name, images, Ks, stamps)
+
+    def _read(
+        self,
+        reader: AnyReader,
+        path: Path,
+        image_topic: str | None,
+        camera_info_topic: str | None,
+        max_frames: int | None,
+        max_width: int | None,
+    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """Decode frames -> (images list, K (N, 3, 3), stamps (N,))."""
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        self.image_topic = _pick_topic(topics, image_topic, IMAGE_TYPES, "image", path)
+        if camera_info_topic is None:
+            sibling = self.image_topic.rsplit("/", 1)[0] + "/camera_info"
+            camera_info_topic = sibling if topics.get(sibling) == CAMERA_INFO_TYPE else None
+        self.camera_info_topic = _pick_topic(
+            topics, camera_info_topic, (CAMERA_INFO_TYPE,), "camera info", path
+        )
+        wanted = {self.image_topic, self.camera_info_topic}
+        connections = [c for c in reader.connections if c.topic in wanted]
+
+        images, scales, Ks, stamps = [], [], [], []
+        latest: np.ndarray | None = None  # latest valid K; None before the first CameraInfo
+        seen_info = skipped = 0
+        for conn, bag_time_ns, raw in reader.messages(connections=connections):
+            msg = reader.deserialize(raw, conn.msgtype)
+            if conn.topic == self.camera_info_topic:
+                seen_info += 1
+                latest = camera_info_to_K(msg)
+                continue
+            if seen_info and latest is None:
+                skipped += 1
+                continue
+            image = image_msg_to_numpy(msg)
+            h, w = image.shape[:2]
+            if max_width is not None and w > max_width:
+                image = resize_image(image, max(1, round(h * max_width / w)), max_width)
+            images.append(image)
+            scales.append((image.shape[1] / w, image.shape[0] / h))
+            Ks.append(latest)
+            stamps.append(_stamp_ns(msg, bag_time_ns))
+            if max_frames is not None and len(images) >= max_frames:
+                break
+        if skipped:
+            log.warning("%s: skipped %d images whose CameraInfo has an invalid K", path, skipped)
+        first_valid = next((K for K in Ks if K is not None), latest)
+        if not images:
+            raise DatasetError(
+                f"bag {path} has no usable images on {self.image_topic} "
+                f"({skipped} skipped for invalid CameraInfo)"
+            )
+        if first_valid is None:
+            raise DatasetError(
+                f"bag {path} has no valid CameraInfo on {self.camera_info_topic} "
+                "(K missing or all zero)"
+            )
+        Ks = [
+            scale_intrinsics(first_valid if K is None else K, sx, sy)
+            for K, (sx, sy) in zip(Ks, scales, strict=True)
+        ]
+        return images, np.stack(Ks), np.array(stamps, dtype=np.int64)

@@ -1,0 +1,275 @@
+"""Run trained networks on a camera stream: depth in metres and frame-to-frame camera motion.
+
+`DepthPoseEstimator` is what the ROS node, the offline bag tool and the demo use. It takes
+images of any size with their intrinsics, fits them to the network input (resize, or
+scale-and-centre-crop keeping the aspect ratio, with K updated exactly), and returns depth at
+the input resolution plus `T_prev_cur`, the 4x4 optical-frame motion from the previous frame to
+the current one (`p_prev = T_prev_cur @ p_cur`). The networks can be swapped atomically
+between frames (online fine-tuning publishes new weights).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sfm_ros.core.checkpoint import networks_from_checkpoint
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.geometry import check_intrinsics, crop_intrinsics, rigid_flow, scale_intrinsics
+from sfm_ros.core.train import resolve_device
+
+log = logging.getLogger(__name__)
+RESIZE_POLICIES = ("resize", "crop")
+
+
+@dataclass
+class EstimatorOutput:
+    """Result for one frame."""
+
+    depth_m: np.ndarray
+    """(H, W) float32 metres along the optical axis at the input resolution; NaN = no estimate."""
+    T_prev_cur: np.ndarray | None
+    """(4, 4) float64 motion from the previous frame (None for the first frame)."""
+    stamp_ns: int
+    model_version: int
+    """Increments each time the networks are swapped."""
+    flow: np.ndarray | None = None
+    """(H, W, 2) float32 rigid optical flow (pixels) from this frame to the previous one."""
+    explainability: np.ndarray | None = None
+    """(H, W) float32 in [0, 1]: how well the previous frame explains this one (1 = fully)."""
+
+
+@dataclass
+class _Prepared:
+    image: torch.Tensor  # (1, 3, h, w) float in [0, 1] on the device, network dtype
+    K_net: torch.Tensor  # (1, 3, 3) float32 intrinsics of the network input
+    crop: tuple[int, int, int, int]  # (y0, x0, h, w) region of the scaled image the net saw
+    scale: tuple[float, float]  # (sy, sx) input -> scaled image
+
+
+class DepthPoseEstimator:
+    """Depth and ego-motion from a monocular stream with trained SfMLearner-style networks."""
+
+    def __init__(
+        self,
+        depth_net: nn.Module,
+        pose_net: nn.Module,
+        arch: dict[str, Any],
+        device: str = "auto",
+        fp16: bool = False,
+        resize_policy: str = "resize",
+        min_depth: float = 0.1,
+        max_depth: float = 100.0,
+    ) -> None:
+        if resize_policy not in RESIZE_POLICIES:
+            raise InputError(f"resize_policy must be one of {RESIZE_POLICIES}, got {resize_policy!r}")
+        self.device = resolve_device(device)
+        if fp16 and self.device.type != "cuda":
+            log.warning("fp16 needs CUDA; running in fp32 on %s", self.device)
+            fp16 = False
+        self.dtype = torch.float16 if fp16 else torch.float32
+        self.arch = dict(arch)
+        self.height, self.width = int(arch["height"]), int(arch["width"])
+        self.snippet_length = int(arch["snippet_length"])
+        self.resize_policy = resize_policy
+        self.min_depth, self.max_depth = min_depth, max_depth
+        self._lock = threading.Lock()
+        self.model_version = 0
+        self._nets = self._prepare_networks(depth_net, pose_net)
+        self._frames: deque[torch.Tensor] = deque(maxlen=self.snippet_length)
+        self._input_key: tuple[int, int] | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> DepthPoseEstimator:
+        """Load networks from an sfm_ros checkpoint (weights_only) and wrap them."""
+        depth_net, pose_net, ckpt = networks_from_checkpoint(path)
+        estimator = cls(depth_net, pose_net, ckpt["arch"], **kwargs)
+        estimator.checkpoint_path = str(path)
+        return estimator
+
+    # ---------------------------------------------------------------- model swaps
+    def _prepare_networks(self, depth_net: nn.Module, pose_net: nn.Module) -> tuple[nn.Module, nn.Module]:
+        nets = []
+        for net in (depth_net, pose_net):
+            net = net.to(self.device, dtype=self.dtype).eval()
+            if self.device.type == "cuda":
+                net = net.to(memory_format=torch.channels_last)
+            for p in net.parameters():
+                p.requires_grad_(False)
+            nets.append(net)
+        return nets[0], nets[1]
+
+    def swap_networks(self, depth_net: nn.Module, pose_net: nn.Module) -> int:
+        """Replace both networks between frames; returns the new model version."""
+        prepared = self._prepare_networks(depth_net, pose_net)  # off the hot path
+        with self._lock:
+            self._nets = prepared
+            self.model_version += 1
+            return self.model_version
+
+    def load_weights(self, path: str | Path) -> int:
+        """Swap in the networks of another checkpoint of the same architecture."""
+        depth_net, pose_net, ckpt = networks_from_checkpoint(path)
+        keys = ("depth_net", "snippet_length", "use_mask", "rotation", "height", "width")
+        diff = [k for k in keys if ckpt["arch"].get(k) != self.arch.get(k)]
+        if diff:
+            raise InputError(f"checkpoint {path} differs in {diff}; cannot swap it in live")
+        version = self.swap_networks(depth_net, pose_net)
+        self.checkpoint_path = str(path)
+        return version
+
+    # ---------------------------------------------------------------- inputs
+    def _check_inputs(self, image: np.ndarray, K: np.ndarray) -> np.ndarray:
+        if not isinstance(image, np.ndarray):
+            raise InputError(f"image must be a numpy array, got {type(image).__name__}")
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise InputError(f"image must be (H, W, 3) RGB or (H, W) grey, got shape {image.shape}")
+        if image.dtype != np.uint8:
+            raise InputError(f"image must be uint8, got {image.dtype}")
+        if image.shape[0] < 8 or image.shape[1] < 8:
+            raise InputError(f"image of {image.shape[1]}x{image.shape[0]} px is too small")
+        check_intrinsics(np.asarray(K, dtype=np.float64), width=image.shape[1], height=image.shape[0])
+        return image
+
+    def _prepare(self, image: np.ndarray, K: np.ndarray) -> _Prepared:
+        H, W = image.shape[:2]
+        h, w = self.height, self.width
+        if self.resize_policy == "resize":
+            sy, sx = h / H, w / W
+            scaled_hw = (h, w)
+            y0 = x0 = 0
+        else:
+            s = max(h / H, w / W)
+            sy = sx = s
+            scaled_hw = (max(h, round(H * s)), max(w, round(W * s)))
+            y0, x0 = (scaled_hw[0] - h) // 2, (scaled_hw[1] - w) // 2
+        K_net = crop_intrinsics(scale_intrinsics(np.asarray(K, np.float64), sx, sy), x0, y0)
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+        tensor = tensor.permute(2, 0, 1)[None].to(self.dtype).div_(255.0)
+        if scaled_hw != (H, W):
+            tensor = F.interpolate(tensor, size=scaled_hw, mode="bilinear", align_corners=False,
+                                   antialias=scaled_hw[0] < H)
+        tensor = tensor[:, :, y0 : y0 + h, x0 : x0 + w]
+        if self.device.type == "cuda":
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        K_t = torch.as_tensor(K_net, dtype=torch.float32, device=self.device)[None]
+        return _Prepared(tensor, K_t, (y0, x0, h, w), (sy, sx))
+
+    def _to_input_resolution(self, net_map: torch.Tensor, prep: _Prepared, shape: tuple[int, int]) -> torch.Tensor:
+        """Map a (1, C, h, w) network-resolution map back to the (H, W) input image grid.
+
+        Returns (1, C, H, W) float32; pixels outside the region the network saw are NaN.
+        """
+        H, W = shape
+        y0, x0, h, w = prep.crop
+        sy, sx = prep.scale
+        if self.resize_policy == "resize":
+            return F.interpolate(net_map.float(), size=(H, W), mode="bilinear", align_corners=False)
+        # crop: the network saw scaled-image pixels [y0, y0+h) x [x0, x0+w)
+        top, left = round(y0 / sy), round(x0 / sx)
+        bottom, right = min(H, round((y0 + h) / sy)), min(W, round((x0 + w) / sx))
+        out = torch.full((1, net_map.shape[1], H, W), float("nan"), device=net_map.device)
+        out[:, :, top:bottom, left:right] = F.interpolate(
+            net_map.float(), size=(bottom - top, right - left), mode="bilinear", align_corners=False
+        )
+        return out
+
+    # ---------------------------------------------------------------- outputs
+    @torch.inference_mode()
+    def depth(self, image: np.ndarray, K: np.ndarray) -> np.ndarray:
+        """Depth (H, W) float32 metres for one image; NaN where there is no estimate."""
+        image = self._check_inputs(image, K)
+        prep = self._prepare(image, K)
+        depth_net, _ = self._nets
+        disp = depth_net(prep.image)[0]
+        return self._depth_from_disp(disp, prep, image.shape[:2])
+
+    def _depth_from_disp(self, disp: torch.Tensor, prep: _Prepared, shape: tuple[int, int]) -> np.ndarray:
+        # Upsample disparity (smooth in image space), then invert.
+        disp_full = self._to_input_resolution(disp, prep, shape)[0, 0]
+        depth = 1.0 / disp_full.clamp_min(1e-6)
+        depth = torch.where((depth >= self.min_depth) & (depth <= self.max_depth), depth, torch.nan)
+        return depth.cpu().numpy().astype(np.float32, copy=False)
+
+    def _snippet_poses(
+        self, pose_net: nn.Module, frames: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """Poses of `snippet_length` prepared frames in the middle (target) frame's camera.
+
+        Returns `T_tgt_frame` (L, 4, 4) float64 in time order (identity at the target) and
+        the explainability masks of the sources (or None).
+        """
+        mid = self.snippet_length // 2
+        srcs = torch.stack(frames[:mid] + frames[mid + 1 :], dim=1)
+        T_src_tgt, masks = pose_net(frames[mid], srcs)
+        T_tgt_src = torch.linalg.inv(T_src_tgt[0].double())
+        eye = torch.eye(4, dtype=torch.float64, device=T_tgt_src.device)[None]
+        return torch.cat([T_tgt_src[:mid], eye, T_tgt_src[mid:]]), masks
+
+    @torch.inference_mode()
+    def snippet_poses(self, images: list[np.ndarray], K: np.ndarray) -> np.ndarray:
+        """SfMLearner's per-snippet output: poses `T_first_frame` (L, 4, 4) of exactly
+        `snippet_length` images, relative to the first one (used by the legacy pose metric)."""
+        if len(images) != self.snippet_length:
+            raise InputError(f"need {self.snippet_length} images, got {len(images)}")
+        frames = [self._prepare(self._check_inputs(im, K), K).image for im in images]
+        T_tgt_frame, _ = self._snippet_poses(self._nets[1], frames)
+        return (torch.linalg.inv(T_tgt_frame[0]) @ T_tgt_frame).cpu().numpy()
+
+    def reset(self) -> None:
+        """Forget previous frames (after a time jump or a resolution change)."""
+        self._frames.clear()
+        self._input_key = None
+
+    @torch.inference_mode()
+    def step(
+        self, image: np.ndarray, K: np.ndarray, stamp_ns: int = 0, with_flow: bool = False
+    ) -> EstimatorOutput:
+        """Process the next frame of a stream: depth now, motion since the previous frame.
+
+        The pose network sees the last `snippet_length` frames (the oldest repeated at the
+        start of a stream); a resolution change resets the history.
+        """
+        image = self._check_inputs(image, K)
+        key = image.shape[:2]
+        if self._input_key is not None and key != self._input_key:
+            log.warning("input resolution changed from %s to %s: pose history reset",
+                        self._input_key, key)
+            self._frames.clear()
+        self._input_key = key
+        prep = self._prepare(image, K)
+        with self._lock:
+            depth_net, pose_net = self._nets
+            version = self.model_version
+        disp = depth_net(prep.image)[0]
+        depth_m = self._depth_from_disp(disp, prep, key)
+        self._frames.append(prep.image)
+        if len(self._frames) < 2:
+            return EstimatorOutput(depth_m, None, stamp_ns, version)
+        frames = list(self._frames)
+        frames = [frames[0]] * (self.snippet_length - len(frames)) + frames
+        T_tgt_frame, masks = self._snippet_poses(pose_net, frames)
+        T_prev_cur = torch.linalg.inv(T_tgt_frame[-2]) @ T_tgt_frame[-1]
+        out = EstimatorOutput(depth_m, T_prev_cur.cpu().numpy(), stamp_ns, version)
+        if masks is not None:
+            mask = masks[0][:, -1:]  # the current frame is the last source
+            out.explainability = self._to_input_resolution(mask, prep, key)[0, 0].cpu().numpy()
+        if with_flow:
+            depth_net_res = 1.0 / disp.float().clamp_min(1e-6)
+            flow_to_prev = rigid_flow(depth_net_res, T_prev_cur.float()[None], prep.K_net)
+            sy, sx = prep.scale
+            scale = torch.tensor([1.0 / sx, 1.0 / sy], device=flow_to_prev.device).view(1, 2, 1, 1)
+            flow = self._to_input_resolution(flow_to_prev * scale, prep, key)[0]
+            out.flow = flow.permute(1, 2, 0).cpu().numpy()
+        return out

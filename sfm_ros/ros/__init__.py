@@ -1,0 +1,1 @@
+"""ROS layer: message conversion (ROS-free, field based) and thin rclpy nodes."""

@@ -1,0 +1,55 @@
+"""ROS message <-> numpy conversion on message fields only (no rclpy import).
+
+The same functions serve rclpy nodes (``rclpy_types()``) and offline tools on bags
+(``rosbags_types(typestore)``). Decoders read any object with the message's fields; builders
+take a :class:`MsgTypes` and fill every field by keyword.
+"""
+
+from sfm_ros.ros.convert.camera import camera_info_msg, camera_info_to_K
+from sfm_ros.ros.convert.colormap import colormap_depth
+from sfm_ros.ros.convert.image import (
+    ENCODINGS,
+    compressed_to_rgb8,
+    depth_to_image,
+    depth_to_mm_image,
+    image_to_numpy,
+    image_to_rgb8,
+    numpy_to_image,
+)
+from sfm_ros.ros.convert.motion import odometry_msg, tf_message, transform_stamped
+from sfm_ros.ros.convert.msg_types import (
+    MsgTypes,
+    header,
+    ns_to_stamp,
+    rclpy_types,
+    rosbags_types,
+    stamp_to_ns,
+)
+from sfm_ros.ros.convert.pointcloud import pointcloud2_msg
+from sfm_ros.ros.frames import matrix_from_quaternion, quaternion_from_matrix
+
+__all__ = [
+    "ENCODINGS",
+    "MsgTypes",
+    "camera_info_msg",
+    "camera_info_to_K",
+    "colormap_depth",
+    "compressed_to_rgb8",
+    "depth_to_image",
+    "depth_to_mm_image",
+    "header",
+    "image_to_numpy",
+    "image_to_rgb8",
+    "matrix_from_quaternion",
+    "ns_to_stamp",
+    "numpy_to_image",
+    "odometry_msg",
+    "pointcloud2_msg",
+    "quaternion_from_matrix",
+    "rclpy_types",
+    "rosbags_types",
+    "stamp_to_ns",
+    "tf_message",
+    "tf_message",
+    "transform_stamped",
+]

@@ -1,0 +1,50 @@
+"""Depth visualisation with the Turbo colormap, from a small table (no matplotlib needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sfm_ros.core.errors import InputError
+
+# Turbo (Google, Apache-2.0) sampled at 17 evenly spaced points; linear interpolation between
+# them stays within 8/255 of the full map.
+_TURBO_KNOTS = np.array(
+    [
+        [48, 18, 59], [64, 64, 162], [70, 107, 227], [66, 148, 255], [40, 188, 235],
+        [24, 221, 194], [50, 242, 152], [109, 254, 98], [164, 252, 60], [205, 236, 52],
+        [238, 207, 58], [253, 172, 52], [251, 126, 33], [235, 80, 14], [208, 47, 5],
+        [169, 22, 1], [122, 4, 3],
+    ],
+    dtype=np.float64,
+)  # fmt: skip
+
+
+def _turbo_lut() -> np.ndarray:
+    x = np.linspace(0.0, 1.0, 256)
+    knots_x = np.linspace(0.0, 1.0, len(_TURBO_KNOTS))
+    rgb = [np.interp(x, knots_x, _TURBO_KNOTS[:, c]) for c in range(3)]
+    return np.round(np.stack(rgb, axis=1)).astype(np.uint8)
+
+
+TURBO_LUT = _turbo_lut()
+"""(256, 3) uint8 Turbo colours, index 0 = dark blue, 255 = dark red."""
+
+
+def colormap_depth(depth_m: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """(H, W) depth in metres -> (H, W, 3) uint8 RGB; near red, far blue, invalid black.
+
+    Colour is linear in inverse depth between ``1 / max_depth`` and ``1 / min_depth`` (depth
+    beyond the range is clipped), which spends the colours where monocular depth is reliable.
+    NaN, zero and negative depths are black.
+    """
+    if not 0 < min_depth < max_depth:
+        raise InputError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
+    depth = np.asarray(depth_m, dtype=np.float64)
+    if depth.ndim != 2:
+        raise InputError(f"depth must have shape (H, W), got {depth.shape}")
+    valid = depth > 0
+    inv = 1.0 / np.where(valid, depth, max_depth)
+    t = (inv - 1.0 / max_depth) / (1.0 / min_depth - 1.0 / max_depth)
+    image = TURBO_LUT[np.round(np.clip(t, 0.0, 1.0) * 255.0).astype(np.intp)]
+    image[~valid] = 0
+    return image

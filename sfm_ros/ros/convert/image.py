@@ -1,0 +1,164 @@
+"""``sensor_msgs/Image`` and ``CompressedImage`` <-> numpy, on message fields only.
+
+Decoding works on rclpy messages (``data`` an ``array.array``), rosbags dataclasses (``data`` an
+``np.ndarray``) and anything else with the same fields. Encoded images are always little-endian
+(``is_bigendian = 0``) with rows packed (``step = width * bytes_per_pixel``).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from sfm_ros.core.errors import InputError
+from sfm_ros.ros.convert.msg_types import MsgTypes
+
+# encoding -> (dtype, channels). "8UC3" is taken as OpenCV's BGR order, like cv_bridge.
+ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    "rgb8": (np.dtype(np.uint8), 3),
+    "bgr8": (np.dtype(np.uint8), 3),
+    "8UC3": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "bgra8": (np.dtype(np.uint8), 4),
+    "mono8": (np.dtype(np.uint8), 1),
+    "8UC1": (np.dtype(np.uint8), 1),
+    "mono16": (np.dtype(np.uint16), 1),
+    "16UC1": (np.dtype(np.uint16), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+    "32FC2": (np.dtype(np.float32), 2),
+}
+
+
+def _encoding_info(encoding: str) -> tuple[np.dtype, int]:
+    try:
+        return ENCODINGS[encoding]
+    except KeyError:
+        raise InputError(
+            f"unsupported image encoding '{encoding}'; supported: {', '.join(ENCODINGS)}"
+        ) from None
+
+
+def _as_bytes(data: Any) -> np.ndarray:
+    """Flat uint8 view of a message's ``data`` (bytes, array.array, ndarray or list)."""
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except (TypeError, ValueError):
+        return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
+def image_to_numpy(msg: Any) -> np.ndarray:
+    """Decode a ``sensor_msgs/Image`` to a new array in native byte order.
+
+    Returns:
+        (H, W) for one-channel encodings, else (H, W, C); dtype uint8, uint16 or float32. Channel
+        order is the encoding's (``bgr8`` stays BGR). Row padding (``step``) is dropped and
+        ``is_bigendian`` honoured.
+    """
+    dtype, channels = _encoding_info(msg.encoding)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise InputError(f"image has zero size ({width}x{height}, encoding {msg.encoding})")
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise InputError(
+            f"image step {step} is smaller than width * bytes per pixel = {row_bytes} "
+            f"({width}x{height} {msg.encoding})"
+        )
+    buf = _as_bytes(msg.data)
+    if buf.size < height * step:
+        raise InputError(
+            f"image data is truncated: {buf.size} bytes, expected height * step = "
+            f"{height} * {step} = {height * step} ({msg.encoding})"
+        )
+    rows = np.ascontiguousarray(buf[: height * step].reshape(height, step)[:, :row_bytes])
+    wire = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    image = rows.view(wire).astype(dtype)  # to native order, always a copy
+    return image.reshape(height, width) if channels == 1 else image.reshape(height, width, channels)
+
+
+def image_to_rgb8(msg: Any) -> np.ndarray:
+    """Decode a colour or grey ``sensor_msgs/Image`` to the network's (H, W, 3) uint8 RGB.
+
+    Grey is replicated to three channels, BGR swapped, alpha dropped. 16-bit grey (``mono16``,
+    ``16UC1``) keeps its high byte (``>> 8``, like cv_bridge's mono16 -> mono8): a fixed scale
+    keeps brightness constant across frames, which the photometric loss relies on.
+    """
+    if msg.encoding in ("32FC1", "32FC2"):
+        raise InputError(f"image encoding '{msg.encoding}' is not an intensity image")
+    image = image_to_numpy(msg)
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if msg.encoding in ("bgr8", "bgra8", "8UC3"):
+        image = image[:, :, 2::-1]
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def compressed_to_rgb8(msg: Any) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) with Pillow to (H, W, 3) uint8.
+
+    ``format`` is image_transport's ("jpeg", "png", "rgb8; jpeg compressed bgr8"); the stream is a
+    standard file whatever it says, so Pillow's own detection decides. 16-bit PNGs keep their high
+    byte. ``compressedDepth`` streams are refused.
+    """
+    from PIL import Image as PILImage
+
+    if "compresseddepth" in msg.format.lower():
+        raise InputError(f"compressed image format '{msg.format}' is a depth stream, not colour")
+    try:
+        with PILImage.open(io.BytesIO(_as_bytes(msg.data).tobytes())) as pil:
+            pil.load()
+            if pil.mode.startswith("I;16"):
+                grey = (np.asarray(pil, dtype=np.uint16) >> 8).astype(np.uint8)
+                return np.repeat(grey[:, :, None], 3, axis=2)
+            return np.asarray(pil.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL.UnidentifiedImageError is OSError
+        raise InputError(f"cannot decode compressed image (format '{msg.format}'): {exc}") from exc
+
+
+def numpy_to_image(types: MsgTypes, array: np.ndarray, encoding: str, header: Any) -> Any:
+    """Encode an array as a ``sensor_msgs/Image`` (little-endian, rows packed).
+
+    Args:
+        array: (H, W) or (H, W, C) with the encoding's dtype and channel count, e.g. float32 (H, W)
+            for ``32FC1``, uint16 for ``16UC1``, uint8 (H, W, 3) for ``rgb8``, float32 (H, W, 2)
+            for ``32FC2``.
+    """
+    dtype, channels = _encoding_info(encoding)
+    array = np.asarray(array)
+    if array.ndim == 2 and channels == 1:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] != channels or array.dtype != dtype:
+        raise InputError(
+            f"array of shape {array.shape} and dtype {array.dtype} does not match encoding "
+            f"'{encoding}' ({channels} channel(s) of {dtype})"
+        )
+    height, width = array.shape[:2]
+    data = np.ascontiguousarray(array, dtype=dtype.newbyteorder("<")).view(np.uint8)
+    return types.Image(
+        header=header,
+        height=int(height),
+        width=int(width),
+        encoding=encoding,
+        is_bigendian=0,
+        step=int(width * channels * dtype.itemsize),
+        data=types.uint8_seq(data.reshape(-1)),
+    )
+
+
+def depth_to_image(types: MsgTypes, depth_m: np.ndarray, header: Any) -> Any:
+    """(H, W) depth in metres -> ``32FC1`` image (REP 118); NaN, zero or negative -> NaN."""
+    depth = np.asarray(depth_m, dtype=np.float32)
+    depth = np.where(depth > 0, depth, np.float32(np.nan)).astype(np.float32)
+    return numpy_to_image(types, depth, "32FC1", header)
+
+
+def depth_to_mm_image(types: MsgTypes, depth_m: np.ndarray, header: Any) -> Any:
+    """(H, W) depth in metres -> ``16UC1`` millimetres; invalid -> 0, beyond 65.535 m -> 65535."""
+    depth = np.asarray(depth_m, dtype=np.float64)
+    valid = depth > 0  # False for NaN; +inf ("too far") clips to 65535
+    mm = np.where(valid, np.clip(np.round(np.where(valid, depth, 0.0) * 1000.0), 1, 65535), 0)
+    return numpy_to_image(types, mm.astype(np.uint16), "16UC1", header)

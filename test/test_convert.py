@@ -1,0 +1,430 @@
+"""Message conversion: images, compressed images, CameraInfo, depth, clouds, odometry, TF."""
+
+from __future__ import annotations
+
+import array
+import io
+import sys
+import types as pytypes
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from rosbags.typesys import Stores, get_typestore
+
+from sfm_ros.core.errors import InputError
+from sfm_ros.ros import convert as cv
+from sfm_ros.ros.frames import matrix_from_quaternion
+
+STORES = [Stores.ROS2_HUMBLE, Stores.ROS2_JAZZY]
+H, W = 6, 5
+K_TEST = np.array([[50.0, 0.0, 24.5], [0.0, 60.0, 15.5], [0.0, 0.0, 1.0]])
+
+
+@pytest.fixture(scope="module", params=STORES, ids=lambda s: s.name)
+def store(request):
+    typestore = get_typestore(request.param)
+    return typestore, cv.rosbags_types(typestore)
+
+
+def cdr_round_trip(typestore, msg):
+    raw = typestore.serialize_cdr(msg, msg.__msgtype__)
+    return typestore.deserialize_cdr(raw, msg.__msgtype__)
+
+
+def random_array(encoding: str, rng: np.random.Generator) -> np.ndarray:
+    dtype, channels = cv.ENCODINGS[encoding]
+    shape = (H, W) if channels == 1 else (H, W, channels)
+    if dtype.kind == "f":
+        a = rng.normal(size=shape).astype(dtype)
+        a.flat[3] = np.nan
+        return a
+    return rng.integers(0, np.iinfo(dtype).max, size=shape, endpoint=True).astype(dtype)
+
+
+def hand_image(a: np.ndarray, encoding: str, step: int, bigendian: bool = False, **override):
+    """Image-like namespace with ``step`` bytes per row (padding 0xAB), fields overridable."""
+    order = ">" if bigendian else "<"
+    rows = a.astype(a.dtype.newbyteorder(order)).reshape(a.shape[0], -1).view(np.uint8)
+    data = np.full((a.shape[0], max(step, rows.shape[1])), 0xAB, dtype=np.uint8)
+    data[:, : rows.shape[1]] = rows
+    fields = dict(
+        height=a.shape[0],
+        width=a.shape[1],
+        encoding=encoding,
+        is_bigendian=int(bigendian),
+        step=step,
+        data=data.tobytes(),
+    )
+    return pytypes.SimpleNamespace(**(fields | override))
+
+
+# ------------------------------------------------------------------------------------------ images
+
+
+@pytest.mark.parametrize("encoding", list(cv.ENCODINGS))
+def test_image_round_trip_through_cdr(store, encoding):
+    typestore, t = store
+    original = random_array(encoding, np.random.default_rng(0))
+    msg = cv.numpy_to_image(t, original, encoding, cv.header(t, 12, "cam"))
+    back = cdr_round_trip(typestore, msg)
+    assert back.encoding == encoding and back.is_bigendian == 0
+    assert back.step == original[0].nbytes
+    decoded = cv.image_to_numpy(back)
+    assert decoded.dtype == original.dtype and decoded.shape == original.shape
+    np.testing.assert_array_equal(decoded, original)
+
+
+def test_numpy_to_image_packs_rows(store):
+    _, t = store
+    msg = cv.numpy_to_image(t, np.zeros((H, W, 2), np.float32), "32FC2", cv.header(t, 0, "c"))
+    assert (msg.height, msg.width, msg.step, len(msg.data)) == (H, W, W * 8, H * W * 8)
+
+
+def test_padded_step_rgb8():
+    a = np.random.default_rng(1).integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    msg = hand_image(a, "rgb8", step=16)
+    np.testing.assert_array_equal(cv.image_to_numpy(msg), a)
+    np.testing.assert_array_equal(cv.image_to_rgb8(msg), a)
+
+
+@pytest.mark.parametrize("encoding", ["mono16", "16UC1", "32FC1"])
+def test_big_endian_decodes(encoding):
+    a = random_array(encoding, np.random.default_rng(2))
+    row = W * a.dtype.itemsize
+    decoded = cv.image_to_numpy(hand_image(a, encoding, step=row + 4, bigendian=True))
+    assert decoded.dtype.isnative
+    np.testing.assert_array_equal(decoded, a)
+    # The flag matters: reading the same bytes as little-endian gives other values.
+    swapped = cv.image_to_numpy(hand_image(a, encoding, step=row, bigendian=True, is_bigendian=0))
+    assert not np.array_equal(swapped, a, equal_nan=True)
+
+
+def test_image_data_as_list_and_array_array():
+    a = np.arange(H * W, dtype=np.uint8).reshape(H, W)
+    msg = hand_image(a, "mono8", step=W)
+    msg.data = list(msg.data)
+    np.testing.assert_array_equal(cv.image_to_numpy(msg), a)
+    msg.data = array.array("B", a.tobytes())
+    np.testing.assert_array_equal(cv.image_to_numpy(msg), a)
+
+
+def test_image_to_rgb8_conversions():
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(cv.image_to_rgb8(hand_image(rgb[:, :, ::-1], "bgr8", W * 3)), rgb)
+    rgba = np.concatenate([rgb, np.full((H, W, 1), 7, np.uint8)], axis=2)
+    np.testing.assert_array_equal(cv.image_to_rgb8(hand_image(rgba, "rgba8", W * 4)), rgb)
+    bgra = np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]])
+    np.testing.assert_array_equal(cv.image_to_rgb8(hand_image(bgra, "bgra8", W * 4)), rgb)
+    grey = rgb[:, :, 0]
+    out = cv.image_to_rgb8(hand_image(grey, "mono8", W))
+    assert out.shape == (H, W, 3) and all(np.array_equal(out[:, :, c], grey) for c in range(3))
+    grey16 = grey.astype(np.uint16) * 256 + 255
+    np.testing.assert_array_equal(
+        cv.image_to_rgb8(hand_image(grey16, "mono16", W * 2))[..., 1], grey
+    )
+    with pytest.raises(InputError, match="32FC1"):
+        cv.image_to_rgb8(hand_image(np.zeros((H, W), np.float32), "32FC1", W * 4))
+
+
+def test_bad_images_raise():
+    a = np.zeros((H, W, 3), np.uint8)
+    with pytest.raises(InputError, match="unsupported image encoding 'yuv422'"):
+        cv.image_to_numpy(hand_image(a, "yuv422", W * 3))
+    truncated = hand_image(a, "rgb8", W * 3)
+    truncated.data = truncated.data[:-1]
+    with pytest.raises(InputError, match="truncated"):
+        cv.image_to_numpy(truncated)
+    with pytest.raises(InputError, match="step"):
+        cv.image_to_numpy(hand_image(a, "rgb8", W * 3 - 1))
+    with pytest.raises(InputError, match="zero size"):
+        cv.image_to_numpy(hand_image(a, "rgb8", W * 3, height=0))
+
+
+def test_numpy_to_image_rejects_mismatch(store):
+    _, t = store
+    hdr = cv.header(t, 0, "cam")
+    with pytest.raises(InputError, match="32FC1"):
+        cv.numpy_to_image(t, np.zeros((H, W), np.float64), "32FC1", hdr)
+    with pytest.raises(InputError, match="rgb8"):
+        cv.numpy_to_image(t, np.zeros((H, W), np.uint8), "rgb8", hdr)
+
+
+# ---------------------------------------------------------------------------------- compressed
+
+
+def encode(image: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    PILImage.fromarray(image).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def smooth_image() -> np.ndarray:
+    y, x = np.mgrid[0:32, 0:48]
+    return np.stack([x * 5, y * 7, 255 - x * 5], axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "pil_format", "tolerance"),
+    [("png", "PNG", 0), ("jpeg", "JPEG", 12.0), ("rgb8; jpeg compressed bgr8", "JPEG", 12.0)],
+)
+def test_compressed_decodes(store, fmt, pil_format, tolerance):
+    typestore, t = store
+    image = smooth_image()
+    data = np.frombuffer(encode(image, pil_format), np.uint8)
+    msg = t.CompressedImage(header=cv.header(t, 5, "cam"), format=fmt, data=t.uint8_seq(data))
+    decoded = cv.compressed_to_rgb8(cdr_round_trip(typestore, msg))
+    assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - image).mean() <= tolerance
+    if tolerance == 0:
+        np.testing.assert_array_equal(decoded, image)
+
+
+def test_compressed_errors():
+    garbage = pytypes.SimpleNamespace(format="jpeg", data=b"not an image")
+    with pytest.raises(InputError, match="cannot decode"):
+        cv.compressed_to_rgb8(garbage)
+    truncated = pytypes.SimpleNamespace(format="jpeg", data=encode(smooth_image(), "JPEG")[:200])
+    with pytest.raises(InputError, match="cannot decode"):
+        cv.compressed_to_rgb8(truncated)
+    depth = pytypes.SimpleNamespace(format="16UC1; compressedDepth png", data=b"")
+    with pytest.raises(InputError, match="depth"):
+        cv.compressed_to_rgb8(depth)
+
+
+# --------------------------------------------------------------------------------- camera info
+
+
+def test_camera_info_round_trip(store):
+    typestore, t = store
+    msg = cdr_round_trip(typestore, cv.camera_info_msg(t, K_TEST, 48, 32, cv.header(t, 1, "cam")))
+    assert msg.distortion_model == "plumb_bob" and np.all(msg.d == 0) and len(msg.d) == 5
+    np.testing.assert_array_equal(np.asarray(msg.r).reshape(3, 3), np.eye(3))
+    np.testing.assert_array_equal(np.asarray(msg.p).reshape(3, 4)[:, :3], K_TEST)
+    K, width, height = cv.camera_info_to_K(msg)
+    np.testing.assert_allclose(K, K_TEST)
+    assert (width, height) == (48, 32)
+
+
+def test_camera_info_roi_and_binning(store):
+    typestore, t = store
+    msg = cv.camera_info_msg(t, K_TEST, 48, 32, cv.header(t, 1, "cam"))
+    msg.roi = t.RegionOfInterest(x_offset=8, y_offset=4, height=20, width=30, do_rectify=False)
+    msg.binning_x, msg.binning_y = 2, 1
+    K, width, height = cv.camera_info_to_K(cdr_round_trip(typestore, msg))
+    assert (width, height) == (15, 20)
+    # Pixel u' of the binned ROI image covers sensor pixels 2u'+8 and 2u'+9 (centre 2u'+8.5).
+    fx, fy, cx, cy = 50.0, 60.0, 24.5, 15.5
+    expected = np.array([[fx / 2, 0, (cx - 8.5) / 2], [0, fy, cy - 4], [0, 0, 1]])
+    np.testing.assert_allclose(K, expected)
+
+
+def test_camera_info_rectified_uses_p(store):
+    _, t = store
+    msg = cv.camera_info_msg(t, K_TEST, 48, 32, cv.header(t, 1, "cam"))
+    P = np.hstack([K_TEST * [[0.9], [0.9], [1.0]], np.zeros((3, 1))])
+    msg.p = P.reshape(12)
+    np.testing.assert_allclose(cv.camera_info_to_K(msg)[0], K_TEST)
+    np.testing.assert_allclose(cv.camera_info_to_K(msg, rectified=True)[0], P[:, :3])
+
+
+def test_camera_info_uncalibrated_raises(store):
+    _, t = store
+    msg = cv.camera_info_msg(t, np.zeros((3, 3)), 48, 32, cv.header(t, 1, "front_cam"))
+    with pytest.raises(InputError, match="front_cam.*calibrated"):
+        cv.camera_info_to_K(msg)
+    msg.k = np.where(np.eye(3).reshape(9) > 0, np.nan, 0.0)
+    with pytest.raises(InputError, match="calibrated"):
+        cv.camera_info_to_K(msg)
+
+
+# ------------------------------------------------------------------------------------------- depth
+
+
+def test_depth_image_keeps_nan(store):
+    typestore, t = store
+    depth = np.linspace(0.5, 30.0, H * W, dtype=np.float32).reshape(H, W)
+    depth[1, 2] = np.nan
+    depth[2, 3] = 0.0
+    back = cdr_round_trip(typestore, cv.depth_to_image(t, depth, cv.header(t, 3, "cam")))
+    assert back.encoding == "32FC1"
+    decoded = cv.image_to_numpy(back)
+    assert np.isnan(decoded[1, 2]) and np.isnan(decoded[2, 3])
+    valid = depth > 0
+    np.testing.assert_array_equal(decoded[valid], depth[valid])
+
+
+def test_depth_mm_image(store):
+    typestore, t = store
+    depth = np.full((H, W), 2.0, np.float32)
+    depth[0, 0], depth[0, 1], depth[0, 2], depth[0, 3] = np.nan, 1.2346, 100.0, -1.0
+    back = cdr_round_trip(typestore, cv.depth_to_mm_image(t, depth, cv.header(t, 3, "cam")))
+    mm = cv.image_to_numpy(back)
+    assert back.encoding == "16UC1" and mm.dtype == np.uint16
+    assert (mm[0, 0], mm[0, 1], mm[0, 2], mm[0, 3], mm[1, 1]) == (0, 1235, 65535, 0, 2000)
+
+
+def test_colormap_depth():
+    depth = np.array([[1.0, 2.0, 50.0, np.nan]], np.float32)
+    image = cv.colormap_depth(depth, 1.0, 50.0)
+    assert image.shape == (1, 4, 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image[0, 3], [0, 0, 0])
+    near, far = image[0, 0].astype(int), image[0, 2].astype(int)
+    assert near[0] > near[2] and far[2] > far[0]  # near red, far blue
+    with pytest.raises(InputError):
+        cv.colormap_depth(depth, 5.0, 1.0)
+
+
+def test_turbo_table_matches_matplotlib():
+    matplotlib = pytest.importorskip("matplotlib")
+    from sfm_ros.ros.convert.colormap import TURBO_LUT
+
+    reference = matplotlib.colormaps["turbo"](np.linspace(0, 1, 256))[:, :3] * 255
+    assert np.abs(TURBO_LUT - reference).max() <= 8
+
+
+# ---------------------------------------------------------------------------- clouds, odometry, tf
+
+
+def test_pointcloud2_bytes_parse_back(store):
+    typestore, t = store
+    rng = np.random.default_rng(4)
+    xyz = rng.normal(size=(7, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, (7, 3), dtype=np.uint8)
+    msg = cdr_round_trip(typestore, cv.pointcloud2_msg(t, cv.header(t, 9, "cam"), xyz, rgb))
+    assert (msg.height, msg.width, msg.is_dense, msg.is_bigendian) == (1, 7, True, False)
+    assert msg.row_step == msg.point_step * 7 == len(msg.data)
+    offsets = {f.name: f.offset for f in msg.fields}
+    assert all(f.datatype == t.PointField.FLOAT32 and f.count == 1 for f in msg.fields)
+    raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(7, msg.point_step)
+
+    def column(name, dtype):
+        return raw[:, offsets[name] : offsets[name] + 4].copy().view(dtype)[:, 0]
+
+    parsed = np.stack([column(n, "<f4") for n in "xyz"], axis=1)
+    np.testing.assert_array_equal(parsed, xyz)
+    packed = column("rgb", "<u4")
+    unpacked = np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1)
+    np.testing.assert_array_equal(unpacked, rgb)
+
+    xyz[2, 1] = np.nan
+    plain = cv.pointcloud2_msg(t, cv.header(t, 9, "cam"), xyz)
+    assert [f.name for f in plain.fields] == ["x", "y", "z"] and not plain.is_dense
+
+
+def rotation_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+
+
+def test_odometry_serialises(store):
+    typestore, t = store
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = rotation_z(0.3), [1.0, -2.0, 0.5]
+    pose_cov = np.diag([1.0, 2, 3, 4, 5, 6])
+    twist_cov = np.eye(6) * 0.1
+    msg = cv.odometry_msg(t, cv.header(t, 10, "odom"), "base_link", T, [1, 0, 0], [0, 0, 0.2],
+                          pose_cov, twist_cov)  # fmt: skip
+    back = cdr_round_trip(typestore, msg)
+    assert back.header.frame_id == "odom" and back.child_frame_id == "base_link"
+    p, q = back.pose.pose.position, back.pose.pose.orientation
+    np.testing.assert_allclose([p.x, p.y, p.z], T[:3, 3])
+    np.testing.assert_allclose(matrix_from_quaternion([q.x, q.y, q.z, q.w]), T[:3, :3], atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(back.pose.covariance).reshape(6, 6), pose_cov)
+    np.testing.assert_array_equal(np.asarray(back.twist.covariance).reshape(6, 6), twist_cov)
+    assert back.twist.twist.angular.z == pytest.approx(0.2) and back.twist.twist.linear.x == 1.0
+    with pytest.raises(InputError, match="pose_cov"):
+        cv.odometry_msg(t, msg.header, "base_link", T, [1, 0, 0], [0, 0, 0], np.eye(3), twist_cov)
+
+
+def test_tf_message_serialises(store):
+    typestore, t = store
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = rotation_z(-1.0), [0.1, 0.2, 0.3]
+    stamped = cv.transform_stamped(t, cv.header(t, 11, "odom"), "base_link", T)
+    back = cdr_round_trip(typestore, cv.tf_message(t, [stamped, stamped]))
+    assert len(back.transforms) == 2
+    tr = back.transforms[1].transform
+    np.testing.assert_allclose([tr.translation.x, tr.translation.y, tr.translation.z], T[:3, 3])
+    q = [tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w]
+    np.testing.assert_allclose(matrix_from_quaternion(q), T[:3, :3], atol=1e-12)
+
+
+@pytest.mark.parametrize("ns", [0, 1, 999_999_999, 1_700_000_000_123_456_789, -1])
+def test_stamp_round_trip(store, ns):
+    _, t = store
+    stamp = cv.ns_to_stamp(t, ns)
+    assert 0 <= stamp.nanosec < 1_000_000_000
+    assert cv.stamp_to_ns(stamp) == ns
+
+
+# ------------------------------------------------------------------------------ rclpy-like types
+
+
+class StrictMsg:
+    """Mimics rclpy's setters: plain int/float scalars, array.array for unbounded sequences."""
+
+    SEQUENCES = {"data", "d"}
+    FIXED = {"k", "r", "p", "covariance"}
+    FLOAT32 = 7
+
+    def __init__(self, **fields):
+        for name, value in fields.items():
+            if name in self.SEQUENCES:
+                assert isinstance(value, array.array), name
+            elif name in self.FIXED:
+                assert isinstance(value, np.ndarray) and value.dtype == np.float64, name
+            else:
+                assert not isinstance(value, (np.ndarray, np.generic)), name
+            setattr(self, name, value)
+
+
+@pytest.fixture
+def fake_ros(monkeypatch):
+    names = {
+        "builtin_interfaces.msg": ["Time"],
+        "std_msgs.msg": ["Header"],
+        "geometry_msgs.msg": [
+            "Point",
+            "Pose",
+            "PoseWithCovariance",
+            "Quaternion",
+            "Transform",
+            "TransformStamped",
+            "Twist",
+            "TwistWithCovariance",
+            "Vector3",
+        ],
+        "nav_msgs.msg": ["Odometry"],
+        "sensor_msgs.msg": [
+            "CameraInfo",
+            "CompressedImage",
+            "Image",
+            "PointCloud2",
+            "PointField",
+            "RegionOfInterest",
+        ],
+        "tf2_msgs.msg": ["TFMessage"],
+    }
+    for module_name, classes in names.items():
+        module = pytypes.ModuleType(module_name)
+        for cls in classes:
+            setattr(module, cls, type(cls, (StrictMsg,), {}))
+        monkeypatch.setitem(sys.modules, module_name, module)
+        monkeypatch.setitem(sys.modules, module_name.split(".")[0], pytypes.ModuleType("pkg"))
+    return cv.rclpy_types()
+
+
+def test_rclpy_types_builders(fake_ros):
+    t = fake_ros
+    hdr = cv.header(t, 5, "cam")
+    image = np.random.default_rng(5).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    msg = cv.numpy_to_image(t, image, "rgb8", hdr)
+    np.testing.assert_array_equal(cv.image_to_rgb8(msg), image)
+    info = cv.camera_info_msg(t, K_TEST, 48, 32, hdr)
+    np.testing.assert_allclose(cv.camera_info_to_K(info)[0], K_TEST)
+    cv.depth_to_mm_image(t, np.ones((H, W), np.float32), hdr)
+    cv.pointcloud2_msg(t, hdr, np.zeros((3, 3), np.float32), np.zeros((3, 3), np.uint8))
+    cv.odometry_msg(t, hdr, "base_link", np.eye(4), np.zeros(3), np.zeros(3), np.eye(6), np.eye(6))
+    cv.tf_message(t, [cv.transform_stamped(t, hdr, "base_link", np.eye(4))])

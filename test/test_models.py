@@ -1,0 +1,174 @@
+"""Depth and pose networks: shapes, ranges, initial poses, gradients, errors, overfitting."""
+
+import pytest
+import torch
+
+from sfm_ros.core.errors import ConfigError, InputError
+from sfm_ros.core.geometry import pose_vec_to_mat
+from sfm_ros.core.models import (
+    DEPTH_NETS,
+    build_depth_net,
+    build_pose_net,
+    count_parameters,
+)
+
+SIZES = [(32, 96), (64, 128), (40, 104)]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def depth_nets():
+    torch.manual_seed(0)
+    return {name: build_depth_net(name) for name in DEPTH_NETS}
+
+
+@pytest.mark.parametrize("name", DEPTH_NETS)
+def test_depth_output_shapes_and_range(depth_nets, name):
+    net = depth_nets[name].train()
+    for h, w in SIZES:
+        disps = net(torch.rand(2, 3, h, w))
+        assert [tuple(d.shape) for d in disps] == [(2, 1, h >> s, w >> s) for s in range(4)]
+        for d in disps:
+            assert d.min() > 0.01 and d.max() < 10.01
+
+
+@pytest.mark.parametrize("name", DEPTH_NETS)
+def test_depth_odd_size_rounds_up(depth_nets, name):
+    disps = depth_nets[name](torch.rand(1, 3, 37, 99))
+    assert [tuple(d.shape[2:]) for d in disps] == [(37, 99), (19, 50), (10, 25), (5, 13)]
+
+
+@pytest.mark.parametrize("name", ["dispnet", "resnet18_half"])
+def test_depth_alpha_beta_configurable(name):
+    net = build_depth_net(name, alpha=2.0, beta=0.5)
+    for d in net(torch.rand(1, 3, 32, 64)):
+        assert d.min() > 0.5 and d.max() < 2.5
+
+
+def test_depth_eval_matches_train():
+    net = build_depth_net("dispnet")  # no batch norm: train and eval compute the same function
+    x = torch.rand(1, 3, 32, 96)
+    train_out = net.train()(x)
+    with torch.no_grad():
+        eval_out = net.eval()(x)
+    for a, b in zip(train_out, eval_out, strict=True):
+        torch.testing.assert_close(a, b)
+
+    resnet = build_depth_net("resnet18_half").eval()
+    with torch.no_grad():
+        shapes = [d.shape for d in resnet(x)]
+    assert shapes == [d.shape for d in resnet.train()(x)]
+
+
+@pytest.mark.parametrize("length", [3, 5])
+@pytest.mark.parametrize("encoder", ["conv", "resnet18"])
+def test_pose_shapes_and_identity_init(length, encoder):
+    use_mask = encoder == "conv"
+    net = build_pose_net(length, use_mask=use_mask, encoder=encoder)
+    S = length - 1
+    for h, w in SIZES:
+        T, masks = net(torch.rand(2, 3, h, w), torch.rand(2, S, 3, h, w))
+        assert T.shape == (2, S, 4, 4)
+        torch.testing.assert_close(T, torch.eye(4).expand_as(T), atol=1e-2, rtol=0)
+        R = T[..., :3, :3]
+        torch.testing.assert_close(R @ R.transpose(-1, -2), torch.eye(3).expand_as(R))
+        torch.testing.assert_close(T[..., 3, :], torch.tensor([0.0, 0, 0, 1]).expand(2, S, 4))
+        if use_mask:
+            assert [tuple(m.shape) for m in masks] == [(2, S, h >> s, w >> s) for s in range(4)]
+            for m in masks:
+                assert m.min() > 0 and m.max() < 1
+        else:
+            assert masks is None
+
+
+def test_pose_mask_off_and_vec_matches_matrix():
+    net = build_pose_net(3, use_mask=False, rotation="axis_angle")
+    tgt, srcs = torch.rand(1, 3, 32, 96), torch.rand(1, 2, 3, 32, 96)
+    T, masks = net(tgt, srcs)
+    vec, vec_masks = net.forward_vec(tgt, srcs)
+    assert masks is None and vec_masks is None
+    assert vec.shape == (1, 2, 6)
+    assert vec.abs().max() > 0  # the head is small, not dead
+    expected = pose_vec_to_mat(vec.reshape(-1, 6), rotation="axis_angle").view(1, 2, 4, 4)
+    torch.testing.assert_close(T, expected)
+
+
+def _assert_all_grads(net):
+    missing = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, f"no gradient reaches {missing}"
+
+
+@pytest.mark.parametrize("name", ["dispnet", "resnet18_half"])
+def test_depth_gradients_reach_every_parameter(name):
+    net = build_depth_net(name)
+    disps = net(torch.rand(2, 3, 32, 64))
+    sum(d.mean() for d in disps).backward()
+    _assert_all_grads(net)
+
+
+@pytest.mark.parametrize("encoder", ["conv", "resnet18"])
+def test_pose_gradients_reach_every_parameter(encoder):
+    net = build_pose_net(
+        3,
+        use_mask=encoder == "conv",
+        encoder=encoder,
+        **{"width": 0.5} if encoder == "resnet18" else {},
+    )
+    T, masks = net(torch.rand(2, 3, 32, 64), torch.rand(2, 2, 3, 32, 64))
+    # Random weights: the first-order change of R at identity is skew, invisible to plain sums.
+    loss = (T * torch.randn_like(T)).sum()
+    if masks is not None:
+        loss = loss + sum(m.mean() for m in masks)
+    loss.backward()
+    _assert_all_grads(net)
+
+
+def test_unknown_names_and_bad_config():
+    with pytest.raises(ConfigError, match="dispnet"):
+        build_depth_net("vgg")
+    with pytest.raises(ConfigError, match="snippet_length"):
+        build_pose_net(4)
+    with pytest.raises(ConfigError, match="rotation"):
+        build_pose_net(3, rotation="quaternion")
+    with pytest.raises(ConfigError, match="conv"):
+        build_pose_net(3, encoder="vgg")
+    with pytest.raises(ConfigError, match="mask"):
+        build_pose_net(3, use_mask=True, encoder="resnet18")
+
+
+def test_bad_inputs_raise_input_error(depth_nets):
+    with pytest.raises(InputError, match="shape"):
+        depth_nets["dispnet"](torch.rand(1, 1, 32, 64))
+    net = build_pose_net(3, use_mask=False)
+    with pytest.raises(InputError, match="sources"):
+        net(torch.rand(1, 3, 32, 64), torch.rand(1, 4, 3, 32, 64))
+    with pytest.raises(InputError, match="sources"):
+        net(torch.rand(1, 3, 32, 64), torch.rand(1, 2, 3, 32, 32))
+
+
+def test_count_parameters_and_half_width_is_lighter(depth_nets):
+    full = count_parameters(depth_nets["resnet18"])
+    half = count_parameters(depth_nets["resnet18_half"])
+    assert full == sum(p.numel() for p in depth_nets["resnet18"].parameters())
+    assert 2.5 < full / half < 5
+    assert count_parameters(torch.nn.Linear(3, 2)) == 8
+
+
+def test_depth_net_overfits_one_target():
+    net = build_depth_net("resnet18_half")
+    x = torch.rand(1, 3, 32, 64)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 64), indexing="ij")
+    target = (0.5 + 3.0 * yy + torch.sin(6 * xx))[None, None]
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(50):
+        loss = (net(x)[0] - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10
