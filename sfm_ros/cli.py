@@ -32,9 +32,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides, preset=args.preset)
     trainer = Trainer(cfg, resume=args.resume)
     summary = trainer.run()
-    print(f"done: {summary.steps_done} steps, {summary.seconds_per_step:.3f} s/step, "
-          f"last loss {summary.last_loss:.4f}, skipped non-finite steps: "
-          f"{summary.skipped_nonfinite}")
+    print(
+        f"done: {summary.steps_done} steps, {summary.seconds_per_step:.3f} s/step, "
+        f"last loss {summary.last_loss:.4f}, skipped non-finite steps: "
+        f"{summary.skipped_nonfinite}"
+    )
     if summary.val:
         print("validation: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.val.items()))
     for warning in summary.warnings:
@@ -57,8 +59,9 @@ def cmd_eval_depth(args: argparse.Namespace) -> int:
     from sfm_ros.core.sources import open_sources
 
     estimator = _estimator(args)
-    options = DepthEvalOptions(args.min_depth, args.max_depth, args.garg_crop, args.metric,
-                               args.max_frames)
+    options = DepthEvalOptions(
+        args.min_depth, args.max_depth, args.garg_crop, args.metric, args.max_frames
+    )
     sequences = open_sources(args.data, height=estimator.height, width=estimator.width)
     report = evaluate_depth_sequences(estimator, sequences, options)
     print(report["table"])
@@ -90,11 +93,53 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from sfm_ros.core.synthetic import render_sequence, write_sequence
 
     start = time.perf_counter()
-    seq = render_sequence(args.domain, args.frames, seed=args.seed, height=args.height,
-                          width=args.width, start=args.start)
+    seq = render_sequence(
+        args.domain,
+        args.frames,
+        seed=args.seed,
+        height=args.height,
+        width=args.width,
+        start=args.start,
+    )
     write_sequence(seq, Path(args.out))
-    print(f"wrote {args.frames} {args.domain} frames ({args.width}x{args.height}) to {args.out} "
-          f"in {time.perf_counter() - start:.1f} s")
+    print(
+        f"wrote {args.frames} {args.domain} frames ({args.width}x{args.height}) to {args.out} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sfm_ros.demo import run_demo
+
+    run_demo(Path(args.out), minutes=args.minutes)
+    return 0
+
+
+# ---------------------------------------------------------------------------- bag tools
+def cmd_bag(args: argparse.Namespace) -> int:
+    from sfm_ros.ros.offline import pipeline_config, process_bag
+
+    cfg = pipeline_config(args.params, args.set, args.checkpoint)
+    summary = process_bag(
+        args.input, args.output, args.image_topic, args.camera_info_topic, cfg,
+        odometry_topic=args.odometry_topic, storage=args.storage, namespace=args.namespace,
+        overwrite=args.overwrite, num_previews=args.previews, progress=not args.no_progress,
+    )  # fmt: skip
+    print(summary.format())
+    return 0
+
+
+def cmd_make_bag(args: argparse.Namespace) -> int:
+    from sfm_ros.ros.offline import make_bag
+
+    out = make_bag(
+        args.out, synthetic=args.synthetic, images=args.images, frames=args.frames,
+        seed=args.seed, height=args.height, width=args.width, fps=args.fps,
+        storage=args.storage, overwrite=args.overwrite,
+    )  # fmt: skip
+    print(f"wrote {out}")
     return 0
 
 
@@ -111,10 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config (sections data, model, loss, optim, log)")
     p.add_argument("--preset", help="recipe: default (ours) or sfmlearner (Zhou et al. 2017)")
     p.add_argument("--out", help="run folder (shortcut for log.out_dir=...)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in the run folder")
-    p.add_argument("overrides", nargs="*", metavar="SECTION.OPTION=VALUE",
-                   help="config overrides, e.g. optim.lr=1e-4 data.train=[synthetic:field]")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in the run folder",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="SECTION.OPTION=VALUE",
+        help="config overrides, e.g. optim.lr=1e-4 data.train=[synthetic:field]",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint (depth or pose)")
@@ -125,8 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         q = eval_sub.add_parser(what, help=doc)
         q.add_argument("--checkpoint", required=True, help="sfm_ros checkpoint (.pt)")
-        q.add_argument("--data", nargs="+", required=True,
-                       help="sources with ground truth: paths or synthetic:DOMAIN:FRAMES:SEED")
+        q.add_argument(
+            "--data",
+            nargs="+",
+            required=True,
+            help="sources with ground truth: paths or synthetic:DOMAIN:FRAMES:SEED",
+        )
         q.add_argument("--json", help="write the results as JSON here")
         q.add_argument("--device", default="auto", help="auto, cpu, cuda")
         q.add_argument("--resize-policy", default="resize", choices=("resize", "crop"))
@@ -134,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--min-depth", type=float, default=1e-3)
             q.add_argument("--max-depth", type=float, default=80.0, help="depth cap (m)")
             q.add_argument("--garg-crop", action="store_true", help="KITTI Garg crop")
-            q.add_argument("--metric", action="store_true",
-                           help="also report metric-scale (unscaled) results")
+            q.add_argument(
+                "--metric", action="store_true", help="also report metric-scale (unscaled) results"
+            )
             q.add_argument("--max-frames", type=int, help="evaluate at most this many frames")
         else:
             q.add_argument("--plot", help="folder for trajectory plots (PNG)")
@@ -150,13 +207,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=416)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("bag", help="run the depth/odometry node's pipeline over a bag offline")
+    p.add_argument("input", help="rosbag2 folder (sqlite3 or mcap) or ROS 1 .bag file")
+    p.add_argument("output", help="output rosbag2 folder (previews go to OUTPUT_previews/)")
+    p.add_argument("--image-topic", required=True, help="sensor_msgs Image or CompressedImage")
+    p.add_argument(
+        "--camera-info-topic", help="CameraInfo topic (default: <image namespace>/camera_info)"
+    )
+    p.add_argument("--odometry-topic", help="external nav_msgs/Odometry for scale_source odometry")
+    p.add_argument("--checkpoint", help="model checkpoint (.pt); overrides the params file")
+    p.add_argument("--params", help="ROS 2 params file (NODE: ros__parameters: {...})")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="parameter overrides, e.g. --set scale_source=fixed publish_tf=true",
+    )
+    p.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"))
+    p.add_argument("--namespace", default="/sfm", help="prefix of the output topics")
+    p.add_argument("--previews", type=int, default=4, help="depth previews to write (0 = none)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bag)
+
+    p = sub.add_parser("make-bag", help="write a synthetic or recorded sequence as a rosbag2")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--synthetic", metavar="DOMAIN", help="street, corridor or field")
+    source.add_argument("--images", help="image folder, KITTI sequence/drive or bag")
+    p.add_argument("--frames", type=int, default=100, help="number of frames (at most)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic seed")
+    p.add_argument("--height", type=int, default=128, help="synthetic image height")
+    p.add_argument("--width", type=int, default=416, help="synthetic image width")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=10.0,
+        help="frame rate of the stamps (sources without their own times)",
+    )
+    p.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"))
+    p.add_argument("--out", required=True, help="output rosbag2 folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_make_bag)
+
+    p = sub.add_parser("demo", help="the whole system on the bundled synthetic sample")
+    p.add_argument("--out", default="out/demo", help="output folder")
+    p.add_argument("--minutes", type=float, default=2.0, help="training budget")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except SfmError as exc:

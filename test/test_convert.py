@@ -324,8 +324,8 @@ def test_odometry_serialises(store):
     T[:3, :3], T[:3, 3] = rotation_z(0.3), [1.0, -2.0, 0.5]
     pose_cov = np.diag([1.0, 2, 3, 4, 5, 6])
     twist_cov = np.eye(6) * 0.1
-    msg = cv.odometry_msg(t, cv.header(t, 10, "odom"), "base_link", T, [1, 0, 0], [0, 0, 0.2],
-                          pose_cov, twist_cov)  # fmt: skip
+    hdr = cv.header(t, 10, "odom")
+    msg = cv.odometry_msg(t, hdr, "base_link", T, [1, 0, 0], [0, 0, 0.2], pose_cov, twist_cov)
     back = cdr_round_trip(typestore, msg)
     assert back.header.frame_id == "odom" and back.child_frame_id == "base_link"
     p, q = back.pose.pose.position, back.pose.pose.orientation

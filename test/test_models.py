@@ -163,7 +163,7 @@ def test_depth_net_overfits_one_target():
     x = torch.rand(1, 3, 32, 64)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 64), indexing="ij")
     target = (0.5 + 3.0 * yy + torch.sin(6 * xx))[None, None]
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     losses = []
     for _ in range(50):
         loss = (net(x)[0] - target).pow(2).mean()

@@ -36,7 +36,11 @@ _ARCH_KEYS = ("depth_net", "snippet_length", "use_mask", "rotation", "height", "
 
 def library_versions() -> dict[str, str]:
     """Versions recorded in every checkpoint."""
-    return {"sfm_ros": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {
+        "sfm_ros": __version__,
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+    }
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -67,7 +71,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        # weights_only failures explain themselves on the "Unsupported global" line
+        reason = next((x for x in lines if "Unsupported" in x), lines[0] if lines else "")
+        reason = reason or type(exc).__name__
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is corrupt, truncated or not a "
             f"PyTorch checkpoint ({reason[:200]})"

@@ -81,6 +81,8 @@ class OptimConfig:
     """Random seed: data order, augmentation and initialisation."""
     amp: bool = True
     """Mixed precision (CUDA only)."""
+    max_minutes: float = 0.0
+    """Stop (validate and save) after this much wall time, even before `steps` (0 = no limit)."""
 
 
 @dataclass
@@ -225,9 +227,10 @@ def validate(cfg: TrainConfig) -> None:
     d, o = cfg.data, cfg.optim
     if d.snippet_length not in (3, 5):
         raise ConfigError(f"data.snippet_length must be 3 or 5, got {d.snippet_length}")
-    if d.height % 32 or d.width % 32 or d.height < 32 or d.width < 32:
+    if d.height % 8 or d.width % 8 or d.height < 32 or d.width < 32:
         raise ConfigError(
-            f"data.height and data.width must be multiples of 32 (got {d.height}x{d.width})"
+            "data.height and data.width must be multiples of 8, at least 32 "
+            f"(got {d.height}x{d.width})"
         )
     if not d.train:
         raise ConfigError("data.train is empty: give at least one training source")

@@ -55,8 +55,11 @@ def evaluate_depth_sequences(
         pred = estimator.depth(frame.image, frame.K)
         gts.append(frame.depth_m)
         preds.append(np.where(np.isfinite(pred), pred, estimator.max_depth))
-    kw = {"min_depth": options.min_depth, "max_depth": options.max_depth,
-          "garg_crop": options.garg_crop}
+    kw = {
+        "min_depth": options.min_depth,
+        "max_depth": options.max_depth,
+        "garg_crop": options.garg_crop,
+    }
     result = evaluate_depth(gts, preds, metric=options.metric, **kw)
     baseline = mean_depth_baseline(gts, **kw)
     rows = {"model (median-scaled)": result.median_scaled}
@@ -88,10 +91,12 @@ def predict_snippets(estimator: DepthPoseEstimator, seq: FrameSequence) -> np.nd
     """SfMLearner-style per-snippet poses (N-L+1, L, 4, 4), each relative to its first frame."""
     L = estimator.snippet_length
     images = [seq.load(i) for i in range(len(seq))]
-    return np.stack([
-        estimator.snippet_poses([f.image for f in images[i : i + L]], images[i].K)
-        for i in range(len(seq) - L + 1)
-    ])
+    return np.stack(
+        [
+            estimator.snippet_poses([f.image for f in images[i : i + L]], images[i].K)
+            for i in range(len(seq) - L + 1)
+        ]
+    )
 
 
 def trajectory_metrics(gt: np.ndarray, pred: np.ndarray, lengths: tuple[float, ...]) -> dict:
@@ -144,8 +149,11 @@ def evaluate_pose_sequences(
             ("baseline: constant velocity", baseline, np.linalg.inv(baseline[:-1]) @ baseline[1:]),
         ):
             ate_mean, ate_std = evaluate_snippets(gt, legacy, LEGACY_SNIPPET)
-            entry[name] = {"ate5_mean": ate_mean, "ate5_std": ate_std,
-                           **trajectory_metrics(gt, trajectory, lengths)}
+            entry[name] = {
+                "ate5_mean": ate_mean,
+                "ate5_std": ate_std,
+                **trajectory_metrics(gt, trajectory, lengths),
+            }
             rows[f"{seq.name}: {name}"] = entry[name]
         entry["legacy_predictions"] = legacy_source
         entry["segment_lengths_m"] = list(lengths)

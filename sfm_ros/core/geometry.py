@@ -130,7 +130,9 @@ def check_intrinsics(K: Matrix, width: int | None = None, height: int | None = N
     if not np.all(np.isfinite(k)):
         raise InputError("intrinsics contain NaN or inf")
     if np.any(k[..., 0, 0] <= 0) or np.any(k[..., 1, 1] <= 0):
-        raise InputError(f"intrinsics focal lengths must be > 0, got fx/fy = {k[..., 0, 0]}")
+        raise InputError(
+            f"intrinsics focal lengths must be > 0, got fx={k[..., 0, 0]}, fy={k[..., 1, 1]}"
+        )
     if not np.allclose(k[..., 2, :], [0.0, 0.0, 1.0], atol=1e-6):
         raise InputError(f"intrinsics last row must be [0, 0, 1], got {k[..., 2, :]}")
     for size, idx, name in ((width, 0, "cx"), (height, 1, "cy")):

@@ -71,7 +71,9 @@ class DepthPoseEstimator:
         max_depth: float = 100.0,
     ) -> None:
         if resize_policy not in RESIZE_POLICIES:
-            raise InputError(f"resize_policy must be one of {RESIZE_POLICIES}, got {resize_policy!r}")
+            raise InputError(
+                f"resize_policy must be one of {RESIZE_POLICIES}, got {resize_policy!r}"
+            )
         self.device = resolve_device(device)
         if fp16 and self.device.type != "cuda":
             log.warning("fp16 needs CUDA; running in fp32 on %s", self.device)
@@ -97,7 +99,9 @@ class DepthPoseEstimator:
         return estimator
 
     # ---------------------------------------------------------------- model swaps
-    def _prepare_networks(self, depth_net: nn.Module, pose_net: nn.Module) -> tuple[nn.Module, nn.Module]:
+    def _prepare_networks(
+        self, depth_net: nn.Module, pose_net: nn.Module
+    ) -> tuple[nn.Module, nn.Module]:
         nets = []
         for net in (depth_net, pose_net):
             net = net.to(self.device, dtype=self.dtype).eval()
@@ -139,7 +143,9 @@ class DepthPoseEstimator:
             raise InputError(f"image must be uint8, got {image.dtype}")
         if image.shape[0] < 8 or image.shape[1] < 8:
             raise InputError(f"image of {image.shape[1]}x{image.shape[0]} px is too small")
-        check_intrinsics(np.asarray(K, dtype=np.float64), width=image.shape[1], height=image.shape[0])
+        check_intrinsics(
+            np.asarray(K, dtype=np.float64), width=image.shape[1], height=image.shape[0]
+        )
         return image
 
     def _prepare(self, image: np.ndarray, K: np.ndarray) -> _Prepared:
@@ -155,18 +161,27 @@ class DepthPoseEstimator:
             scaled_hw = (max(h, round(H * s)), max(w, round(W * s)))
             y0, x0 = (scaled_hw[0] - h) // 2, (scaled_hw[1] - w) // 2
         K_net = crop_intrinsics(scale_intrinsics(np.asarray(K, np.float64), sx, sy), x0, y0)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+        if not image.flags.writeable or not image.flags.c_contiguous:
+            image = np.ascontiguousarray(image).copy()  # torch.from_numpy needs writable memory
+        tensor = torch.from_numpy(image).to(self.device, non_blocking=True)
         tensor = tensor.permute(2, 0, 1)[None].to(self.dtype).div_(255.0)
         if scaled_hw != (H, W):
-            tensor = F.interpolate(tensor, size=scaled_hw, mode="bilinear", align_corners=False,
-                                   antialias=scaled_hw[0] < H)
+            tensor = F.interpolate(
+                tensor,
+                size=scaled_hw,
+                mode="bilinear",
+                align_corners=False,
+                antialias=scaled_hw[0] < H,
+            )
         tensor = tensor[:, :, y0 : y0 + h, x0 : x0 + w]
         if self.device.type == "cuda":
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         K_t = torch.as_tensor(K_net, dtype=torch.float32, device=self.device)[None]
         return _Prepared(tensor, K_t, (y0, x0, h, w), (sy, sx))
 
-    def _to_input_resolution(self, net_map: torch.Tensor, prep: _Prepared, shape: tuple[int, int]) -> torch.Tensor:
+    def _to_input_resolution(
+        self, net_map: torch.Tensor, prep: _Prepared, shape: tuple[int, int]
+    ) -> torch.Tensor:
         """Map a (1, C, h, w) network-resolution map back to the (H, W) input image grid.
 
         Returns (1, C, H, W) float32; pixels outside the region the network saw are NaN.
@@ -195,7 +210,9 @@ class DepthPoseEstimator:
         disp = depth_net(prep.image)[0]
         return self._depth_from_disp(disp, prep, image.shape[:2])
 
-    def _depth_from_disp(self, disp: torch.Tensor, prep: _Prepared, shape: tuple[int, int]) -> np.ndarray:
+    def _depth_from_disp(
+        self, disp: torch.Tensor, prep: _Prepared, shape: tuple[int, int]
+    ) -> np.ndarray:
         # Upsample disparity (smooth in image space), then invert.
         disp_full = self._to_input_resolution(disp, prep, shape)[0, 0]
         depth = 1.0 / disp_full.clamp_min(1e-6)
@@ -244,8 +261,9 @@ class DepthPoseEstimator:
         image = self._check_inputs(image, K)
         key = image.shape[:2]
         if self._input_key is not None and key != self._input_key:
-            log.warning("input resolution changed from %s to %s: pose history reset",
-                        self._input_key, key)
+            log.warning(
+                "input resolution changed from %s to %s: pose history reset", self._input_key, key
+            )
             self._frames.clear()
         self._input_key = key
         prep = self._prepare(image, K)

@@ -165,11 +165,13 @@ class ViewSynthesisLoss(nn.Module):
     Per scale ``s``: photometric loss of the target against each source warped with the depth
     of ``disps[s]`` and ``T_src_tgt``, either at full resolution from the upsampled disparity
     (``upsample_to_full``, Monodepth2) or at the disparity's resolution with area-downsampled
-    images and scaled K (SfMLearner). Pixels projecting outside a source are excluded. With
-    ``min_reprojection`` the per-pixel minimum over sources is used, else the mean over
-    (source, pixel) pairs. ``automask`` drops pixels whose unwarped (identity) error is lower
-    than the reprojection error. With ``use_mask`` each source's error is weighted by its
-    explainability mask and the regulariser is added. Smoothness is taken on ``disps[s]`` with
+    images and scaled K (SfMLearner). Pixels projecting outside a source are excluded from the
+    mean. With ``min_reprojection`` the per-pixel minimum over sources is used, else the mean
+    over (source, pixel) pairs. ``automask`` (Monodepth2) replaces the error of pixels whose
+    unwarped (identity) error is lower by that identity error, a constant without gradient:
+    they are excluded from learning but keep the loss value comparable between poses. With
+    ``use_mask`` each source's error is weighted by its explainability mask (before the
+    minimum) and the regulariser is added. Smoothness is taken on ``disps[s]`` with
     weight ``smooth_weight / 2**s``. The total is the mean over scales.
 
     After each forward, ``self.last_warped`` holds the scale-0 warped sources (B, S, 3, H, W),
@@ -286,9 +288,9 @@ class ViewSynthesisLoss(nn.Module):
             identity = identity + 1e-5 * torch.randn_like(identity)  # break ties (Monodepth2)
             if cfg.min_reprojection:
                 identity = identity.min(1, keepdim=True).values
-            keep = error < identity
-            masked_fraction = (~keep & valid).float().sum() / valid.float().sum().clamp(min=1)
-            valid = valid & keep
+            static = identity < error
+            masked_fraction = (static & valid).float().sum() / valid.float().sum().clamp(min=1)
+            error = torch.where(static, identity, error)
         valid_f = valid.to(error.dtype)
         loss = (error * valid_f).sum() / valid_f.sum().clamp(min=1)
         return loss, masked_fraction, warped.view(B, S, C, h, w)

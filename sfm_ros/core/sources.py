@@ -29,7 +29,9 @@ def parse_synthetic(spec: str) -> tuple[str, int, int]:
             f"bad synthetic source {spec!r}; expected synthetic:DOMAIN[:FRAMES[:SEED]]"
         ) from None
     if len(parts) > 3 or frames < 1:
-        raise DatasetError(f"bad synthetic source {spec!r}; expected synthetic:DOMAIN[:FRAMES[:SEED]]")
+        raise DatasetError(
+            f"bad synthetic source {spec!r}; expected synthetic:DOMAIN[:FRAMES[:SEED]]"
+        )
     return domain, frames, seed
 
 
@@ -59,9 +61,7 @@ def open_source(
                 depth_m=seq.depth_m,
             )
         ]
-    return open_sequences(
-        Path(spec), image_topic=image_topic, camera_info_topic=camera_info_topic
-    )
+    return open_sequences(Path(spec), image_topic=image_topic, camera_info_topic=camera_info_topic)
 
 
 def open_sources(specs: list[str], **kwargs) -> list[FrameSequence]:

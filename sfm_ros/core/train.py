@@ -14,7 +14,6 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -164,7 +163,9 @@ class Trainer:
         self.loss_fn = ViewSynthesisLoss(cfg.loss).to(self.device)
         params = list(self.depth_net.parameters()) + list(self.pose_net.parameters())
         self.optimizer = torch.optim.Adam(
-            params, lr=cfg.optim.lr, betas=(cfg.optim.beta1, 0.999),
+            params,
+            lr=cfg.optim.lr,
+            betas=(cfg.optim.beta1, 0.999),
             weight_decay=cfg.optim.weight_decay,
         )
         step_size = cfg.optim.lr_decay_steps or 2**62
@@ -185,13 +186,23 @@ class Trainer:
         size = {"height": d.height, "width": d.width}
         topics = {"image_topic": d.image_topic, "camera_info_topic": d.camera_info_topic}
         self.train_set = SnippetDataset(
-            open_sources(d.train, **size, **topics), d.snippet_length, **size,
-            augment=d.augment, min_motion=d.min_motion, seed=cfg.optim.seed,
+            open_sources(d.train, **size, **topics),
+            d.snippet_length,
+            **size,
+            augment=d.augment,
+            min_motion=d.min_motion,
+            seed=cfg.optim.seed,
         )
         self.val_set = (
-            SnippetDataset(open_sources(d.val, **size, **topics), d.snippet_length, **size,
-                           augment=False, min_motion=0.0)
-            if d.val else None
+            SnippetDataset(
+                open_sources(d.val, **size, **topics),
+                d.snippet_length,
+                **size,
+                augment=False,
+                min_motion=0.0,
+            )
+            if d.val
+            else None
         )
         self.collapse = CollapseMonitor()
         self.writer = None
@@ -273,9 +284,15 @@ class Trainer:
             num_workers=cfg.data.num_workers,
             pin_memory=self.device.type == "cuda",
         )
-        bar = tqdm(total=cfg.optim.steps, initial=self.step, disable=not (self.progress and
-                   self.is_main), desc="train", dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.optim.steps,
+            initial=self.step,
+            disable=not (self.progress and self.is_main),
+            desc="train",
+            dynamic_ncols=True,
+        )
         train_time, timed_steps = 0.0, 0
+        deadline = time.monotonic() + cfg.optim.max_minutes * 60 if cfg.optim.max_minutes else None
         for batch in loader:
             torch.manual_seed(cfg.optim.seed * 1_000_003 + self.step)
             start = time.perf_counter()
@@ -286,13 +303,16 @@ class Trainer:
             bar.update(1)
             if stats is None:
                 self.summary.skipped_nonfinite += 1
-                bar.write(f"step {self.step}: non-finite loss or gradient, step skipped "
-                          f"({self.summary.skipped_nonfinite} so far)")
+                bar.write(
+                    f"step {self.step}: non-finite loss or gradient, step skipped "
+                    f"({self.summary.skipped_nonfinite} so far)"
+                )
             else:
                 self.summary.last_loss = stats["total"]
                 bar.set_postfix(loss=f"{stats['total']:.4f}")
                 self._log_step(stats, bar)
-            last = self.step == cfg.optim.steps
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            last = self.step == cfg.optim.steps or out_of_time
             if cfg.log.val_every and self.step % cfg.log.val_every == 0 or last:
                 self.summary.val = self.validate()
                 if self.writer is not None:
@@ -300,6 +320,9 @@ class Trainer:
                         self.writer.add_scalar(f"val/{k}", v, self.step)
             if self.step % cfg.log.save_every == 0 or last:
                 self.save(score=self.summary.val.get("photometric"))
+            if out_of_time:
+                bar.write(f"time budget of {cfg.optim.max_minutes} min reached at step {self.step}")
+                break
         bar.close()
         self.summary.steps_done = self.step
         self.summary.seconds_per_step = train_time / max(timed_steps, 1)
@@ -356,8 +379,9 @@ class Trainer:
             out = forward_snippets(depth_net, pose_net, batch["tgt"], batch["srcs"])
             disps = [d.float() for d in out.disps]
             masks = [m.float() for m in out.masks] if out.masks is not None else None
-            loss, _ = self.loss_fn(batch["tgt"], batch["srcs"], disps, out.T_src_tgt.float(),
-                                   batch["K"], masks)
+            loss, _ = self.loss_fn(
+                batch["tgt"], batch["srcs"], disps, out.T_src_tgt.float(), batch["K"], masks
+            )
             photo.append(loss.item())
             if "depth_m" in batch:
                 gt = batch["depth_m"][0, 0].cpu().numpy()
@@ -383,9 +407,15 @@ class Trainer:
         if not self.is_main:
             return None
         ckpt = make_checkpoint(
-            self.step, self.arch, self.cfg.to_dict(), self.depth_net, self.pose_net,
-            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict(), metrics=dict(self.summary.val),
+            self.step,
+            self.arch,
+            self.cfg.to_dict(),
+            self.depth_net,
+            self.pose_net,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            metrics=dict(self.summary.val),
             skipped_nonfinite=self.summary.skipped_nonfinite,
         )
         return self.ckpts.save(ckpt, score=score)
@@ -399,8 +429,10 @@ class Trainer:
             tgt = dataset.get(int(i))["tgt"]
             disp = depth_net(tgt[None].to(self.device))[0][0, 0].float().cpu().numpy()
             image = (tgt.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            save_png(self.out_dir / "previews" / f"depth_{k}.png",
-                     np.concatenate([image, colorize(disp)], axis=0))
+            save_png(
+                self.out_dir / "previews" / f"depth_{k}.png",
+                np.concatenate([image, colorize(disp)], axis=0),
+            )
         depth_net.train()
 
 
@@ -411,7 +443,7 @@ def _unwrap(module: nn.Module) -> nn.Module:
 def pose_statistics(T_src_tgt: torch.Tensor) -> dict[str, float]:
     """Mean translation norm and rotation angle (degrees) of predicted poses (B, S, 4, 4)."""
     t = T_src_tgt[..., :3, 3].norm(dim=-1)
-    cos = ((T_src_tgt[..., 0, 0] + T_src_tgt[..., 1, 1] + T_src_tgt[..., 2, 2] - 1) / 2)
+    cos = (T_src_tgt[..., 0, 0] + T_src_tgt[..., 1, 1] + T_src_tgt[..., 2, 2] - 1) / 2
     angle = torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
     return {"pose/translation": float(t.mean()), "pose/rotation_deg": float(angle.mean())}
 

@@ -45,8 +45,9 @@ def colorize(
     return out
 
 
-def colorize_depth(depth_m: np.ndarray, min_depth: float | None = None,
-                   max_depth: float | None = None) -> np.ndarray:
+def colorize_depth(
+    depth_m: np.ndarray, min_depth: float | None = None, max_depth: float | None = None
+) -> np.ndarray:
     """Depth picture in the usual style: near bright, far dark (magma on inverse depth)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = np.where(depth_m > 0, 1.0 / depth_m, np.nan)

@@ -171,7 +171,8 @@ class BagSequence(InMemorySequence):
         topics = {c.topic: c.msgtype for c in reader.connections}
         self.image_topic = _pick_topic(topics, image_topic, IMAGE_TYPES, "image", path)
         if camera_info_topic is None:
-            sibling = self.image_topic.rsplit("/", 1)[0] + "/camera_info"
+            base = self.image_topic.removesuffix("/compressed")
+            sibling = base.rsplit("/", 1)[0] + "/camera_info"
             camera_info_topic = sibling if topics.get(sibling) == CAMERA_INFO_TYPE else None
         self.camera_info_topic = _pick_topic(
             topics, camera_info_topic, (CAMERA_INFO_TYPE,), "camera info", path
@@ -188,6 +189,10 @@ class BagSequence(InMemorySequence):
                 seen_info += 1
                 latest = camera_info_to_K(msg)
                 continue
+            if max_frames is not None and len(images) >= max_frames:
+                if latest is not None:
+                    break
+                continue  # frames are full but wait for their first CameraInfo
             if seen_info and latest is None:
                 skipped += 1
                 continue
@@ -199,8 +204,6 @@ class BagSequence(InMemorySequence):
             scales.append((image.shape[1] / w, image.shape[0] / h))
             Ks.append(latest)
             stamps.append(_stamp_ns(msg, bag_time_ns))
-            if max_frames is not None and len(images) >= max_frames:
-                break
         if skipped:
             log.warning("%s: skipped %d images whose CameraInfo has an invalid K", path, skipped)
         first_valid = next((K for K in Ks if K is not None), latest)

@@ -26,7 +26,7 @@ ACCEPTED_LAYOUTS = (
     "a KITTI odometry root (sequences/NN/image_0|image_2 + calib.txt) or one sequence folder; "
     "a KITTI raw date folder (calib_cam_to_cam.txt + <drive>/image_02/data) or one drive folder; "
     "a folder of .png/.jpg images with intrinsics.txt, K.txt or calib.txt; "
-    "or a folder whose sub-folders are any of these"
+    "or a folder whose sub-folders (two levels deep at most) are any of these"
 )
 
 
@@ -230,16 +230,28 @@ def open_sequences(
         max_frames=max_frames,
         max_width=max_width,
     )
-    seqs = _open(path, bag_kw, max_frames, camera)
-    if seqs is None and path.is_dir():
-        seqs = []
-        for child in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
-            seqs += _open(child, bag_kw, max_frames, camera, parent_dir=path) or []
+    seqs = _discover(path, bag_kw, max_frames, camera, levels=2)
     if not seqs:
         raise DatasetError(
             f"no frame sequences found in {path}; accepted layouts: {ACCEPTED_LAYOUTS}"
         )
     return seqs
+
+
+def _discover(
+    path: Path,
+    bag_kw: dict,
+    max_frames: int | None,
+    camera: int | None,
+    levels: int,
+    parent_dir: Path | None = None,
+) -> list[FrameSequence]:
+    """Sequences at ``path``, else those found in its sub-folders down to ``levels`` deep."""
+    seqs = _open(path, bag_kw, max_frames, camera, parent_dir)
+    if seqs is not None or levels == 0 or not path.is_dir():
+        return seqs or []
+    children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+    return [s for c in children for s in _discover(c, bag_kw, max_frames, camera, levels - 1, path)]
 
 
 def _open(

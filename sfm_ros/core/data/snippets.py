@@ -138,6 +138,14 @@ class SnippetDataset(Dataset):
         return self._rng
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        return self.get(index)
+
+    def get(
+        self, index: int, rng: np.random.Generator | None = None
+    ) -> dict[str, torch.Tensor | int]:
+        """Snippet `index`; `rng` drives the augmentation (default: the dataset's own stream,
+        per DataLoader worker). The trainer passes a generator derived from (seed, step) so
+        that a resumed run sees exactly the same batches."""
         si, frame_ids = self.snippets[index]
         seq = self.sequences[si]
         frames = [seq.load(i) for i in frame_ids]
@@ -151,7 +159,7 @@ class SnippetDataset(Dataset):
 
         flipped = False
         if self.augment:
-            rng = self._rng_for_worker()
+            rng = rng if rng is not None else self._rng_for_worker()
             images, K, depth = random_scale_crop(
                 images, tgt.K, self.height, self.width, rng, depth_m=depth
             )

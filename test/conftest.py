@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny configurations, a tiny checkpoint, the optional real data folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real KITTI/NYU clips); tests using it skip on users' clones."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent (real sample clips are not part of the repo)")
+    return SHARED_DATA
+
+
+def tiny_overrides(out_dir: Path, steps: int = 4, **extra: object) -> list[str]:
+    """Config overrides for a seconds-long CPU run on a small synthetic street sequence."""
+    values = {
+        "data.train": "[synthetic:street:10:0]",
+        "data.val": "[synthetic:street:6:100]",
+        "data.height": 64,
+        "data.width": 96,
+        "data.min_motion": 0.0,
+        "model.depth_net": "resnet18_half",
+        "optim.steps": steps,
+        "optim.batch_size": 2,
+        "log.out_dir": str(out_dir),
+        "log.log_every": 1,
+        "log.image_every": 2,
+        "log.val_every": 0,
+        "log.save_every": 2,
+        "log.val_max_snippets": 2,
+        **extra,
+    }
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of a 4-step run (weights barely trained, but real and loadable)."""
+    from sfm_ros.core.config import load_config
+    from sfm_ros.core.train import Trainer
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    cfg = load_config(overrides=tiny_overrides(out))
+    Trainer(cfg, progress=False).run()
+    return out / "checkpoints" / "last.pt"

@@ -1,0 +1,105 @@
+"""DepthPoseEstimator: any image size and K in, depth at input resolution and SE(3) poses out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sfm_ros.core.checkpoint import build_networks, load_checkpoint
+from sfm_ros.core.errors import CheckpointError, InputError
+from sfm_ros.core.inference import DepthPoseEstimator
+from sfm_ros.core.synthetic import render_sequence
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return render_sequence("street", 4, seed=5, height=50, width=130)
+
+
+def _is_se3(T: np.ndarray) -> bool:
+    R = T[:3, :3]
+    return (
+        T.shape == (4, 4)
+        and np.allclose(R @ R.T, np.eye(3), atol=1e-5)
+        and np.isclose(np.linalg.det(R), 1.0, atol=1e-5)
+        and np.allclose(T[3], [0, 0, 0, 1])
+    )
+
+
+def test_depth_at_input_resolution(tiny_checkpoint: Path, frames) -> None:
+    est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint)
+    depth = est.depth(frames.images[0], frames.K)
+    assert depth.shape == (50, 130) and depth.dtype == np.float32
+    finite = np.isfinite(depth)
+    assert finite.all() and (depth[finite] > 0).all()
+    grey = est.depth(frames.images[0].mean(axis=2).astype(np.uint8), frames.K)
+    assert grey.shape == (50, 130)
+
+
+def test_crop_policy_marks_unseen_pixels_nan(tiny_checkpoint: Path, frames) -> None:
+    # 50x130 is wider than the 64x96 network input: the crop policy drops the sides
+    est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint, resize_policy="crop")
+    depth = est.depth(frames.images[0], frames.K)
+    assert depth.shape == (50, 130)
+    assert np.isnan(depth[:, 0]).all() and np.isnan(depth[:, -1]).all()
+    assert np.isfinite(depth[:, 65]).all()
+
+
+def test_stream_poses_and_resets(tiny_checkpoint: Path, frames) -> None:
+    est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint)
+    first = est.step(frames.images[0], frames.K, 0)
+    assert first.T_prev_cur is None and first.depth_m.shape == (50, 130)
+    second = est.step(frames.images[1], frames.K, 100, with_flow=True)
+    assert _is_se3(second.T_prev_cur)
+    assert second.flow.shape == (50, 130, 2) and np.isfinite(second.flow).all()
+    third = est.step(frames.images[2], frames.K, 200)
+    assert _is_se3(third.T_prev_cur)
+    # a resolution change restarts the pose chain instead of mixing sizes
+    small = frames.images[3][::2, ::2].copy()
+    K_small = frames.K.copy()
+    K_small[:2] /= 2
+    assert est.step(small, K_small, 300).T_prev_cur is None
+    est.reset()
+    assert est.step(frames.images[0], frames.K, 400).T_prev_cur is None
+
+
+def test_snippet_poses_are_relative_to_the_first_frame(tiny_checkpoint, frames):
+    est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint)
+    poses = est.snippet_poses([frames.images[0]] * 3, frames.K)
+    assert poses.shape == (3, 4, 4) and np.allclose(poses[0], np.eye(4), atol=1e-6)
+
+
+def test_swap_is_atomic_and_versioned(tiny_checkpoint: Path, frames) -> None:
+    est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint)
+    before = est.depth(frames.images[0], frames.K)
+    ckpt = load_checkpoint(tiny_checkpoint)
+    torch.manual_seed(123)
+    depth_net, pose_net = build_networks(ckpt["arch"])  # different (random) weights
+    assert est.swap_networks(depth_net, pose_net) == 1
+    out = est.step(frames.images[0], frames.K, 0)
+    assert out.model_version == 1
+    assert not np.allclose(out.depth_m, before)
+    assert est.load_weights(tiny_checkpoint) == 2
+    np.testing.assert_allclose(est.depth(frames.images[0], frames.K), before, rtol=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors(tiny_checkpoint: Path, frames, tmp_path: Path) -> None:
+    est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint)
+    image = frames.images[0]
+    with pytest.raises(InputError, match="uint8"):
+        est.depth(image.astype(np.float32), frames.K)
+    with pytest.raises(InputError, match="shape"):
+        est.depth(image[..., :2], frames.K)
+    with pytest.raises(InputError):
+        est.depth(image, np.zeros((3, 3)))
+    bad_K = frames.K.copy()
+    bad_K[0, 0] = np.nan
+    with pytest.raises(InputError):
+        est.depth(image, bad_K)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(tiny_checkpoint.read_bytes()[:1000])
+    with pytest.raises(CheckpointError):
+        DepthPoseEstimator.from_checkpoint(corrupt)
