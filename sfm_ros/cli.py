@@ -32,6 +32,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides, preset=args.preset)
     trainer = Trainer(cfg, resume=args.resume)
     summary = trainer.run()
+    if not trainer.is_main:
+        return 0  # with torchrun, rank 0 reports
     print(
         f"done: {summary.steps_done} steps, {summary.seconds_per_step:.3f} s/step, "
         f"last loss {summary.last_loss:.4f}, skipped non-finite steps: "

@@ -102,3 +102,28 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     assert str(empty) in capsys.readouterr().err
     assert main(["train", "optim.nonsense=1"]) == 2
     assert "unknown option optim.nonsense" in capsys.readouterr().err
+
+
+def test_torchrun_data_parallel_on_cpu(tmp_path: Path) -> None:
+    """Two gloo processes (the CPU stand-in for multi-GPU) train and rank 0 saves."""
+    import os
+    import subprocess
+    import sys
+
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29531",
+        "-m",
+        "sfm_ros.cli",
+        "train",
+        *tiny_overrides(run, steps=2),
+    ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("done: 2 steps") == 1  # only rank 0 reports
+    assert (run / "checkpoints" / "last.pt").is_file()

@@ -13,6 +13,7 @@ from conftest import tiny_overrides
 from sfm_ros.core.checkpoint import load_checkpoint
 from sfm_ros.core.config import load_config
 from sfm_ros.core.data import InMemorySequence, SnippetDataset
+from sfm_ros.core.errors import CheckpointError
 from sfm_ros.core.losses import LossConfig, ViewSynthesisLoss
 from sfm_ros.core.models import build_depth_net, build_pose_net
 from sfm_ros.core.synthetic import render_sequence
@@ -142,3 +143,13 @@ def test_collapse_monitor_reports_constant_disparity_and_dead_mask() -> None:
     assert monitor.check(flat, dead_mask) == []  # reported once
     healthy = CollapseMonitor(patience=1)
     assert healthy.check(torch.rand(2, 1, 8, 8) + 0.1, [torch.ones(2, 2, 8, 8)]) == []
+
+
+def test_resume_refuses_another_input_size_and_keeps_files(tmp_path: Path) -> None:
+    Trainer(load_config(overrides=tiny_overrides(tmp_path, steps=2)), progress=False).run()
+    last = tmp_path / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    other = load_config(overrides=tiny_overrides(tmp_path, steps=4, **{"data.height": 96}))
+    with pytest.raises(CheckpointError, match="height: checkpoint has 64, expected 96"):
+        Trainer(other, resume=True, progress=False)
+    assert last.read_bytes() == before
