@@ -42,6 +42,7 @@ setup(
     entry_points={
         "console_scripts": [
             "sfm-ros = sfm_ros.cli:main",
+            "depth_odometry = sfm_ros.ros.depth_odometry_node:main",
         ],
     },
 )

@@ -1,0 +1,242 @@
+"""``depth_odometry``: depth images, point cloud and visual odometry from one camera.
+
+Subscribed topics:
+    image (sensor_msgs/Image), or image/compressed (sensor_msgs/CompressedImage) when
+        ``use_compressed``; QoS ``image_qos`` (sensor_data by default).
+    camera_info (sensor_msgs/CameraInfo): intrinsics, latest kept per frame_id.
+    external_odom (nav_msgs/Odometry): metric reference, only when ``scale_source: odometry``.
+    model_update (std_msgs/String): path of a checkpoint to swap in (reliable, transient local).
+    /tf, /tf_static: ``base_frame <- camera frame`` extrinsics (optional).
+
+Published topics (reliable):
+    depth (sensor_msgs/Image 32FC1, metres, NaN invalid), depth/camera_info (CameraInfo),
+    depth_mm (16UC1, when ``publish_depth_mm``), depth/colormap (rgb8, ``publish_colormap``),
+    points (PointCloud2, ``publish_points``), odom (nav_msgs/Odometry),
+    flow (32FC2, ``publish_flow``), explainability (32FC1, ``publish_explainability``);
+    /tf ``odom_frame -> base_frame`` when ``publish_tf``; /diagnostics.
+    The viewing outputs (colormap, points, flow, explainability) are only computed while
+    someone subscribes.
+
+Parameters: every field of :class:`~sfm_ros.ros.pipeline.PipelineConfig` (see its
+descriptions, or ``ros2 param describe /depth_odometry <name>``) plus image_qos
+(``sensor_data``), queue_depth (5) and diagnostics_period (1.0 s). Defaults: config/sfm.yaml.
+
+Images are decoded and run on a worker thread: the callback only keeps the newest frame (older
+ones are counted as dropped), so the executor never waits on the network.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import String
+from tf2_ros import Buffer, TransformBroadcaster, TransformException, TransformListener
+
+from sfm_ros.core.errors import SfmError
+from sfm_ros.ros.convert import rclpy_types
+from sfm_ros.ros.node_utils import (
+    NodeConfig,
+    declare_parameters,
+    latched_qos,
+    matrix_from_transform,
+    qos_profile,
+    ros_logging_bridge,
+    start_diagnostics,
+)
+from sfm_ros.ros.pipeline import DepthOdometryPipeline, PipelineConfig
+
+OUTPUT_TYPES = {
+    "depth": Image,
+    "depth/camera_info": CameraInfo,
+    "depth_mm": Image,
+    "depth/colormap": Image,
+    "points": PointCloud2,
+    "odom": Odometry,
+    "flow": Image,
+    "explainability": Image,
+}
+ON_DEMAND = ("depth/colormap", "points", "flow", "explainability")
+"""Outputs only computed while they have subscribers."""
+
+
+class DepthOdometryNode(Node):
+    """Wraps :class:`DepthOdometryPipeline`; see the module docstring for the interface."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("depth_odometry", **kwargs)
+        self.cfg = PipelineConfig.from_mapping(declare_parameters(self, PipelineConfig))
+        self.node_cfg = NodeConfig(**declare_parameters(self, NodeConfig))
+        self.node_cfg.validate()
+        log = ros_logging_bridge(self.get_logger(), f"sfm_ros.{self.get_name()}")
+        self.pipeline = DepthOdometryPipeline(self.cfg, rclpy_types(), logger=log)
+
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._frame: Any = None
+        self._model_path: str | None = None
+        self.frames_received = 0
+        self.frames_dropped = 0
+        self._worker_error: str | None = None
+
+        self.tf_buffer = Buffer()
+        self.tf_listener = TransformListener(self.tf_buffer, self)
+        self.tf_broadcaster = TransformBroadcaster(self) if self.cfg.publish_tf else None
+        self._extrinsics_known = False
+
+        depth = self.node_cfg.queue_depth
+        self.outputs = {
+            name: self.create_publisher(OUTPUT_TYPES[name], name, depth)
+            for name in sorted(self.pipeline.enabled_outputs())
+        }
+        camera_qos = qos_profile(self.node_cfg.image_qos, depth)
+        if self.cfg.use_compressed:
+            self.create_subscription(
+                CompressedImage, "image/compressed", self._on_image, camera_qos
+            )
+        else:
+            self.create_subscription(Image, "image", self._on_image, camera_qos)
+        self.create_subscription(
+            CameraInfo, "camera_info", self.pipeline.on_camera_info, camera_qos
+        )
+        if self.cfg.scale_source == "odometry":
+            self.create_subscription(Odometry, "external_odom", self.pipeline.on_odometry, depth)
+        self.create_subscription(String, "model_update", self._on_model_update, latched_qos())
+        self.diagnostic_task = start_diagnostics(
+            self, "depth_odometry", self.node_cfg.diagnostics_period, self._diagnostics
+        )
+
+        self._worker = threading.Thread(target=self._run, name="depth_odometry", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: scale source {self.cfg.scale_source}, outputs {sorted(self.outputs)}"
+        )
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_image(self, msg: Any) -> None:
+        """Keep only the newest frame; the worker picks it up."""
+        with self._lock:
+            self.frames_received += 1
+            if self._frame is not None:
+                self.frames_dropped += 1
+            self._frame = msg
+        self._wake.set()
+
+    def _on_model_update(self, msg: String) -> None:
+        with self._lock:
+            self._model_path = msg.data
+        self._wake.set()
+
+    # ------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._wake.wait()
+                self._wake.clear()  # before taking the slots: a later frame sets it again
+                with self._lock:
+                    frame, self._frame = self._frame, None
+                    model_path, self._model_path = self._model_path, None
+                if self._stop.is_set():
+                    return
+                if model_path:
+                    self._load_model(model_path)
+                if frame is not None:
+                    self._process(frame)
+        except Exception as exc:  # reported by /diagnostics, not silently lost with the thread
+            self._worker_error = f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"processing stopped: {self._worker_error}")
+            raise
+
+    def _load_model(self, path: str) -> None:
+        try:
+            self.pipeline.load_model(path)
+        except SfmError as exc:
+            self.get_logger().error(f"model update {path} rejected: {exc}")
+
+    def _process(self, msg: Any) -> None:
+        if not self._extrinsics_known:
+            self._lookup_extrinsics(self.cfg.camera_frame or msg.header.frame_id)
+        outputs = {
+            name
+            for name, pub in self.outputs.items()
+            if name not in ON_DEMAND or pub.get_subscription_count() > 0
+        }
+        try:
+            result = self.pipeline.process(msg, outputs)
+        except SfmError as exc:
+            self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=5.0)
+            return
+        if result is None:
+            return
+        for name, out in result.messages.items():
+            self.outputs[name].publish(out)
+        if self.tf_broadcaster is not None and result.transforms:
+            self.tf_broadcaster.sendTransform(result.transforms)
+
+    def _lookup_extrinsics(self, camera_frame: str) -> None:
+        """``base_frame <- camera_frame`` from TF, without waiting; cached once found."""
+        if not camera_frame or camera_frame == self.cfg.base_frame:
+            return
+        try:
+            tf = self.tf_buffer.lookup_transform(
+                self.cfg.base_frame, camera_frame, Time(), timeout=Duration(seconds=0)
+            )
+        except TransformException:
+            return  # the pipeline assumes the optical rotation and says so once
+        self.pipeline.set_camera_extrinsics(matrix_from_transform(tf))
+        self._extrinsics_known = True
+        self.get_logger().info(
+            f"camera extrinsics from TF: {self.cfg.base_frame} <- {camera_frame}"
+        )
+
+    # ------------------------------------------------------------------ diagnostics
+    def _diagnostics(self) -> tuple[str, str, dict[str, str]]:
+        with self._lock:
+            received, dropped = self.frames_received, self.frames_dropped
+        values = self.pipeline.diagnostics()
+        values.update({"frames received": str(received), "frames dropped": str(dropped)})
+        values["extrinsics"] = "tf" if self._extrinsics_known else "optical rotation (assumed)"
+        if self._worker_error:
+            return "ERROR", f"processing stopped: {self._worker_error}", values
+        if received == 0:
+            return "WARN", "no image received yet", values
+        if self.pipeline.stats.frames_processed == 0:
+            return "WARN", "no image processed yet (see 'skipped by reason')", values
+        return "OK", "running", values
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = DepthOdometryNode()
+    except SfmError as exc:
+        print(f"depth_odometry: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

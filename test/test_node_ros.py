@@ -1,0 +1,148 @@
+"""The depth_odometry node under a real ROS 2 (Humble or Jazzy); skipped without rclpy.
+
+The node runs in-process with the tiny checkpoint; a probe node publishes synthetic images and
+CameraInfo and listens to the outputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from sfm_ros.core.synthetic import render_sequence  # noqa: E402
+from sfm_ros.ros.convert import (  # noqa: E402
+    camera_info_msg,
+    header,
+    numpy_to_image,
+    rclpy_types,
+    stamp_to_ns,
+)
+from sfm_ros.ros.depth_odometry_node import DepthOdometryNode  # noqa: E402
+from sfm_ros.ros.node_utils import latched_qos, qos_profile  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAME = "camera_optical_frame"
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture
+def node_and_probe(ros, tiny_checkpoint):
+    node = DepthOdometryNode(
+        parameter_overrides=[
+            Parameter("checkpoint", value=str(tiny_checkpoint)),
+            Parameter("device", value="cpu"),
+            Parameter("diagnostics_period", value=0.2),
+        ]
+    )
+    probe = rclpy.create_node("probe")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(probe)
+    yield node, probe, executor
+    executor.shutdown()
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def spin_until(executor, condition, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+    return condition()
+
+
+def test_node_publishes_depth_and_odometry(node_and_probe):
+    node, probe, executor = node_and_probe
+    got = {"depth": [], "depth/camera_info": [], "odom": []}
+    for topic, cls in (("depth", Image), ("depth/camera_info", CameraInfo), ("odom", Odometry)):
+        probe.create_subscription(cls, topic, got[topic].append, 10)
+    image_pub = probe.create_publisher(Image, "image", qos_profile("sensor_data", 5))
+    info_pub = probe.create_publisher(CameraInfo, "camera_info", qos_profile("sensor_data", 5))
+    connected = [image_pub, info_pub] + [node.outputs[topic] for topic in got]
+    assert spin_until(
+        executor, lambda: all(pub.get_subscription_count() > 0 for pub in connected)
+    ), "discovery failed"
+
+    types = rclpy_types()
+    seq = render_sequence("street", 5, seed=0, height=64, width=96)
+    for image, stamp_ns in zip(seq.images, seq.stamps_ns, strict=True):
+        hdr = header(types, int(stamp_ns), FRAME)
+        info_pub.publish(camera_info_msg(types, seq.K, 96, 64, hdr))
+        executor.spin_once(timeout_sec=0.05)  # CameraInfo before its image
+        done = node.pipeline.stats.frames_in
+        image_pub.publish(numpy_to_image(types, image, "rgb8", hdr))
+        spin_until(executor, lambda d=done: node.pipeline.stats.frames_in > d)
+    assert spin_until(executor, lambda: len(got["odom"]) == len(seq.images))
+
+    stamps = [int(s) for s in seq.stamps_ns]
+    depth = got["depth"][-1]
+    assert (depth.encoding, depth.width, depth.height) == ("32FC1", 96, 64)
+    assert depth.header.frame_id == FRAME
+    assert [stamp_to_ns(m.header.stamp) for m in got["depth"]] == stamps
+    info = got["depth/camera_info"][-1]
+    assert (info.width, info.height) == (96, 64)
+    np.testing.assert_allclose(np.reshape(info.k, (3, 3)), seq.K)
+    odom = got["odom"][-1]
+    assert (odom.header.frame_id, odom.child_frame_id) == ("odom", "base_link")
+    p = odom.pose.pose.position
+    assert np.all(np.isfinite([p.x, p.y, p.z]))
+    assert node.frames_dropped == 0
+
+
+def test_model_update_and_diagnostics(node_and_probe, tiny_checkpoint):
+    node, probe, executor = node_and_probe
+    statuses = []
+    probe.create_subscription(
+        DiagnosticArray, "/diagnostics", lambda m: statuses.extend(m.status), 10
+    )
+    update = probe.create_publisher(String, "model_update", latched_qos())
+    version = node.pipeline.estimator.model_version
+    update.publish(String(data="/does/not/exist.pt"))
+    update.publish(String(data=str(tiny_checkpoint)))
+    assert spin_until(executor, lambda: node.pipeline.estimator.model_version > version)
+
+    def ours() -> list:
+        keys = [{kv.key: kv.value for kv in s.values} for s in statuses]
+        return [(s, k) for s, k in zip(statuses, keys, strict=True) if "frames dropped" in k]
+
+    assert spin_until(executor, lambda: bool(ours()))
+    status, values = ours()[-1]
+    assert "depth_odometry" in status.name
+    assert values["frames dropped"] == "0" and values["scale source"] == "none"
+    assert status.message == "no image received yet"
+
+
+def test_launch_description_loads_with_real_launch_ros():
+    pytest.importorskip("launch_ros")
+    from launch.actions import DeclareLaunchArgument
+    from launch.launch_description import LaunchDescription
+
+    for name in ("sfm.launch.py", "bag_replay.launch.py"):
+        spec = importlib.util.spec_from_file_location("launch_file", ROOT / "launch" / name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        description = module.generate_launch_description()
+        assert isinstance(description, LaunchDescription)
+        names = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
+        assert {"image", "camera_info", "checkpoint"} <= names

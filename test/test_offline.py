@@ -1,0 +1,202 @@
+"""`sfm-ros make-bag` and `sfm-ros bag` end to end (no ROS): bags written and read with rosbags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import Writer
+from rosbags.typesys import Stores, get_typestore
+
+from sfm_ros.cli import main
+from sfm_ros.core.synthetic import render_sequence
+from sfm_ros.ros import convert as cv
+from sfm_ros.ros import pipeline as pl
+from sfm_ros.ros.offline import load_params_file, parse_overrides, pipeline_config
+
+FRAMES = 4
+IMAGE = "/camera/image_raw"
+TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
+TYPES = cv.rosbags_types(TYPESTORE)
+
+
+def read_bag(path: Path) -> dict[str, list[tuple[int, object]]]:
+    """topic -> [(log time, message)] in time order."""
+    out: dict[str, list] = {}
+    with AnyReader([path], default_typestore=TYPESTORE) as reader:
+        for conn, t, raw in reader.messages():
+            out.setdefault(conn.topic, []).append((t, reader.deserialize(raw, conn.msgtype)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory) -> dict[str, Path]:
+    """Synthetic input bags, one per storage plugin."""
+    out = {}
+    for storage in ("sqlite3", "mcap"):
+        out[storage] = tmp_path_factory.mktemp(storage) / "in_bag"
+        args = ["make-bag", "--synthetic", "street", "--frames", str(FRAMES), "--height", "32",
+                "--width", "96", "--fps", "5", "--storage", storage,
+                "--out", str(out[storage])]  # fmt: skip
+        assert main(args) == 0
+    return out
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_make_bag_contents(bags, storage):
+    assert next(bags[storage].glob(f"*.{'db3' if storage == 'sqlite3' else 'mcap'}"))
+    msgs = read_bag(bags[storage])
+    assert set(msgs) == {IMAGE, "/camera/camera_info", "/ground_truth/odom"}
+    images = [m for _, m in msgs[IMAGE]]
+    assert len(images) == FRAMES and all(m.encoding == "rgb8" for m in images)
+    assert {m.header.frame_id for m in images} == {"camera_optical_frame"}
+    stamps = [cv.stamp_to_ns(m.header.stamp) for m in images]
+    assert np.all(np.diff(stamps) == 200_000_000)  # 5 fps
+    gt = [m for _, m in msgs["/ground_truth/odom"]]
+    x = [m.pose.pose.position.x for m in gt]
+    assert x[0] == 0.0 and np.all(np.diff(x) > 0.3)  # the street camera drives forward (+x)
+    assert gt[-1].twist.twist.linear.x > 0
+
+
+def test_bag_end_to_end(bags, tiny_checkpoint, tmp_path, capsys):
+    """mcap in, sqlite3 out (the default)."""
+    synthetic_bag, out = bags["mcap"], tmp_path / "out_bag"
+    args = ["bag", str(synthetic_bag), str(out), "--image-topic", IMAGE, "--checkpoint",
+            str(tiny_checkpoint), "--no-progress", "--set", "publish_tf=true",
+            "publish_depth_mm=true"]  # fmt: skip
+    assert main([*args, "--previews", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"frames: {FRAMES} in, {FRAMES} processed, 0 skipped" in printed
+    assert "frames/s" in printed and "inference" in printed
+
+    inputs = read_bag(synthetic_bag)
+    outputs = read_bag(out)
+    expected = {"/sfm/depth", "/sfm/depth/camera_info", "/sfm/depth_mm", "/sfm/depth/colormap",
+                "/sfm/points", "/sfm/odom", "/tf"}  # fmt: skip
+    assert set(outputs) == set(inputs) | expected
+    in_stamps = [cv.stamp_to_ns(m.header.stamp) for _, m in inputs[IMAGE]]
+    in_times = [t for t, _ in inputs[IMAGE]]
+    for topic in expected - {"/tf"}:
+        assert len(outputs[topic]) == FRAMES, topic
+        assert [cv.stamp_to_ns(m.header.stamp) for _, m in outputs[topic]] == in_stamps
+        assert [t for t, _ in outputs[topic]] == in_times
+    for (_, depth), (_, image) in zip(outputs["/sfm/depth"], inputs[IMAGE], strict=True):
+        assert (depth.encoding, depth.height, depth.width) == ("32FC1", image.height, image.width)
+        assert depth.header.frame_id == image.header.frame_id
+        assert cv.image_to_numpy(depth).shape == (image.height, image.width)
+    assert {m.encoding for _, m in outputs["/sfm/depth_mm"]} == {"16UC1"}
+    odom = [m for _, m in outputs["/sfm/odom"]]
+    assert np.all(np.diff([cv.stamp_to_ns(m.header.stamp) for m in odom]) > 0)
+    assert {(m.header.frame_id, m.child_frame_id) for m in odom} == {("odom", "base_link")}
+    tfs = [m.transforms[0] for _, m in outputs["/tf"]]
+    assert len(tfs) == FRAMES and tfs[0].child_frame_id == "base_link"
+
+    previews = out.parent / "out_bag_previews"
+    assert (previews / "trajectory.png").stat().st_size > 1000
+    assert len(list(previews.glob("depth_*.png"))) == 2
+    summary = json.loads((previews / "summary.json").read_text())
+    assert summary["frames_processed"] == FRAMES and summary["topics"]["/sfm/odom"] == FRAMES
+
+    # The output exists now: refused without --overwrite, replaced with it.
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "--previews", "0", "--overwrite"]) == 0
+    assert len(read_bag(out)["/sfm/odom"]) == FRAMES
+
+
+def test_bag_errors(bags, tmp_path, capsys, monkeypatch):
+    synthetic_bag = bags["sqlite3"]
+    missing = ["bag", str(tmp_path / "nope"), str(tmp_path / "o"), "--image-topic", IMAGE]
+    assert main(missing) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["bag", str(synthetic_bag), str(tmp_path / "o"), "--image-topic", "/cam"]) == 2
+    err = capsys.readouterr().err
+    assert "'/cam'" in err and IMAGE in err and "/ground_truth/odom" in err  # lists the topics
+    monkeypatch.setattr(pl, "DEFAULT_MODEL", tmp_path / "absent.pt")
+    assert main(["bag", str(synthetic_bag), str(tmp_path / "o"), "--image-topic", IMAGE]) == 2
+    assert "sfm-ros train" in capsys.readouterr().err
+    bad_set = ["bag", str(synthetic_bag), str(tmp_path / "o"), "--image-topic", IMAGE,
+               "--set", "scale_source=lidar"]  # fmt: skip
+    assert main(bad_set) == 2
+    assert "scale_source" in capsys.readouterr().err
+
+
+def test_params_file_and_overrides(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "sfm_depth_node:\n  ros__parameters:\n    scale_source: fixed\n    scale_factor: 2\n"
+        "    image_qos: sensor_data\n"  # a node-only parameter: ignored here
+    )
+    assert load_params_file(params)["scale_factor"] == 2
+    cfg = pipeline_config(params, ["publish_tf=true", "fallback_intrinsics=[1, 2, 3, 4]"], "c.pt")
+    assert (cfg.scale_source, cfg.scale_factor, cfg.publish_tf) == ("fixed", 2.0, True)
+    assert cfg.fallback_intrinsics == [1.0, 2.0, 3.0, 4.0] and cfg.checkpoint == "c.pt"
+    assert parse_overrides(["a= 0.5"]) == {"a": 0.5}
+    with pytest.raises(pl.ConfigError, match="key=value"):
+        parse_overrides(["novalue"])
+    with pytest.raises(pl.ConfigError, match="unknown parameter"):
+        pipeline_config(None, ["image_qos=x"])
+    (tmp_path / "flat.yaml").write_text("scale_source: fixed\n")
+    with pytest.raises(pl.ConfigError, match="ros__parameters"):
+        load_params_file(tmp_path / "flat.yaml")
+
+
+def write_bad_bag(path: Path) -> list[int]:
+    """A bag with one problem after another; returns the stamps of the frames that are usable.
+
+    0: only a zero-K CameraInfo before it (skipped)      5: 64x96 with its CameraInfo (reset)
+    1, 2: fine                                           6: stamp earlier than frame 5 (reset)
+    3: encoding yuv422 (skipped)                         7: fine
+    4: truncated data (skipped)
+    """
+    small = render_sequence("street", 8, seed=4, height=32, width=96)
+    big = np.repeat(small.images, 2, axis=1)
+    K_big = small.K * np.array([[1.0], [2.0], [1.0]])
+    K_big[1, 2] = (small.K[1, 2] + 0.5) * 2 - 0.5
+    period = 100_000_000
+    stamps = [10**9 + i * period for i in range(8)]
+    stamps[6] = stamps[5] - period // 2
+    good = [stamps[i] for i in (1, 2, 5, 6, 7)]
+    with Writer(path, version=8) as writer:
+        c_img = writer.add_connection(IMAGE, "sensor_msgs/msg/Image", typestore=TYPESTORE)
+        c_info = writer.add_connection(
+            "/camera/camera_info", "sensor_msgs/msg/CameraInfo", typestore=TYPESTORE
+        )
+
+        def write(conn, msg, t):
+            writer.write(conn, t, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+
+        for i, stamp in enumerate(stamps):
+            t_log = 10**9 + i * period  # log time keeps increasing
+            hdr = cv.header(TYPES, stamp, "cam")
+            image, K = (big[i], K_big) if i >= 5 else (small.images[i], small.K)
+            info_K = np.zeros((3, 3)) if i == 0 else K
+            write(c_info, cv.camera_info_msg(TYPES, info_K, 96, image.shape[0], hdr), t_log)
+            msg = cv.numpy_to_image(TYPES, image, "rgb8", hdr)
+            if i == 3:
+                msg.encoding = "yuv422"
+            if i == 4:
+                msg.data = msg.data[: len(msg.data) // 2]
+            write(c_img, msg, t_log)
+    return good
+
+
+def test_bad_bag_completes_with_skips_and_resets(tiny_checkpoint, tmp_path, capsys):
+    good = write_bad_bag(tmp_path / "bad")
+    out = tmp_path / "bad_out"
+    args = ["bag", str(tmp_path / "bad"), str(out), "--image-topic", IMAGE, "--checkpoint",
+            str(tiny_checkpoint), "--no-progress", "--previews", "1"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "frames: 8 in, 5 processed, 3 skipped" in printed and "2 resets" in printed
+    assert "decode: 2" in printed and "no_camera_info: 1" in printed
+    outputs = read_bag(out)
+    depth = [m for _, m in outputs["/sfm/depth"]]
+    assert [cv.stamp_to_ns(m.header.stamp) for m in depth] == good
+    assert [m.height for m in depth] == [32, 32, 64, 64, 64]
+    assert len(outputs[IMAGE]) == 8  # every input message is copied, bad ones included
+    summary = json.loads((tmp_path / "bad_out_previews" / "summary.json").read_text())
+    assert summary["skipped_by_reason"] == {"decode": 2, "no_camera_info": 1}

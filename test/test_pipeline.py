@@ -1,0 +1,320 @@
+"""DepthOdometryPipeline with rosbags message types: skips, resets, outputs, scale sources."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from rosbags.typesys import Stores, get_typestore
+
+from sfm_ros.core.errors import CheckpointError, ConfigError, InputError
+from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
+from sfm_ros.core.odometry import UNOBSERVABLE_VARIANCE, invert_se3
+from sfm_ros.core.synthetic import render_sequence
+from sfm_ros.ros import convert as cv
+from sfm_ros.ros import pipeline as pl
+from sfm_ros.ros.frames import T_BODY_OPTICAL
+from sfm_ros.ros.pipeline import DepthOdometryPipeline, PipelineConfig
+
+TYPES = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
+FRAME = "camera_optical_frame"
+UNKNOWN = 0.37
+
+
+@pytest.fixture(scope="module")
+def street():
+    return render_sequence("street", 6, seed=2, height=32, width=96)
+
+
+@pytest.fixture
+def estimator(tiny_checkpoint):
+    return DepthPoseEstimator.from_checkpoint(
+        tiny_checkpoint, device="cpu", min_depth=0.0, max_depth=float("inf")
+    )
+
+
+def make(estimator, **params) -> DepthOdometryPipeline:
+    return DepthOdometryPipeline(PipelineConfig.from_mapping(params), TYPES, estimator)
+
+
+def image_msg(image: np.ndarray, stamp_ns: int, frame: str = FRAME, encoding: str = "rgb8"):
+    msg = cv.numpy_to_image(TYPES, image, "rgb8", cv.header(TYPES, stamp_ns, frame))
+    msg.encoding = encoding
+    return msg
+
+
+def info_msg(K: np.ndarray, width: int, height: int, frame: str = FRAME):
+    return cv.camera_info_msg(TYPES, K, width, height, cv.header(TYPES, 0, frame))
+
+
+def decode(msg) -> np.ndarray:
+    return cv.image_to_numpy(msg)
+
+
+def test_missing_camera_info_warns_then_fallback_works(estimator, street, caplog):
+    pipe = make(estimator)
+    with caplog.at_level(logging.WARNING):
+        assert pipe.process(image_msg(street.images[0], 0)) is None
+    assert "no CameraInfo" in caplog.text and "fallback_intrinsics" in caplog.text
+    assert pipe.stats.frames_skipped == 1 and pipe.stats.skipped_by_reason["no_camera_info"] == 1
+    K = street.K
+    pipe = make(estimator, fallback_intrinsics=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+    result = pipe.process(image_msg(street.images[0], 0))
+    assert result is not None
+    K_out = np.asarray(result.messages["depth/camera_info"].k).reshape(3, 3)
+    np.testing.assert_allclose(K_out, K)
+
+
+def test_zero_K_camera_info_is_not_stored(estimator, street, caplog):
+    pipe = make(estimator)
+    with caplog.at_level(logging.WARNING):
+        pipe.on_camera_info(info_msg(np.zeros((3, 3)), 96, 32))
+        assert pipe.process(image_msg(street.images[0], 0)) is None
+    assert "ignoring CameraInfo" in caplog.text
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    pipe.on_camera_info(info_msg(np.zeros((3, 3)), 96, 32))  # keeps the last valid one
+    assert pipe.process(image_msg(street.images[0], 0)) is not None
+
+
+def test_bad_images_are_skipped_and_processing_continues(estimator, street, caplog):
+    pipe = make(estimator)
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    truncated = image_msg(street.images[1], 1)
+    truncated.data = truncated.data[:-100]
+    with caplog.at_level(logging.WARNING):
+        assert pipe.process(image_msg(street.images[0], 0, encoding="yuv422")) is None
+        assert pipe.process(truncated) is None
+        bad_png = TYPES.CompressedImage(
+            header=cv.header(TYPES, 2, FRAME), format="png", data=np.arange(50, dtype=np.uint8)
+        )
+        assert pipe.process(bad_png) is None
+    assert "unsupported image encoding 'yuv422'" in caplog.text and "truncated" in caplog.text
+    assert pipe.stats.skipped_by_reason["decode"] == 3
+    buf = io.BytesIO()
+    PILImage.fromarray(street.images[2]).save(buf, format="PNG")
+    png = TYPES.CompressedImage(
+        header=cv.header(TYPES, 3, FRAME),
+        format="png",
+        data=np.frombuffer(buf.getvalue(), np.uint8),
+    )
+    result = pipe.process(png)
+    assert result is not None and result.messages["depth"].height == 32
+    assert pipe.stats.frames_in == 4 and pipe.stats.frames_processed == 1
+
+
+def test_resets_on_resolution_change_time_jumps_and_frame_change(estimator, street, caplog):
+    pipe = make(estimator, max_time_gap_s=0.5)
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    dt = 100_000_000
+    states = [pipe.process(image_msg(street.images[i], i * dt)).odometry for i in range(3)]
+    assert pipe.stats.resets == 0
+    with caplog.at_level(logging.WARNING):
+        big = np.repeat(street.images[3], 2, axis=0)  # 64 x 96, CameraInfo scaled with a warning
+        r = pipe.process(image_msg(big, 3 * dt))
+        assert r is not None and r.messages["depth"].height == 64
+        assert pipe.stats.resets == 1 and "image size changed" in caplog.text
+        # the odometry stays continuous: the first frame after a reset adds no motion
+        np.testing.assert_array_equal(r.odometry.T_odom_base, states[-1].T_odom_base)
+        assert pipe.process(image_msg(np.repeat(street.images[4], 2, axis=0), 2 * dt)) is not None
+        assert pipe.stats.resets == 2 and "time went backwards" in caplog.text
+        big = np.repeat(street.images[5], 2, axis=0)
+        assert pipe.process(image_msg(big, 3 * dt)) is not None
+        assert pipe.process(image_msg(big, 3 * dt + 10**9)) is not None
+        assert pipe.stats.resets == 3 and "gap of 1.000 s" in caplog.text
+        assert pipe.process(image_msg(big, 3 * dt + 10**9 + dt, "other")) is not None
+        assert pipe.stats.resets == 4 and "frame_id changed" in caplog.text
+    r = pipe.process(image_msg(big, 3 * dt + 10**9 + 2 * dt, "other"))
+    assert r.odometry.distance > states[-1].distance and pipe.stats.resets == 4
+
+
+def test_output_messages_headers_and_shapes(estimator, street):
+    pipe = make(estimator, publish_depth_mm=True, point_decimation=3, publish_tf=True,
+                publish_flow=True, publish_explainability=True)  # fmt: skip
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    first = pipe.process(image_msg(street.images[0], 5))
+    assert "flow" not in first.messages  # no previous frame yet
+    r = pipe.process(image_msg(street.images[1], 100_000_005))
+    no_mask = set() if estimator.arch["use_mask"] else {"explainability"}
+    assert set(r.messages) == set(pl.OUTPUTS) - no_mask
+    assert set(r.timings) == {"convert", "inference", "outputs"}
+    for name in {"depth", "depth_mm", "depth/colormap", "flow", "explainability"} - no_mask:
+        msg = r.messages[name]
+        assert (msg.height, msg.width) == (32, 96), name
+        assert msg.header.frame_id == FRAME and cv.stamp_to_ns(msg.header.stamp) == 100_000_005
+    enc = {n: r.messages[n].encoding for n in ("depth", "depth_mm", "depth/colormap", "flow")}
+    assert enc == {"depth": "32FC1", "depth_mm": "16UC1", "depth/colormap": "rgb8", "flow": "32FC2"}
+    depth = decode(r.messages["depth"])
+    np.testing.assert_array_equal(depth, r.depth_m)
+    info = r.messages["depth/camera_info"]
+    assert (info.width, info.height, info.header.frame_id) == (96, 32, FRAME)
+    odom = r.messages["odom"]
+    assert (odom.header.frame_id, odom.child_frame_id) == ("odom", "base_link")
+    assert cv.stamp_to_ns(odom.header.stamp) == 100_000_005
+    cov = np.asarray(odom.pose.covariance).reshape(6, 6)
+    assert np.all(np.diag(cov) > 0) and cov[0, 0] >= UNOBSERVABLE_VARIANCE  # scale unknown
+    points = r.messages["points"]
+    assert points.header.frame_id == FRAME
+    assert points.width == np.isfinite(depth[::3, ::3]).sum()
+    assert [f.name for f in points.fields] == ["x", "y", "z", "rgb"]
+    (tf,) = r.transforms
+    assert (tf.header.frame_id, tf.child_frame_id) == ("odom", "base_link")
+
+
+def test_outputs_subset_frames_and_unknown_names(estimator, street):
+    pipe = make(estimator, camera_frame="cam_override", point_color=False, publish_colormap=False)
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    r = pipe.process(image_msg(street.images[0], 0), outputs={"odom", "points", "depth/colormap"})
+    assert set(r.messages) == {"odom", "points"}  # colormap is disabled by the config
+    assert r.messages["points"].header.frame_id == "cam_override"
+    assert [f.name for f in r.messages["points"].fields] == ["x", "y", "z"]
+    assert r.transforms == []
+    with pytest.raises(InputError, match="unknown outputs"):
+        pipe.process(image_msg(street.images[1], 1), outputs={"deep"})
+
+
+def test_depth_range_gives_nan(estimator, street):
+    wide = make(estimator, min_depth=1e-6, max_depth=1e6)
+    wide.on_camera_info(info_msg(street.K, 96, 32))
+    raw = wide.process(image_msg(street.images[0], 0)).depth_m
+    lo, hi = np.percentile(raw, [25, 75])
+    estimator.reset()
+    narrow = make(estimator, min_depth=float(lo), max_depth=float(hi))
+    narrow.on_camera_info(info_msg(street.K, 96, 32))
+    depth = decode(narrow.process(image_msg(street.images[0], 0)).messages["depth"])
+    outside = (raw < lo) | (raw > hi)
+    assert outside.any() and np.all(np.isnan(depth[outside]))
+    np.testing.assert_array_equal(depth[~outside], raw[~outside])
+
+
+class GroundTruthEstimator:
+    """Stands in for the networks: true depth and motion, both multiplied by UNKNOWN."""
+
+    model_version = 7
+
+    def __init__(self, seq) -> None:
+        self.seq, self.prev = seq, None
+
+    def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
+        i = int(np.flatnonzero(self.seq.stamps_ns == stamp_ns)[0])
+        depth = np.where(self.seq.depth_m[i] > 0, self.seq.depth_m[i] * UNKNOWN, np.nan)
+        T = None
+        if self.prev is not None:
+            T = invert_se3(self.seq.T_world_cam[self.prev]) @ self.seq.T_world_cam[i]
+            T[:3, 3] *= UNKNOWN
+        self.prev = i
+        return EstimatorOutput(depth.astype(np.float32), T, stamp_ns, self.model_version)
+
+    def reset(self) -> None:
+        self.prev = None
+
+
+def gt_base_poses(seq) -> np.ndarray:
+    T = seq.T_world_cam @ invert_se3(T_BODY_OPTICAL)
+    return invert_se3(T[0]) @ T
+
+
+def test_camera_height_scale_gives_metric_odometry(street):
+    cfg = PipelineConfig.from_mapping(
+        {"scale_source": "camera_height", "camera_height_m": street.camera_height_m}
+    )
+    pipe = DepthOdometryPipeline(cfg, TYPES, GroundTruthEstimator(street))
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    results = [
+        pipe.process(image_msg(im, int(t)))
+        for im, t in zip(street.images, street.stamps_ns, strict=True)
+    ]
+    last = results[-1]
+    assert last.metric and last.scale * UNKNOWN == pytest.approx(1.0, rel=0.05)
+    gt = gt_base_poses(street)
+    np.testing.assert_allclose(
+        last.odometry.T_odom_base[:3, 3], gt[-1][:3, 3], rtol=0.05, atol=0.05
+    )
+    assert last.odometry.T_odom_base[0, 3] > 3.0  # driving forward = +x in odom
+    valid = (street.depth_m[-1] > 0) & (street.depth_m[-1] < 75.0)  # max_depth 80
+    np.testing.assert_allclose(last.depth_m[valid], street.depth_m[-1][valid], rtol=0.05)
+    cov = np.asarray(last.messages["odom"].pose.covariance).reshape(6, 6)
+    assert 0 < cov[0, 0] < 1.0  # metric now: an honest, small translation variance
+    diag = pipe.diagnostics()
+    assert diag["scale source"] == "camera_height" and diag["scale known"] == "yes"
+    assert diag["model version"] == "7" and diag["frames processed"] == "6"
+    assert float(diag["input rate (Hz)"]) == pytest.approx(10.0)
+
+
+def test_odometry_and_fixed_scale_sources(street):
+    pipe = DepthOdometryPipeline(
+        PipelineConfig.from_mapping({"scale_source": "odometry"}),
+        TYPES,
+        GroundTruthEstimator(street),
+    )
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    gt = gt_base_poses(street)
+    eye6 = np.eye(6)
+    results = []
+    for i, (im, t) in enumerate(zip(street.images, street.stamps_ns, strict=True)):
+        hdr = cv.header(TYPES, int(t), "odom")
+        pipe.on_odometry(
+            cv.odometry_msg(TYPES, hdr, "base", gt[i], np.zeros(3), np.zeros(3), eye6, eye6)
+        )
+        results.append(pipe.process(image_msg(im, int(t))))
+    assert results[-1].metric and results[-1].scale * UNKNOWN == pytest.approx(1.0, rel=1e-3)
+    step = invert_se3(results[-2].odometry.T_odom_base) @ results[-1].odometry.T_odom_base
+    gt_step = invert_se3(gt[-2]) @ gt[-1]
+    np.testing.assert_allclose(step[:3, 3], gt_step[:3, 3], atol=1e-3)
+
+    fixed = DepthOdometryPipeline(
+        PipelineConfig.from_mapping({"scale_source": "fixed", "scale_factor": 1 / UNKNOWN}),
+        TYPES, GroundTruthEstimator(street),
+    )  # fmt: skip
+    fixed.on_camera_info(info_msg(street.K, 96, 32))
+    r = fixed.process(image_msg(street.images[0], int(street.stamps_ns[0])))
+    valid = (street.depth_m[0] > 0) & (street.depth_m[0] < 80.0)  # max_depth
+    np.testing.assert_allclose(r.depth_m[valid], street.depth_m[0][valid], rtol=1e-5)
+    assert r.metric and r.scale_source == "fixed"
+
+
+def test_config_validation_and_descriptions():
+    desc = PipelineConfig.descriptions()
+    assert set(desc) == set(PipelineConfig.defaults()) and all(desc.values())
+    assert PipelineConfig.defaults()["fallback_intrinsics"] == []
+    cfg = PipelineConfig.from_mapping({"max_depth": 50, "fallback_intrinsics": [1, 2, 3, 4]})
+    assert cfg.max_depth == 50.0 and isinstance(cfg.max_depth, float)
+    for bad, match in (
+        ({"scale_source": "lidar"}, "scale_source"),
+        ({"min_depth": 10.0, "max_depth": 5.0}, "min_depth"),
+        ({"publish_tf": "yes"}, "publish_tf"),
+        ({"fallback_intrinsics": [1.0, 2.0]}, "fallback_intrinsics"),
+        ({"not_a_param": 1}, "unknown parameter"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            PipelineConfig.from_mapping(bad)
+
+
+def test_model_loading(estimator, tiny_checkpoint, monkeypatch, tmp_path):
+    pipe = make(estimator)
+    assert pipe.load_model(tiny_checkpoint) == estimator.model_version == 1
+    assert pipe.diagnostics()["model version"] == "1"
+    monkeypatch.setattr(pl, "DEFAULT_MODEL", tmp_path / "absent.pt")
+    with pytest.raises(CheckpointError, match="sfm-ros train"):
+        DepthOdometryPipeline(PipelineConfig(), TYPES)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        DepthOdometryPipeline(PipelineConfig(checkpoint=str(tmp_path / "x.pt")), TYPES)
+
+
+def test_camera_extrinsics_rotate_the_odometry(street, caplog):
+    cfg = PipelineConfig.from_mapping({"scale_source": "fixed", "scale_factor": 1 / UNKNOWN})
+    pipe = DepthOdometryPipeline(cfg, TYPES, GroundTruthEstimator(street))
+    with caplog.at_level(logging.INFO):
+        pipe.set_camera_extrinsics(None)
+        pipe.set_camera_extrinsics(None)
+    assert caplog.text.count("standard optical rotation") == 1
+    R_z90 = np.eye(4)
+    R_z90[:2, :2] = [[0.0, -1.0], [1.0, 0.0]]
+    pipe.set_camera_extrinsics(R_z90 @ T_BODY_OPTICAL)  # camera looking left (+y of the base)
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    for im, t in zip(street.images, street.stamps_ns, strict=True):
+        r = pipe.process(image_msg(im, int(t)))
+    travelled = gt_base_poses(street)[-1][:3, 3]
+    np.testing.assert_allclose(r.odometry.T_odom_base[:3, 3], R_z90[:3, :3] @ travelled, atol=1e-4)
