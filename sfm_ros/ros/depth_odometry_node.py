@@ -138,23 +138,26 @@ class DepthOdometryNode(Node):
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self._wake.wait()
-                self._wake.clear()  # before taking the slots: a later frame sets it again
-                with self._lock:
-                    frame, self._frame = self._frame, None
-                    model_path, self._model_path = self._model_path, None
-                if self._stop.is_set():
-                    return
-                if model_path:
-                    self._load_model(model_path)
-                if frame is not None:
-                    self._process(frame)
-        except Exception as exc:  # reported by /diagnostics, not silently lost with the thread
-            self._worker_error = f"{type(exc).__name__}: {exc}"
-            self.get_logger().error(f"processing stopped: {self._worker_error}")
-            raise
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()  # before taking the slots: a later frame sets it again
+            with self._lock:
+                frame, self._frame = self._frame, None
+                model_path, self._model_path = self._model_path, None
+            if self._stop.is_set():
+                return
+            if model_path:
+                self._load_model(model_path)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+                self._worker_error = None
+            except Exception as exc:  # e.g. CUDA out of memory: report, keep serving frames
+                self._worker_error = f"{type(exc).__name__}: {exc}"
+                self.get_logger().error(
+                    f"frame failed: {self._worker_error}", throttle_duration_sec=5.0
+                )
 
     def _load_model(self, path: str) -> None:
         try:
@@ -206,7 +209,7 @@ class DepthOdometryNode(Node):
         values.update({"frames received": str(received), "frames dropped": str(dropped)})
         values["extrinsics"] = "tf" if self._extrinsics_known else "optical rotation (assumed)"
         if self._worker_error:
-            return "ERROR", f"processing stopped: {self._worker_error}", values
+            return "ERROR", f"last frame failed: {self._worker_error}", values
         if received == 0:
             return "WARN", "no image received yet", values
         if self.pipeline.stats.frames_processed == 0:
