@@ -111,6 +111,33 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- finetune
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from sfm_ros.core.config import parse_overrides
+    from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
+    from sfm_ros.core.sources import open_source
+    from sfm_ros.ros.pipeline import DEFAULT_MODEL
+
+    checkpoint = args.checkpoint or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else "")
+    values = {**parse_overrides(args.set), "out_dir": args.out, "checkpoint": checkpoint}
+    values.update(device=args.device, resume=not args.no_resume)
+    if args.lr is not None:
+        values["lr"] = args.lr
+    cfg = OnlineConfig().replace(**values)
+    print(f"starting from {checkpoint or 'scratch (no --checkpoint and no packaged model)'}")
+    adapter = OnlineAdapter(cfg)
+    sequences = open_source(
+        args.bag, height=adapter.height, width=adapter.width,
+        image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
+    )  # fmt: skip
+    summary = adapt_sequences(
+        adapter, sequences, steps_per_frame=args.steps_per_frame, realtime=args.realtime,
+        max_frames=args.max_frames, progress=not args.no_progress,
+    )  # fmt: skip
+    print(summary.format())
+    return 0
+
+
 # ---------------------------------------------------------------------------- demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from sfm_ros.demo import run_demo
@@ -142,6 +169,17 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
         storage=args.storage, overwrite=args.overwrite,
     )  # fmt: skip
     print(f"wrote {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    from sfm_ros.core.export import export_onnx
+
+    result = export_onnx(args.checkpoint, args.out, opset=args.opset, fp16=args.fp16)
+    for name, diff in result.max_abs_diff.items():
+        print(f"{name}: max |onnxruntime - pytorch| = {diff:.3g}")
+    print(f"wrote {result.out_dir} (depth.onnx, pose.onnx, export.json)")
     return 0
 
 
@@ -254,10 +292,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_make_bag)
 
+    p = sub.add_parser(
+        "finetune", help="adapt a model to a recording offline (the finetune node's adapter)"
+    )
+    p.add_argument(
+        "--bag", required=True, metavar="SOURCE",
+        help="rosbag2 folder, .db3/.mcap/.bag, image folder, KITTI sequence or synthetic:...",
+    )  # fmt: skip
+    p.add_argument("--checkpoint", help="starting checkpoint (default: packaged model or scratch)")
+    p.add_argument("--out", required=True, help="folder of adapted_<version>.pt and latest.pt")
+    p.add_argument("--image-topic", help="image topic of a bag (auto-detected when unique)")
+    p.add_argument("--camera-info-topic", help="CameraInfo topic of a bag")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    p.add_argument("--lr", type=float, help="learning rate (default: the node's)")
+    p.add_argument(
+        "--steps-per-frame", type=int, default=1,
+        help="training steps after each frame (deterministic mode)",
+    )  # fmt: skip
+    p.add_argument(
+        "--realtime", action="store_true",
+        help="pace frames at the recording's rate and train in the background (duty cycle)",
+    )  # fmt: skip
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--no-resume", action="store_true", help="ignore OUT/latest.pt")
+    p.add_argument(
+        "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+        help="other settings of the finetune node, e.g. --set save_period=20 buffer_size=32",
+    )  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_finetune)
+
     p = sub.add_parser("demo", help="the whole system on the bundled synthetic sample")
     p.add_argument("--out", default="out/demo", help="output folder")
     p.add_argument("--minutes", type=float, default=2.0, help="training budget")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("export", help="export the networks to ONNX and check them")
+    p.add_argument("--checkpoint", required=True, help="sfm_ros checkpoint (.pt)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    p.add_argument("--fp16", action="store_true", help="half-precision weights (float32 I/O)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -98,6 +98,19 @@ class DepthPoseEstimator:
         estimator.checkpoint_path = str(path)
         return estimator
 
+    @classmethod
+    def from_onnx(
+        cls, export_dir: str | Path, providers: list[Any] | None = None, **kwargs: Any
+    ) -> DepthPoseEstimator:
+        """Run an `sfm-ros export` folder with onnxruntime (`providers`: None = TensorRT or
+        CUDA when available, else CPU). Pre- and post-processing are those of the torch path."""
+        from sfm_ros.core.onnx_backend import load_onnx_networks
+
+        depth_net, pose_net, meta = load_onnx_networks(export_dir, providers)
+        estimator = cls(depth_net, pose_net, meta["arch"], **kwargs)
+        estimator.checkpoint_path = str(export_dir)
+        return estimator
+
     # ---------------------------------------------------------------- model swaps
     def _prepare_networks(
         self, depth_net: nn.Module, pose_net: nn.Module

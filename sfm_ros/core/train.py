@@ -75,7 +75,7 @@ class CollapseMonitor:
     A condition must hold for `patience` consecutive checks before it is reported (once).
     """
 
-    def __init__(self, patience: int = 3, min_rel_std: float = 1e-3, min_mask: float = 0.05):
+    def __init__(self, patience: int = 3, min_rel_std: float = 0.02, min_mask: float = 0.05):
         self.patience, self.min_rel_std, self.min_mask = patience, min_rel_std, min_mask
         self.counts = {"disparity": 0, "mask": 0}
         self.reported: list[str] = []

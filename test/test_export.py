@@ -1,0 +1,148 @@
+"""ONNX export and the onnxruntime backend of the estimator."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sfm_ros.core.checkpoint import (
+    atomic_torch_save,
+    build_networks,
+    load_checkpoint,
+    make_checkpoint,
+    networks_from_checkpoint,
+)
+from sfm_ros.core.errors import CheckpointError, InputError
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from sfm_ros.core.export import ExportError, export_onnx  # noqa: E402
+from sfm_ros.core.inference import DepthPoseEstimator  # noqa: E402
+from sfm_ros.core.onnx_backend import OnnxUnavailableError, load_onnx_networks  # noqa: E402
+from sfm_ros.core.synthetic import render_sequence  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def moving_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint with explainability masks (new random layers) and a 100x pose head,
+    so that poses are clearly not the identity."""
+    ckpt = load_checkpoint(tiny_checkpoint)
+    arch = {**ckpt["arch"], "use_mask": True}
+    depth_net, pose_net = build_networks(arch)
+    depth_net.load_state_dict(ckpt["depth_net"])
+    pose_net.load_state_dict(ckpt["pose_net"], strict=False)
+    with torch.no_grad():
+        pose_net.pose_pred.weight.mul_(100.0)
+    path = tmp_path_factory.mktemp("moving") / "moving.pt"
+    atomic_torch_save(make_checkpoint(ckpt["step"], arch, {}, depth_net, pose_net), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def export_dir(moving_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    export_onnx(moving_checkpoint, out)
+    return out
+
+
+def test_export_writes_models_and_sidecar(export_dir: Path, moving_checkpoint: Path) -> None:
+    meta = json.loads((export_dir / "export.json").read_text())
+    arch = load_checkpoint(moving_checkpoint)["arch"]
+    assert meta["arch"] == arch
+    assert meta["rotation"] == arch["rotation"]
+    assert (meta["input"]["height"], meta["input"]["width"]) == (arch["height"], arch["width"])
+    assert meta["checkpoint"]["path"] == str(moving_checkpoint.resolve())
+    assert meta["outputs"]["pose"] == ["pose_vec", "mask"]
+    assert max(meta["check"]["max_abs_diff"].values()) < 1e-3
+    names = [i.name for i in ort.InferenceSession(str(export_dir / "pose.onnx")).get_inputs()]
+    assert names == ["tgt", "srcs"]
+
+
+def test_onnxruntime_matches_torch_with_other_batch(
+    export_dir: Path, moving_checkpoint: Path
+) -> None:
+    depth_torch, pose_torch, ckpt = networks_from_checkpoint(moving_checkpoint)
+    depth_torch.eval()
+    pose_torch.eval()
+    depth_ort, pose_ort, _ = load_onnx_networks(export_dir, ["CPUExecutionProvider"])
+    H, W = ckpt["arch"]["height"], ckpt["arch"]["width"]
+    gen = torch.Generator().manual_seed(3)
+    tgt, srcs = torch.rand(3, 3, H, W, generator=gen), torch.rand(3, 2, 3, H, W, generator=gen)
+    with torch.no_grad():
+        disp_ref = depth_torch(tgt)[0]
+        T_ref, masks_ref = pose_torch(tgt, srcs)
+    (disp,) = depth_ort(tgt)
+    T, masks = pose_ort(tgt, srcs)
+    assert disp.shape == disp_ref.shape == (3, 1, H, W)
+    assert T.shape == (3, 2, 4, 4)
+    assert (T_ref[..., :3, 3].abs().max()) > 1e-3  # the poses are not trivially the identity
+    torch.testing.assert_close(disp, disp_ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(T, T_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(masks[0], masks_ref[0], atol=1e-5, rtol=1e-4)
+    with pytest.raises(InputError, match="takes 96x64"):
+        depth_ort(torch.rand(1, 3, 32, 32))
+
+
+def test_onnx_estimator_matches_torch_estimator(export_dir: Path, moving_checkpoint: Path) -> None:
+    seq = render_sequence("street", 3, seed=0, height=48, width=80)
+    ref = DepthPoseEstimator.from_checkpoint(moving_checkpoint, device="cpu")
+    est = DepthPoseEstimator.from_onnx(export_dir, providers=["CPUExecutionProvider"])
+    for i in range(3):
+        a = ref.step(seq.images[i], seq.K, i, with_flow=True)
+        b = est.step(seq.images[i], seq.K, i, with_flow=True)
+        assert b.depth_m.shape == (48, 80)
+        np.testing.assert_allclose(b.depth_m, a.depth_m, rtol=1e-4, atol=1e-5)
+    assert np.linalg.norm(a.T_prev_cur[:3, 3]) > 1e-3
+    np.testing.assert_allclose(b.T_prev_cur, a.T_prev_cur, atol=1e-5)
+    np.testing.assert_allclose(b.explainability, a.explainability, atol=1e-5)
+    np.testing.assert_allclose(b.flow, a.flow, atol=1e-3)
+
+
+def test_export_rejects_bad_opset_and_fails_above_tolerance(
+    moving_checkpoint: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ExportError, match="opset must be in"):
+        export_onnx(moving_checkpoint, tmp_path, opset=5)
+    with pytest.raises(ExportError, match="differ from PyTorch"):
+        export_onnx(moving_checkpoint, tmp_path, tolerance=0.0, check_batch=1)
+    assert not (tmp_path / "export.json").exists()  # an unchecked export cannot be loaded
+    with pytest.raises(CheckpointError, match="not an sfm_ros ONNX export"):
+        DepthPoseEstimator.from_onnx(tmp_path)
+
+
+def test_missing_onnxruntime_gives_install_hint(
+    monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now fails
+    with pytest.raises(OnnxUnavailableError, match=r"pip install sfm_ros\[onnx\]"):
+        export_onnx(tiny_checkpoint, tmp_path)
+    with pytest.raises(OnnxUnavailableError, match="onnxruntime is not installed"):
+        DepthPoseEstimator.from_onnx(tmp_path)
+
+
+def test_cli_export_reports_errors_in_one_line(
+    moving_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sfm_ros.cli import main
+
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(moving_checkpoint),
+                "--out",
+                str(tmp_path),
+                "--opset",
+                "5",
+            ]
+        )
+        == 2
+    )
+    assert "opset must be in [11, 20], got 5" in capsys.readouterr().err
