@@ -116,7 +116,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from sfm_ros.core.config import parse_overrides
     from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
     from sfm_ros.core.sources import open_source
-    from sfm_ros.ros.pipeline import DEFAULT_MODEL
+    from sfm_ros.core.checkpoint import DEFAULT_MODEL
 
     checkpoint = args.checkpoint or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else "")
     values = {**parse_overrides(args.set), "out_dir": args.out, "checkpoint": checkpoint}
@@ -135,6 +135,16 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         max_frames=args.max_frames, progress=not args.no_progress,
     )  # fmt: skip
     print(summary.format())
+    return 0
+
+
+# ---------------------------------------------------------------------------- pack-model
+def cmd_pack_model(args: argparse.Namespace) -> int:
+    from sfm_ros.core.checkpoint import DEFAULT_MODEL, pack_checkpoint
+
+    out = Path(args.out) if args.out else DEFAULT_MODEL
+    pack_checkpoint(args.checkpoint, out, fp16=not args.fp32)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -321,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("pack-model", help="weights-only (fp16) copy of a checkpoint to deploy")
+    p.add_argument("checkpoint", help="training checkpoint (.pt)")
+    p.add_argument("--out", help="output file (default: the packaged default model)")
+    p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    p.set_defaults(func=cmd_pack_model)
 
     p = sub.add_parser("demo", help="the whole system on the bundled synthetic sample")
     p.add_argument("--out", default="out/demo", help="output folder")

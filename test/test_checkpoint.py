@@ -121,3 +121,18 @@ def test_latest_skips_damaged_files(tmp_path: Path) -> None:
     manager.save(_ckpt(2))
     (tmp_path / "last.pt").write_bytes(b"garbage")
     assert manager.latest() == tmp_path / "ckpt_00000002.pt"
+
+
+def test_packed_checkpoint_is_smaller_and_equivalent(tmp_path: Path) -> None:
+    src = tmp_path / "train.pt"
+    depth_net, pose_net = ck.build_networks(ARCH)
+    optimizer = torch.optim.Adam(depth_net.parameters())
+    ckpt = ck.make_checkpoint(3, ARCH, {}, depth_net, pose_net, optimizer=optimizer.state_dict())
+    ck.atomic_torch_save(ckpt, src)
+    packed = ck.pack_checkpoint(src, tmp_path / "packed.pt")
+    assert packed.stat().st_size < 0.6 * src.stat().st_size
+    depth2, _, loaded = ck.networks_from_checkpoint(packed)
+    assert "optimizer" not in loaded and loaded["step"] == 3
+    image = torch.rand(1, 3, 64, 96)
+    depth_net.eval(), depth2.eval()
+    torch.testing.assert_close(depth2(image)[0], depth_net(image)[0], rtol=2e-2, atol=2e-2)

@@ -12,6 +12,7 @@ from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 
 from sfm_ros.cli import main
+from sfm_ros.core import checkpoint
 from sfm_ros.core.synthetic import render_sequence
 from sfm_ros.ros import convert as cv
 from sfm_ros.ros import pipeline as pl
@@ -115,7 +116,7 @@ def test_bag_errors(bags, tmp_path, capsys, monkeypatch):
     assert main(["bag", str(synthetic_bag), str(tmp_path / "o"), "--image-topic", "/cam"]) == 2
     err = capsys.readouterr().err
     assert "'/cam'" in err and IMAGE in err and "/ground_truth/odom" in err  # lists the topics
-    monkeypatch.setattr(pl, "DEFAULT_MODEL", tmp_path / "absent.pt")
+    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", tmp_path / "absent.pt")
     assert main(["bag", str(synthetic_bag), str(tmp_path / "o"), "--image-topic", IMAGE]) == 2
     assert "sfm-ros train" in capsys.readouterr().err
     bad_set = ["bag", str(synthetic_bag), str(tmp_path / "o"), "--image-topic", IMAGE,

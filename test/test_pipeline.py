@@ -10,6 +10,7 @@ import pytest
 from PIL import Image as PILImage
 from rosbags.typesys import Stores, get_typestore
 
+from sfm_ros.core import checkpoint
 from sfm_ros.core.errors import CheckpointError, ConfigError, InputError
 from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
 from sfm_ros.core.odometry import UNOBSERVABLE_VARIANCE, invert_se3
@@ -296,7 +297,7 @@ def test_model_loading(estimator, tiny_checkpoint, monkeypatch, tmp_path):
     pipe = make(estimator)
     assert pipe.load_model(tiny_checkpoint) == estimator.model_version == 1
     assert pipe.diagnostics()["model version"] == "1"
-    monkeypatch.setattr(pl, "DEFAULT_MODEL", tmp_path / "absent.pt")
+    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", tmp_path / "absent.pt")
     with pytest.raises(CheckpointError, match="sfm-ros train"):
         DepthOdometryPipeline(PipelineConfig(), TYPES)
     with pytest.raises(CheckpointError, match="does not exist"):

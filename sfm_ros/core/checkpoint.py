@@ -29,6 +29,8 @@ import torch
 from sfm_ros import __version__
 from sfm_ros.core.errors import CheckpointError
 
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.pt"
+"""The packaged model used wherever no checkpoint is given (see config/training/)."""
 CHECKPOINT_FORMAT = "sfm_ros.checkpoint"
 CHECKPOINT_VERSION = 1
 _ARCH_KEYS = ("depth_net", "snippet_length", "use_mask", "rotation", "height", "width")
@@ -233,3 +235,32 @@ def networks_from_checkpoint(
     load_state(depth_net, ckpt["depth_net"], "depth", path)
     load_state(pose_net, ckpt["pose_net"], "pose", path)
     return depth_net, pose_net, ckpt
+
+
+def resolve_checkpoint(path: str | Path | None) -> Path:
+    """The checkpoint to load: `path`, or the packaged default model when `path` is empty."""
+    if path:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist")
+        return path
+    if DEFAULT_MODEL.is_file():
+        return DEFAULT_MODEL
+    raise CheckpointError(
+        f"no checkpoint given and no packaged model at {DEFAULT_MODEL}; train one with "
+        "`sfm-ros train --out runs/mine` and pass runs/mine/checkpoints/last.pt"
+    )
+
+
+def pack_checkpoint(src: str | Path, dst: str | Path, fp16: bool = True) -> Path:
+    """A deployable copy of a checkpoint: weights only (fp16 storage when asked), no optimiser
+    state. Loading converts the weights back to the network's dtype."""
+    ckpt = load_checkpoint(src)
+    for key in ("optimizer", "scheduler", "scaler"):
+        ckpt.pop(key, None)
+    if fp16:
+        for net in ("depth_net", "pose_net"):
+            ckpt[net] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt[net].items()}
+    ckpt["packed_from"] = str(src)
+    atomic_torch_save(ckpt, Path(dst))
+    return Path(dst)

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from sfm_ros.core.errors import CheckpointError, ConfigError, InputError
+from sfm_ros.core.checkpoint import resolve_checkpoint
+from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.geometry import check_intrinsics, scale_intrinsics
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
@@ -40,8 +41,6 @@ from sfm_ros.core.scale import OdometryScale, ScaleFilter, ground_plane_scale
 from sfm_ros.ros import convert as cv
 from sfm_ros.ros.frames import T_BODY_OPTICAL
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.pt"
-"""Packaged model used when ``checkpoint`` is empty (not shipped yet: train one)."""
 SCALE_SOURCES = ("none", "fixed", "camera_height", "odometry")
 OUTPUTS = (
     "depth",
@@ -186,21 +185,6 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     if not ok:
         raise ConfigError(f"parameter {name!r} must be a {kind.__name__}, got {value!r}")
     return [float(v) for v in value] if kind is list else kind(value)
-
-
-def resolve_checkpoint(path: str) -> Path:
-    """The checkpoint to load: ``path``, or the packaged default when ``path`` is empty."""
-    if path:
-        if not Path(path).expanduser().is_file():
-            raise CheckpointError(f"checkpoint {path} does not exist")
-        return Path(path).expanduser()
-    if DEFAULT_MODEL.is_file():
-        return DEFAULT_MODEL
-    raise CheckpointError(
-        f"no checkpoint given and no packaged model at {DEFAULT_MODEL}; train one with "
-        "`sfm-ros train --out runs/mine` and pass checkpoint:=runs/mine/checkpoints/last.pt "
-        "(or --checkpoint for `sfm-ros bag`)"
-    )
 
 
 @dataclass
