@@ -49,10 +49,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- eval
 def _estimator(args: argparse.Namespace):
+    from sfm_ros.core.checkpoint import resolve_checkpoint
     from sfm_ros.core.inference import DepthPoseEstimator
 
     return DepthPoseEstimator.from_checkpoint(
-        args.checkpoint, device=args.device, resize_policy=args.resize_policy
+        resolve_checkpoint(args.checkpoint), device=args.device, resize_policy=args.resize_policy
     )
 
 
@@ -113,10 +114,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- finetune
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from sfm_ros.core.checkpoint import DEFAULT_MODEL
     from sfm_ros.core.config import parse_overrides
     from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
     from sfm_ros.core.sources import open_source
-    from sfm_ros.core.checkpoint import DEFAULT_MODEL
 
     checkpoint = args.checkpoint or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else "")
     values = {**parse_overrides(args.set), "out_dir": args.out, "checkpoint": checkpoint}
@@ -184,9 +185,12 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
+    from sfm_ros.core.checkpoint import resolve_checkpoint
     from sfm_ros.core.export import export_onnx
 
-    result = export_onnx(args.checkpoint, args.out, opset=args.opset, fp16=args.fp16)
+    result = export_onnx(
+        resolve_checkpoint(args.checkpoint), args.out, opset=args.opset, fp16=args.fp16
+    )
     for name, diff in result.max_abs_diff.items():
         print(f"{name}: max |onnxruntime - pytorch| = {diff:.3g}")
     print(f"wrote {result.out_dir} (depth.onnx, pose.onnx, export.json)")
@@ -226,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("pose", cmd_eval_pose, "5-frame ATE, Sim(3) RMSE ATE, KITTI t_err/r_err"),
     ):
         q = eval_sub.add_parser(what, help=doc)
-        q.add_argument("--checkpoint", required=True, help="sfm_ros checkpoint (.pt)")
+        q.add_argument("--checkpoint", help="sfm_ros checkpoint (default: the packaged model)")
         q.add_argument(
             "--data",
             nargs="+",
@@ -342,8 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/demo", help="output folder")
     p.add_argument("--minutes", type=float, default=2.0, help="training budget")
     p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("export", help="export the networks to ONNX and check them")
-    p.add_argument("--checkpoint", required=True, help="sfm_ros checkpoint (.pt)")
+    p.add_argument("--checkpoint", help="sfm_ros checkpoint (default: the packaged model)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
     p.add_argument("--fp16", action="store_true", help="half-precision weights (float32 I/O)")
