@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from sfm_ros.core.errors import InputError
+from sfm_ros.core.odometry import conjugate_motion
 
 R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 """Rotation mapping optical-frame coordinates into the body frame: ``p_body = R @ p_optical``."""
@@ -26,17 +27,6 @@ def _check_se3(T: np.ndarray, name: str) -> np.ndarray:
     return T
 
 
-def invert_se3(T_a_b: np.ndarray) -> np.ndarray:
-    """(..., 4, 4) rigid transform -> its inverse ``T_b_a``."""
-    T_a_b = _check_se3(T_a_b, "T_a_b")
-    R_t = np.swapaxes(T_a_b[..., :3, :3], -1, -2)
-    T_b_a = np.zeros_like(T_a_b)
-    T_b_a[..., :3, :3] = R_t
-    T_b_a[..., :3, 3] = -(R_t @ T_a_b[..., :3, 3:4])[..., 0]
-    T_b_a[..., 3, 3] = 1.0
-    return T_b_a
-
-
 def camera_motion_to_base(
     T_prev_cur_cam: np.ndarray, T_base_cam: np.ndarray = T_BODY_OPTICAL
 ) -> np.ndarray:
@@ -52,7 +42,7 @@ def camera_motion_to_base(
     """
     T_prev_cur_cam = _check_se3(T_prev_cur_cam, "T_prev_cur_cam")
     T_base_cam = _check_se3(T_base_cam, "T_base_cam")
-    return T_base_cam @ T_prev_cur_cam @ invert_se3(T_base_cam)
+    return conjugate_motion(T_prev_cur_cam, T_base_cam)
 
 
 def optical_to_body(T_a_b_optical: np.ndarray) -> np.ndarray:
