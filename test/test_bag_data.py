@@ -67,9 +67,17 @@ def _camera_info(ts, t_ns: int, k: list[float], ros1: bool):
     return ts.types["sensor_msgs/msg/CameraInfo"](**fields, **dict(zip(names, values, strict=True)))
 
 
-def _write_bag(path: Path, kind: str, *, infos=((50, K_FLAT),), with_images: bool = True) -> Path:
-    """Bag with /cam/image_raw (rgb8, padded rows), /mono/image (mono8), /png/image/compressed
-    (CompressedImage) at 0, 100, 200 ms and /cam/camera_info messages ``infos`` (ms, K)."""
+def _write_bag(
+    path: Path,
+    kind: str,
+    *,
+    infos=((50, K_FLAT),),
+    with_images: bool = True,
+    mono_encoding: str = "mono8",
+) -> Path:
+    """Bag with /cam/image_raw (rgb8, padded rows), /mono/image (``mono_encoding``),
+    /png/image/compressed (CompressedImage) at 0, 100, 200 ms and /cam/camera_info messages
+    ``infos`` (ms, K)."""
     ros1 = kind == "ros1"
     ts = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
     serialize = ts.serialize_ros1 if ros1 else ts.serialize_cdr
@@ -84,7 +92,7 @@ def _write_bag(path: Path, kind: str, *, infos=((50, K_FLAT),), with_images: boo
             t_ns = t * 10**6
             messages += [
                 (t, "/cam/image_raw", _image(ts, t_ns, RGB[i], "rgb8", ros1, pad=4)),
-                (t, "/mono/image", _image(ts, t_ns, MONO[i], "mono8", ros1)),
+                (t, "/mono/image", _image(ts, t_ns, MONO[i], mono_encoding, ros1)),
                 (t, "/png/image/compressed", _compressed_png(ts, t_ns, RGB[i], ros1)),
             ]
     with writer:
@@ -149,3 +157,9 @@ def test_bag_without_images_or_valid_camera_info(tmp_path):
     assert len(seq) == 1 and seq.load(0).stamp_ns == 200_000_000
     with pytest.raises(DatasetError, match="cannot open bag"):
         BagSequence(tmp_path / "missing.mcap")
+
+
+def test_bag_undecodable_image(tmp_path):
+    bag = _write_bag(tmp_path / "yuv", "mcap", mono_encoding="yuv422")
+    with pytest.raises(DatasetError, match="unsupported image encoding 'yuv422'"):
+        BagSequence(bag, image_topic="/mono/image")

@@ -239,7 +239,34 @@ def test_camera_info_uncalibrated_raises(store):
         cv.camera_info_to_K(msg)
 
 
-# ------------------------------------------------------------------------------------------- depth
+def test_camera_info_ros1_field_names():
+    """ROS 1 CameraInfo (``K``, ``P``) from rosbags' noetic store decodes like ROS 2's."""
+    ts = get_typestore(Stores.ROS1_NOETIC)
+    Time, Header = ts.types["builtin_interfaces/msg/Time"], ts.types["std_msgs/msg/Header"]
+    roi = ts.types["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=8, y_offset=4, height=20, width=30, do_rectify=False
+    )
+    P = np.hstack([K_TEST * [[0.9], [0.9], [1.0]], np.zeros((3, 1))])
+
+    def info(K, P):
+        msg = ts.types["sensor_msgs/msg/CameraInfo"](
+            header=Header(seq=0, stamp=Time(sec=1, nanosec=0), frame_id="cam1"),
+            height=32, width=48, distortion_model="plumb_bob", D=np.zeros(5),
+            K=K.reshape(9), R=np.eye(3).reshape(9), P=P.reshape(12),
+            binning_x=2, binning_y=1, roi=roi,
+        )  # fmt: skip
+        raw = ts.serialize_ros1(msg, msg.__msgtype__)
+        return ts.deserialize_ros1(raw, msg.__msgtype__)
+
+    # Binned (x2) ROI image: pixel u' covers sensor pixels 2u'+8 and 2u'+9 (centre 2u'+8.5).
+    K, width, height = cv.camera_info_to_K(info(K_TEST, P))
+    np.testing.assert_allclose(K, [[25.0, 0, (24.5 - 8.5) / 2], [0, 60.0, 15.5 - 4], [0, 0, 1]])
+    assert (width, height) == (15, 20)
+    rect = [[45.0 / 2, 0, (0.9 * 24.5 - 8.5) / 2], [0, 54.0, 0.9 * 15.5 - 4], [0, 0, 1]]
+    np.testing.assert_allclose(cv.camera_info_to_K(info(K_TEST, P), rectified=True)[0], rect)
+    np.testing.assert_allclose(cv.camera_info_to_K(info(np.zeros((3, 3)), P))[0], rect)
+    with pytest.raises(InputError, match="cam1.*calibrated"):
+        cv.camera_info_to_K(info(np.zeros((3, 3)), np.zeros((3, 4))))
 
 
 def test_depth_image_keeps_nan(store):

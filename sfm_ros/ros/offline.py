@@ -27,7 +27,6 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -145,16 +144,6 @@ def _topic_listing(reader: AnyReader) -> str:
     return ", ".join(
         f"{c.topic} ({c.msgtype})" for c in sorted(reader.connections, key=lambda c: c.topic)
     )
-
-
-def _ros1_camera_info(msg: Any) -> Any:
-    """ROS 1 CameraInfo (``K``, ``P``) seen through ROS 2 field names."""
-    if hasattr(msg, "k"):
-        return msg
-    return SimpleNamespace(
-        header=msg.header, width=msg.width, height=msg.height, k=msg.K, p=msg.P,
-        binning_x=msg.binning_x, binning_y=msg.binning_y, roi=msg.roi,
-    )  # fmt: skip
 
 
 def _body_xy_for_plot(T_odom_base: np.ndarray) -> np.ndarray:
@@ -357,7 +346,7 @@ class _BagRun:
                     bar.update()
                 continue
             if conn.topic == info_topic:
-                pipeline.on_camera_info(_ros1_camera_info(msg))
+                pipeline.on_camera_info(msg)  # ROS 1 ``K``/``P`` names too
             elif conn.topic == image_topic:
                 self._image(msg, t_ns)
                 bar.update()

@@ -7,7 +7,7 @@ from sfm_ros.core.data.augment import (
     random_scale_crop,
     resize,
 )
-from sfm_ros.core.data.bag import BagSequence, image_msg_to_numpy
+from sfm_ros.core.data.bag import BagSequence
 from sfm_ros.core.data.folder import FolderSequence, read_intrinsics_file
 from sfm_ros.core.data.kitti import KittiOdometrySequence, KittiRawSequence, read_calib_file
 from sfm_ros.core.data.sequence import (
@@ -36,7 +36,6 @@ __all__ = [
     "has_depth",
     "has_poses",
     "horizontal_flip",
-    "image_msg_to_numpy",
     "load_image",
     "open_sequences",
     "random_scale_crop",

@@ -6,7 +6,6 @@ in memory (use ``max_frames`` and ``max_width`` for long or large recordings).
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 
@@ -15,75 +14,30 @@ from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.typesys import Stores, get_typestore
 
 from sfm_ros.core.data.augment import resize_image
-from sfm_ros.core.data.sequence import InMemorySequence, load_image, to_rgb
+from sfm_ros.core.data.sequence import InMemorySequence
 from sfm_ros.core.errors import DatasetError, InputError
-from sfm_ros.core.geometry import intrinsics_from_camera_info, scale_intrinsics
+from sfm_ros.core.geometry import scale_intrinsics
+from sfm_ros.ros.convert.camera import camera_info_to_K
+from sfm_ros.ros.convert.image import compressed_to_rgb8, image_to_rgb8
 
 log = logging.getLogger(__name__)
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-# encoding -> (channels, bytes per channel)
-ENCODINGS = {
-    "rgb8": (3, 1),
-    "bgr8": (3, 1),
-    "rgba8": (4, 1),
-    "bgra8": (4, 1),
-    "mono8": (1, 1),
-    "8UC1": (1, 1),
-    "mono16": (1, 2),
-    "16UC1": (1, 2),
-}
 
 
-def image_msg_to_numpy(msg: object) -> np.ndarray:
-    """sensor_msgs Image or CompressedImage -> (H, W, 3) uint8 RGB.
-
-    Image encodings: rgb8, bgr8, rgba8, bgra8, mono8/8UC1, mono16/16UC1 (top 8 bits kept);
-    row padding (``step``) and ``is_bigendian`` are respected. CompressedImage: JPEG or PNG.
-    """
-    if hasattr(msg, "format"):
-        if "compresseddepth" in msg.format.lower():
-            raise DatasetError(f"compressed depth images are not supported ({msg.format!r})")
-        try:
-            return load_image(io.BytesIO(np.asarray(msg.data, dtype=np.uint8).tobytes()))
-        except DatasetError as err:
-            raise DatasetError(f"cannot decode CompressedImage ({msg.format!r}): {err}") from err
-    if msg.encoding not in ENCODINGS:
-        raise DatasetError(
-            f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(ENCODINGS)}"
-        )
-    channels, nbytes = ENCODINGS[msg.encoding]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = w * channels * nbytes
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if step < row_bytes or data.size < step * h:
-        raise DatasetError(
-            f"Image {w}x{h} {msg.encoding} has step {step} and "
-            f"{data.size} bytes; expected step >= {row_bytes}"
-        )
-    rows = np.ascontiguousarray(data[: step * h].reshape(h, step)[:, :row_bytes])
-    if nbytes == 2:
-        rows = (rows.view(">u2" if msg.is_bigendian else "<u2") >> 8).astype(np.uint8)
-    image = rows.reshape(h, w, channels)
-    if msg.encoding.startswith("bgr"):
-        image = image[:, :, 2::-1]
-    return to_rgb(image)
-
-
-def camera_info_to_K(msg: object) -> np.ndarray | None:
-    """(3, 3) intrinsics of the image published with a CameraInfo, or None if K is invalid.
-
-    Accepts ROS 2 (``k``, ``binning_x``, ``roi``) and ROS 1 (``K``) field names.
-    """
-    k = getattr(msg, "k", None)
-    k = msg.K if k is None else k
-    roi = msg.roi
-    roi = (roi.x_offset, roi.y_offset, roi.height, roi.width, roi.do_rectify)
+def _decode_image(msg: object) -> np.ndarray:
+    """sensor_msgs Image or CompressedImage -> (H, W, 3) uint8 RGB (see `sfm_ros.ros.convert`)."""
     try:
-        return intrinsics_from_camera_info(
-            k, int(msg.width), int(msg.height), msg.binning_x, msg.binning_y, roi
-        )
+        return compressed_to_rgb8(msg) if hasattr(msg, "format") else image_to_rgb8(msg)
+    except InputError as err:
+        raise DatasetError(str(err)) from err
+
+
+def _camera_info_K(msg: object) -> np.ndarray | None:
+    """(3, 3) intrinsics of the image published with a CameraInfo, or None if K is invalid."""
+    try:
+        return camera_info_to_K(msg)[0]
     except InputError:
         return None
 
@@ -187,7 +141,7 @@ class BagSequence(InMemorySequence):
             msg = reader.deserialize(raw, conn.msgtype)
             if conn.topic == self.camera_info_topic:
                 seen_info += 1
-                latest = camera_info_to_K(msg)
+                latest = _camera_info_K(msg)
                 continue
             if max_frames is not None and len(images) >= max_frames:
                 if latest is not None:
@@ -196,7 +150,7 @@ class BagSequence(InMemorySequence):
             if seen_info and latest is None:
                 skipped += 1
                 continue
-            image = image_msg_to_numpy(msg)
+            image = _decode_image(msg)
             h, w = image.shape[:2]
             if max_width is not None and w > max_width:
                 image = resize_image(image, max(1, round(h * max_width / w)), max_width)

@@ -11,8 +11,14 @@ from sfm_ros.core.geometry import intrinsics_from_camera_info
 from sfm_ros.ros.convert.msg_types import MsgTypes
 
 
+def _matrix_field(msg: Any, name: str) -> np.ndarray:
+    """CameraInfo matrix ``name`` ("k", "p") under its ROS 2 (lower case) or ROS 1 (``K``) name."""
+    value = getattr(msg, name, None)
+    return np.asarray(getattr(msg, name.upper()) if value is None else value, dtype=np.float64)
+
+
 def camera_info_to_K(msg: Any, rectified: bool = False) -> tuple[np.ndarray, int, int]:
-    """Intrinsics and size of the image published with a ``CameraInfo``.
+    """Intrinsics and size of the image published with a ``CameraInfo`` (ROS 2 or ROS 1 names).
 
     Binning and ROI are applied as the CameraInfo documentation says (binning 0 or 1 = none,
     ROI all zero = full image). ``K`` comes from ``k`` (raw images), or from the left 3x3 of ``p``
@@ -28,14 +34,14 @@ def camera_info_to_K(msg: Any, rectified: bool = False) -> tuple[np.ndarray, int
     frame = msg.header.frame_id
     if width <= 0 or height <= 0:
         raise InputError(f"CameraInfo (frame '{frame}') has zero image size {width}x{height}")
-    k = np.asarray(msg.k, dtype=np.float64)
+    k = _matrix_field(msg, "k")
     use_p = rectified or not np.any(k)
     roi = msg.roi
     roi_tuple = (roi.x_offset, roi.y_offset, roi.height, roi.width, roi.do_rectify)
     bx, by = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
     try:
         K = intrinsics_from_camera_info(
-            k, width, height, bx, by, roi_tuple, p=np.asarray(msg.p) if use_p else None
+            k, width, height, bx, by, roi_tuple, p=_matrix_field(msg, "p") if use_p else None
         )
     except InputError as exc:
         raise InputError(
