@@ -43,6 +43,8 @@ setup(
         "console_scripts": [
             "sfm-ros = sfm_ros.cli:main",
             "depth_odometry = sfm_ros.ros.depth_odometry_node:main",
+            "finetune = sfm_ros.ros.finetune_node:main",
+            "depth_odometry_finetune = sfm_ros.ros.finetune_node:main_combined",
         ],
     },
 )

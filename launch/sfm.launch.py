@@ -1,10 +1,14 @@
-"""Monocular depth and visual odometry: the ``depth_odometry`` node, optionally with RViz.
+"""Monocular depth and visual odometry: the ``depth_odometry`` node, optionally with RViz and
+online fine-tuning.
 
     ros2 launch sfm_ros sfm.launch.py image:=/camera/image_raw \\
         camera_info:=/camera/camera_info checkpoint:=/path/to/model.pt rviz:=true
 
 Arguments: image, camera_info, params_file, checkpoint, publish_tf, namespace, use_sim_time,
-rviz, finetune. ``checkpoint`` and ``publish_tf`` override the parameter file only when given.
+rviz, finetune, single_process. ``checkpoint`` and ``publish_tf`` override the parameter file
+only when given. ``finetune:=true`` also starts the ``finetune`` node (same inputs; it
+announces adapted weights on ``model_update``); with ``single_process:=true`` both nodes run in
+one process (``depth_odometry_finetune``) and the weights are swapped in memory.
 """
 
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
@@ -23,48 +27,75 @@ ARGUMENTS = [
     (
         "params_file",
         PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "sfm.yaml"]),
-        "Parameter file of the depth_odometry node",
+        "Parameter file of the depth_odometry and finetune nodes",
     ),
     ("checkpoint", "", "Model checkpoint (.pt); empty: the value in params_file"),
     ("publish_tf", "", "Broadcast odom -> base_link (true/false); empty: params_file"),
     ("namespace", "", "Namespace of the node and its topics"),
     ("use_sim_time", "false", "Use /clock (true when replaying a bag with --clock)"),
     ("rviz", "false", "Start RViz with config/sfm.rviz"),
+    ("finetune", "false", "Also run the finetune node (online self-supervised fine-tuning)"),
     (
-        "finetune",
+        "single_process",
         "false",
-        "Online fine-tuning; reserved: the fine-tuning node is not part of this release",
+        "With finetune: both nodes in one process, adapted weights swapped in memory",
     ),
 ]
 
 
-def _depth_node(context):
-    """The node, with the optional overrides that were given (evaluated at launch time)."""
+def _is_true(context, name: str) -> bool:
+    return LaunchConfiguration(name).perform(context).lower() == "true"
+
+
+def _nodes(context):
+    """depth_odometry (and finetune), with the optional overrides that were given."""
     overrides = {"use_sim_time": LaunchConfiguration("use_sim_time")}
     checkpoint = LaunchConfiguration("checkpoint").perform(context)
     if checkpoint:
         overrides["checkpoint"] = ParameterValue(checkpoint, value_type=str)
+    finetune_overrides = dict(overrides)  # finetune starts from the same checkpoint
     publish_tf = LaunchConfiguration("publish_tf")
     if publish_tf.perform(context):
         overrides["publish_tf"] = ParameterValue(publish_tf, value_type=bool)
     image = LaunchConfiguration("image")
+    common = {
+        "package": PACKAGE,
+        "namespace": LaunchConfiguration("namespace"),
+        "remappings": [
+            ("image", image),
+            ("image/compressed", [image, "/compressed"]),
+            ("camera_info", LaunchConfiguration("camera_info")),
+        ],
+        "output": "screen",
+    }
+    params_file = LaunchConfiguration("params_file")
+    finetune, single = _is_true(context, "finetune"), _is_true(context, "single_process")
+    if finetune and single:
+        # No `name`: it would rename both nodes of the process.
+        return [
+            Node(
+                executable="depth_odometry_finetune", parameters=[params_file, overrides], **common
+            )
+        ]
     actions = [
         Node(
-            package=PACKAGE,
             executable="depth_odometry",
             name="depth_odometry",
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[LaunchConfiguration("params_file"), overrides],
-            remappings=[
-                ("image", image),
-                ("image/compressed", [image, "/compressed"]),
-                ("camera_info", LaunchConfiguration("camera_info")),
-            ],
-            output="screen",
+            parameters=[params_file, overrides],
+            **common,
         )
     ]
-    if LaunchConfiguration("finetune").perform(context).lower() == "true":
-        actions.append(LogInfo(msg="finetune:=true is ignored: no fine-tuning node yet"))
+    if finetune:
+        actions.append(
+            Node(
+                executable="finetune",
+                name="finetune",
+                parameters=[params_file, finetune_overrides],
+                **common,
+            )
+        )
+    elif single:
+        actions.append(LogInfo(msg="single_process:=true has no effect without finetune:=true"))
     return actions
 
 
@@ -84,5 +115,5 @@ def generate_launch_description():
             DeclareLaunchArgument(name, default_value=default, description=description)
             for name, default, description in ARGUMENTS
         ]
-        + [OpaqueFunction(function=_depth_node), rviz]
+        + [OpaqueFunction(function=_nodes), rviz]
     )

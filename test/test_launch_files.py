@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from sfm_ros.core.errors import ConfigError
+from sfm_ros.core.online import OnlineConfig
 from sfm_ros.ros.frames import quaternion_from_matrix
 from sfm_ros.ros.node_utils import (
     NodeConfig,
@@ -33,6 +34,7 @@ from sfm_ros.ros.pipeline import OUTPUTS, PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_KEY = "/**/depth_odometry"
+FINETUNE_KEY = "/**/finetune"
 
 
 class Recorded:
@@ -159,7 +161,34 @@ def test_sfm_launch_arguments_and_node(fake_launch):
     assert overrides["checkpoint"] == fake_launch["ParameterValue"]("/models/m.pt", value_type=str)
     assert overrides["publish_tf"].kwargs == {"value_type": bool}
 
-    context.update(finetune="true")
+
+def test_sfm_launch_finetune_node_and_single_process(fake_launch):
+    description = load_launch("sfm.launch.py").generate_launch_description()
+    args = declared(description)
+    assert args["finetune"].kwargs["default_value"] == "false"
+    assert args["single_process"].kwargs["default_value"] == "false"
+    (opaque,) = entities(description, "OpaqueFunction")
+    context = {name: "" for name in args}
+    context.update(use_sim_time="false", finetune="true", single_process="false")
+    context.update(checkpoint="/models/m.pt", publish_tf="true")
+    depth, finetune = opaque.kwargs["function"](context)
+    assert (finetune.kwargs["executable"], finetune.kwargs["name"]) == ("finetune", "finetune")
+    # Same inputs, namespace and parameter file; the same starting checkpoint.
+    for key in ("package", "namespace", "remappings"):
+        assert finetune.kwargs[key] == depth.kwargs[key], key
+    params_file, overrides = finetune.kwargs["parameters"]
+    assert params_file == LaunchConfiguration("params_file")
+    assert set(overrides) == {"use_sim_time", "checkpoint"}
+    assert overrides["checkpoint"] == depth.kwargs["parameters"][1]["checkpoint"]
+
+    context.update(single_process="True")
+    (combined,) = opaque.kwargs["function"](context)
+    assert combined.kwargs["executable"] == "depth_odometry_finetune"
+    assert "name" not in combined.kwargs  # a name would rename both nodes of the process
+    assert combined.kwargs["remappings"] == depth.kwargs["remappings"]
+    assert combined.kwargs["parameters"] == depth.kwargs["parameters"]
+
+    context.update(finetune="false")
     actions = opaque.kwargs["function"](context)
     assert [type(a).__name__ for a in actions] == ["Node", "LogInfo"]
 
@@ -202,8 +231,12 @@ def test_console_script_points_at_node_main():
         if isinstance(n, ast.Constant) and isinstance(n.value, str) and "=" in n.value
     ]
     assert "depth_odometry = sfm_ros.ros.depth_odometry_node:main" in scripts
-    node = ast.parse((ROOT / "sfm_ros" / "ros" / "depth_odometry_node.py").read_text())
-    assert "main" in {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+    assert "finetune = sfm_ros.ros.finetune_node:main" in scripts
+    assert "depth_odometry_finetune = sfm_ros.ros.finetune_node:main_combined" in scripts
+    for module, mains in (("depth_odometry_node", {"main"}),
+                          ("finetune_node", {"main", "main_combined"})):  # fmt: skip
+        node = ast.parse((ROOT / "sfm_ros" / "ros" / f"{module}.py").read_text())
+        assert mains <= {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
 
 
 # ---------------------------------------------------------------------- node source
@@ -222,10 +255,10 @@ def test_node_publishes_every_pipeline_output_and_documents_it():
 
 
 # ---------------------------------------------------------------------- parameter file
-def load_params() -> dict:
+def load_params(key: str = NODE_KEY) -> dict:
     data = yaml.safe_load((ROOT / "config" / "sfm.yaml").read_text())
-    assert list(data) == [NODE_KEY]
-    return data[NODE_KEY]["ros__parameters"]
+    assert list(data) == [NODE_KEY, FINETUNE_KEY]
+    return data[key]["ros__parameters"]
 
 
 def test_params_file_lists_every_parameter_with_its_default():
@@ -248,6 +281,22 @@ def test_params_file_lists_every_parameter_with_its_default():
         )
         == PipelineConfig()
     )
+
+
+def test_params_file_lists_every_finetune_parameter_with_its_default():
+    params = load_params(FINETUNE_KEY)
+    specs = parameter_specs(OnlineConfig) + parameter_specs(NodeConfig)
+    # The camera input options of finetune_node.InputConfig (rclpy-only module) are the
+    # depth node's: use_compressed, and fallback_intrinsics commented out.
+    assert set(params) == {s.name for s in specs} | {"use_compressed"}
+    assert params["use_compressed"] is False
+    for spec in specs:
+        value = params[spec.name]
+        assert type(value) is type(spec.default), spec.name
+        assert value == spec.default, spec.name
+    assert OnlineConfig().replace(**{s.name: params[s.name] for s in parameter_specs(OnlineConfig)})
+    section = (ROOT / "config" / "sfm.yaml").read_text().split(FINETUNE_KEY)[1]
+    assert "# fallback_intrinsics:" in section
 
 
 def test_node_name_matches_params_file_key_in_any_namespace():

@@ -140,6 +140,13 @@ def test_params_file_and_overrides(tmp_path):
         parse_overrides(["novalue"])
     with pytest.raises(pl.ConfigError, match="unknown parameter"):
         pipeline_config(None, ["image_qos=x"])
+    both = tmp_path / "both.yaml"
+    both.write_text(
+        "/**:\n  ros__parameters:\n    use_sim_time: false\n"
+        "/**/depth_odometry:\n  ros__parameters:\n    checkpoint: mine.pt\n"
+        "/**/finetune:\n  ros__parameters:\n    checkpoint: ''\n"
+    )
+    assert load_params_file(both) == {"use_sim_time": False, "checkpoint": "mine.pt"}
     (tmp_path / "flat.yaml").write_text("scale_source: fixed\n")
     with pytest.raises(pl.ConfigError, match="ros__parameters"):
         load_params_file(tmp_path / "flat.yaml")

@@ -63,8 +63,13 @@ START_NS = 1_700_000_000 * 1_000_000_000
 
 
 # ---------------------------------------------------------------------------- parameters
-def load_params_file(path: str | Path) -> dict[str, Any]:
-    """``ros__parameters`` of a ROS 2 params file (all node entries merged, in file order)."""
+def load_params_file(path: str | Path, node: str = "depth_odometry") -> dict[str, Any]:
+    """``ros__parameters`` that a ROS 2 params file gives the node ``node``.
+
+    Entries apply when their key is ``/**`` or names the node (``node``, ``/ns/node``,
+    ``/**/node``); node-specific entries override wildcard ones, as rcl does. A file with a
+    single entry is used whatever its node name.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file {path} does not exist")
@@ -72,13 +77,22 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"params file {path} is not valid YAML: {exc}") from None
-    nodes = data.values() if isinstance(data, dict) else []
-    params = [n["ros__parameters"] for n in nodes if isinstance(n, dict) and "ros__parameters" in n]
-    if not params:
-        raise ConfigError(f"params file {path} has no 'NODE_NAME: ros__parameters: {{...}}' entry")
+    entries = [
+        (str(key), value["ros__parameters"] or {})
+        for key, value in (data.items() if isinstance(data, dict) else [])
+        if isinstance(value, dict) and "ros__parameters" in value
+    ]
+    wildcard = [params for key, params in entries if key.strip("/") == "**"]
+    named = [params for key, params in entries if key.rstrip("/").split("/")[-1] == node]
+    if not wildcard and not named and len(entries) == 1:
+        named = [entries[0][1]]
+    if not wildcard and not named:
+        raise ConfigError(
+            f"params file {path} has no '{node}: ros__parameters: {{...}}' (or '/**') entry"
+        )
     merged: dict[str, Any] = {}
-    for p in params:
-        merged.update(p or {})
+    for params in wildcard + named:
+        merged.update(params)
     return merged
 
 

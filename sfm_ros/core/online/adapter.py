@@ -1,0 +1,674 @@
+"""`OnlineAdapter`: self-supervised fine-tuning of depth and pose networks on a live stream.
+
+Frames come in with their intrinsics and stamps (`push`, from any thread); keyframe snippets
+fill a bounded replay buffer, every few go to a held-out set instead. Training steps
+(`step_once`, or a background thread started with `start`) minimise the checkpoint's own
+view-synthesis loss on batches of the newest snippet plus random buffer snippets (optionally
+some snippets of the original training data, and an L2 pull to the starting weights).
+
+Every ``save_period`` steps the weights are checked on the held-out set against the last good
+version:
+
+- held-out loss not finite, or worse than the last good one by more than
+  ``divergence_threshold``, or collapse (constant disparity, explainability mask at zero):
+  the networks and the optimiser are restored exactly to the last good version (logged);
+- better than or equal to the last good one: a new version is published, atomically, as
+  ``out_dir/adapted_<version>.pt`` and ``out_dir/latest.pt`` (a training checkpoint, loadable
+  by everything else), and ``on_publish(path, version)`` is called;
+- otherwise training goes on without publishing.
+
+Only weights that passed the check are ever written. ``resume`` continues from
+``out_dir/latest.pt`` (weights, optimiser, version).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from sfm_ros.core.checkpoint import (
+    arch_from_config,
+    atomic_torch_save,
+    build_networks,
+    check_arch,
+    load_checkpoint,
+    load_state,
+    make_checkpoint,
+)
+from sfm_ros.core.config import TrainConfig, config_from_dict
+from sfm_ros.core.data import SnippetDataset, resize
+from sfm_ros.core.errors import CheckpointError, InputError
+from sfm_ros.core.geometry import check_intrinsics
+from sfm_ros.core.losses import ViewSynthesisLoss
+from sfm_ros.core.online.buffer import (
+    SKIP_STATIC,
+    SKIP_TEXTURELESS,
+    SnippetBuffer,
+    SnippetBuilder,
+    collate,
+)
+from sfm_ros.core.online.config import OnlineConfig
+from sfm_ros.core.sources import open_source
+from sfm_ros.core.train import CollapseMonitor, forward_snippets, resolve_device
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest.pt"
+VERSION_RE = re.compile(r"^adapted_(\d{6})\.pt$")
+ARCH_KEYS = ("depth_net", "snippet_length", "use_mask", "rotation", "height", "width")
+PublishFn = Callable[[Path, int], None]
+
+
+@dataclass
+class CheckResult:
+    """Outcome of a held-out check."""
+
+    outcome: Literal["published", "held", "rolled_back", "unchanged", "no_data"]
+    reason: str
+    loss: float = math.nan
+    """Held-out loss of the weights checked."""
+    good_loss: float = math.nan
+    """Held-out loss of the last good version on the same snippets."""
+    version: int = 0
+    """Version in force after the check."""
+    path: Path | None = None
+    """File written when published."""
+
+
+@dataclass
+class StepResult:
+    """One training step."""
+
+    step: int
+    loss: float
+    """Training loss (NaN when skipped)."""
+    skipped: bool
+    """True when the loss or gradient was not finite: the weights were not changed."""
+    stats: dict[str, float] = field(default_factory=dict)
+    check: CheckResult | None = None
+    """The held-out check run after this step, if one was due."""
+
+
+@dataclass
+class AdapterStats:
+    """Counters since the adapter was created (steps continue across resumes)."""
+
+    frames_in: int = 0
+    keyframes: int = 0
+    snippets_train: int = 0
+    snippets_holdout: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    steps: int = 0
+    skipped_nonfinite: int = 0
+    last_loss: float = math.nan
+    holdout_loss: float = math.nan
+    checks: int = 0
+    rollbacks: int = 0
+    last_rollback: str = ""
+    publishes: int = 0
+    train_time_s: float = 0.0
+    duty_measured: float = 0.0
+    error: str = ""
+
+
+def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _like(state: dict[str, torch.Tensor], module: nn.Module) -> dict[str, torch.Tensor]:
+    """``state`` on the device and in the dtypes of ``module``'s (packaged models are fp16)."""
+    ref = module.state_dict()
+    return {k: v.to(device=ref[k].device, dtype=ref[k].dtype) for k, v in state.items()}
+
+
+class OnlineAdapter:
+    """Adapts a checkpoint's networks to the stream it is fed; see the module docstring.
+
+    Args:
+        cfg: settings; ``cfg.checkpoint`` empty = networks of the default training config,
+            randomly initialised (seeded).
+        on_publish: called as ``on_publish(path, version)`` after each published version,
+            from the thread that ran the check (weights in ``path`` passed the check).
+        logger: where rollbacks, publications and skipped steps are logged.
+
+    Raises:
+        CheckpointError: unreadable checkpoint, or ``out_dir`` holds adaptations of another
+            architecture while ``resume`` is on.
+        DatasetError: ``replay_data`` cannot be opened.
+    """
+
+    def __init__(
+        self,
+        cfg: OnlineConfig,
+        on_publish: PublishFn | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.on_publish = on_publish
+        self.log = logger or log
+        self.device = resolve_device(cfg.device)
+        self.out_dir = Path(cfg.out_dir).expanduser()
+        self.stats = AdapterStats()
+        self.version = 0
+        self._lock = threading.RLock()  # networks, optimiser, good state, version
+        self._data_lock = threading.Lock()  # builder, buffer, held-out set
+        self._load_networks()
+
+        self.height, self.width = int(self.arch["height"]), int(self.arch["width"])
+        self.snippet_length = int(self.arch["snippet_length"])
+        self.builder = SnippetBuilder(
+            self.snippet_length, cfg.min_motion, cfg.min_texture, int(cfg.max_keyframe_gap_s * 1e9)
+        )
+        self.buffer = SnippetBuffer(cfg.buffer_size)
+        self.holdout = SnippetBuffer(cfg.holdout_size)
+        self._accepted = 0
+        self._replay = self._open_replay()
+
+        self._enabled = threading.Event()
+        self._enabled.set()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- setup
+    def _load_networks(self) -> None:
+        cfg = self.cfg
+        base = load_checkpoint(Path(cfg.checkpoint).expanduser()) if cfg.checkpoint else None
+        latest = self.out_dir / LATEST
+        resumed = load_checkpoint(latest) if cfg.resume and latest.is_file() else None
+        if base is not None and resumed is not None:
+            try:
+                check_arch(resumed, {k: base["arch"][k] for k in ARCH_KEYS}, latest)
+            except CheckpointError as exc:
+                raise CheckpointError(
+                    f"{exc}: {self.out_dir} holds adaptations of another model; use another "
+                    "out_dir or turn resume off"
+                ) from None
+        if base is None and resumed is None:
+            base = self._scratch_checkpoint()
+            self.log.info("no starting checkpoint: adapting randomly initialised networks")
+        start = resumed if resumed is not None else base
+        self.arch = dict(start["arch"])
+        self.config = start["config"]
+        self.train_cfg = config_from_dict(self.config)
+        self.depth_net, self.pose_net = build_networks(self.arch)
+        where = latest if resumed is not None else cfg.checkpoint or "(from scratch)"
+        load_state(self.depth_net, start["depth_net"], "depth", where)
+        load_state(self.pose_net, start["pose_net"], "pose", where)
+        self.depth_net.to(self.device)
+        self.pose_net.to(self.device)
+        self._params = [p for net in (self.depth_net, self.pose_net) for p in net.parameters()]
+        self._buffers = [b for net in (self.depth_net, self.pose_net) for b in net.buffers()]
+        self.optimizer = self._make_optimizer()
+        self.loss_fn = ViewSynthesisLoss(self.train_cfg.loss).to(self.device)
+
+        online = resumed.get("online", {}) if resumed is not None else {}
+        self.version = int(online.get("version", 0))
+        self.stats.steps = int(online.get("steps", 0))
+        self.stats.rollbacks = int(online.get("rollbacks", 0))
+        self.base_step = int(online.get("base_step", start["step"]))
+        if resumed is not None:
+            if "optimizer" in resumed:
+                self.optimizer.load_state_dict(resumed["optimizer"])
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cfg.lr
+            self.log.info("resumed from %s (version %d)", latest, self.version)
+        # Starting weights: what `reset` restores and what the L2 anchor pulls towards.
+        source = base if base is not None else start
+        self._start = {
+            "depth": _like(source["depth_net"], self.depth_net),
+            "pose": _like(source["pose_net"], self.pose_net),
+        }
+        self._good = self._snapshot()
+        self._dirty = False  # trained since the last good version
+
+    def _scratch_checkpoint(self) -> dict[str, Any]:
+        """Networks of the default training recipe, randomly initialised from the seed."""
+        train_cfg = TrainConfig.from_preset("default")
+        arch = arch_from_config(train_cfg.model, train_cfg.data)
+        torch.manual_seed(self.cfg.seed)
+        depth_net, pose_net = build_networks(arch)
+        return make_checkpoint(0, arch, train_cfg.to_dict(), depth_net, pose_net)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        beta1 = self.train_cfg.optim.beta1
+        return torch.optim.Adam(self._params, lr=self.cfg.lr, betas=(beta1, 0.999))
+
+    def _open_replay(self) -> SnippetDataset | None:
+        if not self.cfg.replay_data:
+            return None
+        sequences = open_source(self.cfg.replay_data, height=self.height, width=self.width)
+        return SnippetDataset(sequences, self.snippet_length, self.height, self.width)
+
+    # ---------------------------------------------------------------- frames
+    def push(self, image: np.ndarray, K: np.ndarray, stamp_ns: int) -> str:
+        """Offer one frame: (H, W, 3) uint8 RGB (or (H, W) grey), its (3, 3) K, its stamp.
+
+        Any size: it is resized to the network input with K updated. Returns what happened:
+        ``"static"`` / ``"textureless"`` (skipped), ``"keyframe"``, ``"snippet"`` (a training
+        snippet was completed) or ``"holdout"`` (a held-out snippet was completed).
+        """
+        image, K = self._check_frame(image, K)
+        images, K_net, _ = resize([image], K, self.height, self.width)
+        with self._data_lock:
+            self.stats.frames_in += 1
+            status, snippet = self.builder.add(images[0], K_net, int(stamp_ns))
+            if status in (SKIP_STATIC, SKIP_TEXTURELESS):
+                self.stats.skipped[status] += 1
+                return status
+            self.stats.keyframes += 1
+            if snippet is None:
+                return status
+            self._accepted += 1
+            if (self._accepted - 1) % self.cfg.holdout_every == 0:
+                self.holdout.append(snippet)
+                self.stats.snippets_holdout += 1
+                status = "holdout"
+            else:
+                self.buffer.append(snippet)
+                self.stats.snippets_train += 1
+        self._wake.set()
+        return status
+
+    @staticmethod
+    def _check_frame(image: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            raise InputError(f"image must be a uint8 numpy array, got {type(image).__name__}")
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 8:
+            raise InputError(f"image must be (H, W, 3) RGB of at least 8x8, got {image.shape}")
+        K = np.asarray(K, dtype=np.float64)
+        check_intrinsics(K, width=image.shape[1], height=image.shape[0])
+        return image, K
+
+    def new_sequence(self) -> None:
+        """The next frame does not continue the previous ones (another recording)."""
+        with self._data_lock:
+            self.builder.clear()
+
+    def ready(self) -> bool:
+        """Whether the buffer holds enough snippets (``warmup_snippets``) to train."""
+        return len(self.buffer) >= max(1, self.cfg.warmup_snippets)
+
+    # ---------------------------------------------------------------- training
+    def _sample_batch(self, step: int) -> tuple[dict[str, torch.Tensor], int] | None:
+        """A batch (see `collate`) of live snippets plus replayed ones; their number."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, step])
+        n_replay = 0
+        if self._replay is not None and cfg.replay_fraction > 0:
+            n_replay = min(
+                cfg.batch_size - 1, int(cfg.batch_size * cfg.replay_fraction + rng.random())
+            )
+        with self._data_lock:
+            live = self.buffer.sample(rng, cfg.batch_size - n_replay)
+        if not live:
+            return None
+        batch = collate(live, self.device)
+        if n_replay:
+            picks = rng.integers(len(self._replay), size=n_replay)
+            items = [self._replay.get(int(i)) for i in picks]
+            for key in ("tgt", "srcs", "K"):
+                extra = torch.stack([item[key] for item in items]).to(self.device)
+                batch[key] = torch.cat([batch[key], extra])
+        return batch, n_replay
+
+    def _train_mode(self) -> None:
+        for net in (self.depth_net, self.pose_net):
+            net.train()
+            if self.cfg.freeze_bn:
+                for m in net.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
+
+    def step_once(self) -> StepResult | None:
+        """One training step (then a check when ``save_period`` steps are done).
+
+        Deterministic given the seed and the frames pushed. None when the buffer is empty.
+        A non-finite loss or gradient skips the step (weights untouched).
+        """
+        with self._lock:
+            t0 = time.perf_counter()
+            step = self.stats.steps
+            sampled = self._sample_batch(step)
+            if sampled is None:
+                return None
+            batch, n_replay = sampled
+            torch.manual_seed(self.cfg.seed * 1_000_003 + step)
+            self._train_mode()
+            buffers = [b.clone() for b in self._buffers]  # BatchNorm statistics, restored on skip
+            tgt, srcs, K = batch["tgt"], batch["srcs"], batch["K"]
+            out = forward_snippets(self.depth_net, self.pose_net, tgt, srcs)
+            loss, stats = self.loss_fn(tgt, srcs, out.disps, out.T_src_tgt, K, out.masks)
+            if self.cfg.anchor_weight > 0:
+                anchor = self._anchor_loss()
+                stats["anchor"] = float(anchor.detach())
+                loss = loss + anchor
+            stats["replay"] = float(n_replay)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.stats.steps += 1
+            skipped = not torch.isfinite(loss)
+            if not skipped:
+                loss.backward()
+                clip = self.train_cfg.optim.grad_clip or float("inf")
+                grad_norm = torch.nn.utils.clip_grad_norm_(self._params, clip)
+                skipped = not torch.isfinite(grad_norm)
+                if not skipped:
+                    self.optimizer.step()
+                    self._dirty = True
+                    stats["grad_norm"] = float(grad_norm)
+            self.optimizer.zero_grad(set_to_none=True)
+            if skipped:
+                with torch.no_grad():
+                    for b, saved in zip(self._buffers, buffers, strict=True):
+                        b.copy_(saved)
+                self.stats.skipped_nonfinite += 1
+                self.log.warning(
+                    "step %d: non-finite loss or gradient, step skipped (%d so far)",
+                    self.stats.steps,
+                    self.stats.skipped_nonfinite,
+                )
+            else:
+                self.stats.last_loss = float(loss.detach())
+            check = self.check() if self.stats.steps % self.cfg.save_period == 0 else None
+            self._sync()
+            self.stats.train_time_s += time.perf_counter() - t0
+            value = math.nan if skipped else self.stats.last_loss
+            return StepResult(self.stats.steps, value, skipped, stats, check)
+
+    def _anchor_loss(self) -> torch.Tensor:
+        total = torch.zeros((), device=self.device)
+        for prefix, net in (("depth", self.depth_net), ("pose", self.pose_net)):
+            start = self._start[prefix]
+            for name, p in net.named_parameters():
+                total = total + (p - start[name]).pow(2).sum()
+        return self.cfg.anchor_weight * total
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+
+    # ---------------------------------------------------------------- checks
+    @torch.no_grad()
+    def _evaluate(
+        self, batch: dict[str, torch.Tensor], state: dict[str, Any] | None
+    ) -> tuple[float, list[str]]:
+        """Loss of the current weights (``state`` None) or of ``state`` on ``batch``, and the
+        collapse warnings (constant disparity, mask at zero) of those weights."""
+        self.depth_net.eval()
+        self.pose_net.eval()
+        tgt, srcs, K = batch["tgt"], batch["srcs"], batch["K"]
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.cfg.seed)  # the same auto-mask tie-breaking noise each time
+            if state is None:
+                out = forward_snippets(self.depth_net, self.pose_net, tgt, srcs)
+                disps, T_src_tgt, masks = out.disps, out.T_src_tgt, out.masks
+            else:
+                disps = list(functional_call(self.depth_net, state["depth"], (tgt,)))
+                T_src_tgt, masks = functional_call(self.pose_net, state["pose"], (tgt, srcs))
+            loss, _ = self.loss_fn(tgt, srcs, disps, T_src_tgt, K, masks)
+        monitor = CollapseMonitor(1, self.cfg.collapse_min_rel_std, self.cfg.collapse_min_mask)
+        warnings = [m.split("; ")[0].split(". ")[0] for m in monitor.check(disps[0], masks)]
+        return float(loss), warnings
+
+    def _holdout_batch(self) -> dict[str, torch.Tensor] | None:
+        with self._data_lock:
+            held = list(self.holdout)
+        return collate(held, self.device) if held else None
+
+    def evaluate_holdout(self, weights: Literal["current", "good", "start"] = "current") -> float:
+        """Held-out loss of the current, the last good or the starting weights (NaN if none)."""
+        with self._lock:
+            batch = self._holdout_batch()
+            if batch is None:
+                return math.nan
+            state = {"current": None, "good": self._good, "start": self._start}[weights]
+            return self._evaluate(batch, state)[0]
+
+    def check(self) -> CheckResult:
+        """Compare the current weights with the last good version on the held-out snippets:
+        publish, roll back or keep training (see the module docstring)."""
+        with self._lock:
+            if not self._dirty:
+                return CheckResult("unchanged", f"no update since version {self.version}",
+                                   version=self.version)  # fmt: skip
+            batch = self._holdout_batch()
+            if batch is None:
+                return CheckResult("no_data", "no held-out snippet yet", version=self.version)
+            loss, collapse = self._evaluate(batch, None)
+            good_loss, good_collapse = self._evaluate(batch, self._good)
+            self.stats.checks += 1
+            self.stats.holdout_loss = loss
+            limit = good_loss * (1.0 + self.cfg.divergence_threshold)
+            # A collapse counts when it is new: the last good version may be collapsed already.
+            reasons = [] if good_collapse else list(collapse)
+            if not math.isfinite(loss):
+                reasons.insert(0, "held-out loss is not finite")
+            elif loss > limit:
+                reasons.insert(
+                    0,
+                    f"divergence: held-out loss {loss:.4f} exceeds {good_loss:.4f} of version "
+                    f"{self.version} by more than {100 * self.cfg.divergence_threshold:.0f}%",
+                )
+            if reasons:
+                return self._rollback("; ".join(reasons), loss, good_loss)
+            if loss > good_loss:
+                reason = (
+                    f"held-out loss {loss:.4f} not below {good_loss:.4f} of version {self.version}"
+                )
+                return CheckResult("held", reason, loss, good_loss, self.version)
+            self._good = self._snapshot()
+            self._dirty = False
+            metrics = {"holdout_loss": loss, "previous_holdout_loss": good_loss}
+            path = self._publish(metrics)
+            reason = f"held-out loss {loss:.4f} <= {good_loss:.4f}"
+            return CheckResult("published", reason, loss, good_loss, self.version, path)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "depth": _clone_state(self.depth_net),
+            "pose": _clone_state(self.pose_net),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        }
+
+    def _rollback(self, reason: str, loss: float, good_loss: float) -> CheckResult:
+        self.depth_net.load_state_dict(self._good["depth"])
+        self.pose_net.load_state_dict(self._good["pose"])
+        # A copy: the optimiser would otherwise update the saved state in place.
+        self.optimizer.load_state_dict(copy.deepcopy(self._good["optimizer"]))
+        self._dirty = False
+        self.stats.rollbacks += 1
+        self.stats.last_rollback = reason
+        self.log.warning("rolled back to version %d: %s", self.version, reason)
+        return CheckResult("rolled_back", reason, loss, good_loss, self.version)
+
+    # ---------------------------------------------------------------- publishing
+    def _publish(self, metrics: dict[str, float]) -> Path:
+        """Write the current weights (which equal the good state) as the next version."""
+        self.version += 1
+        online = {
+            "version": self.version,
+            "steps": self.stats.steps,
+            "rollbacks": self.stats.rollbacks,
+            "base_step": self.base_step,
+            "base_checkpoint": self.cfg.checkpoint,
+        }
+        ckpt = make_checkpoint(
+            self.base_step + self.stats.steps, self.arch, self.config,
+            self.depth_net, self.pose_net, optimizer=self.optimizer.state_dict(),
+            metrics=metrics, online=online,
+        )  # fmt: skip
+        path = self.out_dir / f"adapted_{self.version:06d}.pt"
+        atomic_torch_save(ckpt, path)
+        atomic_torch_save(ckpt, self.out_dir / LATEST)
+        for old in self.versioned_checkpoints()[: -self.cfg.keep_last]:
+            old.unlink(missing_ok=True)
+        self.stats.publishes += 1
+        self.log.info("published version %d: %s", self.version, path)
+        self._sync()
+        if self.on_publish is not None:
+            self.on_publish(path, self.version)
+        return path
+
+    def versioned_checkpoints(self) -> list[Path]:
+        """``adapted_<version>.pt`` files in ``out_dir``, oldest first."""
+        if not self.out_dir.is_dir():
+            return []
+        return sorted(p for p in self.out_dir.iterdir() if VERSION_RE.match(p.name))
+
+    def save(self) -> tuple[bool, str]:
+        """Check now and publish when the weights pass; returns (success, message)."""
+        result = self.check()
+        latest = self.out_dir / LATEST
+        if result.outcome == "published":
+            return True, f"published version {result.version}: {result.path}"
+        if result.outcome == "unchanged":
+            where = f" ({latest})" if self.version else " (the starting weights)"
+            return True, f"nothing new to save: version {self.version} is current{where}"
+        if result.outcome == "rolled_back":
+            return False, f"not saved, rolled back to version {result.version}: {result.reason}"
+        return False, f"not saved ({result.reason}); version {result.version} stays current"
+
+    def reset(self) -> str:
+        """Back to the starting weights with a fresh optimiser and empty buffers.
+
+        When adapted versions were published, the starting weights are published as the next
+        version so that consumers switch back too.
+        """
+        with self._lock:
+            self.depth_net.load_state_dict(self._start["depth"])
+            self.pose_net.load_state_dict(self._start["pose"])
+            self.optimizer = self._make_optimizer()
+            self._good = self._snapshot()
+            self._dirty = False
+            with self._data_lock:
+                self.builder.clear()
+                self.buffer.clear()
+                self.holdout.clear()
+                self._accepted = 0
+            if self.version == 0:
+                return "reset to the starting weights (nothing had been published)"
+            path = self._publish({"reset": 1.0})
+            return f"reset to the starting weights, published as version {self.version}: {path}"
+
+    def good_networks(self) -> tuple[nn.Module, nn.Module]:
+        """New copies (on the training device) of the networks of the last good version."""
+        with self._lock:
+            depth_net, pose_net = (net.to(self.device) for net in build_networks(self.arch))
+            depth_net.load_state_dict(self._good["depth"])
+            pose_net.load_state_dict(self._good["pose"])
+            self._sync()
+        return depth_net.eval(), pose_net.eval()
+
+    # ---------------------------------------------------------------- background training
+    @property
+    def enabled(self) -> bool:
+        return self._enabled.is_set()
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Pause (False) or resume (True) the background training; frames are still taken."""
+        if enabled:
+            self._enabled.set()
+            self._wake.set()
+        else:
+            self._enabled.clear()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Train in a background thread (its own CUDA stream) within the duty cycle."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="online_adapter", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the background thread after its current step."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def pause_after(self, step_s: float) -> float:
+        """Seconds to wait after a step of ``step_s`` to respect the duty cycle and rate limit."""
+        pause = step_s * (1.0 / self.cfg.duty_cycle - 1.0)
+        if self.cfg.max_steps_per_s > 0:
+            pause = max(pause, 1.0 / self.cfg.max_steps_per_s - step_s)
+        return pause
+
+    def _run(self) -> None:
+        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        context = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+        started, busy = time.perf_counter(), 0.0
+        try:
+            with context:
+                while not self._stop.is_set():
+                    if not (self.enabled and self.ready()):
+                        self._wake.wait(0.2)
+                        self._wake.clear()
+                        continue
+                    t0 = time.perf_counter()
+                    self.step_once()
+                    step_s = time.perf_counter() - t0
+                    busy += step_s
+                    self._stop.wait(self.pause_after(step_s))
+                    self.stats.duty_measured = busy / (time.perf_counter() - started)
+        except Exception as exc:  # reported in the status, not lost with the thread
+            self.stats.error = f"{type(exc).__name__}: {exc}"
+            self.log.error("online adaptation stopped: %s", self.stats.error)
+
+    # ---------------------------------------------------------------- reporting
+    def buffer_bytes(self) -> tuple[int, int]:
+        """(bytes held by the training and held-out snippets, upper bound when full)."""
+        per_snippet = self.snippet_length * 3 * self.height * self.width + 9 * 4
+        with self._data_lock:
+            held = self.buffer.nbytes + self.holdout.nbytes
+        return held, per_snippet * (self.cfg.buffer_size + self.cfg.holdout_size)
+
+    def status(self) -> dict[str, str]:
+        """Key/values for diagnostics."""
+        s = self.stats
+        held, bound = self.buffer_bytes()
+        skipped = ", ".join(f"{k}={v}" for k, v in sorted(s.skipped.items())) or "none"
+        return {
+            "enabled": "yes" if self.enabled else "no",
+            "training thread": "running" if self.running else "stopped",
+            "frames in": str(s.frames_in),
+            "keyframes": str(s.keyframes),
+            "skipped frames": skipped,
+            "snippets (train / held-out)": f"{s.snippets_train} / {s.snippets_holdout}",
+            "buffer fill": f"{len(self.buffer)}/{self.cfg.buffer_size}",
+            "held-out fill": f"{len(self.holdout)}/{self.cfg.holdout_size}",
+            "buffer memory (MB)": f"{held / 1e6:.2f} of at most {bound / 1e6:.2f}",
+            "steps": str(s.steps),
+            "skipped steps (non-finite)": str(s.skipped_nonfinite),
+            "loss": f"{s.last_loss:.4f}",
+            "held-out loss": f"{s.holdout_loss:.4f}",
+            "version": str(self.version),
+            "published": str(s.publishes),
+            "rollbacks": str(s.rollbacks),
+            "last rollback": s.last_rollback or "none",
+            "duty cycle (measured / limit)": f"{s.duty_measured:.2f} / {self.cfg.duty_cycle:.2f}",
+            "device": str(self.device),
+        }

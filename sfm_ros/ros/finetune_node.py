@@ -1,0 +1,306 @@
+"""``finetune``: online self-supervised fine-tuning of the depth and pose networks.
+
+The node feeds the camera stream to :class:`~sfm_ros.core.online.OnlineAdapter`, which trains
+in a background thread (own CUDA stream, bounded duty cycle) and publishes only weights that
+pass its held-out check; rollbacks are logged with their reason.
+
+Subscribed topics (the names, remappings and QoS options of ``depth_odometry``):
+    image (sensor_msgs/Image), or image/compressed (sensor_msgs/CompressedImage) when
+        ``use_compressed``; QoS ``image_qos`` (sensor_data by default).
+    camera_info (sensor_msgs/CameraInfo): intrinsics, latest kept per frame_id.
+
+Published topics:
+    model_update (std_msgs/String, reliable, transient local): path of each accepted
+        checkpoint (``out_dir/adapted_<version>.pt``); ``depth_odometry`` swaps it in between
+        frames. At start-up a resumed version is announced too.
+    /diagnostics (diagnostic_msgs/DiagnosticArray): steps, loss, held-out loss, buffer fill and
+        memory, version, rollbacks and the last rollback's reason, measured duty cycle.
+
+Services:
+    ~/save (std_srvs/Trigger): check the current weights now; publish them when they pass.
+    ~/reset (std_srvs/Trigger): back to the starting checkpoint (published as a new version).
+    ~/enable (std_srvs/SetBool): pause (false) or resume (true) training; frames still count.
+
+Parameters: every field of :class:`~sfm_ros.core.online.OnlineConfig` (checkpoint, out_dir,
+device, lr, batch_size, buffer_size, duty_cycle, warmup_snippets, save_period, min_motion,
+divergence_threshold, collapse_min_rel_std, ...; ``ros2 param describe /finetune <name>``),
+plus use_compressed (false), fallback_intrinsics ([]), image_qos (sensor_data), queue_depth (5)
+and diagnostics_period (1.0 s). An empty ``checkpoint`` means the packaged default model.
+Defaults: config/sfm.yaml (key ``/**/finetune``).
+
+Executables: ``finetune`` runs this node alone. ``depth_odometry_finetune``
+(:func:`main_combined`) runs ``depth_odometry`` and ``finetune`` in one process with a
+multi-threaded executor: accepted weights are swapped straight into the depth node's
+estimator (no file hop, no ``model_update`` message; files are still written), and an empty
+``checkpoint`` means the depth node's model.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+
+from sfm_ros.core.checkpoint import resolve_checkpoint
+from sfm_ros.core.errors import ConfigError, InputError, SfmError
+from sfm_ros.core.geometry import scale_intrinsics
+from sfm_ros.core.inference import DepthPoseEstimator
+from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig
+from sfm_ros.core.online.adapter import ARCH_KEYS
+from sfm_ros.ros import convert as cv
+from sfm_ros.ros.node_utils import (
+    NodeConfig,
+    declare_parameters,
+    latched_qos,
+    qos_profile,
+    ros_logging_bridge,
+    start_diagnostics,
+)
+
+
+@dataclass
+class InputConfig:
+    """Camera input settings shared with ``depth_odometry``."""
+
+    use_compressed: bool = field(
+        default=False,
+        metadata={"description": "subscribe to <image>/compressed (sensor_msgs/CompressedImage)"},
+    )
+    fallback_intrinsics: list = field(
+        default_factory=list,
+        metadata={"description": "fx, fy, cx, cy (pixels) used when no CameraInfo arrived"},
+    )
+
+    def validate(self) -> None:
+        if len(self.fallback_intrinsics) not in (0, 4):
+            raise ConfigError(
+                "fallback_intrinsics must be [] or [fx, fy, cx, cy], "
+                f"got {self.fallback_intrinsics}"
+            )
+
+
+class FinetuneNode(Node):
+    """Wraps :class:`OnlineAdapter`; see the module docstring for the interface.
+
+    Args:
+        estimator: the depth node's estimator in single-process mode: accepted weights are
+            swapped into it directly instead of being announced on ``model_update``.
+    """
+
+    def __init__(self, estimator: DepthPoseEstimator | None = None, **kwargs: Any) -> None:
+        super().__init__("finetune", **kwargs)
+        values = declare_parameters(self, OnlineConfig)
+        self.input_cfg = InputConfig(**declare_parameters(self, InputConfig))
+        self.input_cfg.validate()
+        self.node_cfg = NodeConfig(**declare_parameters(self, NodeConfig))
+        self.node_cfg.validate()
+        self.estimator = estimator
+        if not values["checkpoint"]:
+            own = getattr(estimator, "checkpoint_path", "") if estimator is not None else ""
+            values["checkpoint"] = str(own or resolve_checkpoint(""))
+        cfg = OnlineConfig().replace(**values)
+        log = ros_logging_bridge(self.get_logger(), f"sfm_ros.{self.get_name()}")
+
+        self._lock = threading.Lock()
+        self._camera_info: dict[str, tuple[np.ndarray, int, int]] = {}
+        self.frames_received = 0
+        self.frames_rejected = 0
+        self._closing = False
+        self.update_pub = (
+            self.create_publisher(String, "model_update", latched_qos())
+            if estimator is None
+            else None
+        )
+        self.adapter = OnlineAdapter(cfg, on_publish=self._on_publish, logger=log)
+        if estimator is not None:
+            diff = [k for k in ARCH_KEYS if self.adapter.arch.get(k) != estimator.arch.get(k)]
+            if diff:
+                raise ConfigError(
+                    f"the fine-tuned model differs from the depth node's in {diff}; give both "
+                    "nodes the same checkpoint"
+                )
+
+        camera_group = MutuallyExclusiveCallbackGroup()
+        camera_qos = qos_profile(self.node_cfg.image_qos, self.node_cfg.queue_depth)
+        if self.input_cfg.use_compressed:
+            self.create_subscription(CompressedImage, "image/compressed", self._on_image,
+                                     camera_qos, callback_group=camera_group)  # fmt: skip
+        else:
+            self.create_subscription(Image, "image", self._on_image, camera_qos,
+                                     callback_group=camera_group)  # fmt: skip
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, camera_qos,
+                                 callback_group=camera_group)  # fmt: skip
+        service_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(Trigger, "~/save", self._save, callback_group=service_group)
+        self.create_service(Trigger, "~/reset", self._reset, callback_group=service_group)
+        self.create_service(SetBool, "~/enable", self._enable, callback_group=service_group)
+        self.diagnostic_task = start_diagnostics(
+            self, "finetune", self.node_cfg.diagnostics_period, self._diagnostics
+        )
+        if self.adapter.version:  # resumed: consumers should run the adapted weights
+            path = self.adapter.out_dir / f"adapted_{self.adapter.version:06d}.pt"
+            self._on_publish(path if path.is_file() else self.adapter.out_dir / LATEST,
+                             self.adapter.version)  # fmt: skip
+        self.adapter.start()
+        mode = "direct swap into depth_odometry" if estimator is not None else "model_update"
+        self.get_logger().info(
+            f"fine-tuning {cfg.checkpoint} on {self.adapter.device} "
+            f"({self.adapter.width}x{self.adapter.height}); versions -> {cfg.out_dir} ({mode})"
+        )
+
+    # ------------------------------------------------------------------ inputs
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            info = cv.camera_info_to_K(msg)
+        except InputError as exc:
+            self.get_logger().warning(f"ignoring CameraInfo: {exc}", throttle_duration_sec=5.0)
+            return
+        with self._lock:
+            self._camera_info[msg.header.frame_id] = info
+
+    def _intrinsics(self, frame_id: str, width: int, height: int) -> np.ndarray | None:
+        with self._lock:
+            info = self._camera_info.get(frame_id)
+            if info is None and len(self._camera_info) == 1:
+                info = next(iter(self._camera_info.values()))
+        if info is not None:
+            K, w, h = info
+            return K if (w, h) == (width, height) else scale_intrinsics(K, width / w, height / h)
+        if self.input_cfg.fallback_intrinsics:
+            fx, fy, cx, cy = self.input_cfg.fallback_intrinsics
+            return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        self.get_logger().warning(
+            f"no CameraInfo for frame_id '{frame_id}' and no fallback_intrinsics: frame skipped",
+            throttle_duration_sec=5.0,
+        )
+        return None
+
+    def _on_image(self, msg: Any) -> None:
+        """Decode and hand the frame to the adapter (resize and keyframe tests, no network)."""
+        with self._lock:
+            self.frames_received += 1
+        try:
+            compressed = hasattr(msg, "format")
+            image = cv.compressed_to_rgb8(msg) if compressed else cv.image_to_rgb8(msg)
+            K = self._intrinsics(msg.header.frame_id, image.shape[1], image.shape[0])
+            if K is not None:
+                self.adapter.push(image, K, cv.stamp_to_ns(msg.header.stamp))
+                return
+        except SfmError as exc:
+            self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=5.0)
+        with self._lock:
+            self.frames_rejected += 1
+
+    # ------------------------------------------------------------------ outputs
+    def _on_publish(self, path: Path, version: int) -> None:
+        """Called by the adapter (training thread) for each accepted version."""
+        if self.estimator is not None:
+            depth_net, pose_net = self.adapter.good_networks()
+            self.estimator.swap_networks(depth_net, pose_net)
+            self.estimator.checkpoint_path = str(path)
+            self.get_logger().info(f"version {version} swapped into depth_odometry ({path})")
+        elif not self._closing:
+            self.update_pub.publish(String(data=str(path)))
+
+    def _save(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = self.adapter.save()
+        return response
+
+    def _reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.message = self.adapter.reset()
+        response.success = True
+        return response
+
+    def _enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        self.adapter.set_enabled(bool(request.data))
+        response.success = True
+        response.message = "training enabled" if request.data else "training paused"
+        return response
+
+    def _diagnostics(self) -> tuple[str, str, dict[str, str]]:
+        values = self.adapter.status()
+        with self._lock:
+            received, rejected = self.frames_received, self.frames_rejected
+        values.update({"frames received": str(received), "frames rejected": str(rejected)})
+        values["model updates"] = "direct swap" if self.estimator is not None else "model_update"
+        stats = self.adapter.stats
+        if stats.error:
+            return "ERROR", f"training stopped: {stats.error}", values
+        if received == 0:
+            return "WARN", "no image received yet", values
+        if not self.adapter.enabled:
+            return "OK", "paused (~/enable)", values
+        if not self.adapter.ready():
+            have, need = len(self.adapter.buffer), max(1, self.adapter.cfg.warmup_snippets)
+            return "OK", f"warming up: {have}/{need} snippets (moving camera needed)", values
+        return "OK", f"training, version {self.adapter.version}", values
+
+    def destroy_node(self) -> None:
+        """Stop training; keep the last weights that pass the check (written to out_dir)."""
+        self._closing = True
+        self.adapter.stop()
+        ok, message = self.adapter.save()
+        self.get_logger().info(f"final save: {message}")
+        super().destroy_node()
+
+
+def _spin(nodes: list[Node]) -> None:
+    executor = MultiThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        for node in reversed(nodes):
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def main(args: list[str] | None = None) -> int:
+    """The ``finetune`` node alone (announces versions on ``model_update``)."""
+    rclpy.init(args=args)
+    try:
+        node = FinetuneNode()
+    except SfmError as exc:
+        print(f"finetune: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    _spin([node])
+    return 0
+
+
+def main_combined(args: list[str] | None = None) -> int:
+    """``depth_odometry`` and ``finetune`` in one process sharing the GPU; direct swaps."""
+    from sfm_ros.ros.depth_odometry_node import DepthOdometryNode
+
+    rclpy.init(args=args)
+    nodes: list[Node] = []
+    try:
+        nodes.append(DepthOdometryNode())
+        nodes.append(FinetuneNode(estimator=nodes[0].pipeline.estimator))
+    except SfmError as exc:
+        print(f"depth_odometry_finetune: {exc}", file=sys.stderr)
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        return 2
+    _spin(nodes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
