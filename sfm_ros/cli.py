@@ -153,7 +153,7 @@ def cmd_pack_model(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sfm_ros.demo import run_demo
 
-    run_demo(Path(args.out), minutes=args.minutes)
+    run_demo(Path(args.out), args.warmup_steps_per_frame, args.checkpoint)
     return 0
 
 
@@ -344,7 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole system on the bundled synthetic sample")
     p.add_argument("--out", default="out/demo", help="output folder")
-    p.add_argument("--minutes", type=float, default=2.0, help="training budget")
+    p.add_argument("--checkpoint", help="model to start from (default: the packaged model)")
+    p.add_argument(
+        "--warmup-steps-per-frame",
+        type=int,
+        default=1,
+        help="online fine-tuning steps per recorded frame",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("export", help="export the networks to ONNX and check them")

@@ -1,10 +1,14 @@
 """`sfm-ros demo`: the whole system on the bundled synthetic sample, in a few CPU minutes.
 
-1. renders a synthetic street sequence (with ground truth) and writes it to OUT/sample;
-2. trains the default recipe briefly on it (OUT/run: checkpoints, TensorBoard, previews);
-3. evaluates depth and pose on a held-out stretch of another street against ground truth,
-   beside the trivial baselines, and writes OUT/metrics.json, depth previews and a
-   trajectory plot (PNG).
+1. writes the sample: a synthetic street the packaged model never saw, as a rosbag2 with
+   Image + CameraInfo + ground-truth odometry (OUT/sample_bag);
+2. warms the packaged default model up on that recording with the online fine-tuner
+   (OUT/warmup: versioned checkpoints that passed their held-out check);
+3. runs the offline depth-and-odometry pipeline (exactly the ROS node's) over the bag with the
+   warmed-up model: OUT/output_bag plus depth previews and a trajectory plot (PNG) in
+   OUT/output_bag_previews;
+4. scores depth and pose against ground truth, before and after the warm-up, beside the trivial
+   baselines, and writes OUT/metrics.json.
 """
 
 from __future__ import annotations
@@ -13,76 +17,97 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
-from sfm_ros.core.config import load_config
+from sfm_ros.core.checkpoint import resolve_checkpoint
 from sfm_ros.core.evaluate import (
     DepthEvalOptions,
     evaluate_depth_sequences,
     evaluate_pose_sequences,
 )
 from sfm_ros.core.inference import DepthPoseEstimator
+from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
 from sfm_ros.core.sources import open_source
-from sfm_ros.core.synthetic import render_sequence, write_sequence
-from sfm_ros.core.train import Trainer
-from sfm_ros.core.visualize import colorize_depth, plot_trajectories, save_png
+from sfm_ros.ros.offline import make_bag, process_bag
+from sfm_ros.ros.pipeline import PipelineConfig
 
-HEIGHT, WIDTH = 64, 208
-TRAIN_SOURCE = "synthetic:street:300:0"
-HELD_OUT = "synthetic:street:40:1000"
+DOMAIN, SEED, FRAMES, HEIGHT, WIDTH = "street", 1000, 60, 128, 416
+IMAGE_TOPIC = "/camera/image_raw"
 
 
-def run_demo(out: Path, minutes: float = 2.0) -> dict:
-    """Run the demo into `out`; returns the metrics written to OUT/metrics.json."""
+def _scores(checkpoint: Path, sample: str) -> dict:
+    """Depth (median-scaled) and pose metrics of a checkpoint on the sample, with baselines."""
+    estimator = DepthPoseEstimator.from_checkpoint(checkpoint)
+    sequences = open_source(sample, height=HEIGHT, width=WIDTH)
+    depth = evaluate_depth_sequences(estimator, sequences, DepthEvalOptions(), progress=False)
+    pose = evaluate_pose_sequences(estimator, sequences, progress=False)
+    (entry,) = pose["sequences"].values()
+    return {
+        "depth": depth["model"]["median_scaled"],
+        "depth_baseline_mean": depth["baseline_mean_depth"]["median_scaled"],
+        "pose": entry["model"],
+        "pose_baseline_constant_velocity": entry["baseline: constant velocity"],
+    }
+
+
+def run_demo(out: Path, warmup_steps_per_frame: int = 1, checkpoint: str | None = None) -> dict:
+    """Run the demo into `out`; returns what it writes to OUT/metrics.json."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    print(f"[1/3] rendering the synthetic sample to {out / 'sample'}")
-    write_sequence(
-        render_sequence("street", 40, seed=1000, height=HEIGHT, width=WIDTH), out / "sample"
-    )
+    base = resolve_checkpoint(checkpoint)
+    sample = f"synthetic:{DOMAIN}:{FRAMES}:{SEED}"
 
-    print(f"[2/3] training the default recipe for {minutes:g} min on {TRAIN_SOURCE}")
-    cfg = load_config(
-        overrides=[
-            f"data.train=[{TRAIN_SOURCE}]",
-            "data.val=[synthetic:street:30:500]",
-            f"data.height={HEIGHT}",
-            f"data.width={WIDTH}",
-            "optim.steps=100000",
-            f"optim.max_minutes={minutes}",
-            f"log.out_dir={out / 'run'}",
-            "log.val_every=0",
-            "log.save_every=100000",
-        ]
-    )
-    summary = Trainer(cfg).run()
+    print(f"[1/4] writing the sample ({FRAMES} frames of an unseen {DOMAIN}) to {out}/sample_bag")
+    bag = make_bag(out / "sample_bag", synthetic=DOMAIN, frames=FRAMES, seed=SEED,
+                   height=HEIGHT, width=WIDTH, overwrite=True)  # fmt: skip
 
-    print(f"[3/3] evaluating on held-out frames of another street ({out / 'sample'})")
-    estimator = DepthPoseEstimator.from_checkpoint(summary.checkpoint)
-    sequences = open_source(str(out / "sample"))
-    depth = evaluate_depth_sequences(estimator, sequences, DepthEvalOptions(max_depth=80.0))
-    pose = evaluate_pose_sequences(estimator, sequences)
-    seq = sequences[0]
-    for i in (0, len(seq) // 2):
-        frame = seq.load(i)
-        pred = estimator.depth(frame.image, frame.K)
-        save_png(
-            out / f"depth_{i:03d}.png",
-            np.concatenate([frame.image, colorize_depth(pred), colorize_depth(frame.depth_m)]),
-        )
-    (entry,) = pose["sequences"].values()
-    plot_trajectories(out / "trajectory.png", entry["trajectory_xyz"], title="held-out street")
+    print(f"[2/4] warming {base.name} up on the recording with the online fine-tuner")
+    adapter = OnlineAdapter(
+        OnlineConfig().replace(checkpoint=str(base), out_dir=str(out / "warmup"), resume=False)
+    )
+    sequences = open_source(str(bag), height=adapter.height, width=adapter.width)
+    warmup = adapt_sequences(adapter, sequences, steps_per_frame=warmup_steps_per_frame)
+    print(warmup.format())
+    adapted = out / "warmup" / "latest.pt"
+    model = adapted if adapted.is_file() else base
+
+    print(f"[3/4] depth and odometry over the bag with {model}")
+    # The sample camera is 1.5 m above a flat road: the ground plane makes the outputs metric.
+    cfg = PipelineConfig(checkpoint=str(model), scale_source="camera_height", camera_height_m=1.5)
+    summary = process_bag(bag, out / "output_bag", IMAGE_TOPIC, cfg=cfg, overwrite=True)
+    print(summary.format())
+
+    print("[4/4] scoring against ground truth")
     metrics = {
-        "depth": {k: v for k, v in depth.items() if k != "table"},
-        "pose": {k: v for k, v in entry.items() if k != "trajectory_xyz"},
-        "train": {"steps": summary.steps_done, "seconds_per_step": summary.seconds_per_step},
-        "wall_time_s": time.perf_counter() - start,
-    }
+        "sample": sample,
+        "default_model": {"checkpoint": str(base), **_scores(base, sample)},
+        "after_warmup": {"checkpoint": str(model), **_scores(model, sample)},
+        "warmup": {"frames": warmup.frames, "seconds": warmup.seconds,
+                   "version": warmup.version, "message": warmup.message},
+        "pipeline": {"fps": summary.fps, "stage_ms": summary.stage_ms},
+    }  # fmt: skip
+    metrics["wall_time_s"] = time.perf_counter() - start
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float) + "\n")
-    print(depth["table"])
-    print(pose["table"])
+    print(format_metrics(metrics))
     print(
-        f"done in {metrics['wall_time_s']:.0f} s. Look at {out}/depth_*.png (image | predicted "
-        f"depth | true depth), {out}/trajectory.png and {out}/metrics.json"
+        f"done in {metrics['wall_time_s']:.0f} s. Look at {out}/output_bag_previews/ "
+        f"(depth_*.png: camera image over predicted depth; trajectory.png: estimated vs. true "
+        f"path) and {out}/metrics.json; replay {out}/output_bag with `ros2 bag play`."
     )
     return metrics
+
+
+def format_metrics(metrics: dict) -> str:
+    """A small table: Abs Rel, delta1, 5-frame ATE and Sim(3) RMSE ATE per row."""
+    rows = [
+        ("default model", metrics["default_model"]["depth"], metrics["default_model"]["pose"]),
+        ("after warm-up", metrics["after_warmup"]["depth"], metrics["after_warmup"]["pose"]),
+        ("baselines (mean depth, constant velocity)",
+         metrics["default_model"]["depth_baseline_mean"],
+         metrics["default_model"]["pose_baseline_constant_velocity"]),
+    ]  # fmt: skip
+    lines = [f"{'':42s} {'AbsRel':>7s} {'delta1':>7s} {'ATE5 m':>8s} {'ATE m':>7s}"]
+    for name, depth, pose in rows:
+        lines.append(
+            f"{name:42s} {depth['abs_rel']:7.3f} {depth['a1']:7.3f} "
+            f"{pose['ate5_mean']:8.4f} {pose['ate_rmse_sim3']:7.3f}"
+        )
+    return "\n".join(lines)
