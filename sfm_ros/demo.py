@@ -48,15 +48,20 @@ def _scores(checkpoint: Path, sample: str) -> dict:
     }
 
 
-def run_demo(out: Path, warmup_steps_per_frame: int = 1, checkpoint: str | None = None) -> dict:
+def run_demo(
+    out: Path,
+    warmup_steps_per_frame: int = 1,
+    checkpoint: str | None = None,
+    frames: int = FRAMES,
+) -> dict:
     """Run the demo into `out`; returns what it writes to OUT/metrics.json."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     base = resolve_checkpoint(checkpoint)
-    sample = f"synthetic:{DOMAIN}:{FRAMES}:{SEED}"
+    sample = f"synthetic:{DOMAIN}:{frames}:{SEED}"
 
-    print(f"[1/4] writing the sample ({FRAMES} frames of an unseen {DOMAIN}) to {out}/sample_bag")
-    bag = make_bag(out / "sample_bag", synthetic=DOMAIN, frames=FRAMES, seed=SEED,
+    print(f"[1/4] writing the sample ({frames} frames of an unseen {DOMAIN}) to {out}/sample_bag")
+    bag = make_bag(out / "sample_bag", synthetic=DOMAIN, frames=frames, seed=SEED,
                    height=HEIGHT, width=WIDTH, overwrite=True)  # fmt: skip
 
     print(f"[2/4] warming {base.name} up on the recording with the online fine-tuner")
