@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from sfm_ros.core.errors import ConfigError
+from sfm_ros.core.params import Params, param
 from sfm_ros.ros.frames import matrix_from_quaternion
 
 QOS_NAMES = ("sensor_data", "reliable")
@@ -23,19 +24,14 @@ _SCALAR_TYPES = {bool: "BOOL", int: "INTEGER", float: "DOUBLE", str: "STRING"}
 
 
 @dataclass
-class NodeConfig:
+class NodeConfig(Params):
     """ROS-side settings of a camera node (the pipeline does not see them)."""
 
-    image_qos: str = field(
-        default="sensor_data",
-        metadata={"description": "QoS of the camera inputs: sensor_data (best effort) or reliable"},
+    image_qos: str = param(
+        "sensor_data", "QoS of the camera inputs: sensor_data (best effort) or reliable"
     )
-    queue_depth: int = field(
-        default=5, metadata={"description": "history depth of the camera inputs and the outputs"}
-    )
-    diagnostics_period: float = field(
-        default=1.0, metadata={"description": "seconds between /diagnostics messages"}
-    )
+    queue_depth: int = param(5, "history depth of the camera inputs and the outputs")
+    diagnostics_period: float = param(1.0, "seconds between /diagnostics messages")
 
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid setting."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.geometry import check_intrinsics, scale_intrinsics
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
+from sfm_ros.core.params import Params, param
 from sfm_ros.core.scale import OdometryScale, ScaleFilter, ground_plane_scale
 from sfm_ros.ros import convert as cv
 from sfm_ros.ros.frames import T_BODY_OPTICAL
@@ -55,94 +56,50 @@ OUTPUTS = (
 WARN_PERIOD_S = 5.0
 
 
-def _param(default: Any, description: str) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"description": description})
-    return field(default=default, metadata={"description": description})
-
-
 @dataclass
-class PipelineConfig:
+class PipelineConfig(Params):
     """Every parameter of the depth/odometry node (names are the ROS parameter names)."""
 
-    checkpoint: str = _param("", "model checkpoint (.pt); empty = packaged default model")
-    device: str = _param("auto", "inference device: auto, cpu, cuda, cuda:N")
-    fp16: bool = _param(False, "half-precision inference (CUDA only)")
-    resize_policy: str = _param(
+    checkpoint: str = param("", "model checkpoint (.pt); empty = packaged default model")
+    device: str = param("auto", "inference device: auto, cpu, cuda, cuda:N")
+    fp16: bool = param(False, "half-precision inference (CUDA only)")
+    resize_policy: str = param(
         "resize", "fit images to the network: resize (stretch) or crop (keep aspect)"
     )
-    min_depth: float = _param(0.1, "depth below this (m, after scaling) is published as NaN")
-    max_depth: float = _param(80.0, "depth above this (m, after scaling) is published as NaN")
-    scale_source: str = _param(
+    min_depth: float = param(0.1, "depth below this (m, after scaling) is published as NaN")
+    max_depth: float = param(80.0, "depth above this (m, after scaling) is published as NaN")
+    scale_source: str = param(
         "none", "metric scale: none (network units), fixed, camera_height or odometry"
     )
-    scale_factor: float = _param(
+    scale_factor: float = param(
         1.0, "scale for scale_source fixed; initial guess for camera_height and odometry"
     )
-    camera_height_m: float = _param(
+    camera_height_m: float = param(
         1.5, "camera height above the ground (m), for scale_source camera_height"
     )
-    ground_region: float = _param(
+    ground_region: float = param(
         0.6, "ground is searched below this fraction of the image height (camera_height)"
     )
-    odom_frame: str = _param("odom", "frame_id of the odometry and TF parent")
-    base_frame: str = _param("base_link", "child_frame_id of the odometry and TF")
-    camera_frame: str = _param("", "frame of the outputs; empty = the image header's frame_id")
-    publish_tf: bool = _param(False, "broadcast odom -> base_link (only if nothing else does)")
-    publish_depth_mm: bool = _param(False, "also publish 16UC1 millimetre depth")
-    publish_colormap: bool = _param(True, "publish a colour depth image for viewing")
-    publish_points: bool = _param(True, "publish a PointCloud2 in the camera frame")
-    point_decimation: int = _param(4, "keep every n-th pixel in both directions for the cloud")
-    point_color: bool = _param(True, "colour the points with the image (rgb field)")
-    publish_flow: bool = _param(False, "publish the rigid optical flow (32FC2)")
-    publish_explainability: bool = _param(False, "publish the explainability mask (32FC1)")
-    max_time_gap_s: float = _param(
+    odom_frame: str = param("odom", "frame_id of the odometry and TF parent")
+    base_frame: str = param("base_link", "child_frame_id of the odometry and TF")
+    camera_frame: str = param("", "frame of the outputs; empty = the image header's frame_id")
+    publish_tf: bool = param(False, "broadcast odom -> base_link (only if nothing else does)")
+    publish_depth_mm: bool = param(False, "also publish 16UC1 millimetre depth")
+    publish_colormap: bool = param(True, "publish a colour depth image for viewing")
+    publish_points: bool = param(True, "publish a PointCloud2 in the camera frame")
+    point_decimation: int = param(4, "keep every n-th pixel in both directions for the cloud")
+    point_color: bool = param(True, "colour the points with the image (rgb field)")
+    publish_flow: bool = param(False, "publish the rigid optical flow (32FC2)")
+    publish_explainability: bool = param(False, "publish the explainability mask (32FC1)")
+    max_time_gap_s: float = param(
         0.5, "a larger gap between frames resets the pose history and the chain"
     )
-    fallback_intrinsics: list = _param(
+    fallback_intrinsics: list = param(
         [], "fx, fy, cx, cy (pixels) used when no CameraInfo arrived; empty = none"
     )
-    use_compressed: bool = _param(
+    use_compressed: bool = param(
         False, "subscribe to <image>/compressed (sensor_msgs/CompressedImage)"
     )
-
-    @classmethod
-    def descriptions(cls) -> dict[str, str]:
-        """Parameter name -> one-line description."""
-        return {f.name: f.metadata["description"] for f in fields(cls)}
-
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        """Parameter name -> default value."""
-        return {
-            f.name: f.default if f.default is not MISSING else f.default_factory()
-            for f in fields(cls)
-        }
-
-    @classmethod
-    def from_mapping(
-        cls, values: dict[str, Any], base: PipelineConfig | None = None, strict: bool = True
-    ) -> PipelineConfig:
-        """A validated config from ``base`` (or the defaults) updated with ``values``.
-
-        Values are checked against the type of each default (ints accepted for floats).
-        Unknown names raise ConfigError when ``strict``, else are ignored.
-        """
-        current = (base or cls()).to_dict()
-        for name, value in values.items():
-            if name not in current:
-                if strict:
-                    raise ConfigError(
-                        f"unknown parameter {name!r}; known: {', '.join(sorted(current))}"
-                    )
-                continue
-            current[name] = _coerce(name, value, cls.defaults()[name])
-        cfg = cls(**current)
-        cfg.validate()
-        return cfg
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def validate(self) -> None:
         """Raise ConfigError naming the first inconsistent parameter."""
@@ -169,22 +126,6 @@ class PipelineConfig:
                 "fallback_intrinsics must be [] or [fx, fy, cx, cy], "
                 f"got {self.fallback_intrinsics}"
             )
-
-
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    """``value`` converted to the type of ``default``, or ConfigError."""
-    kind = type(default)
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-        list: isinstance(value, (list, tuple))
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
-    }[kind]
-    if not ok:
-        raise ConfigError(f"parameter {name!r} must be a {kind.__name__}, got {value!r}")
-    return [float(v) for v in value] if kind is list else kind(value)
 
 
 @dataclass
