@@ -247,7 +247,12 @@ def test_explainability_mask_weights_error_and_adds_regularizer():
     full, stats_full = _loss(cfg, tgt, srcs, wrong_T, masks=_masks(1.0))
     half, stats_half = _loss(cfg, tgt, srcs, wrong_T, masks=_masks(0.5))
     assert stats_full["mask_reg"] == 0
-    assert stats_half["mask_reg"] == pytest.approx(0.2 * math.log(2), rel=1e-5)
+    # -log(0.5) per pixel, weight 0.2, summed over the sources as SfMLearner does
+    num_sources = srcs.shape[1]
+    assert stats_half["mask_reg"] == pytest.approx(num_sources * 0.2 * math.log(2), rel=1e-5)
+    averaged = LossConfig.preset("sfmlearner", smooth_weight=0.0, sum_over_sources=False)
+    _, stats_avg = _loss(averaged, tgt, srcs, wrong_T, masks=_masks(0.5))
+    assert stats_avg["mask_reg"] == pytest.approx(0.2 * math.log(2), rel=1e-5)
     photo_full = sum(stats_full[f"photo/s{s}"] for s in range(4))
     photo_half = sum(stats_half[f"photo/s{s}"] for s in range(4))
     assert photo_half == pytest.approx(0.5 * photo_full, rel=1e-4)

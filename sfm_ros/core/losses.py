@@ -117,6 +117,9 @@ class LossConfig:
     upsample_to_full: bool = True
     min_depth: float = 0.1
     max_depth: float = 100.0
+    sum_over_sources: bool = False
+    """Sum the photometric and mask terms over source frames (SfMLearner) instead of averaging
+    them; this sets their weight relative to smoothness."""
 
     def __post_init__(self) -> None:
         if self.smoothness not in ("edge_aware", "second_order"):
@@ -148,6 +151,7 @@ class LossConfig:
                 "min_reprojection": False,
                 "automask": False,
                 "upsample_to_full": False,
+                "sum_over_sources": True,
             },
         }
         if name not in presets:
@@ -204,6 +208,7 @@ class ViewSynthesisLoss(nn.Module):
         B, S, _, H, W = srcs.shape
         stats: dict[str, torch.Tensor] = {}
         photo_terms, smooth_terms, mask_terms, masked_fractions = [], [], [], []
+        per_source = S if cfg.sum_over_sources else 1  # SfMLearner sums these over sources
         for s in range(cfg.scales):
             disp = disps[s]
             h, w = disp.shape[-2:]
@@ -226,7 +231,7 @@ class ViewSynthesisLoss(nn.Module):
             )
             if s == 0:
                 self.last_warped = warped.detach()
-            photo_terms.append(photo)
+            photo_terms.append(per_source * photo)
             stats[f"photo/s{s}"] = photo
             if masked_fraction is not None:
                 masked_fractions.append(masked_fraction)
@@ -238,7 +243,9 @@ class ViewSynthesisLoss(nn.Module):
                 smooth = smoothness_second_order(disps[s])
             smooth_terms.append(cfg.smooth_weight / 2**s * smooth)
             if cfg.use_mask:
-                mask_terms.append(cfg.mask_weight * explainability_regularizer(masks[s]))
+                mask_terms.append(
+                    per_source * cfg.mask_weight * explainability_regularizer(masks[s])
+                )
 
         n = cfg.scales
         total = (sum(photo_terms) + sum(smooth_terms)) / n
