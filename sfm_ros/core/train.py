@@ -78,7 +78,8 @@ class CollapseMonitor:
     def __init__(self, patience: int = 3, min_rel_std: float = 0.02, min_mask: float = 0.05):
         self.patience, self.min_rel_std, self.min_mask = patience, min_rel_std, min_mask
         self.counts = {"disparity": 0, "mask": 0}
-        self.reported: list[str] = []
+        self.reported: dict[str, str] = {}
+        """Condition name -> the warning given for it."""
 
     def check(self, disp: torch.Tensor, masks: list[torch.Tensor] | None) -> list[str]:
         """Update with a batch's full-resolution disparity and masks; return new warnings."""
@@ -91,8 +92,8 @@ class CollapseMonitor:
         for name, bad in status.items():
             self.counts[name] = self.counts[name] + 1 if bad else 0
             if self.counts[name] >= self.patience and name not in self.reported:
-                self.reported.append(name)
-                new.append(self.message(name, rel_std))
+                self.reported[name] = self.message(name, rel_std)
+                new.append(self.reported[name])
         return new
 
     @staticmethod
@@ -327,7 +328,7 @@ class Trainer:
         self.summary.steps_done = self.step
         self.summary.seconds_per_step = train_time / max(timed_steps, 1)
         self.summary.best_val = self.ckpts.best_score
-        self.summary.warnings = [CollapseMonitor.message(n, 0.0) for n in self.collapse.reported]
+        self.summary.warnings = list(self.collapse.reported.values())
         if self.is_main:
             self.summary.checkpoint = str(self.ckpts.directory / "last.pt")
             self.save_previews()
