@@ -28,6 +28,9 @@ def _turbo_lut() -> np.ndarray:
 
 TURBO_LUT = _turbo_lut()
 """(256, 3) uint8 Turbo colours, index 0 = dark blue, 255 = dark red."""
+# One 3-byte item per colour (np.take on it is 4x faster than 2-D indexing); entry 256 is the
+# black of invalid pixels.
+_TURBO_RGB = np.concatenate([TURBO_LUT, np.zeros((1, 3), np.uint8)]).view("V3").ravel()
 
 
 def colormap_depth(depth_m: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
@@ -39,12 +42,17 @@ def colormap_depth(depth_m: np.ndarray, min_depth: float, max_depth: float) -> n
     """
     if not 0 < min_depth < max_depth:
         raise InputError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
-    depth = np.asarray(depth_m, dtype=np.float64)
+    depth = np.asarray(depth_m, dtype=np.float32)
     if depth.ndim != 2:
         raise InputError(f"depth must have shape (H, W), got {depth.shape}")
-    valid = depth > 0
-    inv = 1.0 / np.where(valid, depth, max_depth)
-    t = (inv - 1.0 / max_depth) / (1.0 / min_depth - 1.0 / max_depth)
-    image = TURBO_LUT[np.round(np.clip(t, 0.0, 1.0) * 255.0).astype(np.intp)]
-    image[~valid] = 0
-    return image
+    with np.errstate(invalid="ignore"):
+        valid = depth > 0
+    # inverse depth mapped linearly to LUT indices, in float32 and in place (hot path)
+    index = np.divide(1.0, depth, out=np.full_like(depth, 1.0 / max_depth), where=valid)
+    lo, hi = 1.0 / max_depth, 1.0 / min_depth
+    index -= lo
+    index *= 255.0 / (hi - lo)
+    index += 0.5
+    np.clip(index, 0.0, 255.0, out=index)
+    np.copyto(index, 256.0, where=~valid)
+    return np.take(_TURBO_RGB, index.astype(np.uint16)).view(np.uint8).reshape(*depth.shape, 3)
