@@ -356,3 +356,18 @@ def test_disp_depth_conversions():
     torch.testing.assert_close(
         g.depth_from_disp(torch.tensor([0.5, 0.0]), eps=1e-3), torch.tensor([2.0, 1e3])
     )
+
+
+@pytest.mark.parametrize("num_sources", [2, 4])
+def test_snippet_poses_in_target_orders_frames_around_the_target(num_sources: int) -> None:
+    vec = 0.3 * torch.randn(3, num_sources, 6, generator=torch.Generator().manual_seed(0))
+    T_src_tgt = g.pose_vec_to_mat(vec).double()
+    T_tgt_frame = g.snippet_poses_in_target(T_src_tgt)
+    mid = num_sources // 2
+    assert T_tgt_frame.shape == (3, num_sources + 1, 4, 4)
+    torch.testing.assert_close(
+        T_tgt_frame[:, mid], torch.eye(4, dtype=torch.float64).expand(3, 4, 4)
+    )
+    sources = torch.cat([T_tgt_frame[:, :mid], T_tgt_frame[:, mid + 1 :]], dim=1)
+    eye = torch.eye(4, dtype=torch.float64).expand_as(T_src_tgt)
+    torch.testing.assert_close(sources @ T_src_tgt, eye)

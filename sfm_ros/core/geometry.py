@@ -279,6 +279,24 @@ def compose(T_a_b: torch.Tensor, T_b_c: torch.Tensor) -> torch.Tensor:
 
 
 @lru_cache(maxsize=16)
+def snippet_poses_in_target(T_src_tgt: torch.Tensor) -> torch.Tensor:
+    """Poses of every snippet frame in the target camera, in time order.
+
+    Args:
+        T_src_tgt: (..., S, 4, 4) source-from-target poses of a snippet whose target is the
+            middle frame (sources in time order, as the pose network predicts them).
+
+    Returns:
+        (..., S + 1, 4, 4) ``T_tgt_frame``: ``invert_pose(T_src_tgt)`` with the identity
+        inserted at the target's position ``S // 2``.
+    """
+    mid = T_src_tgt.shape[-3] // 2
+    T_tgt_src = invert_pose(T_src_tgt)
+    eye = torch.eye(4, dtype=T_src_tgt.dtype, device=T_src_tgt.device)
+    eye = eye.expand(*T_src_tgt.shape[:-3], 1, 4, 4)
+    return torch.cat([T_tgt_src[..., :mid, :, :], eye, T_tgt_src[..., mid:, :, :]], dim=-3)
+
+
 def pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Cached homogeneous pixel centres (3, H*W): rows u, v, 1 in row-major pixel order."""
     with torch.inference_mode(False):  # usable for autograd even if first built in inference

@@ -24,7 +24,13 @@ from torch import nn
 
 from sfm_ros.core.checkpoint import networks_from_checkpoint
 from sfm_ros.core.errors import InputError
-from sfm_ros.core.geometry import check_intrinsics, crop_intrinsics, rigid_flow, scale_intrinsics
+from sfm_ros.core.geometry import (
+    check_intrinsics,
+    crop_intrinsics,
+    rigid_flow,
+    scale_intrinsics,
+    snippet_poses_in_target,
+)
 from sfm_ros.core.train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -243,9 +249,7 @@ class DepthPoseEstimator:
         mid = self.snippet_length // 2
         srcs = torch.stack(frames[:mid] + frames[mid + 1 :], dim=1)
         T_src_tgt, masks = pose_net(frames[mid], srcs)
-        T_tgt_src = torch.linalg.inv(T_src_tgt[0].double())
-        eye = torch.eye(4, dtype=torch.float64, device=T_tgt_src.device)[None]
-        return torch.cat([T_tgt_src[:mid], eye, T_tgt_src[mid:]]), masks
+        return snippet_poses_in_target(T_src_tgt[0].double()), masks
 
     @torch.inference_mode()
     def snippet_poses(self, images: list[np.ndarray], K: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from sfm_ros.core.checkpoint import (
 from sfm_ros.core.config import TrainConfig
 from sfm_ros.core.data import SnippetDataset
 from sfm_ros.core.errors import CheckpointError
+from sfm_ros.core.geometry import snippet_poses_in_target
 from sfm_ros.core.losses import ViewSynthesisLoss
 from sfm_ros.core.metrics import compute_depth_errors, snippet_ate
 from sfm_ros.core.sources import open_sources
@@ -453,14 +454,8 @@ def _snippet_ate(gt_T_src_tgt: torch.Tensor, pred_T_src_tgt: torch.Tensor) -> fl
     """Legacy snippet ATE of one snippet from source-from-target poses (S, 4, 4)."""
 
     def positions(T_src_tgt: torch.Tensor) -> np.ndarray:
-        T = T_src_tgt.double().cpu()
-        S = T.shape[0]
-        mid = S // 2
-        T_tgt = torch.linalg.inv(T)  # target-from-source: source positions in the target frame
-        eye = torch.eye(4, dtype=T.dtype)[None]
-        frames = torch.cat([T_tgt[:mid], eye, T_tgt[mid:]])  # time order, target in the middle
-        first = torch.linalg.inv(frames[0])
-        return (first @ frames)[:, :3, 3].numpy()
+        T_tgt_frame = snippet_poses_in_target(T_src_tgt.double().cpu())
+        return (torch.linalg.inv(T_tgt_frame[0]) @ T_tgt_frame)[:, :3, 3].numpy()
 
     value = snippet_ate(positions(gt_T_src_tgt), positions(pred_T_src_tgt))
     return float(value) if math.isfinite(value) else float("nan")
