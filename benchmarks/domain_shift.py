@@ -62,7 +62,7 @@ def adapt(base: Path, source: str, out: Path, args: argparse.Namespace) -> tuple
     cfg = OnlineConfig(
         checkpoint=str(base), out_dir=str(out), resume=False, device=args.device, lr=args.lr,
         save_period=args.save_period, replay_data=args.replay_data,
-        anchor_weight=args.anchor_weight, batch_size=args.batch_size,
+        anchor_weight=args.anchor_weight, batch_size=args.batch_size, freeze_bn=args.freeze_bn,
     )  # fmt: skip
     adapter = OnlineAdapter(cfg)
     sequences = open_source(source, height=adapter.height, width=adapter.width)
@@ -123,6 +123,7 @@ def main() -> int:
     parser.add_argument("--save-period", type=int, default=25)
     parser.add_argument("--replay-data", default="", help="e.g. synthetic:street:100:0")
     parser.add_argument("--anchor-weight", type=float, default=0.0)
+    parser.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics")
     parser.add_argument("--kitti", default=str(KITTI), help="KITTI clip ('' to skip)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
