@@ -123,7 +123,12 @@ def main() -> int:
     parser.add_argument("--save-period", type=int, default=25)
     parser.add_argument("--replay-data", default="", help="e.g. synthetic:street:100:0")
     parser.add_argument("--anchor-weight", type=float, default=0.0)
-    parser.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics")
+    parser.add_argument(
+        "--freeze-bn",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="keep BatchNorm statistics (the finetune node's default is true)",
+    )
     parser.add_argument("--kitti", default=str(KITTI), help="KITTI clip ('' to skip)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
