@@ -52,3 +52,24 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = load_config(overrides=tiny_overrides(out))
     Trainer(cfg, progress=False).run()
     return out / "checkpoints" / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Untrained 32x64 networks: cheap steps for the tests that do not need a trained model."""
+    from sfm_ros.core.checkpoint import (
+        arch_from_config,
+        atomic_torch_save,
+        build_networks,
+        make_checkpoint,
+    )
+    from sfm_ros.core.config import TrainConfig
+
+    cfg = TrainConfig.from_preset("default")
+    cfg.data.height, cfg.data.width, cfg.model.depth_net = 32, 64, "resnet18_half"
+    arch = arch_from_config(cfg.model, cfg.data)
+    torch.manual_seed(0)
+    depth_net, pose_net = build_networks(arch)
+    path = tmp_path_factory.mktemp("small") / "small.pt"
+    atomic_torch_save(make_checkpoint(7, arch, cfg.to_dict(), depth_net, pose_net), path)
+    return path

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from sfm_ros import cli
 from sfm_ros.core.checkpoint import (
-    arch_from_config,
-    atomic_torch_save,
-    build_networks,
     load_checkpoint,
-    make_checkpoint,
 )
-from sfm_ros.core.config import TrainConfig
 from sfm_ros.core.data import InMemorySequence
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig, adapt_sequences
@@ -33,19 +27,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory) -> Path:
-    """Untrained 32x64 networks (cheap steps)."""
-    cfg = TrainConfig.from_preset("default")
-    cfg.data.height, cfg.data.width, cfg.model.depth_net = 32, 64, "resnet18_half"
-    arch = arch_from_config(cfg.model, cfg.data)
-    torch.manual_seed(0)
-    depth_net, pose_net = build_networks(arch)
-    path = tmp_path_factory.mktemp("small") / "small.pt"
-    atomic_torch_save(make_checkpoint(0, arch, cfg.to_dict(), depth_net, pose_net), path)
-    return path
 
 
 def test_finetune_on_an_image_folder_writes_loadable_versions(small_checkpoint, tmp_path, capsys):

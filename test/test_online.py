@@ -13,13 +13,8 @@ import torch
 from torch import nn
 
 from sfm_ros.core.checkpoint import (
-    arch_from_config,
-    atomic_torch_save,
-    build_networks,
     load_checkpoint,
-    make_checkpoint,
 )
-from sfm_ros.core.config import TrainConfig
 from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig, SnippetBuilder
@@ -42,19 +37,6 @@ def one_thread():
 def corridor():
     """36 frames of a domain the tiny street checkpoint never saw."""
     return render_sequence("corridor", 36, seed=0, height=64, width=96)
-
-
-@pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory) -> Path:
-    """Untrained 32x64 networks: cheap steps for the tests that do not need a trained model."""
-    cfg = TrainConfig.from_preset("default")
-    cfg.data.height, cfg.data.width, cfg.model.depth_net = 32, 64, "resnet18_half"
-    arch = arch_from_config(cfg.model, cfg.data)
-    torch.manual_seed(0)
-    depth_net, pose_net = build_networks(arch)
-    path = tmp_path_factory.mktemp("small") / "small.pt"
-    atomic_torch_save(make_checkpoint(7, arch, cfg.to_dict(), depth_net, pose_net), path)
-    return path
 
 
 def make_adapter(checkpoint: Path, out_dir: Path, on_publish=None, **kw) -> OnlineAdapter:
