@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sfm_ros.core.checkpoint import networks_from_checkpoint
+from sfm_ros.core.device import resolve_device
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.geometry import (
     check_intrinsics,
@@ -31,7 +32,6 @@ from sfm_ros.core.geometry import (
     scale_intrinsics,
     snippet_poses_in_target,
 )
-from sfm_ros.core.train import resolve_device
 
 log = logging.getLogger(__name__)
 RESIZE_POLICIES = ("resize", "crop")

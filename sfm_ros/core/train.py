@@ -32,6 +32,7 @@ from sfm_ros.core.checkpoint import (
 )
 from sfm_ros.core.config import TrainConfig
 from sfm_ros.core.data import SnippetDataset
+from sfm_ros.core.device import resolve_device
 from sfm_ros.core.errors import CheckpointError
 from sfm_ros.core.geometry import snippet_poses_in_target
 from sfm_ros.core.losses import ViewSynthesisLoss
@@ -40,13 +41,6 @@ from sfm_ros.core.sources import open_sources
 from sfm_ros.core.visualize import colorize, save_png
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @dataclass

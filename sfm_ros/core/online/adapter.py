@@ -52,6 +52,7 @@ from sfm_ros.core.checkpoint import (
 )
 from sfm_ros.core.config import TrainConfig, config_from_dict
 from sfm_ros.core.data import SnippetDataset, resize
+from sfm_ros.core.device import resolve_device
 from sfm_ros.core.errors import CheckpointError, InputError
 from sfm_ros.core.geometry import check_intrinsics
 from sfm_ros.core.losses import ViewSynthesisLoss
@@ -64,7 +65,7 @@ from sfm_ros.core.online.buffer import (
 )
 from sfm_ros.core.online.config import OnlineConfig
 from sfm_ros.core.sources import open_source
-from sfm_ros.core.train import CollapseMonitor, forward_snippets, resolve_device
+from sfm_ros.core.train import CollapseMonitor, forward_snippets
 
 log = logging.getLogger(__name__)
 
