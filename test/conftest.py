@@ -73,3 +73,12 @@ def small_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("small") / "small.pt"
     atomic_torch_save(make_checkpoint(7, arch, cfg.to_dict(), depth_net, pose_net), path)
     return path
+
+
+@pytest.fixture
+def ros():
+    """An initialised rclpy context for the duration of a test (ROS machines only)."""
+    rclpy = pytest.importorskip("rclpy")
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()

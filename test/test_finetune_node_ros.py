@@ -38,13 +38,6 @@ pytestmark = pytest.mark.ros
 FRAME = "camera_optical_frame"
 
 
-@pytest.fixture
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 def overrides(tiny_checkpoint, out_dir) -> list:
     return [
         Parameter("checkpoint", value=str(tiny_checkpoint)),

@@ -40,13 +40,6 @@ FRAME = "camera_optical_frame"
 
 
 @pytest.fixture
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
-@pytest.fixture
 def node_and_probe(ros, tiny_checkpoint):
     node = DepthOdometryNode(
         parameter_overrides=[
