@@ -39,6 +39,36 @@ def test_depth_at_input_resolution(tiny_checkpoint: Path, frames) -> None:
     assert grey.shape == (50, 130)
 
 
+def test_cpu_resize_matches_float_antialiased_resize(tiny_checkpoint: Path) -> None:
+    # The CPU path resizes uint8 for speed; it must agree with a float resize up to rounding.
+    est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint)  # 64x96 network input
+    image = np.random.default_rng(0).integers(0, 256, (150, 260, 3), dtype=np.uint8)
+    K = np.array([[120.0, 0, 129.5], [0, 120.0, 74.5], [0, 0, 1]])
+    fast = est._prepare(image, K).image
+    as_float = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+    exact = torch.nn.functional.interpolate(
+        as_float, size=(64, 96), mode="bilinear", align_corners=False, antialias=True
+    )
+    assert fast.shape == exact.shape == (1, 3, 64, 96)
+    assert (fast - exact).abs().max() <= 1.0 / 255.0  # one grey level (fixed-point weights)
+
+
+def test_depth_bounds_hold_and_range_masks(tiny_checkpoint: Path, frames) -> None:
+    est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint)
+    out = est.step(frames.images[0], frames.K)
+    near, far = out.depth_bounds_m
+    assert np.isfinite(out.depth_m).all()
+    assert near <= out.depth_m.min() and out.depth_m.max() <= far
+    # a narrower range than the network's output NaNs the pixels outside it, nothing else
+    cut_at = float(np.median(out.depth_m))
+    narrow = DepthPoseEstimator.from_checkpoint(tiny_checkpoint, max_depth=cut_at)
+    cut = narrow.step(frames.images[0], frames.K)
+    beyond = out.depth_m > cut_at
+    assert beyond.any() and np.isnan(cut.depth_m[beyond]).all()
+    np.testing.assert_array_equal(cut.depth_m[~beyond], out.depth_m[~beyond])
+    assert cut.depth_bounds_m[1] <= cut_at
+
+
 def test_crop_policy_marks_unseen_pixels_nan(tiny_checkpoint: Path, frames) -> None:
     # 50x130 is wider than the 64x96 network input: the crop policy drops the sides
     est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint, resize_policy="crop")

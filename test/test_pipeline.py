@@ -160,8 +160,19 @@ def test_output_messages_headers_and_shapes(estimator, street):
     assert points.header.frame_id == FRAME
     assert points.width == np.isfinite(depth[::3, ::3]).sum()
     assert [f.name for f in points.fields] == ["x", "y", "z", "rgb"]
+    assert_points_on_pixel_rays(points, depth, street.K, decimation=3)
     (tf,) = r.transforms
     assert (tf.header.frame_id, tf.child_frame_id) == ("odom", "base_link")
+
+
+def assert_points_on_pixel_rays(points, depth: np.ndarray, K: np.ndarray, decimation: int):
+    """One point per finite pixel of the decimated grid, on that pixel's ray, at its depth."""
+    cloud = np.frombuffer(bytes(points.data), "<f4").reshape(points.width, -1)
+    z = depth[::decimation, ::decimation]
+    v, u = np.nonzero(np.isfinite(z))
+    np.testing.assert_allclose(cloud[:, 2], z[v, u], rtol=1e-6)
+    uv = (K @ (cloud[:, :3] / cloud[:, 2:3]).T).T[:, :2]
+    np.testing.assert_allclose(uv, decimation * np.stack([u, v], axis=1), atol=1e-3)
 
 
 def test_outputs_subset_frames_and_unknown_names(estimator, street):
@@ -184,10 +195,12 @@ def test_depth_range_gives_nan(estimator, street):
     estimator.reset()
     narrow = make(estimator, min_depth=float(lo), max_depth=float(hi))
     narrow.on_camera_info(info_msg(street.K, 96, 32))
-    depth = decode(narrow.process(image_msg(street.images[0], 0)).messages["depth"])
+    messages = narrow.process(image_msg(street.images[0], 0)).messages
+    depth = decode(messages["depth"])
     outside = (raw < lo) | (raw > hi)
     assert outside.any() and np.all(np.isnan(depth[outside]))
     np.testing.assert_array_equal(depth[~outside], raw[~outside])
+    assert_points_on_pixel_rays(messages["points"], depth, street.K, narrow.cfg.point_decimation)
 
 
 class GroundTruthEstimator:

@@ -11,6 +11,7 @@ between frames (online fine-tuning publishes new weights).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -48,10 +49,25 @@ class EstimatorOutput:
     stamp_ns: int
     model_version: int
     """Increments each time the networks are swapped."""
+    depth_bounds_m: tuple[float, float] = (0.0, float("inf"))
+    """(min, max) metres bounding every finite value of `depth_m` (may be loose)."""
     flow: np.ndarray | None = None
     """(H, W, 2) float32 rigid optical flow (pixels) from this frame to the previous one."""
     explainability: np.ndarray | None = None
     """(H, W) float32 in [0, 1]: how well the previous frame explains this one (1 = fully)."""
+
+
+def _inverse(x: float) -> float:
+    """1 / x, with 1 / 0 = inf and 1 / inf = 0 (depth <-> disparity of range limits)."""
+    return 1.0 / x if x > 0 else math.inf
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(1, C, H, W) image -> (1, C, *size) bilinear, antialiased when shrinking."""
+    if tuple(image.shape[-2:]) == size:
+        return image
+    shrink = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
 @dataclass
@@ -80,6 +96,8 @@ class DepthPoseEstimator:
             raise InputError(
                 f"resize_policy must be one of {RESIZE_POLICIES}, got {resize_policy!r}"
             )
+        if not 0 <= min_depth < max_depth:
+            raise InputError(f"need 0 <= min_depth < max_depth, got {min_depth}, {max_depth}")
         self.device = resolve_device(device)
         if fp16 and self.device.type != "cuda":
             log.warning("fp16 needs CUDA; running in fp32 on %s", self.device)
@@ -123,9 +141,8 @@ class DepthPoseEstimator:
     ) -> tuple[nn.Module, nn.Module]:
         nets = []
         for net in (depth_net, pose_net):
-            net = net.to(self.device, dtype=self.dtype).eval()
-            if self.device.type == "cuda":
-                net = net.to(memory_format=torch.channels_last)
+            # channels_last (NHWC) is faster on CUDA and on CPU (oneDNN) alike
+            net = net.to(self.device, dtype=self.dtype, memory_format=torch.channels_last).eval()
             for p in net.parameters():
                 p.requires_grad_(False)
             nets.append(net)
@@ -182,19 +199,17 @@ class DepthPoseEstimator:
         K_net = crop_intrinsics(scale_intrinsics(np.asarray(K, np.float64), sx, sy), x0, y0)
         if not image.flags.writeable or not image.flags.c_contiguous:
             image = np.ascontiguousarray(image).copy()  # torch.from_numpy needs writable memory
-        tensor = torch.from_numpy(image).to(self.device, non_blocking=True)
-        tensor = tensor.permute(2, 0, 1)[None].to(self.dtype).div_(255.0)
-        if scaled_hw != (H, W):
-            tensor = F.interpolate(
-                tensor,
-                size=scaled_hw,
-                mode="bilinear",
-                align_corners=False,
-                antialias=scaled_hw[0] < H,
-            )
-        tensor = tensor[:, :, y0 : y0 + h, x0 : x0 + w]
-        if self.device.type == "cuda":
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        tensor = torch.from_numpy(image).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8, NHWC memory
+        if self.device.type == "cpu":
+            # The CPU resizes uint8 (the kernel PIL-compatible training resizes match) 5x faster
+            # than float.
+            tensor = _resize(tensor, scaled_hw).to(self.dtype).div_(255.0)
+        else:
+            tensor = tensor.to(self.device, non_blocking=True).to(self.dtype).div_(255.0)
+            tensor = _resize(tensor, scaled_hw)
+        tensor = tensor[:, :, y0 : y0 + h, x0 : x0 + w].contiguous(
+            memory_format=torch.channels_last
+        )
         K_t = torch.as_tensor(K_net, dtype=torch.float32, device=self.device)[None]
         return _Prepared(tensor, K_t, (y0, x0, h, w), (sy, sx))
 
@@ -227,16 +242,26 @@ class DepthPoseEstimator:
         prep = self._prepare(image, K)
         depth_net, _ = self._nets
         disp = depth_net(prep.image)[0]
-        return self._depth_from_disp(disp, prep, image.shape[:2])
+        return self._depth_from_disp(disp, prep, image.shape[:2])[0]
 
     def _depth_from_disp(
         self, disp: torch.Tensor, prep: _Prepared, shape: tuple[int, int]
-    ) -> np.ndarray:
-        # Upsample disparity (smooth in image space), then invert.
-        disp_full = self._to_input_resolution(disp, prep, shape)[0, 0]
-        depth = 1.0 / disp_full.clamp_min(1e-6)
-        depth = torch.where((depth >= self.min_depth) & (depth <= self.max_depth), depth, torch.nan)
-        return depth.cpu().numpy().astype(np.float32, copy=False)
+    ) -> tuple[np.ndarray, tuple[float, float]]:
+        """(1, h, w) network disparity -> (H, W) depth in metres and its (min, max) bounds.
+
+        Disparity is upsampled (it is smooth in image space), then inverted. Bilinear values
+        lie between their neighbours, so the network-resolution extremes bound the result: the
+        full-resolution range check only runs when some disparity is out of range.
+        """
+        lo, hi = _inverse(self.max_depth), _inverse(self.min_depth)
+        disp_min, disp_max = (float(v) for v in torch.aminmax(disp.float()))
+        depth = self._to_input_resolution(disp, prep, shape)[0, 0].reciprocal_()
+        if disp_min < lo or disp_max > hi:
+            depth = torch.where(
+                (depth >= self.min_depth) & (depth <= self.max_depth), depth, torch.nan
+            )
+        bounds = (_inverse(min(max(disp_max, lo), hi)), _inverse(max(min(disp_min, hi), lo)))
+        return depth.cpu().numpy(), bounds
 
     def _snippet_poses(
         self, pose_net: nn.Module, frames: list[torch.Tensor]
@@ -288,15 +313,15 @@ class DepthPoseEstimator:
             depth_net, pose_net = self._nets
             version = self.model_version
         disp = depth_net(prep.image)[0]
-        depth_m = self._depth_from_disp(disp, prep, key)
+        depth_m, bounds = self._depth_from_disp(disp, prep, key)
         self._frames.append(prep.image)
         if len(self._frames) < 2:
-            return EstimatorOutput(depth_m, None, stamp_ns, version)
+            return EstimatorOutput(depth_m, None, stamp_ns, version, bounds)
         frames = list(self._frames)
         frames = [frames[0]] * (self.snippet_length - len(frames)) + frames
         T_tgt_frame, masks = self._snippet_poses(pose_net, frames)
         T_prev_cur = torch.linalg.inv(T_tgt_frame[-2]) @ T_tgt_frame[-1]
-        out = EstimatorOutput(depth_m, T_prev_cur.cpu().numpy(), stamp_ns, version)
+        out = EstimatorOutput(depth_m, T_prev_cur.cpu().numpy(), stamp_ns, version, bounds)
         if masks is not None:
             mask = masks[0][:, -1:]  # the current frame is the last source
             out.explainability = self._to_input_resolution(mask, prep, key)[0, 0].cpu().numpy()

@@ -218,6 +218,7 @@ class DepthOdometryPipeline:
         self._last: tuple[str, tuple[int, int], int] | None = None  # frame_id, (H, W), stamp
         self._stamps: deque[int] = deque(maxlen=30)
         self._latencies: deque[float] = deque(maxlen=30)
+        self._ray_cache: tuple[tuple, np.ndarray] | None = None
         self.scale, self.metric = self._initial_scale()
 
     def _initial_scale(self) -> tuple[float, bool]:
@@ -406,8 +407,11 @@ class DepthOdometryPipeline:
         self._update_scale(out.depth_m, K, out.T_prev_cur, stamp_ns)
         scale = self.scale
         depth = out.depth_m * np.float32(scale)
-        with np.errstate(invalid="ignore"):
-            depth[~((depth >= self.cfg.min_depth) & (depth <= self.cfg.max_depth))] = np.nan
+        near, far = (scale * b for b in out.depth_bounds_m)
+        if near < self.cfg.min_depth or far > self.cfg.max_depth:  # skip two passes when in range
+            with np.errstate(invalid="ignore"):
+                out_of_range = ~((depth >= self.cfg.min_depth) & (depth <= self.cfg.max_depth))
+            depth[out_of_range] = np.nan
         T = None
         if out.T_prev_cur is not None:
             T = out.T_prev_cur.copy()
@@ -493,12 +497,24 @@ class DepthOdometryPipeline:
         """Decimated valid pixels -> (N, 3) camera-frame points and (N, 3) uint8 colours."""
         d = self.cfg.point_decimation
         z = depth[::d, ::d]
-        v, u = np.mgrid[0 : depth.shape[0] : d, 0 : depth.shape[1] : d]
-        ok = np.isfinite(z)
-        z, u, v = z[ok], u[ok], v[ok]
-        xyz = np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], axis=1)
-        rgb = image[::d, ::d][ok] if self.cfg.point_color else None
+        xyz = (self._rays(depth.shape, K) * z[..., None]).reshape(-1, 3)
+        rgb = image[::d, ::d].reshape(-1, 3) if self.cfg.point_color else None
+        valid = np.isfinite(z).ravel()
+        if not valid.all():  # boolean gathers are the slow part: only when needed
+            xyz = xyz[valid]
+            rgb = None if rgb is None else rgb[valid]
         return xyz, rgb
+
+    def _rays(self, shape: tuple[int, int], K: np.ndarray) -> np.ndarray:
+        """(h, w, 3) float32 points at depth 1 m of the decimated pixel grid (cached per K)."""
+        d = self.cfg.point_decimation
+        key = (shape, d, K.tobytes())
+        if self._ray_cache is None or self._ray_cache[0] != key:
+            v, u = np.mgrid[0 : shape[0] : d, 0 : shape[1] : d]
+            x, y = (u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]
+            rays = np.stack([x, y, np.ones_like(x)], axis=-1).astype(np.float32)
+            self._ray_cache = (key, rays)
+        return self._ray_cache[1]
 
     # ------------------------------------------------------------------ diagnostics
     def diagnostics(self) -> dict[str, str]:

@@ -152,7 +152,10 @@ def numpy_to_image(types: MsgTypes, array: np.ndarray, encoding: str, header: An
 def depth_to_image(types: MsgTypes, depth_m: np.ndarray, header: Any) -> Any:
     """(H, W) depth in metres -> ``32FC1`` image (REP 118); NaN, zero or negative -> NaN."""
     depth = np.asarray(depth_m, dtype=np.float32)
-    depth = np.where(depth > 0, depth, np.float32(np.nan)).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        not_positive = depth <= 0  # False for NaN
+    if not_positive.any():
+        depth = np.where(not_positive, np.float32(np.nan), depth)
     return numpy_to_image(types, depth, "32FC1", header)
 
 
