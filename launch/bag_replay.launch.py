@@ -17,7 +17,7 @@ from launch_ros.substitutions import FindPackageShare
 ARGUMENTS = [
     ("image", "/camera/image_raw", "Camera image topic in the bag"),
     ("camera_info", "/camera/camera_info", "CameraInfo topic in the bag"),
-    ("checkpoint", "", "Model checkpoint (.pt); empty: the value in params_file"),
+    ("checkpoint", "", "Model: checkpoint (.pt) or ONNX export folder; empty: params_file value"),
     (
         "params_file",
         PathJoinSubstitution([FindPackageShare("sfm_ros"), "config", "sfm.yaml"]),

@@ -29,7 +29,7 @@ ARGUMENTS = [
         PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "sfm.yaml"]),
         "Parameter file of the depth_odometry and finetune nodes",
     ),
-    ("checkpoint", "", "Model checkpoint (.pt); empty: the value in params_file"),
+    ("checkpoint", "", "Model: checkpoint (.pt) or ONNX export folder; empty: params_file value"),
     ("publish_tf", "", "Broadcast odom -> base_link (true/false); empty: params_file"),
     ("namespace", "", "Namespace of the node and its topics"),
     ("use_sim_time", "false", "Use /clock (true when replaying a bag with --clock)"),

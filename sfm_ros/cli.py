@@ -49,11 +49,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- eval
 def _estimator(args: argparse.Namespace):
-    from sfm_ros.core.checkpoint import resolve_checkpoint
     from sfm_ros.core.inference import DepthPoseEstimator
 
-    return DepthPoseEstimator.from_checkpoint(
-        resolve_checkpoint(args.checkpoint), device=args.device, resize_policy=args.resize_policy
+    return DepthPoseEstimator.load(
+        args.checkpoint, device=args.device, resize_policy=args.resize_policy
     )
 
 
@@ -230,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("pose", cmd_eval_pose, "5-frame ATE, Sim(3) RMSE ATE, KITTI t_err/r_err"),
     ):
         q = eval_sub.add_parser(what, help=doc)
-        q.add_argument("--checkpoint", help="sfm_ros checkpoint (default: the packaged model)")
+        q.add_argument(
+            "--checkpoint",
+            help="checkpoint (.pt) or `sfm-ros export` folder (default: the packaged model)",
+        )
         q.add_argument(
             "--data",
             nargs="+",
@@ -270,7 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--camera-info-topic", help="CameraInfo topic (default: <image namespace>/camera_info)"
     )
     p.add_argument("--odometry-topic", help="external nav_msgs/Odometry for scale_source odometry")
-    p.add_argument("--checkpoint", help="model checkpoint (.pt); overrides the params file")
+    p.add_argument(
+        "--checkpoint",
+        help="checkpoint (.pt) or `sfm-ros export` folder (onnxruntime); overrides the params file",
+    )
     p.add_argument("--params", help="ROS 2 params file (NODE: ros__parameters: {...})")
     p.add_argument(
         "--set",

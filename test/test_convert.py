@@ -303,6 +303,21 @@ def test_colormap_depth():
         cv.colormap_depth(depth, 5.0, 1.0)
 
 
+def test_colormap_is_within_one_step_of_the_exact_index():
+    from sfm_ros.ros.convert.colormap import TURBO_LUT
+
+    depth = np.geomspace(0.05, 200.0, 5001, dtype=np.float32)[None]
+    depth[0, :4] = [0.0, -1.0, np.nan, np.inf]
+    image = cv.colormap_depth(depth, 0.5, 80.0)
+    np.testing.assert_array_equal(image[0, :3], 0)  # zero, negative and NaN are black
+    np.testing.assert_array_equal(image[0, 3], TURBO_LUT[0])  # +inf: as far as it gets
+    lo, hi = 1 / 80.0, 1 / 0.5
+    exact = np.clip((1 / depth[0, 4:] - lo) * 255 / (hi - lo) + 0.5, 0, 255).astype(int)
+    candidates = [TURBO_LUT[np.clip(exact + k, 0, 255)].astype(int) for k in (-1, 0, 1)]
+    got = image[0, 4:].astype(int)
+    assert all(np.any([np.all(got == c, axis=1) for c in candidates], axis=0))
+
+
 def test_turbo_table_matches_matplotlib():
     matplotlib = pytest.importorskip("matplotlib")
     from sfm_ros.ros.convert.colormap import TURBO_LUT

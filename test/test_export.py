@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rosbags.typesys import Stores, get_typestore
 
 from sfm_ros.core.checkpoint import (
     atomic_torch_save,
@@ -24,8 +25,11 @@ pytest.importorskip("onnx")
 
 from sfm_ros.core.export import ExportError, export_onnx  # noqa: E402
 from sfm_ros.core.inference import DepthPoseEstimator  # noqa: E402
+from sfm_ros.core.online import OnlineAdapter, OnlineConfig  # noqa: E402
 from sfm_ros.core.onnx_backend import OnnxUnavailableError, load_onnx_networks  # noqa: E402
 from sfm_ros.core.synthetic import render_sequence  # noqa: E402
+from sfm_ros.ros import convert as cv  # noqa: E402
+from sfm_ros.ros.pipeline import DepthOdometryPipeline, PipelineConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +106,40 @@ def test_onnx_estimator_matches_torch_estimator(export_dir: Path, moving_checkpo
     np.testing.assert_allclose(b.T_prev_cur, a.T_prev_cur, atol=1e-5)
     np.testing.assert_allclose(b.explainability, a.explainability, atol=1e-5)
     np.testing.assert_allclose(b.flow, a.flow, atol=1e-3)
+
+
+def test_an_export_folder_serves_as_the_model(
+    export_dir: Path, moving_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Node, bag tool and CLI take an export folder wherever they take a checkpoint."""
+    est = DepthPoseEstimator.load(export_dir, device="cpu", fp16=True)  # fp16: warned, ignored
+    assert est.backend == "onnxruntime CPU" and est.model_path == str(export_dir)
+    assert est.checkpoint_path == str(moving_checkpoint.resolve())  # what a fine-tuner adapts
+    assert DepthPoseEstimator.load(moving_checkpoint).backend == "torch"
+    est.load_weights(moving_checkpoint)  # a fine-tuned version arrives: PyTorch takes over
+    assert est.backend == "torch" and est.model_path == str(moving_checkpoint)
+
+    seq = render_sequence("street", 2, seed=0, height=48, width=80)
+    types = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
+    pipe = DepthOdometryPipeline(PipelineConfig(checkpoint=str(export_dir)), types)
+    pipe.on_camera_info(cv.camera_info_msg(types, seq.K, 80, 48, cv.header(types, 0, "cam")))
+    msg = cv.numpy_to_image(types, seq.images[0], "rgb8", cv.header(types, 1, "cam"))
+    assert np.isfinite(pipe.process(msg).depth_m).any()
+    assert pipe.diagnostics()["backend"] == "onnxruntime CPU"
+
+    adapter = OnlineAdapter(OnlineConfig(checkpoint=str(export_dir), out_dir=str(tmp_path / "a")))
+    want = networks_from_checkpoint(moving_checkpoint)[0].state_dict()
+    for key, value in adapter.depth_net.state_dict().items():
+        torch.testing.assert_close(value.cpu(), want[key])
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for f in export_dir.iterdir():
+        (moved / f.name).write_bytes(f.read_bytes())
+    meta = json.loads((moved / "export.json").read_text())
+    meta["checkpoint"]["path"] = str(tmp_path / "elsewhere.pt")
+    (moved / "export.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="fine-tuning needs that .pt checkpoint"):
+        OnlineAdapter(OnlineConfig(checkpoint=str(moved), out_dir=str(tmp_path / "b")))
 
 
 def test_export_rejects_bad_opset_and_fails_above_tolerance(

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sfm_ros.core.checkpoint import networks_from_checkpoint
+from sfm_ros.core.checkpoint import networks_from_checkpoint, resolve_checkpoint
 from sfm_ros.core.device import resolve_device
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.geometry import (
@@ -110,6 +110,10 @@ class DepthPoseEstimator:
         self.min_depth, self.max_depth = min_depth, max_depth
         self._lock = threading.Lock()
         self.model_version = 0
+        self.model_path = ""
+        """Checkpoint or export folder the networks were loaded from ('' = built in memory)."""
+        self.checkpoint_path = ""
+        """The .pt checkpoint holding these weights, for fine-tuning ('' = none known)."""
         self._nets = self._prepare_networks(depth_net, pose_net)
         self._frames: deque[torch.Tensor] = deque(maxlen=self.snippet_length)
         self._input_key: tuple[int, int] | None = None
@@ -119,8 +123,21 @@ class DepthPoseEstimator:
         """Load networks from an sfm_ros checkpoint (weights_only) and wrap them."""
         depth_net, pose_net, ckpt = networks_from_checkpoint(path)
         estimator = cls(depth_net, pose_net, ckpt["arch"], **kwargs)
-        estimator.checkpoint_path = str(path)
+        estimator.model_path = estimator.checkpoint_path = str(path)
         return estimator
+
+    @classmethod
+    def load(cls, path: str | Path = "", **kwargs: Any) -> DepthPoseEstimator:
+        """The model at `path`: a checkpoint (.pt, run with PyTorch), an `sfm-ros export`
+        folder (run with onnxruntime: TensorRT > CUDA > CPU), or '' for the packaged model."""
+        if path and Path(path).expanduser().is_dir():
+            if kwargs.pop("fp16", False):
+                log.warning(
+                    "fp16 does not apply to ONNX models: export with --fp16, or let TensorRT "
+                    "build fp16 engines (the default)"
+                )
+            return cls.from_onnx(Path(path).expanduser(), **kwargs)
+        return cls.from_checkpoint(resolve_checkpoint(path), **kwargs)
 
     @classmethod
     def from_onnx(
@@ -132,8 +149,18 @@ class DepthPoseEstimator:
 
         depth_net, pose_net, meta = load_onnx_networks(export_dir, providers)
         estimator = cls(depth_net, pose_net, meta["arch"], **kwargs)
-        estimator.checkpoint_path = str(export_dir)
+        estimator.model_path = str(export_dir)
+        estimator.checkpoint_path = str(meta.get("checkpoint", {}).get("path", ""))
+        log.info("running %s on onnxruntime (%s)", export_dir, estimator.backend)
         return estimator
+
+    @property
+    def backend(self) -> str:
+        """'torch' or 'onnxruntime <first execution provider>'."""
+        session = getattr(self._nets[0], "session", None)
+        if session is None:
+            return "torch"
+        return "onnxruntime " + session.get_providers()[0].replace("ExecutionProvider", "")
 
     # ---------------------------------------------------------------- model swaps
     def _prepare_networks(
@@ -148,11 +175,16 @@ class DepthPoseEstimator:
             nets.append(net)
         return nets[0], nets[1]
 
-    def swap_networks(self, depth_net: nn.Module, pose_net: nn.Module) -> int:
-        """Replace both networks between frames; returns the new model version."""
+    def swap_networks(self, depth_net: nn.Module, pose_net: nn.Module, source: str = "") -> int:
+        """Replace both networks between frames; returns the new model version.
+
+        Args:
+            source: the checkpoint holding these weights ('' = in memory only).
+        """
         prepared = self._prepare_networks(depth_net, pose_net)  # off the hot path
         with self._lock:
             self._nets = prepared
+            self.model_path = self.checkpoint_path = source
             self.model_version += 1
             return self.model_version
 
@@ -163,9 +195,9 @@ class DepthPoseEstimator:
         diff = [k for k in keys if ckpt["arch"].get(k) != self.arch.get(k)]
         if diff:
             raise InputError(f"checkpoint {path} differs in {diff}; cannot swap it in live")
-        version = self.swap_networks(depth_net, pose_net)
-        self.checkpoint_path = str(path)
-        return version
+        if self.backend != "torch":
+            log.info("swapping PyTorch weights from %s in place of %s", path, self.backend)
+        return self.swap_networks(depth_net, pose_net, source=str(path))
 
     # ---------------------------------------------------------------- inputs
     def _check_inputs(self, image: np.ndarray, K: np.ndarray) -> np.ndarray:

@@ -81,6 +81,18 @@ def read_export_meta(export_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def export_source_checkpoint(export_dir: str | Path) -> Path:
+    """The .pt checkpoint an export folder was made from (to fine-tune what it runs)."""
+    meta = read_export_meta(export_dir)
+    source = Path(meta.get("checkpoint", {}).get("path", ""))
+    if not source.is_file():
+        raise CheckpointError(
+            f"ONNX export {export_dir} was made from {source}, which is not here; fine-tuning "
+            "needs that .pt checkpoint: give it as the fine-tuner's checkpoint"
+        )
+    return source
+
+
 def _to_numpy(x: torch.Tensor) -> np.ndarray:
     return x.detach().to("cpu", torch.float32).contiguous().numpy()
 

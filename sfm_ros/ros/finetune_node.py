@@ -107,7 +107,7 @@ class FinetuneNode(Node):
         self.node_cfg.validate()
         self.estimator = estimator
         if not values["checkpoint"]:
-            own = getattr(estimator, "checkpoint_path", "") if estimator is not None else ""
+            own = estimator.checkpoint_path if estimator is not None else ""
             values["checkpoint"] = str(own or resolve_checkpoint(""))
         cfg = OnlineConfig().replace(**values)
         log = ros_logging_bridge(self.get_logger(), f"sfm_ros.{self.get_name()}")
@@ -207,8 +207,7 @@ class FinetuneNode(Node):
         """Called by the adapter (training thread) for each accepted version."""
         if self.estimator is not None:
             depth_net, pose_net = self.adapter.good_networks()
-            self.estimator.swap_networks(depth_net, pose_net)
-            self.estimator.checkpoint_path = str(path)
+            self.estimator.swap_networks(depth_net, pose_net, source=str(path))
             self.get_logger().info(f"version {version} swapped into depth_odometry ({path})")
         elif not self._closing:
             self.update_pub.publish(String(data=str(path)))

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from sfm_ros.core.checkpoint import resolve_checkpoint
 from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.geometry import check_intrinsics, scale_intrinsics
 from sfm_ros.core.inference import DepthPoseEstimator
@@ -60,7 +59,11 @@ WARN_PERIOD_S = 5.0
 class PipelineConfig(Params):
     """Every parameter of the depth/odometry node (names are the ROS parameter names)."""
 
-    checkpoint: str = param("", "model checkpoint (.pt); empty = packaged default model")
+    checkpoint: str = param(
+        "",
+        "model: a checkpoint (.pt, PyTorch) or an `sfm-ros export` folder (onnxruntime); "
+        "empty = packaged default model",
+    )
     device: str = param("auto", "inference device: auto, cpu, cuda, cuda:N")
     fp16: bool = param(False, "half-precision inference (CUDA only)")
     resize_policy: str = param(
@@ -204,8 +207,8 @@ class DepthOdometryPipeline:
         self._throttle = _Throttled(self.log)
         if estimator is None:
             # Depth limits are applied here after scaling, so the estimator keeps everything.
-            estimator = DepthPoseEstimator.from_checkpoint(
-                resolve_checkpoint(cfg.checkpoint), device=cfg.device, fp16=cfg.fp16,
+            estimator = DepthPoseEstimator.load(
+                cfg.checkpoint, device=cfg.device, fp16=cfg.fp16,
                 resize_policy=cfg.resize_policy, min_depth=0.0, max_depth=float("inf"),
             )  # fmt: skip
         self.estimator = estimator
@@ -541,7 +544,8 @@ class DepthOdometryPipeline:
             "scale source": self.cfg.scale_source,
             "scale": f"{self.scale:.6g}",
             "scale known": "yes" if self.metric else "no",
-            "model": str(getattr(est, "checkpoint_path", "in-memory")),
+            "model": getattr(est, "model_path", "") or "in memory",
+            "backend": getattr(est, "backend", "?"),
             "model architecture": f"{arch.get('depth_net', '?')} {arch.get('width', '?')}x"
             f"{arch.get('height', '?')}",
             "model version": str(getattr(est, "model_version", 0)),

@@ -64,6 +64,7 @@ from sfm_ros.core.online.buffer import (
     collate,
 )
 from sfm_ros.core.online.config import OnlineConfig
+from sfm_ros.core.onnx_backend import export_source_checkpoint
 from sfm_ros.core.sources import open_source
 from sfm_ros.core.train import CollapseMonitor, forward_snippets
 
@@ -190,7 +191,10 @@ class OnlineAdapter:
     # ---------------------------------------------------------------- setup
     def _load_networks(self) -> None:
         cfg = self.cfg
-        base = load_checkpoint(Path(cfg.checkpoint).expanduser()) if cfg.checkpoint else None
+        source = Path(cfg.checkpoint).expanduser() if cfg.checkpoint else None
+        if source is not None and source.is_dir():  # an ONNX export: adapt its checkpoint
+            source = export_source_checkpoint(source)
+        base = load_checkpoint(source) if source is not None else None
         latest = self.out_dir / LATEST
         resumed = load_checkpoint(latest) if cfg.resume and latest.is_file() else None
         if base is not None and resumed is not None:
@@ -209,7 +213,7 @@ class OnlineAdapter:
         self.config = start["config"]
         self.train_cfg = config_from_dict(self.config)
         self.depth_net, self.pose_net = build_networks(self.arch)
-        where = latest if resumed is not None else cfg.checkpoint or "(from scratch)"
+        where = latest if resumed is not None else source or "(from scratch)"
         load_state(self.depth_net, start["depth_net"], "depth", where)
         load_state(self.pose_net, start["pose_net"], "pose", where)
         self.depth_net.to(self.device)

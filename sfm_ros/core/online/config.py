@@ -13,7 +13,9 @@ class OnlineConfig(Params):
     """Settings of :class:`~sfm_ros.core.online.OnlineAdapter` (and of the ``finetune`` node)."""
 
     checkpoint: str = param(
-        "", "starting checkpoint (.pt); empty = the packaged model (offline: from scratch if none)"
+        "",
+        "starting checkpoint (.pt, or an `sfm-ros export` folder: its source checkpoint); "
+        "empty = the packaged model (offline: from scratch if none)",
     )
     out_dir: str = param(
         "sfm_finetune", "folder of the adapted checkpoints (adapted_<version>.pt, latest.pt)"
