@@ -66,7 +66,9 @@ def call(executor, client, request):
     return future.result()
 
 
-def publish_frames(executor, probe, count: int) -> None:
+def publish_frames(executor, probe, node, count: int) -> None:
+    """Publish `count` frames, each after the node took the previous one (best-effort QoS
+    drops what a busy subscriber has no room for)."""
     image_pub = probe.create_publisher(Image, "image", qos_profile("sensor_data", 5))
     info_pub = probe.create_publisher(CameraInfo, "camera_info", qos_profile("sensor_data", 5))
     assert spin_until(executor, lambda: image_pub.get_subscription_count() > 0)
@@ -75,9 +77,10 @@ def publish_frames(executor, probe, count: int) -> None:
     for image, stamp_ns in zip(seq.images, seq.stamps_ns, strict=True):
         hdr = header(types, int(stamp_ns), FRAME)
         info_pub.publish(camera_info_msg(types, seq.K, 96, 64, hdr))
-        executor.spin_once(timeout_sec=0.05)
+        executor.spin_once(timeout_sec=0.05)  # CameraInfo before its image
+        done = node.frames_received
         image_pub.publish(numpy_to_image(types, image, "rgb8", hdr))
-        executor.spin_once(timeout_sec=0.05)
+        assert spin_until(executor, lambda d=done: node.frames_received > d)
 
 
 def test_input_parameters_match_the_params_file():
@@ -100,7 +103,7 @@ def test_finetune_node_trains_saves_announces_and_reports(ros, tiny_checkpoint, 
         DiagnosticArray, "/diagnostics", lambda m: statuses.extend(m.status), 10
     )
     try:
-        publish_frames(executor, probe, 24)
+        publish_frames(executor, probe, node, 24)
         adapter = node.adapter
         assert spin_until(executor, lambda: adapter.stats.frames_in == 24)
         assert spin_until(executor, lambda: adapter.stats.steps >= 3)

@@ -31,7 +31,7 @@ from sfm_ros.ros.convert import (  # noqa: E402
     stamp_to_ns,
 )
 from sfm_ros.ros.depth_odometry_node import DepthOdometryNode  # noqa: E402
-from sfm_ros.ros.node_utils import latched_qos, qos_profile  # noqa: E402
+from sfm_ros.ros.node_utils import latched_qos, qos_profile, ros_logging_bridge  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -139,3 +139,19 @@ def test_launch_description_loads_with_real_launch_ros():
         assert isinstance(description, LaunchDescription)
         names = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
         assert {"image", "camera_info", "checkpoint"} <= names
+
+
+def test_logging_bridge_forwards_every_severity_to_rclpy(ros):
+    # rclpy ties one severity to each calling line: a bridge that logs every severity from a
+    # single line raises "Logger severity cannot be changed between calls" on a warning
+    # that follows an info (and the frame or the training step that logged it is lost).
+    node = rclpy.create_node("bridge_probe")
+    try:
+        log = ros_logging_bridge(node.get_logger(), "sfm_ros.test_bridge")
+        for _ in range(2):
+            log.info("info")
+            log.warning("warning")
+            log.error("error")
+            log.debug("debug")
+    finally:
+        node.destroy_node()

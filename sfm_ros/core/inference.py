@@ -286,7 +286,7 @@ class DepthPoseEstimator:
         full-resolution range check only runs when some disparity is out of range.
         """
         lo, hi = _inverse(self.max_depth), _inverse(self.min_depth)
-        disp_min, disp_max = (float(v) for v in torch.aminmax(disp.float()))
+        disp_min, disp_max = torch.stack(torch.aminmax(disp.float())).tolist()  # one sync
         depth = self._to_input_resolution(disp, prep, shape)[0, 0].reciprocal_()
         if disp_min < lo or disp_max > hi:
             depth = torch.where(

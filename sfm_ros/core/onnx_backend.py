@@ -108,7 +108,9 @@ class OrtNet(nn.Module):
     def __init__(self, path: Path, size: tuple[int, int], providers: list[Any]) -> None:
         super().__init__()
         ort = require("onnxruntime")
-        self.session = ort.InferenceSession(str(path), providers=providers)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # one CPU thread budget for both
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.size = size
         self.output_names = [o.name for o in self.session.get_outputs()]
 

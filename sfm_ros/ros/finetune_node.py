@@ -250,7 +250,10 @@ class FinetuneNode(Node):
         self._closing = True
         self.adapter.stop()
         ok, message = self.adapter.save()
-        self.get_logger().info(f"final save: {message}")
+        if self.context.ok():
+            self.get_logger().info(f"final save: {message}")
+        else:  # after Ctrl-C the context is gone, and with it /rosout
+            print(f"[finetune] final save: {message}", file=sys.stderr)
         super().destroy_node()
 
 

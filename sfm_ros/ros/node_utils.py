@@ -164,15 +164,17 @@ class RosLogHandler(logging.Handler):
         self.ros_logger = ros_logger
 
     def emit(self, record: logging.LogRecord) -> None:
+        # rclpy ties one severity to each calling line (Humble raises "Logger severity cannot
+        # be changed between calls"), so every severity gets a call of its own.
+        message = record.getMessage()
         if record.levelno >= logging.ERROR:
-            log = self.ros_logger.error
+            self.ros_logger.error(message)
         elif record.levelno >= logging.WARNING:
-            log = self.ros_logger.warning
+            self.ros_logger.warning(message)
         elif record.levelno >= logging.INFO:
-            log = self.ros_logger.info
+            self.ros_logger.info(message)
         else:
-            log = self.ros_logger.debug
-        log(record.getMessage())
+            self.ros_logger.debug(message)
 
 
 def ros_logging_bridge(ros_logger: Any, name: str) -> logging.Logger:

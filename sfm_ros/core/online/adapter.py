@@ -165,7 +165,7 @@ class OnlineAdapter:
         self.on_publish = on_publish
         self.log = logger or log
         self.device = resolve_device(cfg.device)
-        self.out_dir = Path(cfg.out_dir).expanduser()
+        self.out_dir = Path(cfg.out_dir).expanduser().resolve()  # announced paths are absolute
         self.stats = AdapterStats()
         self.version = 0
         self._lock = threading.RLock()  # networks, optimiser, good state, version
