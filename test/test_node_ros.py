@@ -7,6 +7,7 @@ CameraInfo and listens to the outputs.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import time
 from pathlib import Path
 
@@ -126,7 +127,16 @@ def test_model_update_and_diagnostics(node_and_probe, tiny_checkpoint):
     assert status.message == "no image received yet"
 
 
-def test_launch_description_loads_with_real_launch_ros():
+@pytest.fixture
+def keep_logger_class():
+    """Importing `launch` makes every logger created later non-propagating (launch.logging
+    sets its logger class), which would hide later tests' log records from caplog."""
+    logger_class = logging.getLoggerClass()
+    yield
+    logging.setLoggerClass(logger_class)
+
+
+def test_launch_description_loads_with_real_launch_ros(keep_logger_class):
     pytest.importorskip("launch_ros")
     from launch.actions import DeclareLaunchArgument
     from launch.launch_description import LaunchDescription

@@ -37,6 +37,7 @@ estimator (no file hop, no ``model_update`` message; files are still written), a
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -110,7 +111,7 @@ class FinetuneNode(Node):
             own = estimator.checkpoint_path if estimator is not None else ""
             values["checkpoint"] = str(own or resolve_checkpoint(""))
         cfg = OnlineConfig().replace(**values)
-        log = ros_logging_bridge(self.get_logger(), f"sfm_ros.{self.get_name()}")
+        self._log = ros_logging_bridge(self.get_logger(), f"sfm_ros.{self.get_name()}")
 
         self._lock = threading.Lock()
         self._camera_info: dict[str, tuple[np.ndarray, int, int]] = {}
@@ -122,7 +123,7 @@ class FinetuneNode(Node):
             if estimator is None
             else None
         )
-        self.adapter = OnlineAdapter(cfg, on_publish=self._on_publish, logger=log)
+        self.adapter = OnlineAdapter(cfg, on_publish=self._on_publish, logger=self._log)
         if estimator is not None:
             diff = [k for k in ARCH_KEYS if self.adapter.arch.get(k) != estimator.arch.get(k)]
             if diff:
@@ -208,7 +209,7 @@ class FinetuneNode(Node):
         if self.estimator is not None:
             depth_net, pose_net = self.adapter.good_networks()
             self.estimator.swap_networks(depth_net, pose_net, source=str(path))
-            self.get_logger().info(f"version {version} swapped into depth_odometry ({path})")
+            self._log.info(f"version {version} swapped into depth_odometry ({path})")
         elif not self._closing:
             self.update_pub.publish(String(data=str(path)))
 
@@ -249,11 +250,12 @@ class FinetuneNode(Node):
         """Stop training; keep the last weights that pass the check (written to out_dir)."""
         self._closing = True
         self.adapter.stop()
+        if not self.context.ok():  # after Ctrl-C the context, and /rosout with it, is gone
+            stderr = logging.StreamHandler()
+            stderr.setFormatter(logging.Formatter(f"[{self.get_name()}] %(message)s"))
+            self._log.handlers = [stderr]
         ok, message = self.adapter.save()
-        if self.context.ok():
-            self.get_logger().info(f"final save: {message}")
-        else:  # after Ctrl-C the context is gone, and with it /rosout
-            print(f"[finetune] final save: {message}", file=sys.stderr)
+        self._log.info(f"final save: {message}")
         super().destroy_node()
 
 
