@@ -233,8 +233,8 @@ class DepthPoseEstimator:
             image = np.ascontiguousarray(image).copy()  # torch.from_numpy needs writable memory
         tensor = torch.from_numpy(image).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8, NHWC memory
         if self.device.type == "cpu":
-            # The CPU resizes uint8 (the kernel PIL-compatible training resizes match) 5x faster
-            # than float.
+            # uint8 resizing is 5x faster than float on CPU; its antialiasing is PIL's, which
+            # the training data loader uses.
             tensor = _resize(tensor, scaled_hw).to(self.dtype).div_(255.0)
         else:
             tensor = tensor.to(self.device, non_blocking=True).to(self.dtype).div_(255.0)
