@@ -23,6 +23,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from sfm_ros.core.errors import ConfigError  # noqa: E402
 from sfm_ros.core.synthetic import render_sequence  # noqa: E402
 from sfm_ros.ros.convert import (  # noqa: E402
     camera_info_msg,
@@ -32,7 +33,12 @@ from sfm_ros.ros.convert import (  # noqa: E402
     stamp_to_ns,
 )
 from sfm_ros.ros.depth_odometry_node import DepthOdometryNode  # noqa: E402
-from sfm_ros.ros.node_utils import latched_qos, qos_profile, ros_logging_bridge  # noqa: E402
+from sfm_ros.ros.node_utils import (  # noqa: E402
+    latched_qos,
+    qos_profile,
+    ros_logging_bridge,
+    run_nodes,
+)
 
 pytestmark = pytest.mark.ros
 
@@ -165,3 +171,19 @@ def test_logging_bridge_forwards_every_severity_to_rclpy(ros):
             log.debug("debug")
     finally:
         node.destroy_node()
+
+
+def test_run_nodes_reports_a_node_that_cannot_start(capsys):
+    built = []
+
+    def first(nodes):
+        built.append(rclpy.create_node("first_of_two"))
+        return built[-1]
+
+    def second(nodes):
+        assert nodes == built  # each builder sees the nodes built before it
+        raise ConfigError("bad parameter")
+
+    assert run_nodes("two_nodes", first, second) == 2
+    assert "two_nodes: bad parameter" in capsys.readouterr().err
+    assert not rclpy.ok()  # the context is shut down again

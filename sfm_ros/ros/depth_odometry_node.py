@@ -31,10 +31,8 @@ import sys
 import threading
 from typing import Any
 
-import rclpy
 from nav_msgs.msg import Odometry
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -50,6 +48,7 @@ from sfm_ros.ros.node_utils import (
     matrix_from_transform,
     qos_profile,
     ros_logging_bridge,
+    run_nodes,
     start_diagnostics,
 )
 from sfm_ros.ros.pipeline import DepthOdometryPipeline, PipelineConfig
@@ -224,21 +223,9 @@ class DepthOdometryNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = DepthOdometryNode()
-    except SfmError as exc:
-        print(f"depth_odometry: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_nodes(
+        "depth_odometry", lambda _: DepthOdometryNode(), args=args, multi_threaded=False
+    )
 
 
 if __name__ == "__main__":

@@ -45,9 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
@@ -66,6 +64,7 @@ from sfm_ros.ros.node_utils import (
     latched_qos,
     qos_profile,
     ros_logging_bridge,
+    run_nodes,
     start_diagnostics,
 )
 
@@ -259,51 +258,21 @@ class FinetuneNode(Node):
         super().destroy_node()
 
 
-def _spin(nodes: list[Node]) -> None:
-    executor = MultiThreadedExecutor()
-    for node in nodes:
-        executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        for node in reversed(nodes):
-            node.destroy_node()
-        rclpy.try_shutdown()
-
-
 def main(args: list[str] | None = None) -> int:
     """The ``finetune`` node alone (announces versions on ``model_update``)."""
-    rclpy.init(args=args)
-    try:
-        node = FinetuneNode()
-    except SfmError as exc:
-        print(f"finetune: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    _spin([node])
-    return 0
+    return run_nodes("finetune", lambda _: FinetuneNode(), args=args)
 
 
 def main_combined(args: list[str] | None = None) -> int:
     """``depth_odometry`` and ``finetune`` in one process sharing the GPU; direct swaps."""
     from sfm_ros.ros.depth_odometry_node import DepthOdometryNode
 
-    rclpy.init(args=args)
-    nodes: list[Node] = []
-    try:
-        nodes.append(DepthOdometryNode())
-        nodes.append(FinetuneNode(estimator=nodes[0].pipeline.estimator))
-    except SfmError as exc:
-        print(f"depth_odometry_finetune: {exc}", file=sys.stderr)
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        return 2
-    _spin(nodes)
-    return 0
+    return run_nodes(
+        "depth_odometry_finetune",
+        lambda _: DepthOdometryNode(),
+        lambda nodes: FinetuneNode(estimator=nodes[0].pipeline.estimator),
+        args=args,
+    )
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from sfm_ros.core.errors import ConfigError
+from sfm_ros.core.errors import ConfigError, SfmError
 from sfm_ros.core.params import Params, param
 from sfm_ros.ros.frames import matrix_from_quaternion
 
@@ -235,3 +236,47 @@ def start_diagnostics(node: Any, name: str, period_s: float, report: Diagnostics
         publisher.publish(array)
 
     return node.create_timer(period_s, publish)
+
+
+def run_nodes(
+    program: str,
+    *builders: Callable[[list[Any]], Any],
+    args: list[str] | None = None,
+    multi_threaded: bool = True,
+) -> int:
+    """Entry point body: init rclpy, build the nodes in order (each builder gets the nodes
+    built so far), spin until Ctrl-C or shutdown, then destroy them in reverse order.
+
+    Returns the exit code: 0, or 2 (the reason on stderr) when a node cannot start.
+    """
+    import rclpy
+    from rclpy.executors import (
+        ExternalShutdownException,
+        MultiThreadedExecutor,
+        SingleThreadedExecutor,
+    )
+
+    rclpy.init(args=args)
+    nodes: list[Any] = []
+    try:
+        for build in builders:
+            nodes.append(build(nodes))
+    except SfmError as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        for node in reversed(nodes):
+            node.destroy_node()
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor() if multi_threaded else SingleThreadedExecutor()
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        for node in reversed(nodes):
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
