@@ -34,8 +34,8 @@ from sfm_ros.core.evaluate import (
 )
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig, adapt_sequences
-from sfm_ros.core.sources import open_source
 from sfm_ros.core.train import Trainer
+from sfm_ros.messages.sources import open_source
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = [

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from rosbags.typesys import Stores, get_typestore
 
+from sfm_ros import messages as cv
 from sfm_ros.core.checkpoint import (
     atomic_torch_save,
     build_networks,
@@ -54,8 +55,7 @@ from sfm_ros.core.onnx_backend import (
     require,
 )
 from sfm_ros.core.train import forward_snippets
-from sfm_ros.ros import convert as cv
-from sfm_ros.ros.pipeline import DepthOdometryPipeline, PipelineConfig
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
 
 TYPES = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
 ARCHS = {  # the two recipes: default (resnet18, no mask) and sfmlearner (dispnet, masks)

@@ -25,12 +25,13 @@ def _write_json(path: str | None, data: dict) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from sfm_ros.core.config import load_config
     from sfm_ros.core.train import Trainer
+    from sfm_ros.messages.bag_dataset import BagSequence
 
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f"log.out_dir={args.out}")
     cfg = load_config(args.config, overrides, preset=args.preset)
-    trainer = Trainer(cfg, resume=args.resume)
+    trainer = Trainer(cfg, resume=args.resume, bag_reader=BagSequence)
     summary = trainer.run()
     if not trainer.is_main:
         return 0  # with torchrun, rank 0 reports
@@ -58,7 +59,7 @@ def _estimator(args: argparse.Namespace):
 
 def cmd_eval_depth(args: argparse.Namespace) -> int:
     from sfm_ros.core.evaluate import DepthEvalOptions, evaluate_depth_sequences
-    from sfm_ros.core.sources import open_sources
+    from sfm_ros.messages.sources import open_sources
 
     estimator = _estimator(args)
     options = DepthEvalOptions(
@@ -73,7 +74,7 @@ def cmd_eval_depth(args: argparse.Namespace) -> int:
 
 def cmd_eval_pose(args: argparse.Namespace) -> int:
     from sfm_ros.core.evaluate import evaluate_pose_sequences
-    from sfm_ros.core.sources import open_sources
+    from sfm_ros.messages.sources import open_sources
 
     estimator = _estimator(args)
     sequences = open_sources(args.data, height=estimator.height, width=estimator.width)
@@ -116,7 +117,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from sfm_ros.core.checkpoint import DEFAULT_MODEL
     from sfm_ros.core.config import parse_overrides
     from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
-    from sfm_ros.core.sources import open_source
+    from sfm_ros.messages.bag_dataset import BagSequence
+    from sfm_ros.messages.sources import open_source
 
     checkpoint = args.checkpoint or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else "")
     values = {**parse_overrides(args.set), "out_dir": args.out, "checkpoint": checkpoint}
@@ -125,7 +127,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         values["lr"] = args.lr
     cfg = OnlineConfig().replace(**values)
     print(f"starting from {checkpoint or 'scratch (no --checkpoint and no packaged model)'}")
-    adapter = OnlineAdapter(cfg)
+    adapter = OnlineAdapter(cfg, bag_reader=BagSequence)
     sequences = open_source(
         args.bag, height=adapter.height, width=adapter.width,
         image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
@@ -158,7 +160,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- bag tools
 def cmd_bag(args: argparse.Namespace) -> int:
-    from sfm_ros.ros.offline import pipeline_config, process_bag
+    from sfm_ros.pipeline.bag_tool import pipeline_config, process_bag
 
     cfg = pipeline_config(args.params, args.set, args.checkpoint)
     summary = process_bag(
@@ -171,7 +173,7 @@ def cmd_bag(args: argparse.Namespace) -> int:
 
 
 def cmd_make_bag(args: argparse.Namespace) -> int:
-    from sfm_ros.ros.offline import make_bag
+    from sfm_ros.messages.bag_io import make_bag
 
     out = make_bag(
         args.out, synthetic=args.synthetic, images=args.images, frames=args.frames,

@@ -25,9 +25,10 @@ from sfm_ros.core.evaluate import (
 )
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
-from sfm_ros.core.sources import open_source
-from sfm_ros.ros.offline import make_bag, process_bag
-from sfm_ros.ros.pipeline import PipelineConfig
+from sfm_ros.messages.bag_io import make_bag
+from sfm_ros.messages.sources import open_source
+from sfm_ros.pipeline.bag_tool import process_bag
+from sfm_ros.pipeline.frame_pipeline import PipelineConfig
 
 DOMAIN, SEED, FRAMES, HEIGHT, WIDTH = "street", 1000, 60, 128, 416
 IMAGE_TOPIC = "/camera/image_raw"

@@ -11,8 +11,9 @@ from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Writer2
 from rosbags.typesys import Stores, get_typestore
 
-from sfm_ros.core.data import BagSequence, open_sequences
 from sfm_ros.core.errors import DatasetError
+from sfm_ros.messages.bag_dataset import BagSequence
+from sfm_ros.messages.sources import open_sequences
 
 H, W = 6, 8
 K_FLAT = [20.0, 0.0, 3.5, 0.0, 21.0, 2.5, 0.0, 0.0, 1.0]

@@ -12,9 +12,10 @@ import pytest
 from PIL import Image as PILImage
 from rosbags.typesys import Stores, get_typestore
 
+from sfm_ros import messages as cv
 from sfm_ros.core.errors import InputError
-from sfm_ros.ros import convert as cv
-from sfm_ros.ros.frames import matrix_from_quaternion
+from sfm_ros.core.frames import matrix_from_quaternion
+from sfm_ros.core.visualize import colormap_depth
 
 STORES = [Stores.ROS2_HUMBLE, Stores.ROS2_JAZZY]
 H, W = 6, 5
@@ -294,21 +295,21 @@ def test_depth_mm_image(store):
 
 def test_colormap_depth():
     depth = np.array([[1.0, 2.0, 50.0, np.nan]], np.float32)
-    image = cv.colormap_depth(depth, 1.0, 50.0)
+    image = colormap_depth(depth, 1.0, 50.0)
     assert image.shape == (1, 4, 3) and image.dtype == np.uint8
     np.testing.assert_array_equal(image[0, 3], [0, 0, 0])
     near, far = image[0, 0].astype(int), image[0, 2].astype(int)
     assert near[0] > near[2] and far[2] > far[0]  # near red, far blue
     with pytest.raises(InputError):
-        cv.colormap_depth(depth, 5.0, 1.0)
+        colormap_depth(depth, 5.0, 1.0)
 
 
 def test_colormap_is_within_one_step_of_the_exact_index():
-    from sfm_ros.ros.convert.colormap import TURBO_LUT
+    from sfm_ros.core.visualize import TURBO_LUT
 
     depth = np.geomspace(0.05, 200.0, 5001, dtype=np.float32)[None]
     depth[0, :4] = [0.0, -1.0, np.nan, np.inf]
-    image = cv.colormap_depth(depth, 0.5, 80.0)
+    image = colormap_depth(depth, 0.5, 80.0)
     np.testing.assert_array_equal(image[0, :3], 0)  # zero, negative and NaN are black
     np.testing.assert_array_equal(image[0, 3], TURBO_LUT[0])  # +inf: as far as it gets
     lo, hi = 1 / 80.0, 1 / 0.5
@@ -320,7 +321,7 @@ def test_colormap_is_within_one_step_of_the_exact_index():
 
 def test_turbo_table_matches_matplotlib():
     matplotlib = pytest.importorskip("matplotlib")
-    from sfm_ros.ros.convert.colormap import TURBO_LUT
+    from sfm_ros.core.visualize import TURBO_LUT
 
     reference = matplotlib.colormaps["turbo"](np.linspace(0, 1, 256))[:, :3] * 255
     assert np.abs(TURBO_LUT - reference).max() <= 8

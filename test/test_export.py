@@ -23,13 +23,13 @@ from sfm_ros.core.errors import CheckpointError, InputError
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from sfm_ros import messages as cv  # noqa: E402
 from sfm_ros.core.export import ExportError, export_onnx  # noqa: E402
 from sfm_ros.core.inference import DepthPoseEstimator  # noqa: E402
 from sfm_ros.core.online import OnlineAdapter, OnlineConfig  # noqa: E402
 from sfm_ros.core.onnx_backend import OnnxUnavailableError, load_onnx_networks  # noqa: E402
 from sfm_ros.core.synthetic import render_sequence  # noqa: E402
-from sfm_ros.ros import convert as cv  # noqa: E402
-from sfm_ros.ros.pipeline import DepthOdometryPipeline, PipelineConfig  # noqa: E402
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from sfm_ros.core.checkpoint import load_checkpoint  # noqa: E402
 from sfm_ros.core.synthetic import render_sequence  # noqa: E402
-from sfm_ros.ros.convert import camera_info_msg, header, numpy_to_image, rclpy_types  # noqa: E402
+from sfm_ros.messages import camera_info_msg, header, numpy_to_image, rclpy_types  # noqa: E402
 from sfm_ros.ros.finetune_node import FinetuneNode, InputConfig  # noqa: E402
 from sfm_ros.ros.node_utils import (  # noqa: E402
     NodeConfig,

@@ -15,7 +15,7 @@ from sfm_ros.core.data import InMemorySequence
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig, adapt_sequences
 from sfm_ros.core.synthetic import render_sequence, write_sequence
-from sfm_ros.ros.offline import make_bag
+from sfm_ros.messages.bag_io import make_bag
 
 FAST = ["--device", "cpu", "--no-progress", "--set", "warmup_snippets=1", "holdout_every=3"]
 

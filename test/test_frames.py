@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sfm_ros.core import frames
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.odometry import invert_se3
-from sfm_ros.ros import frames
 
 
 def rotation(axis, angle: float) -> np.ndarray:

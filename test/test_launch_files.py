@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from sfm_ros.core.errors import ConfigError
+from sfm_ros.core.frames import quaternion_from_matrix
 from sfm_ros.core.online import OnlineConfig
-from sfm_ros.ros.frames import quaternion_from_matrix
+from sfm_ros.pipeline.frame_pipeline import OUTPUTS, PipelineConfig
 from sfm_ros.ros.node_utils import (
     NodeConfig,
     matrix_from_transform,
@@ -30,7 +31,6 @@ from sfm_ros.ros.node_utils import (
     parameter_value,
     ros_logging_bridge,
 )
-from sfm_ros.ros.pipeline import OUTPUTS, PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_KEY = "/**/depth_odometry"

@@ -25,7 +25,7 @@ from std_msgs.msg import String  # noqa: E402
 
 from sfm_ros.core.errors import ConfigError  # noqa: E402
 from sfm_ros.core.synthetic import render_sequence  # noqa: E402
-from sfm_ros.ros.convert import (  # noqa: E402
+from sfm_ros.messages import (  # noqa: E402
     camera_info_msg,
     header,
     numpy_to_image,

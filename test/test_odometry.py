@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from sfm_ros.core.errors import InputError
+from sfm_ros.core.frames import T_BODY_OPTICAL, camera_motion_to_base
 from sfm_ros.core.odometry import (
     UNOBSERVABLE_VARIANCE,
     OdometryIntegrator,
     conjugate_motion,
     se3_log,
 )
-from sfm_ros.ros.frames import T_BODY_OPTICAL, camera_motion_to_base
 
 DT_NS = 100_000_000
 

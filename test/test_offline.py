@@ -11,12 +11,12 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 
+from sfm_ros import messages as cv
 from sfm_ros.cli import main
 from sfm_ros.core import checkpoint
 from sfm_ros.core.synthetic import render_sequence
-from sfm_ros.ros import convert as cv
-from sfm_ros.ros import pipeline as pl
-from sfm_ros.ros.offline import load_params_file, parse_overrides, pipeline_config
+from sfm_ros.pipeline import frame_pipeline as pl
+from sfm_ros.pipeline.bag_tool import load_params_file, parse_overrides, pipeline_config
 
 FRAMES = 4
 IMAGE = "/camera/image_raw"

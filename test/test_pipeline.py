@@ -10,15 +10,15 @@ import pytest
 from PIL import Image as PILImage
 from rosbags.typesys import Stores, get_typestore
 
+from sfm_ros import messages as cv
 from sfm_ros.core import checkpoint
 from sfm_ros.core.errors import CheckpointError, ConfigError, InputError
+from sfm_ros.core.frames import T_BODY_OPTICAL
 from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
 from sfm_ros.core.odometry import UNOBSERVABLE_VARIANCE, invert_se3
 from sfm_ros.core.synthetic import render_sequence
-from sfm_ros.ros import convert as cv
-from sfm_ros.ros import pipeline as pl
-from sfm_ros.ros.frames import T_BODY_OPTICAL
-from sfm_ros.ros.pipeline import DepthOdometryPipeline, PipelineConfig
+from sfm_ros.pipeline import frame_pipeline as pl
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
 
 TYPES = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
 FRAME = "camera_optical_frame"

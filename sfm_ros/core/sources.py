@@ -3,14 +3,15 @@
 - `synthetic:DOMAIN[:FRAMES[:SEED]]` renders a sequence of the procedural world
   (e.g. `synthetic:street:600:0`);
 - anything else is a path handed to `open_sequences` (KITTI odometry or raw, an image folder
-  with intrinsics, a folder written by `sfm-ros synth`, a rosbag2 folder, .db3, .mcap or .bag).
+  with intrinsics, a folder written by `sfm-ros synth`; a rosbag2 folder, .db3, .mcap or .bag
+  when a ``bag_reader`` is given: `sfm_ros.messages.open_source` gives it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sfm_ros.core.data import FrameSequence, InMemorySequence, open_sequences
+from sfm_ros.core.data import BagReader, FrameSequence, InMemorySequence, open_sequences
 from sfm_ros.core.errors import DatasetError
 from sfm_ros.core.synthetic import render_sequence
 
@@ -42,6 +43,7 @@ def open_source(
     width: int = 416,
     image_topic: str | None = None,
     camera_info_topic: str | None = None,
+    bag_reader: BagReader | None = None,
 ) -> list[FrameSequence]:
     """Open one source string as a list of frame sequences.
 
@@ -61,7 +63,12 @@ def open_source(
                 depth_m=seq.depth_m,
             )
         ]
-    return open_sequences(Path(spec), image_topic=image_topic, camera_info_topic=camera_info_topic)
+    return open_sequences(
+        Path(spec),
+        image_topic=image_topic,
+        camera_info_topic=camera_info_topic,
+        bag_reader=bag_reader,
+    )
 
 
 def open_sources(specs: list[str], **kwargs) -> list[FrameSequence]:

@@ -31,7 +31,7 @@ from sfm_ros.core.checkpoint import (
     make_checkpoint,
 )
 from sfm_ros.core.config import TrainConfig
-from sfm_ros.core.data import SnippetDataset
+from sfm_ros.core.data import BagReader, SnippetDataset
 from sfm_ros.core.device import resolve_device
 from sfm_ros.core.errors import CheckpointError
 from sfm_ros.core.geometry import snippet_poses_in_target
@@ -140,7 +140,13 @@ class _StepBatches(torch.utils.data.Dataset):
 class Trainer:
     """Trains depth and pose networks by view synthesis according to a TrainConfig."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        resume: bool = False,
+        progress: bool = True,
+        bag_reader: BagReader | None = None,
+    ) -> None:
         self.cfg = cfg
         self.progress = progress
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -181,6 +187,7 @@ class Trainer:
         d = cfg.data
         size = {"height": d.height, "width": d.width}
         topics = {"image_topic": d.image_topic, "camera_info_topic": d.camera_info_topic}
+        topics["bag_reader"] = bag_reader
         self.train_set = SnippetDataset(
             open_sources(d.train, **size, **topics),
             d.snippet_length,

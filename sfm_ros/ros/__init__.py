@@ -1,1 +1,1 @@
-"""ROS layer: message conversion (ROS-free, field based) and thin rclpy nodes."""
+"""Thin rclpy nodes over `sfm_ros.pipeline` (the only package that imports rclpy)."""

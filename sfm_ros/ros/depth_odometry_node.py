@@ -17,7 +17,7 @@ Published topics (reliable):
     The viewing outputs (colormap, points, flow, explainability) are only computed while
     someone subscribes.
 
-Parameters: every field of :class:`~sfm_ros.ros.pipeline.PipelineConfig` (see its
+Parameters: every field of :class:`~sfm_ros.pipeline.frame_pipeline.PipelineConfig` (see its
 descriptions, or ``ros2 param describe /depth_odometry <name>``) plus image_qos
 (``sensor_data``), queue_depth (5) and diagnostics_period (1.0 s). Defaults: config/sfm.yaml.
 
@@ -40,7 +40,8 @@ from std_msgs.msg import String
 from tf2_ros import Buffer, TransformBroadcaster, TransformException, TransformListener
 
 from sfm_ros.core.errors import SfmError
-from sfm_ros.ros.convert import rclpy_types
+from sfm_ros.messages import rclpy_types
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
 from sfm_ros.ros.node_utils import (
     NodeConfig,
     declare_parameters,
@@ -51,7 +52,6 @@ from sfm_ros.ros.node_utils import (
     run_nodes,
     start_diagnostics,
 )
-from sfm_ros.ros.pipeline import DepthOdometryPipeline, PipelineConfig
 
 OUTPUT_TYPES = {
     "depth": Image,

@@ -51,13 +51,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
+from sfm_ros import messages as cv
 from sfm_ros.core.checkpoint import resolve_checkpoint
 from sfm_ros.core.errors import ConfigError, InputError, SfmError
 from sfm_ros.core.geometry import scale_intrinsics
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig
 from sfm_ros.core.online.adapter import ARCH_KEYS
-from sfm_ros.ros import convert as cv
+from sfm_ros.messages.bag_dataset import BagSequence
 from sfm_ros.ros.node_utils import (
     NodeConfig,
     declare_parameters,
@@ -122,7 +123,9 @@ class FinetuneNode(Node):
             if estimator is None
             else None
         )
-        self.adapter = OnlineAdapter(cfg, on_publish=self._on_publish, logger=self._log)
+        self.adapter = OnlineAdapter(
+            cfg, on_publish=self._on_publish, logger=self._log, bag_reader=BagSequence
+        )
         if estimator is not None:
             diff = [k for k in ARCH_KEYS if self.adapter.arch.get(k) != estimator.arch.get(k)]
             if diff:

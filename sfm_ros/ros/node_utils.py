@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from sfm_ros.core.errors import ConfigError, SfmError
+from sfm_ros.core.frames import matrix_from_quaternion
 from sfm_ros.core.params import Params, param
-from sfm_ros.ros.frames import matrix_from_quaternion
 
 QOS_NAMES = ("sensor_data", "reliable")
 

@@ -1,4 +1,4 @@
-"""Frame sequences (KITTI, image folders, rosbags, in-memory) and training snippets."""
+"""Frame sequences (KITTI, image folders, in-memory) and training snippets (bags: messages)."""
 
 from sfm_ros.core.data.augment import (
     color_jitter,
@@ -7,10 +7,10 @@ from sfm_ros.core.data.augment import (
     random_scale_crop,
     resize,
 )
-from sfm_ros.core.data.bag import BagSequence
 from sfm_ros.core.data.folder import FolderSequence, read_intrinsics_file
 from sfm_ros.core.data.kitti import KittiOdometrySequence, KittiRawSequence, read_calib_file
 from sfm_ros.core.data.sequence import (
+    BagReader,
     Frame,
     FrameSequence,
     InMemorySequence,
@@ -23,7 +23,7 @@ from sfm_ros.core.data.sequence import (
 from sfm_ros.core.data.snippets import SnippetDataset
 
 __all__ = [
-    "BagSequence",
+    "BagReader",
     "Frame",
     "FrameSequence",
     "FolderSequence",

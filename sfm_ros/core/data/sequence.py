@@ -1,13 +1,14 @@
 """Frames, the `FrameSequence` protocol, an in-memory sequence and layout detection.
 
 A `Frame` is one image with the intrinsics that go with it, its stamp and, when a dataset has
-them, the ground-truth camera pose and depth. Readers for KITTI, image folders and rosbags live
-in sibling modules; `open_sequences` picks the right one from what a path contains.
+them, the ground-truth camera pose and depth. Readers for KITTI and image folders live
+in sibling modules; `open_sequences` picks the right one from what a path contains. Bags are
+read one layer up (`sfm_ros.messages.bag_dataset`), which hands its reader in as ``bag_reader``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -16,6 +17,9 @@ import numpy as np
 from PIL import Image
 
 from sfm_ros.core.errors import DatasetError
+
+BagReader = Callable[..., "FrameSequence"]
+"""Opens a bag path with the keywords of `open_sequences` (see `sfm_ros.messages`)."""
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 BAG_SUFFIXES = (".bag", ".db3", ".mcap")
@@ -208,6 +212,7 @@ def open_sequences(
     max_frames: int | None = None,
     max_width: int | None = None,
     camera: int | None = None,
+    bag_reader: BagReader | None = None,
 ) -> list[FrameSequence]:
     """Open every frame sequence found at ``path``, detecting its layout.
 
@@ -217,6 +222,7 @@ def open_sequences(
         max_frames: keep at most this many frames per sequence.
         max_width: bags only: downscale decoded images to at most this width.
         camera: KITTI camera index (default: 2 when colour images exist, else 0).
+        bag_reader: opens a bag (`sfm_ros.messages.BagSequence`); without it a bag is refused.
 
     Raises:
         DatasetError: ``path`` is missing, empty or has none of the accepted layouts.
@@ -230,7 +236,15 @@ def open_sequences(
         max_frames=max_frames,
         max_width=max_width,
     )
-    seqs = _discover(path, bag_kw, max_frames, camera, levels=2)
+
+    def open_bag(bag: Path) -> FrameSequence:
+        if bag_reader is None:
+            raise DatasetError(
+                f"{bag} is a bag: open it with sfm_ros.messages.open_sequences (reads rosbags)"
+            )
+        return bag_reader(bag, **bag_kw)
+
+    seqs = _discover(path, open_bag, max_frames, camera, levels=2)
     if not seqs:
         raise DatasetError(
             f"no frame sequences found in {path}; accepted layouts: {ACCEPTED_LAYOUTS}"
@@ -240,30 +254,31 @@ def open_sequences(
 
 def _discover(
     path: Path,
-    bag_kw: dict,
+    open_bag: Callable[[Path], FrameSequence],
     max_frames: int | None,
     camera: int | None,
     levels: int,
     parent_dir: Path | None = None,
 ) -> list[FrameSequence]:
     """Sequences at ``path``, else those found in its sub-folders down to ``levels`` deep."""
-    seqs = _open(path, bag_kw, max_frames, camera, parent_dir)
+    seqs = _open(path, open_bag, max_frames, camera, parent_dir)
     if seqs is not None or levels == 0 or not path.is_dir():
         return seqs or []
     children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
-    return [s for c in children for s in _discover(c, bag_kw, max_frames, camera, levels - 1, path)]
+    return [
+        s for c in children for s in _discover(c, open_bag, max_frames, camera, levels - 1, path)
+    ]
 
 
 def _open(
     path: Path,
-    bag_kw: dict,
+    open_bag: Callable[[Path], FrameSequence],
     max_frames: int | None,
     camera: int | None,
     parent_dir: Path | None = None,
 ) -> list[FrameSequence] | None:
     """Sequences at ``path`` if it has a known layout itself, else None."""
     # Imported here: the reader modules import this one.
-    from sfm_ros.core.data.bag import BagSequence
     from sfm_ros.core.data.folder import FolderSequence, find_intrinsics_file
     from sfm_ros.core.data.kitti import (
         KittiOdometrySequence,
@@ -273,7 +288,7 @@ def _open(
     )
 
     if path.suffix.lower() in BAG_SUFFIXES or (path / "metadata.yaml").is_file():
-        return [BagSequence(path, **bag_kw)]
+        return [open_bag(path)]
     if not path.is_dir():
         return None
     if (path / "sequences").is_dir():

@@ -51,7 +51,7 @@ from sfm_ros.core.checkpoint import (
     make_checkpoint,
 )
 from sfm_ros.core.config import TrainConfig, config_from_dict
-from sfm_ros.core.data import SnippetDataset, resize
+from sfm_ros.core.data import BagReader, SnippetDataset, resize
 from sfm_ros.core.device import resolve_device
 from sfm_ros.core.errors import CheckpointError, InputError
 from sfm_ros.core.geometry import check_intrinsics
@@ -147,6 +147,7 @@ class OnlineAdapter:
         on_publish: called as ``on_publish(path, version)`` after each published version,
             from the thread that ran the check (weights in ``path`` passed the check).
         logger: where rollbacks, publications and skipped steps are logged.
+        bag_reader: lets ``replay_data`` be a bag (`sfm_ros.messages.BagSequence`).
 
     Raises:
         CheckpointError: unreadable checkpoint, or ``out_dir`` holds adaptations of another
@@ -159,9 +160,11 @@ class OnlineAdapter:
         cfg: OnlineConfig,
         on_publish: PublishFn | None = None,
         logger: logging.Logger | None = None,
+        bag_reader: BagReader | None = None,
     ) -> None:
         cfg.validate()
         self.cfg = cfg
+        self.bag_reader = bag_reader
         self.on_publish = on_publish
         self.log = logger or log
         self.device = resolve_device(cfg.device)
@@ -258,7 +261,9 @@ class OnlineAdapter:
     def _open_replay(self) -> SnippetDataset | None:
         if not self.cfg.replay_data:
             return None
-        sequences = open_source(self.cfg.replay_data, height=self.height, width=self.width)
+        sequences = open_source(
+            self.cfg.replay_data, height=self.height, width=self.width, bag_reader=self.bag_reader
+        )
         return SnippetDataset(sequences, self.snippet_length, self.height, self.width)
 
     # ---------------------------------------------------------------- frames

@@ -17,8 +17,8 @@ from sfm_ros.core.data.augment import resize_image
 from sfm_ros.core.data.sequence import InMemorySequence
 from sfm_ros.core.errors import DatasetError, InputError
 from sfm_ros.core.geometry import scale_intrinsics
-from sfm_ros.ros.convert.camera import camera_info_to_K
-from sfm_ros.ros.convert.image import compressed_to_rgb8, image_to_rgb8
+from sfm_ros.messages.camera import camera_info_to_K
+from sfm_ros.messages.image import compressed_to_rgb8, image_to_rgb8
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 
 
 def _decode_image(msg: object) -> np.ndarray:
-    """sensor_msgs Image or CompressedImage -> (H, W, 3) uint8 RGB (see `sfm_ros.ros.convert`)."""
+    """sensor_msgs Image or CompressedImage -> (H, W, 3) uint8 RGB (see `sfm_ros.messages`)."""
     try:
         return compressed_to_rgb8(msg) if hasattr(msg, "format") else image_to_rgb8(msg)
     except InputError as err:

@@ -5,9 +5,9 @@ The same functions serve rclpy nodes (``rclpy_types()``) and offline tools on ba
 take a :class:`MsgTypes` and fill every field by keyword.
 """
 
-from sfm_ros.ros.convert.camera import camera_info_msg, camera_info_to_K
-from sfm_ros.ros.convert.colormap import colormap_depth
-from sfm_ros.ros.convert.image import (
+from sfm_ros.core.frames import matrix_from_quaternion, quaternion_from_matrix
+from sfm_ros.messages.camera import camera_info_msg, camera_info_to_K
+from sfm_ros.messages.image import (
     ENCODINGS,
     compressed_to_rgb8,
     depth_to_image,
@@ -16,8 +16,8 @@ from sfm_ros.ros.convert.image import (
     image_to_rgb8,
     numpy_to_image,
 )
-from sfm_ros.ros.convert.motion import odometry_msg, tf_message, transform_stamped
-from sfm_ros.ros.convert.msg_types import (
+from sfm_ros.messages.motion import odometry_msg, tf_message, transform_stamped
+from sfm_ros.messages.msg_types import (
     MsgTypes,
     header,
     ns_to_stamp,
@@ -25,15 +25,13 @@ from sfm_ros.ros.convert.msg_types import (
     rosbags_types,
     stamp_to_ns,
 )
-from sfm_ros.ros.convert.pointcloud import pointcloud2_msg
-from sfm_ros.ros.frames import matrix_from_quaternion, quaternion_from_matrix
+from sfm_ros.messages.pointcloud import pointcloud2_msg
 
 __all__ = [
     "ENCODINGS",
     "MsgTypes",
     "camera_info_msg",
     "camera_info_to_K",
-    "colormap_depth",
     "compressed_to_rgb8",
     "depth_to_image",
     "depth_to_mm_image",
@@ -49,7 +47,6 @@ __all__ = [
     "rclpy_types",
     "rosbags_types",
     "stamp_to_ns",
-    "tf_message",
     "tf_message",
     "transform_stamped",
 ]

@@ -8,7 +8,7 @@ import numpy as np
 
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.geometry import intrinsics_from_camera_info
-from sfm_ros.ros.convert.msg_types import MsgTypes
+from sfm_ros.messages.msg_types import MsgTypes
 
 
 def _matrix_field(msg: Any, name: str) -> np.ndarray:

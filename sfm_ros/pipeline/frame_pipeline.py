@@ -32,14 +32,15 @@ from typing import Any
 
 import numpy as np
 
+from sfm_ros import messages as cv
 from sfm_ros.core.errors import ConfigError, InputError
+from sfm_ros.core.frames import T_BODY_OPTICAL
 from sfm_ros.core.geometry import check_intrinsics, scale_intrinsics
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
 from sfm_ros.core.params import Params, param
 from sfm_ros.core.scale import OdometryScale, ScaleFilter, ground_plane_scale
-from sfm_ros.ros import convert as cv
-from sfm_ros.ros.frames import T_BODY_OPTICAL
+from sfm_ros.core.visualize import colormap_depth
 
 SCALE_SOURCES = ("none", "fixed", "camera_height", "odometry")
 OUTPUTS = (
@@ -471,7 +472,7 @@ class DepthOdometryPipeline:
         if "depth_mm" in wanted:
             msgs["depth_mm"] = cv.depth_to_mm_image(types, depth, hdr)
         if "depth/colormap" in wanted:
-            colors = cv.colormap_depth(depth, cfg.min_depth, cfg.max_depth)
+            colors = colormap_depth(depth, cfg.min_depth, cfg.max_depth)
             msgs["depth/colormap"] = cv.numpy_to_image(types, colors, "rgb8", hdr)
         if "points" in wanted:
             xyz, rgb = self._points(depth, K, image)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from sfm_ros.core.errors import InputError
-from sfm_ros.ros.convert.msg_types import MsgTypes
+from sfm_ros.messages.msg_types import MsgTypes
 
 
 def pointcloud2_msg(

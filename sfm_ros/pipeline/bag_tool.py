@@ -1,4 +1,4 @@
-"""Offline bag tools without ROS: run the node's pipeline over a bag, and make test bags.
+"""``sfm-ros bag``: the node's pipeline over a recorded bag, without ROS.
 
 `process_bag` (``sfm-ros bag``) reads a rosbag2 (sqlite3 or mcap) or ROS 1 bag in time order,
 feeds `DepthOdometryPipeline` exactly as the node would, and writes a rosbag2 holding the input
@@ -11,18 +11,15 @@ topics (copied raw; ROS 1 inputs are not copied) plus the outputs under a namesp
 Output messages carry the input image's header stamp and are logged at the image's bag time.
 Next to the output bag, in the sibling folder ``OUTPUT_previews/``, go a few depth previews
 (``depth_NNNNNN.png``: image above depth), ``trajectory.png`` (with any nav_msgs/Odometry topic
-of the input, e.g. ground truth, for comparison) and ``summary.json``.
-
-`make_bag` (``sfm-ros make-bag``) writes a synthetic or recorded sequence as a rosbag2 with
-``/camera/image_raw`` (rgb8), ``/camera/camera_info`` and, when poses are known,
-``/ground_truth/odom`` (REP 103 body frame, relative to the first frame).
+of the input, e.g. ground truth, for comparison) and ``summary.json``. The output is written
+through `sfm_ros.messages.bag_io.BagOutput`: never over an input or a file this package did not
+write, and only renamed into place when the run succeeded.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -31,23 +28,28 @@ from typing import Any
 
 import numpy as np
 import yaml
-from rosbags.highlevel import AnyReader, AnyReaderError
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 
+from sfm_ros import messages as cv
 from sfm_ros.core.errors import ConfigError, DatasetError
-from sfm_ros.core.odometry import invert_se3, se3_log
-from sfm_ros.ros import convert as cv
-from sfm_ros.ros.frames import R_BODY_OPTICAL, T_BODY_OPTICAL
-from sfm_ros.ros.pipeline import DepthOdometryPipeline, PipelineConfig
+from sfm_ros.core.frames import R_BODY_OPTICAL
+from sfm_ros.core.odometry import invert_se3
+from sfm_ros.messages.bag_io import (
+    BAG_VERSION,
+    CAMERA_INFO_TYPE,
+    IMAGE_TYPES,
+    ODOMETRY_TYPE,
+    BagOutput,
+    check_storage,
+    clear_previews,
+    open_reader,
+)
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
 
 log = logging.getLogger(__name__)
 
-STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
-BAG_VERSION = 8
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
 OUTPUT_TYPES = {
     "depth": "sensor_msgs/msg/Image",
     "depth/camera_info": CAMERA_INFO_TYPE,
@@ -58,8 +60,6 @@ OUTPUT_TYPES = {
     "flow": "sensor_msgs/msg/Image",
     "explainability": "sensor_msgs/msg/Image",
 }
-START_NS = 1_700_000_000 * 1_000_000_000
-"""First stamp of bags made from sequences without absolute time (2023-11-14)."""
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -129,31 +129,6 @@ def pipeline_config(
 
 
 # ---------------------------------------------------------------------------- helpers
-def _open_reader(path: Path) -> AnyReader:
-    if not path.exists():
-        raise DatasetError(f"input bag {path} does not exist")
-    try:
-        reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
-        reader.open()
-    except (AnyReaderError, FileNotFoundError, OSError) as exc:
-        raise DatasetError(f"cannot open bag {path}: {exc}") from exc
-    return reader
-
-
-def _prepare_output(output: Path, overwrite: bool, extra: list[Path]) -> None:
-    """Refuse an existing output unless ``overwrite``; then delete only bag-like folders."""
-    for path in [output, *extra]:
-        if not path.exists():
-            continue
-        if not overwrite:
-            raise DatasetError(f"output {path} already exists; pass --overwrite to replace it")
-        is_bag = (path / "metadata.yaml").is_file()
-        if path is output and path.is_dir() and not is_bag and any(path.iterdir()):
-            raise DatasetError(f"refusing to overwrite {path}: it is not a rosbag2 folder")
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    output.parent.mkdir(parents=True, exist_ok=True)
-
-
 def _topic_listing(reader: AnyReader) -> str:
     return ", ".join(
         f"{c.topic} ({c.msgtype})" for c in sorted(reader.connections, key=lambda c: c.topic)
@@ -234,10 +209,14 @@ def process_bag(
 
     cfg = cfg or PipelineConfig()
     input_path, output = Path(input_path), Path(output_path)
-    if storage not in STORAGES:
-        raise ConfigError(f"storage must be one of {list(STORAGES)}, got {storage!r}")
+    plugin = check_storage(storage)
+    if num_previews < 0:
+        raise ConfigError(f"--previews must be >= 0, got {num_previews}")
     previews_dir = output.parent / f"{output.name}_previews"
-    reader = _open_reader(input_path)
+    bag_output = BagOutput(output, overwrite, [input_path], "sfm-ros bag")
+    if num_previews:
+        clear_previews(previews_dir, overwrite, [input_path])
+    reader = open_reader(input_path)
     try:
         topics = {c.topic: c.msgtype for c in reader.connections}
         if image_topic not in topics or topics[image_topic] not in IMAGE_TYPES:
@@ -263,12 +242,12 @@ def process_bag(
                 f"odometry topic {odometry_topic!r} is not a nav_msgs/Odometry topic of "
                 f"{input_path}; topics: {_topic_listing(reader)}"
             )
-        _prepare_output(output, overwrite, [previews_dir] if num_previews else [])
         typestore = get_typestore(Stores.ROS2_HUMBLE)
         pipeline = DepthOdometryPipeline(cfg, cv.rosbags_types(typestore), estimator)
         total = sum(c.msgcount for c in reader.connections if c.topic == image_topic)
         with (
-            Writer(output, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer,
+            bag_output as tmp,
+            Writer(tmp, version=BAG_VERSION, storage_plugin=plugin) as writer,
             logging_redirect_tqdm(),
         ):
             bar = tqdm(total=total, unit="frame", disable=not progress, desc="sfm-ros bag")
@@ -277,6 +256,12 @@ def process_bag(
                 run.loop(image_topic, camera_info_topic, odometry_topic, bar)
             finally:
                 bar.close()
+            if pipeline.stats.frames_processed == 0:
+                reasons = dict(pipeline.stats.skipped_by_reason)
+                raise DatasetError(
+                    f"no frame of {image_topic} in {input_path} could be processed "
+                    f"({run.frames_in} read; skipped: {reasons or 'none'}); no output written"
+                )
         summary = run.summary(output)
         if num_previews:
             summary.previews = run.write_previews(previews_dir)
@@ -440,103 +425,3 @@ class _BagRun:
             folder / "trajectory.png", trajectories, title="odometry (top view, first pose at 0)"
         )
         return str(path)
-
-
-# ---------------------------------------------------------------------------- sfm-ros make-bag
-def _frames_from_source(
-    synthetic: str | None, images: str | None, frames: int, seed: int, height: int, width: int,
-    fps: float,
-) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray | None]:  # fmt: skip
-    """(images, Ks, stamps_ns, T_world_cam or None) of the requested source."""
-    period = int(round(1e9 / fps))
-    if synthetic:
-        from sfm_ros.core.synthetic import render_sequence
-
-        seq = render_sequence(synthetic, frames, seed=seed, height=height, width=width)
-        stamps = START_NS + np.arange(len(seq.images), dtype=np.int64) * period
-        return list(seq.images), [seq.K] * len(seq.images), stamps, seq.T_world_cam
-    from sfm_ros.core.sources import open_source
-
-    seqs = open_source(str(images))
-    if len(seqs) > 1:
-        log.warning("%s holds %d sequences; using the first, %s", images, len(seqs), seqs[0].name)
-    seq = seqs[0]
-    loaded = [seq.load(i) for i in range(min(frames, len(seq)))]
-    stamps = np.array([f.stamp_ns for f in loaded], dtype=np.int64)
-    if len(stamps) > 1 and not np.all(np.diff(stamps) > 0):
-        log.warning("%s: stamps are not increasing; using %g Hz instead", images, fps)
-        stamps = np.arange(len(loaded), dtype=np.int64) * period
-    if stamps[0] < START_NS // 2:  # relative times (e.g. KITTI times.txt starts at 0)
-        stamps = stamps + START_NS
-    poses = [f.T_world_cam for f in loaded]
-    T_world_cam = np.stack(poses) if all(p is not None for p in poses) else None
-    return [f.image for f in loaded], [f.K for f in loaded], stamps, T_world_cam
-
-
-def make_bag(
-    out: str | Path,
-    synthetic: str | None = None,
-    images: str | None = None,
-    frames: int = 100,
-    seed: int = 0,
-    height: int = 128,
-    width: int = 416,
-    fps: float = 10.0,
-    storage: str = "sqlite3",
-    overwrite: bool = False,
-    camera_frame: str = "camera_optical_frame",
-) -> Path:
-    """Write a rosbag2 of a synthetic sequence (``synthetic`` = domain) or of ``images``.
-
-    ``images`` is anything `sfm_ros.core.sources.open_source` reads (image folder, KITTI
-    sequence or drive, bag); the first sequence found is used, at its own resolution.
-    """
-    if (synthetic is None) == (images is None):
-        raise ConfigError("make-bag needs exactly one of --synthetic DOMAIN or --images PATH")
-    if storage not in STORAGES:
-        raise ConfigError(f"storage must be one of {list(STORAGES)}, got {storage!r}")
-    if frames < 1 or fps <= 0:
-        raise ConfigError(f"need frames >= 1 and fps > 0, got {frames}, {fps}")
-    out = Path(out)
-    _prepare_output(out, overwrite, [])
-    rgb, Ks, stamps, T_world_cam = _frames_from_source(
-        synthetic, images, frames, seed, height, width, fps
-    )
-    typestore = get_typestore(Stores.ROS2_HUMBLE)
-    types = cv.rosbags_types(typestore)
-    T_world_base = None
-    if T_world_cam is not None:  # body frame at the camera, relative to the first frame
-        T_world_body = T_world_cam @ invert_se3(T_BODY_OPTICAL)
-        T_world_base = invert_se3(T_world_body[0]) @ T_world_body
-    topics = {
-        "/camera/image_raw": "sensor_msgs/msg/Image",
-        "/camera/camera_info": CAMERA_INFO_TYPE,
-        "/ground_truth/odom": ODOMETRY_TYPE,
-    }
-    with Writer(out, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
-        conns = {t: writer.add_connection(t, m, typestore=typestore) for t, m in topics.items()}
-
-        def write(topic: str, msg: Any, t_ns: int) -> None:
-            writer.write(conns[topic], t_ns, typestore.serialize_cdr(msg, msg.__msgtype__))
-
-        for i, (image, K, t_ns) in enumerate(zip(rgb, Ks, stamps, strict=True)):
-            t_ns = int(t_ns)
-            hdr = cv.header(types, t_ns, camera_frame)
-            h, w = image.shape[:2]
-            write("/camera/camera_info", cv.camera_info_msg(types, K, w, h, hdr), t_ns)
-            write("/camera/image_raw", cv.numpy_to_image(types, image, "rgb8", hdr), t_ns)
-            if T_world_base is not None:
-                write("/ground_truth/odom", _gt_odometry(types, T_world_base, stamps, i), t_ns)
-    return out
-
-
-def _gt_odometry(types: cv.MsgTypes, T_odom_base: np.ndarray, stamps: np.ndarray, i: int) -> Any:
-    """Ground-truth Odometry of frame ``i`` (twist from the previous frame, tiny covariance)."""
-    v = w = np.zeros(3)
-    if i > 0:
-        dt = (stamps[i] - stamps[i - 1]) * 1e-9
-        v, w = se3_log(invert_se3(T_odom_base[i - 1]) @ T_odom_base[i])
-        v, w = v / dt, w / dt
-    cov = np.eye(6) * 1e-9
-    hdr = cv.header(types, int(stamps[i]), "odom_gt")
-    return cv.odometry_msg(types, hdr, "base_link_gt", T_odom_base[i], v, w, cov, cov)

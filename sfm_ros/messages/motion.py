@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from sfm_ros.core.errors import InputError
-from sfm_ros.ros.convert.msg_types import MsgTypes
-from sfm_ros.ros.frames import quaternion_from_matrix
+from sfm_ros.core.frames import quaternion_from_matrix
+from sfm_ros.messages.msg_types import MsgTypes
 
 
 def _vector(cls: Any, v: np.ndarray, name: str) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sfm_ros.core.errors import InputError
-from sfm_ros.ros.convert.msg_types import MsgTypes
+from sfm_ros.messages.msg_types import MsgTypes
 
 # encoding -> (dtype, channels). "8UC3" is taken as OpenCV's BGR order, like cv_bridge.
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {

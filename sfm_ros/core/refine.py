@@ -1,0 +1,540 @@
+"""Direct photometric pose refinement (DSO / LSD-SLAM / DeepV2D motion module, without learning).
+
+`refine_pose` finds ``T_tgt_ref`` (maps reference-camera points into the target camera) that
+minimises the robust photometric residual
+
+    r = exp(a) * I_tgt(pi(K, T_tgt_ref @ X_ref)) + b - I_ref
+
+over reference pixels with valid depth and enough image gradient, where ``X_ref`` is the
+back-projected reference pixel and ``(a, b)`` an optional global gain and bias. It runs
+Levenberg-Marquardt on SE(3) with the left update ``T <- exp(xi) @ T``, ``xi = (v, w)``, coarse to
+fine over an image pyramid, with analytic Jacobians: target-image gradient x projection
+Jacobian (2x3) x point Jacobian ``[I | -[X]x]``.
+
+A result that fails a sanity check keeps the initial pose and names the reason (one of
+`REASONS`), so that callers can count them. Images are grey or RGB in [0, 1]; translations are
+in the unit of the depth. `prepare_reference` + `refine_with_reference` let a caller align
+many targets to one reference (a keyframe) without rebuilding its pyramid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.geometry import check_intrinsics, matrix_to_axis_angle, scale_intrinsics
+
+REASONS = ("ok", "few_pixels", "low_texture", "diverged", "non_finite", "no_improvement")
+"""Outcomes of a refinement; everything but "ok" means the initial pose was returned."""
+FALLBACK_VARIANCE = 1.0
+"""Variance (unit^2, rad^2) on the diagonal of the covariance returned with a fallback."""
+
+_GREY = (0.299, 0.587, 0.114)
+_Z_MIN = 1e-3  # depth units: points closer to the target camera count as out of view
+
+
+@dataclass
+class RefineConfig:
+    """Parameters of `refine_pose` (intensities are grey levels in [0, 1])."""
+
+    max_iterations: tuple[int, ...] = (10, 8, 6)
+    """Iteration cap per pyramid level, coarsest first; its length is the number of levels."""
+    max_pixels: int = 1500
+    """Pixels used per level at most: the strongest-gradient pixel of each cell of a grid."""
+    min_gradient: float = 0.02
+    """Gradient magnitude (grey levels per pixel, central differences) a pixel needs."""
+    min_pixels: int = 80
+    """Fewer usable pixels than this at the finest level (or, in the target image, fewer
+    pixels with ``min_gradient``) is a failure."""
+    robust: Literal["huber", "cauchy"] = "huber"
+    robust_scale: float = 0.04
+    """Residual (grey levels) where Huber leaves the quadratic, or Cauchy's scale."""
+    affine_brightness: bool = True
+    """Estimate a global gain and bias between the two images (exposure changes)."""
+    initial_damping: float = 1e-3
+    """Levenberg-Marquardt lambda at the start of each level (relative to diag(H))."""
+    max_damping: float = 1e5
+    """A level stops when lambda grows past this (no step lowers the cost)."""
+    step_tolerance: float = 1e-5
+    """A level has converged when the twist update norm falls below this..."""
+    cost_tolerance: float = 1e-3
+    """... or when an accepted step lowers the cost by less than this fraction."""
+    max_cost_ratio: float = 1.5
+    """Final cost above this times the initial cost: "diverged"."""
+    max_rotation_deg: float = 10.0
+    """Rotation change from the initial pose above this: "diverged"."""
+    max_translation_ratio: float = 0.5
+    """Translation change from the initial pose above this times the median depth of the
+    used pixels: "diverged"."""
+
+    def __post_init__(self) -> None:
+        if not self.max_iterations or min(self.max_iterations) < 0:
+            raise InputError(f"max_iterations must be non-negative, got {self.max_iterations}")
+        if self.robust not in ("huber", "cauchy"):
+            raise InputError(f"robust must be 'huber' or 'cauchy', got {self.robust!r}")
+        if self.max_pixels < 1 or self.min_pixels < 1 or self.robust_scale <= 0:
+            raise InputError("max_pixels, min_pixels and robust_scale must be positive")
+
+
+@dataclass
+class RefineResult:
+    """Output of `refine_pose` for a batch of B image pairs."""
+
+    T_tgt_ref: torch.Tensor
+    """(B, 4, 4) refined pose, or the initial one where ``ok`` is False."""
+    ok: torch.Tensor
+    """(B,) bool: the refined pose passed every check (reason "ok")."""
+    converged: torch.Tensor
+    """(B,) bool: ok, and the finest level stopped on a small update, not on its cap."""
+    reason: list[str]
+    """Per item, one of `REASONS`."""
+    iterations: torch.Tensor
+    """(B,) int: Levenberg-Marquardt steps (accepted or not) over all levels."""
+    initial_cost: torch.Tensor
+    """(B,) mean robust residual at the initial pose (finest level)."""
+    final_cost: torch.Tensor
+    """(B,) mean robust residual at the returned pose (finest level)."""
+    valid_pixels: torch.Tensor
+    """(B,) int: pixels in view at the returned pose (finest level)."""
+    covariance: torch.Tensor
+    """(B, 6, 6) float64 covariance of the left-perturbation twist (v, w) of ``T_tgt_ref``:
+    ``sigma^2 (J^T W J)^-1`` at the solution (gain and bias marginalised), or
+    ``FALLBACK_VARIANCE * I`` where ``ok`` is False."""
+    gain_bias: torch.Tensor = field(repr=False)
+    """(B, 2) log gain ``a`` and bias ``b`` of the brightness model (zeros if not estimated)."""
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def to_grey(image: torch.Tensor) -> torch.Tensor:
+    """(B, 1 or 3, H, W) image -> (B, 1, H, W) grey (ITU-R 601 luma for RGB)."""
+    if image.dim() != 4 or image.shape[1] not in (1, 3):
+        raise InputError(f"images must be (B, 1 or 3, H, W), got {tuple(image.shape)}")
+    if image.shape[1] == 1:
+        return image
+    w = torch.tensor(_GREY, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return (image * w).sum(1, keepdim=True)
+
+
+def image_gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central differences (B, 1, H, W) -> (d/du, d/dv), one-sided at the border, per pixel."""
+    p = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    gu = (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) / 2
+    gv = (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) / 2
+    return gu, gv
+
+
+def downsample_depth(depth_m: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) depth (<= 0 or NaN invalid) -> (B, 1, H//2, W//2): mean inverse depth of
+    the valid pixels of each 2x2 block, NaN where none is valid."""
+    valid = torch.isfinite(depth_m) & (depth_m > 0)
+    inv = torch.where(valid, 1 / depth_m, torch.zeros_like(depth_m))
+    num = F.avg_pool2d(inv, 2)
+    den = F.avg_pool2d(valid.to(depth_m.dtype), 2)
+    return torch.where(den > 0, den / num, torch.full_like(num, math.nan))
+
+
+@lru_cache(maxsize=8)
+def _generators(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(6, 16): row k is the flattened 4x4 generator of twist component k (v then w)."""
+    G = torch.zeros(6, 4, 4, dtype=dtype)
+    for k in range(3):
+        G[k, k, 3] = 1
+    for k, (i, j) in enumerate(((2, 1), (0, 2), (1, 0))):  # [w]x: w_x at (2,1), -w_x at (1,2)
+        G[3 + k, i, j], G[3 + k, j, i] = 1, -1
+    return G.reshape(6, 16).to(device)
+
+
+def se3_exp(xi: torch.Tensor) -> torch.Tensor:
+    """(B, 6) twist (v, w) -> (B, 4, 4) ``exp(hat(xi))``, exact (matrix exponential)."""
+    hat = (xi @ _generators(xi.dtype, xi.device)).view(-1, 4, 4)
+    return torch.linalg.matrix_exp(hat)
+
+
+def robust_weight(r: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
+    """IRLS weights ``rho'(r) / r`` of the Huber or Cauchy loss."""
+    if kind == "huber":
+        return scale / r.abs().clamp(min=scale)
+    return 1 / (1 + (r / scale) ** 2)
+
+
+def robust_loss(r: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
+    """Huber ``r^2/2 | k(|r| - k/2)`` or Cauchy ``k^2/2 log(1 + (r/k)^2)``, elementwise."""
+    if kind == "huber":
+        a = r.abs()
+        q = a.clamp(max=scale)
+        return q * (a - 0.5 * q)
+    return 0.5 * scale**2 * torch.log1p((r / scale) ** 2)
+
+
+def _penalty(cfg: RefineConfig) -> float:
+    """Robust loss charged for a pixel that leaves the target image (that of 3 scales)."""
+    k = cfg.robust_scale
+    return 2.5 * k * k if cfg.robust == "huber" else 0.5 * k * k * math.log(10.0)
+
+
+# ------------------------------------------------------------------------------- the problem
+
+
+@dataclass
+class _Level:
+    """Selected reference pixels of one pyramid level."""
+
+    K: torch.Tensor  # (B, 3, 3)
+    X_ref: torch.Tensor  # (B, 3, N) reference-camera points
+    I_ref: torch.Tensor  # (B, N)
+    selected: torch.Tensor  # (B, N) bool
+    n_selected: torch.Tensor  # (B,) float64
+    size: tuple[int, int]  # (h, w)
+
+
+@dataclass
+class Reference:
+    """A reference image prepared for alignment: its pyramid levels, finest first."""
+
+    levels: list[_Level]
+    valid_depth_pixels: torch.Tensor  # (B,) at the finest level
+    median_depth: torch.Tensor  # (B,) of the selected finest-level pixels (inf if none)
+    K: torch.Tensor  # (B, 3, 3) finest level
+
+
+@dataclass
+class _Eval:
+    """Residuals at one pose and what their Jacobian needs."""
+
+    r: torch.Tensor  # (B, N) residuals, 0 where not in view
+    inside: torch.Tensor  # (B, N) bool: selected and projected inside the target image
+    cost: torch.Tensor  # (B,) float64 mean robust residual, out-of-view pixels at a penalty
+    X: torch.Tensor  # (B, 3, N) points in the target camera
+    pix: torch.Tensor  # (B, 2, N) their target pixels
+    sample: torch.Tensor  # (B, 3, N) target I, dI/du, dI/dv there
+    gain: torch.Tensor  # (B, 1) exp(a)
+
+
+def _select_pixels(
+    grey: torch.Tensor, depth_m: torch.Tensor, K: torch.Tensor, cfg: RefineConfig
+) -> tuple[_Level, torch.Tensor]:
+    """The strongest-gradient valid-depth pixel of each grid cell, and the valid count (B,)."""
+    B, _, h, w = grey.shape
+    gu, gv = image_gradients(grey)
+    valid = torch.isfinite(depth_m) & (depth_m > 0)
+    valid[..., :, [0, -1]] = False  # the border has one-sided gradients
+    valid[..., [0, -1], :] = False
+    score = torch.hypot(gu, gv) * valid
+    cell = max(1, math.ceil(math.sqrt(h * w / cfg.max_pixels)))
+    best, idx = F.max_pool2d(score, cell, cell, ceil_mode=True, return_indices=True)
+    best, idx = best.flatten(1), idx.flatten(1)
+    selected = best > cfg.min_gradient
+    u = (idx % w).to(grey.dtype)
+    v = torch.div(idx, w, rounding_mode="floor").to(grey.dtype)
+    depth = torch.gather(torch.nan_to_num(depth_m, nan=0.0).flatten(1), 1, idx)
+    rays = torch.linalg.inv(K) @ torch.stack([u, v, torch.ones_like(u)], 1)
+    I_ref = torch.gather(grey.flatten(1), 1, idx)
+    level = _Level(K, rays * depth[:, None], I_ref, selected, selected.sum(1).double(), (h, w))
+    return level, valid.flatten(1).sum(1)
+
+
+def _target_pyramid(tgt: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """(B, 1, H, W) grey -> per level (B, 3, h, w): I, dI/du, dI/dv, finest first."""
+    out = []
+    for i in range(levels):
+        tgt = F.avg_pool2d(tgt, 2) if i else tgt
+        out.append(torch.cat([tgt, *image_gradients(tgt)], 1))
+    return out
+
+
+def _residuals(
+    level: _Level,
+    target: torch.Tensor,
+    T_tgt_ref: torch.Tensor,
+    gain_bias: torch.Tensor,
+    cfg: RefineConfig,
+) -> _Eval:
+    h, w = level.size
+    dtype = level.X_ref.dtype
+    X = T_tgt_ref[:, :3, :3].to(dtype) @ level.X_ref + T_tgt_ref[:, :3, 3:].to(dtype)
+    z = X[:, 2:3]
+    pix = (level.K @ X)[:, :2] / z.clamp(min=_Z_MIN)
+    # align_corners=False: pixel centre u sits at (u + 0.5) / w * 2 - 1; inside = [0, w-1]
+    scale = pix.new_tensor([2 / w, 2 / h]).view(1, 2, 1)
+    grid = ((pix + 0.5) * scale - 1).transpose(1, 2)  # (B, N, 2)
+    limit = pix.new_tensor([1 - 1 / w, 1 - 1 / h])
+    inside = level.selected & (z[:, 0] > _Z_MIN) & (grid.abs() <= limit).all(-1)
+    sample = F.grid_sample(target, grid[:, None], align_corners=False, padding_mode="border")
+    sample = sample[:, :, 0]
+    gain = torch.exp(gain_bias[:, :1]).to(dtype)
+    r = (gain * sample[:, 0] + gain_bias[:, 1:].to(dtype) - level.I_ref) * inside
+    rho = robust_loss(r, cfg.robust, cfg.robust_scale).sum(1).double()
+    n_out = level.n_selected - inside.sum(1)
+    cost = (rho + _penalty(cfg) * n_out) / level.n_selected.clamp(min=1)
+    return _Eval(r, inside, cost, X, pix, sample, gain)
+
+
+def _jacobian(level: _Level, ev: _Eval, cfg: RefineConfig) -> torch.Tensor:
+    """(B, N, P) d r / d (v, w[, a, b]), zero rows outside the view."""
+    zi = 1 / ev.X[:, 2:3].clamp(min=_Z_MIN)  # (B, 1, N)
+    # d(u, v)/dX = (K[:2] - [u, v] e_z^T) / z  (K's last row is [0, 0, 1]); dr/dX = grad I . that
+    g = ev.gain[..., None] * ev.sample[:, 1:]  # (B, 2, N) gain * (dI/du, dI/dv)
+    gX = (level.K[:, :2].transpose(1, 2) @ g) * zi  # (B, 3, N)
+    gX[:, 2] -= (g * ev.pix).sum(1) * zi[:, 0]
+    cols = [gX, torch.linalg.cross(ev.X, gX, dim=1)]  # dr/dv = gX, dr/dw = X x gX
+    if cfg.affine_brightness:
+        cols += [(ev.gain * ev.sample[:, 0])[:, None], torch.ones_like(ev.r)[:, None]]
+    return torch.cat(cols, 1).transpose(1, 2) * ev.inside[..., None]
+
+
+def _normal_equations(
+    ev: _Eval, J: torch.Tensor, cfg: RefineConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weighted ``H = J^T W J`` (B, P, P), ``g = J^T W r`` (B, P) (float64) and W (B, N)."""
+    W = robust_weight(ev.r, cfg.robust, cfg.robust_scale) * ev.inside
+    JW = (J * W[..., None]).transpose(1, 2)
+    return (JW @ J).double(), (JW @ ev.r[..., None])[..., 0].double(), W
+
+
+def _covariance(ev: _Eval, J: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
+    """(B, 6, 6) ``sigma^2 H^-1`` twist block (gain and bias marginalised); NaN if singular."""
+    H, _, W = _normal_equations(ev, J, cfg)
+    dof = (ev.inside.sum(1) - H.shape[-1]).clamp(min=1)
+    sigma2 = (W * ev.r**2).sum(1).double() / dof
+    L, info = torch.linalg.cholesky_ex(H)
+    cov = torch.cholesky_inverse(L)[:, :6, :6] * sigma2[:, None, None]
+    cov = (cov + cov.transpose(1, 2)) / 2
+    good = (info == 0) & torch.isfinite(cov).flatten(1).all(1)
+    return torch.where(good[:, None, None], cov, torch.full_like(cov, math.nan))
+
+
+def _select(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a`` where the batch ``mask`` (B,) is set, else ``b``."""
+    return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
+
+
+def _levenberg_marquardt(
+    level: _Level,
+    target: torch.Tensor,
+    T: torch.Tensor,
+    ab: torch.Tensor,
+    active: torch.Tensor,
+    max_iterations: int,
+    cfg: RefineConfig,
+) -> tuple[torch.Tensor, torch.Tensor, _Eval, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Robust LM on one level for the ``active`` items.
+
+    Returns the pose (B, 4, 4) float64, gain/bias (B, 2), the evaluation there and its
+    Jacobian, steps taken (B,) and converged (B,).
+    """
+    B = T.shape[0]
+    ev = _residuals(level, target, T, ab, cfg)
+    J = _jacobian(level, ev, cfg)
+    lam = torch.full((B,), cfg.initial_damping, dtype=torch.float64, device=T.device)
+    steps = torch.zeros(B, dtype=torch.long, device=T.device)
+    converged = torch.zeros(B, dtype=torch.bool, device=T.device)
+    active = active.clone()
+    for _ in range(max_iterations):
+        if not active.any():
+            break
+        H, g, _ = _normal_equations(ev, J, cfg)
+        diag = H.diagonal(0, -2, -1)
+        damp = lam[:, None] * diag + 1e-9 * diag.amax(-1, keepdim=True) + 1e-12
+        delta, info = torch.linalg.solve_ex(H + torch.diag_embed(damp), -g)
+        finite = (info == 0) & torch.isfinite(delta).all(1)
+        delta = delta * finite[:, None]
+        T_new = se3_exp(delta[:, :6]) @ T
+        ab_new = ab + delta[:, 6:] if cfg.affine_brightness else ab
+        ev_new = _residuals(level, target, T_new, ab_new, cfg)
+        accept = active & finite & (ev_new.cost < ev.cost)
+        flat = accept & (ev.cost - ev_new.cost < cfg.cost_tolerance * ev.cost)
+        if accept.all():
+            T, ab, ev, J = T_new, ab_new, ev_new, _jacobian(level, ev_new, cfg)
+        elif accept.any():
+            T, ab = _select(accept, T_new, T), _select(accept, ab_new, ab)
+            J = _select(accept, _jacobian(level, ev_new, cfg), J)
+            ev = _Eval(
+                *(
+                    _select(accept, x, y)
+                    for x, y in zip(vars(ev_new).values(), vars(ev).values(), strict=True)
+                )
+            )
+        lam = torch.where(accept, (lam / 4).clamp(min=1e-7), lam * 8)
+        small = delta[:, :6].norm(dim=1) < cfg.step_tolerance
+        steps += active
+        converged |= active & finite & (small | flat)
+        active &= finite & ~small & ~flat & (lam <= cfg.max_damping)
+    return T, ab, ev, J, steps, converged
+
+
+# ------------------------------------------------------------------------------------ the API
+
+
+def _check_images(image: torch.Tensor, name: str) -> None:
+    if image.dim() != 4 or image.shape[1] not in (1, 3):
+        raise InputError(f"{name} must be (B, 1 or 3, H, W), got {tuple(image.shape)}")
+    if not torch.isfinite(image).all():
+        raise InputError(f"{name} has NaN or inf")
+
+
+@torch.no_grad()
+def prepare_reference(
+    ref_image: torch.Tensor,
+    ref_depth_m: torch.Tensor,
+    K: torch.Tensor,
+    config: RefineConfig | None = None,
+) -> Reference:
+    """Pyramid and selected pixels of a reference image (B, 1 or 3, H, W) in [0, 1] with its
+    depth (B, 1, H, W) (NaN or <= 0 invalid) and intrinsics K (B, 3, 3)."""
+    cfg = config or RefineConfig()
+    _check_images(ref_image, "ref_image")
+    B, _, H, W = ref_image.shape
+    if tuple(ref_depth_m.shape) != (B, 1, H, W) or tuple(K.shape) != (B, 3, 3):
+        raise InputError(
+            f"need ref_depth_m {(B, 1, H, W)} and K {(B, 3, 3)}, got "
+            f"{tuple(ref_depth_m.shape)} and {tuple(K.shape)}"
+        )
+    check_intrinsics(K, W, H)
+    dtype = ref_image.dtype if ref_image.is_floating_point() else torch.float32
+    grey, depth, K_l = to_grey(ref_image.to(dtype)), ref_depth_m.to(dtype), K.to(dtype)
+    levels, n_valid = [], None
+    for i in range(len(cfg.max_iterations)):
+        if i:
+            grey, depth = F.avg_pool2d(grey, 2), downsample_depth(depth)
+            K_l = scale_intrinsics(K_l, 0.5, 0.5)
+        if min(grey.shape[-2:]) < 8:
+            break
+        level, valid = _select_pixels(grey, depth, K_l, cfg)
+        levels.append(level)
+        n_valid = valid if n_valid is None else n_valid
+    z = torch.where(levels[0].selected, levels[0].X_ref[:, 2], math.nan).double()
+    median = torch.nan_to_num(z.nanmedian(1).values, nan=math.inf)
+    return Reference(levels, n_valid, median, K.to(dtype))
+
+
+@torch.no_grad()
+def refine_with_reference(
+    reference: Reference,
+    tgt_image: torch.Tensor,
+    T_tgt_ref: torch.Tensor,
+    config: RefineConfig | None = None,
+) -> RefineResult:
+    """`refine_pose` with a reference from `prepare_reference` (same config)."""
+    cfg = config or RefineConfig()
+    _check_images(tgt_image, "tgt_image")
+    B = reference.K.shape[0]
+    if tgt_image.shape[0] != B or tuple(tgt_image.shape[-2:]) != reference.levels[0].size:
+        raise InputError(
+            f"target image {tuple(tgt_image.shape)} does not match the reference "
+            f"(batch {B}, size {reference.levels[0].size})"
+        )
+    if tuple(T_tgt_ref.shape) != (B, 4, 4) or not torch.isfinite(T_tgt_ref).all():
+        raise InputError(f"T_tgt_ref must be finite with shape {(B, 4, 4)}")
+    levels = reference.levels
+    targets = _target_pyramid(to_grey(tgt_image.to(reference.K.dtype)), len(levels))
+    device = tgt_image.device
+    T_init = T_tgt_ref.double()
+    ab = torch.zeros(B, 2, dtype=torch.float64, device=device)
+
+    fine = levels[0]
+    n_tgt = (targets[0][:, 1:].norm(dim=1) > cfg.min_gradient).flatten(1).sum(1)
+    reason = torch.zeros(B, dtype=torch.long, device=device)  # index into REASONS
+    for name, bad in (
+        ("low_texture", fine.selected.sum(1) < cfg.min_pixels),
+        ("low_texture", n_tgt < cfg.min_pixels),
+        ("few_pixels", reference.valid_depth_pixels < cfg.min_pixels),
+    ):
+        reason = torch.where(bad, REASONS.index(name), reason)
+    active = reason == 0
+    initial = _residuals(fine, targets[0], T_init, ab, cfg)
+
+    T, iterations = T_init, torch.zeros(B, dtype=torch.long, device=device)
+    for i in reversed(range(len(levels))):
+        cap = cfg.max_iterations[len(cfg.max_iterations) - 1 - i]  # coarsest first
+        T, ab, ev, J, steps, converged = _levenberg_marquardt(
+            levels[i], targets[i], T, ab, active, cap, cfg
+        )
+        iterations += steps
+
+    # Sanity checks; a later failing check's reason wins.
+    dT = T @ torch.linalg.inv(T_init)
+    cov = _covariance(ev, J, cfg)
+    for name, bad in (
+        ("no_improvement", ev.cost > initial.cost),
+        ("diverged", ev.cost > cfg.max_cost_ratio * initial.cost),
+        (
+            "diverged",
+            matrix_to_axis_angle(dT[:, :3, :3]).norm(dim=1) > math.radians(cfg.max_rotation_deg),
+        ),
+        ("diverged", dT[:, :3, 3].norm(dim=1) > cfg.max_translation_ratio * reference.median_depth),
+        ("few_pixels", ev.inside.sum(1) < cfg.min_pixels),
+        (
+            "non_finite",
+            ~torch.isfinite(T).flatten(1).all(1) | ~torch.isfinite(cov).flatten(1).all(1),
+        ),
+    ):
+        reason = torch.where(active & bad, REASONS.index(name), reason)
+    ok = reason == 0
+    fallback = FALLBACK_VARIANCE * torch.eye(6, dtype=torch.float64, device=device)
+    return RefineResult(
+        T_tgt_ref=_select(ok, T, T_init).to(T_tgt_ref.dtype),
+        ok=ok,
+        converged=converged & ok,
+        reason=[REASONS[i] for i in reason.tolist()],
+        iterations=iterations,
+        initial_cost=initial.cost,
+        final_cost=_select(ok, ev.cost, initial.cost),
+        valid_pixels=_select(ok, ev.inside, initial.inside).sum(1),
+        covariance=_select(ok, torch.nan_to_num(cov), fallback.expand(B, 6, 6)),
+        gain_bias=_select(ok, ab, torch.zeros_like(ab)),
+    )
+
+
+def refine_pose(
+    ref_image: torch.Tensor,
+    ref_depth_m: torch.Tensor,
+    tgt_image: torch.Tensor,
+    K: torch.Tensor,
+    T_tgt_ref: torch.Tensor,
+    config: RefineConfig | None = None,
+) -> RefineResult:
+    """Refine ``T_tgt_ref`` by direct photometric alignment of the target to the reference.
+
+    Args:
+        ref_image: (B, 1 or 3, H, W) reference image in [0, 1].
+        ref_depth_m: (B, 1, H, W) reference depth; NaN or <= 0 = invalid.
+        tgt_image: (B, 1 or 3, H, W) target image in [0, 1].
+        K: (B, 3, 3) intrinsics of both images.
+        T_tgt_ref: (B, 4, 4) initial pose mapping reference-camera points into the target.
+        config: parameters (defaults: `RefineConfig()`).
+
+    Returns:
+        `RefineResult`; items that fail a check keep the initial pose.
+    """
+    reference = prepare_reference(ref_image, ref_depth_m, K, config)
+    return refine_with_reference(reference, tgt_image, T_tgt_ref, config)
+
+
+@torch.no_grad()
+def linearize(
+    reference: Reference,
+    tgt_image: torch.Tensor,
+    T_tgt_ref: torch.Tensor,
+    gain_bias: torch.Tensor | None = None,
+    config: RefineConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Finest-level residuals and analytic Jacobians at one pose (for checks and diagnostics).
+
+    Returns r (B, N), J (B, N, P) with columns d/d(v, w) of the left update ``exp(xi) @ T``
+    (then log gain and bias when ``config.affine_brightness``), and inside (B, N) bool: the
+    selected pixels that project into the target image (r and J are 0 elsewhere).
+    """
+    cfg = config or RefineConfig()
+    target = _target_pyramid(to_grey(tgt_image.to(reference.K.dtype)), 1)[0]
+    B = T_tgt_ref.shape[0]
+    ab = torch.zeros(B, 2, dtype=torch.float64) if gain_bias is None else gain_bias.double()
+    ev = _residuals(reference.levels[0], target, T_tgt_ref.double(), ab, cfg)
+    return ev.r, _jacobian(reference.levels[0], ev, cfg), ev.inside
