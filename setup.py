@@ -27,6 +27,7 @@ setup(
         "tensorboard>=2.10",
         "rosbags>=0.10",
         "pillow>=9.0",
+        "opencv-python-headless>=4.5",
         "matplotlib>=3.5",
     ],
     extras_require={

@@ -9,10 +9,14 @@ rviz, finetune, single_process. ``checkpoint`` and ``publish_tf`` override the p
 only when given. ``finetune:=true`` also starts the ``finetune`` node (same inputs; it
 announces adapted weights on ``model_update``); with ``single_process:=true`` both nodes run in
 one process (``depth_odometry_finetune``) and the weights are swapped in memory.
+
+When ``depth_odometry`` exits (a bad model, a crash) the whole launch shuts down rather than
+leaving RViz or the fine-tuner running without it. ``rviz:=true`` on a machine without the
+rviz2 package logs that and runs without RViz.
 """
 
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
-from launch.conditions import IfCondition
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, Shutdown
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -48,7 +52,8 @@ def _is_true(context, name: str) -> bool:
 
 
 def _nodes(context):
-    """depth_odometry (and finetune), with the optional overrides that were given."""
+    """depth_odometry (and finetune), with the optional overrides that were given; the launch
+    ends when the process running depth_odometry does."""
     overrides = {"use_sim_time": LaunchConfiguration("use_sim_time")}
     checkpoint = LaunchConfiguration("checkpoint").perform(context)
     if checkpoint:
@@ -68,13 +73,17 @@ def _nodes(context):
         ],
         "output": "screen",
     }
+    essential = {"on_exit": Shutdown(reason="depth_odometry exited")}
     params_file = LaunchConfiguration("params_file")
     finetune, single = _is_true(context, "finetune"), _is_true(context, "single_process")
     if finetune and single:
         # No `name`: it would rename both nodes of the process.
         return [
             Node(
-                executable="depth_odometry_finetune", parameters=[params_file, overrides], **common
+                executable="depth_odometry_finetune",
+                parameters=[params_file, overrides],
+                **common,
+                **essential,
             )
         ]
     actions = [
@@ -83,6 +92,7 @@ def _nodes(context):
             name="depth_odometry",
             parameters=[params_file, overrides],
             **common,
+            **essential,
         )
     ]
     if finetune:
@@ -99,21 +109,39 @@ def _nodes(context):
     return actions
 
 
+def _rviz(context):
+    """RViz with config/sfm.rviz when asked for and installed (a note in the log otherwise)."""
+    if not _is_true(context, "rviz"):
+        return []
+    try:
+        get_package_share_directory("rviz2")
+    except PackageNotFoundError:
+        return [LogInfo(msg="rviz:=true, but rviz2 is not installed: running without RViz")]
+    return [
+        Node(
+            package="rviz2",
+            executable="rviz2",
+            name="rviz2",
+            namespace=LaunchConfiguration("namespace"),
+            arguments=[
+                "-d",
+                PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "sfm.rviz"]),
+            ],
+            parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+            remappings=[("image", LaunchConfiguration("image"))],
+        )
+    ]
+
+
+def _actions(context):
+    return _nodes(context) + _rviz(context)
+
+
 def generate_launch_description():
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        namespace=LaunchConfiguration("namespace"),
-        arguments=["-d", PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "sfm.rviz"])],
-        parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
-        remappings=[("image", LaunchConfiguration("image"))],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-    )
     return LaunchDescription(
         [
             DeclareLaunchArgument(name, default_value=default, description=description)
             for name, default, description in ARGUMENTS
         ]
-        + [OpaqueFunction(function=_nodes), rviz]
+        + [OpaqueFunction(function=_actions)]
     )

@@ -14,6 +14,26 @@ from sfm_ros.core.errors import SfmError
 log = logging.getLogger("sfm_ros")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _bounded_int(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _bounded_int(text, 0, "an integer >= 0")
+
+
+def _bounded_int(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+    return value
+
+
 def _write_json(path: str | None, data: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -49,26 +69,36 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- eval
-def _estimator(args: argparse.Namespace):
-    from sfm_ros.core.inference import DepthPoseEstimator
+def _predictor(args: argparse.Namespace):
+    """The node's pipeline with its parameters (params file, --set, --checkpoint, --device)."""
+    from sfm_ros.pipeline.evaluate import PipelinePredictor
+    from sfm_ros.pipeline.params_file import pipeline_config
 
-    return DepthPoseEstimator.load(
-        args.checkpoint, device=args.device, resize_policy=args.resize_policy
-    )
+    overrides = [*args.set, *([f"device={args.device}"] if args.device else [])]
+    return PipelinePredictor(pipeline_config(args.params, overrides, args.checkpoint))
+
+
+def _describe(predictor) -> dict:
+    cfg = predictor.cfg
+    keys = ("checkpoint", "pose_source", "depth_source", "scale_source", "resize_policy")
+    return {key: getattr(cfg, key) for key in keys}
 
 
 def cmd_eval_depth(args: argparse.Namespace) -> int:
     from sfm_ros.core.evaluate import DepthEvalOptions, evaluate_depth_sequences
     from sfm_ros.messages.sources import open_sources
 
-    estimator = _estimator(args)
+    predictor = _predictor(args)
     options = DepthEvalOptions(
         args.min_depth, args.max_depth, args.garg_crop, args.metric, args.max_frames
     )
-    sequences = open_sources(args.data, height=estimator.height, width=estimator.width)
-    report = evaluate_depth_sequences(estimator, sequences, options)
+    est = predictor.estimator
+    sequences = open_sources(args.data, height=est.height, width=est.width)
+    report = evaluate_depth_sequences(predictor, sequences, options)
     print(report["table"])
-    _write_json(args.json, {**report, "checkpoint": args.checkpoint, "data": args.data})
+    for warning in report["warnings"]:
+        print("WARNING: " + warning)
+    _write_json(args.json, {**report, "pipeline": _describe(predictor), "data": args.data})
     return 0
 
 
@@ -76,9 +106,10 @@ def cmd_eval_pose(args: argparse.Namespace) -> int:
     from sfm_ros.core.evaluate import evaluate_pose_sequences
     from sfm_ros.messages.sources import open_sources
 
-    estimator = _estimator(args)
-    sequences = open_sources(args.data, height=estimator.height, width=estimator.width)
-    report = evaluate_pose_sequences(estimator, sequences)
+    predictor = _predictor(args)
+    est = predictor.estimator
+    sequences = open_sources(args.data, height=est.height, width=est.width)
+    report = evaluate_pose_sequences(predictor, sequences)
     print(report["table"])
     if args.plot:
         from sfm_ros.core.visualize import plot_trajectories
@@ -87,7 +118,7 @@ def cmd_eval_pose(args: argparse.Namespace) -> int:
             path = Path(args.plot) / f"trajectory_{name}.png"
             plot_trajectories(path, entry["trajectory_xyz"], title=name)
             print(f"wrote {path}")
-    _write_json(args.json, {**report, "checkpoint": args.checkpoint, "data": args.data})
+    _write_json(args.json, {**report, "pipeline": _describe(predictor), "data": args.data})
     return 0
 
 
@@ -122,7 +153,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     checkpoint = args.checkpoint or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else "")
     values = {**parse_overrides(args.set), "out_dir": args.out, "checkpoint": checkpoint}
-    values.update(device=args.device, resume=not args.no_resume)
+    values.update(device=args.device, resume=not args.no_resume, threads=args.threads)
     if args.lr is not None:
         values["lr"] = args.lr
     cfg = OnlineConfig().replace(**values)
@@ -134,7 +165,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     )  # fmt: skip
     summary = adapt_sequences(
         adapter, sequences, steps_per_frame=args.steps_per_frame, realtime=args.realtime,
-        max_frames=args.max_frames, progress=not args.no_progress,
+        max_frames=args.max_frames, progress=not args.no_progress, max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
     )  # fmt: skip
     print(summary.format())
     return 0
@@ -160,7 +192,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- bag tools
 def cmd_bag(args: argparse.Namespace) -> int:
-    from sfm_ros.pipeline.bag_tool import pipeline_config, process_bag
+    from sfm_ros.pipeline.bag_tool import process_bag
+    from sfm_ros.pipeline.params_file import pipeline_config
 
     cfg = pipeline_config(args.params, args.set, args.checkpoint)
     summary = process_bag(
@@ -224,7 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint (depth or pose)")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate the node's pipeline (depth or pose) with its parameters",
+        description="Runs the depth/odometry node's pipeline (the same parameters: --params, "
+        "--set) over sequences with ground truth and prints the metrics beside baselines.",
+    )
     eval_sub = p.add_subparsers(dest="what", required=True)
     for what, func, doc in (
         ("depth", cmd_eval_depth, "Abs Rel, Sq Rel, RMSE, RMSE log, delta<1.25^k"),
@@ -242,8 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="sources with ground truth: paths or synthetic:DOMAIN:FRAMES:SEED",
         )
         q.add_argument("--json", help="write the results as JSON here")
-        q.add_argument("--device", default="auto", help="auto, cpu, cuda")
-        q.add_argument("--resize-policy", default="resize", choices=("resize", "crop"))
+        q.add_argument("--device", help="auto, cpu, cuda, cuda:N (overrides the params file)")
+        q.add_argument("--params", help="the node's ROS 2 params file (e.g. config/sfm.yaml)")
+        q.add_argument(
+            "--set",
+            nargs="+",
+            action="extend",
+            default=[],
+            metavar="KEY=VALUE",
+            help="node parameter overrides, e.g. --set pose_source=refined resize_policy=crop",
+        )
         if what == "depth":
             q.add_argument("--min-depth", type=float, default=1e-3)
             q.add_argument("--max-depth", type=float, default=80.0, help="depth cap (m)")
@@ -251,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument(
                 "--metric", action="store_true", help="also report metric-scale (unscaled) results"
             )
-            q.add_argument("--max-frames", type=int, help="evaluate at most this many frames")
+            q.add_argument(
+                "--max-frames", type=positive_int, help="evaluate at most this many frames"
+            )
         else:
             q.add_argument("--plot", help="folder for trajectory plots (PNG)")
         q.set_defaults(func=func)
@@ -298,17 +346,27 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--synthetic", metavar="DOMAIN", help="street, corridor or field")
     source.add_argument("--images", help="image folder, KITTI sequence/drive or bag")
-    p.add_argument("--frames", type=int, default=100, help="number of frames (at most)")
-    p.add_argument("--seed", type=int, default=0, help="synthetic seed")
-    p.add_argument("--height", type=int, default=128, help="synthetic image height")
-    p.add_argument("--width", type=int, default=416, help="synthetic image width")
+    p.add_argument(
+        "--frames", type=int, default=100,
+        help="number of frames: a synthetic sequence's length, or the first frames of --images "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="synthetic seed (default: %(default)s)")
+    p.add_argument(
+        "--height", type=int, default=128, help="synthetic image height (default: %(default)s)"
+    )
+    p.add_argument(
+        "--width", type=int, default=416, help="synthetic image width (default: %(default)s)"
+    )
     p.add_argument(
         "--fps",
         type=float,
         default=10.0,
-        help="frame rate of the stamps (sources without their own times)",
+        help="frame rate of the stamps (sources without their own times); default %(default)s",
     )
-    p.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"))
+    p.add_argument(
+        "--storage", default="sqlite3", choices=("sqlite3", "mcap"), help="(default: %(default)s)"
+    )
     p.add_argument("--out", required=True, help="output rosbag2 folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_make_bag)
@@ -327,14 +385,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--lr", type=float, help="learning rate (default: the node's)")
     p.add_argument(
-        "--steps-per-frame", type=int, default=1,
+        "--steps-per-frame", type=non_negative_int, default=1,
         help="training steps after each frame (deterministic mode)",
     )  # fmt: skip
     p.add_argument(
         "--realtime", action="store_true",
         help="pace frames at the recording's rate and train in the background (duty cycle)",
     )  # fmt: skip
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    p.add_argument(
+        "--max-steps", type=positive_int,
+        help="training steps of this run; a short recording is trained on (its snippets and "
+        "replay) after its last frame until they are done",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-minutes", type=float, help="wall-clock budget: stop reading and training then"
+    )
+    p.add_argument(
+        "--threads", type=non_negative_int, default=1,
+        help="CPU threads for training (0 = torch's default; one is often fastest per step on "
+        "a busy machine) (default: 1)",
+    )  # fmt: skip
     p.add_argument("--no-resume", action="store_true", help="ignore OUT/latest.pt")
     p.add_argument(
         "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",

@@ -66,8 +66,11 @@ def run_demo(
                    height=HEIGHT, width=WIDTH, overwrite=True)  # fmt: skip
 
     print(f"[2/4] warming {base.name} up on the recording with the online fine-tuner")
+    # No replay: the sample is the synthetic world that the replay would render.
     adapter = OnlineAdapter(
-        OnlineConfig().replace(checkpoint=str(base), out_dir=str(out / "warmup"), resume=False)
+        OnlineConfig().replace(
+            checkpoint=str(base), out_dir=str(out / "warmup"), resume=False, replay_data=""
+        )
     )
     sequences = open_source(str(bag), height=adapter.height, width=adapter.width)
     warmup = adapt_sequences(adapter, sequences, steps_per_frame=warmup_steps_per_frame)

@@ -52,7 +52,7 @@ def _compressed_png(ts, t_ns: int, data: np.ndarray, ros1: bool):
     )
 
 
-def _camera_info(ts, t_ns: int, k: list[float], ros1: bool):
+def _camera_info(ts, t_ns: int, k: list[float], ros1: bool, d=(0.0,) * 5):
     Roi = ts.types["sensor_msgs/msg/RegionOfInterest"]
     fields = dict(
         header=_header(ts, t_ns, ros1),
@@ -64,7 +64,7 @@ def _camera_info(ts, t_ns: int, k: list[float], ros1: bool):
         roi=Roi(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
     )
     names = ("D", "K", "R", "P") if ros1 else ("d", "k", "r", "p")
-    values = (np.zeros(5), np.array(k), np.eye(3).reshape(-1), np.zeros(12))
+    values = (np.array(d, float), np.array(k), np.eye(3).reshape(-1), np.zeros(12))
     return ts.types["sensor_msgs/msg/CameraInfo"](**fields, **dict(zip(names, values, strict=True)))
 
 
@@ -75,6 +75,7 @@ def _write_bag(
     infos=((50, K_FLAT),),
     with_images: bool = True,
     mono_encoding: str = "mono8",
+    distortion=(0.0,) * 5,
 ) -> Path:
     """Bag with /cam/image_raw (rgb8, padded rows), /mono/image (``mono_encoding``),
     /png/image/compressed (CompressedImage) at 0, 100, 200 ms and /cam/camera_info messages
@@ -87,7 +88,9 @@ def _write_bag(
     else:
         plugin = StoragePlugin.MCAP if kind == "mcap" else StoragePlugin.SQLITE3
         writer = Writer2(path, version=9, storage_plugin=plugin)
-    messages = [(t, "/cam/camera_info", _camera_info(ts, t * 10**6, k, ros1)) for t, k in infos]
+    messages = [
+        (t, "/cam/camera_info", _camera_info(ts, t * 10**6, k, ros1, distortion)) for t, k in infos
+    ]
     if with_images:
         for i, t in enumerate((0, 100, 200)):
             t_ns = t * 10**6
@@ -164,3 +167,17 @@ def test_bag_undecodable_image(tmp_path):
     bag = _write_bag(tmp_path / "yuv", "mcap", mono_encoding="yuv422")
     with pytest.raises(DatasetError, match="unsupported image encoding 'yuv422'"):
         BagSequence(bag, image_topic="/mono/image")
+
+
+def test_distorted_camera_frames_are_undistorted(tmp_path):
+    from sfm_ros.core.camera import Camera
+    from sfm_ros.core.undistort import undistorter_for
+
+    D = (-0.3, 0.1, 0.0, 0.0, 0.0)
+    bag = _write_bag(tmp_path / "raw", "mcap", distortion=D)
+    seq = BagSequence(bag, image_topic="/cam/image_raw")
+    camera = Camera(np.array(K_FLAT).reshape(3, 3), W, H, D=D, rectified=False)
+    frame = seq.load(1)
+    np.testing.assert_array_equal(frame.image, undistorter_for(camera)(RGB[1]))
+    assert not np.array_equal(frame.image, RGB[1])  # the distortion did change the pixels
+    np.testing.assert_allclose(frame.K, camera.K)

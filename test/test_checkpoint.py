@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -136,3 +140,140 @@ def test_packed_checkpoint_is_smaller_and_equivalent(tmp_path: Path) -> None:
     image = torch.rand(1, 3, 64, 96)
     depth_net.eval(), depth2.eval()
     torch.testing.assert_close(depth2(image)[0], depth_net(image)[0], rtol=2e-2, atol=2e-2)
+
+
+# ---------------------------------------------------------------------- malformed files
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"arch": {**ARCH, "height": 0}}, "height 0 is not a multiple of 8 of at least 32"),
+        ({"arch": {**ARCH, "width": "96"}}, "width '96' is not a multiple of 8"),
+        ({"arch": {**ARCH, "snippet_length": 4}}, "snippet_length 4 is not 3 or 5"),
+        ({"arch": {**ARCH, "use_mask": "yes"}}, "use_mask 'yes' is not true or false"),
+        ({"arch": [1, 2]}, "incomplete: missing"),
+        ({"depth_net": [torch.zeros(1)]}, "depth weights are not a state dict"),
+        ({"pose_net": {"w": 1.0}}, "pose weights hold non-tensor entries"),
+        ({"step": -1}, "invalid step count -1"),
+        ({"format_version": "1"}, "format version 1"),
+    ],
+)
+def test_malformed_metadata_gives_one_clear_error(tmp_path: Path, change: dict, message: str):
+    path = tmp_path / "odd.pt"
+    torch.save({**_ckpt(1), **change}, path)
+    with pytest.raises(CheckpointError, match=message) as info:
+        ck.networks_from_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def _nan_checkpoint(path: Path, arch: dict = ARCH) -> Path:
+    ckpt = _ckpt(1, arch)
+    ckpt["depth_net"] = {k: v.fill_(float("nan")) if v.is_floating_point() else v
+                         for k, v in ckpt["depth_net"].items()}  # fmt: skip
+    ck.atomic_torch_save(ckpt, path)
+    return path
+
+
+def test_checkpoint_full_of_nan_is_refused(tmp_path: Path) -> None:
+    path = _nan_checkpoint(tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="depth weight tensor.* hold NaN or inf"):
+        ck.load_checkpoint(path)
+
+
+def test_hot_swap_refuses_non_finite_weights_and_keeps_serving(
+    small_checkpoint: Path, tmp_path: Path
+) -> None:
+    from sfm_ros.core.inference import DepthPoseEstimator
+
+    estimator = DepthPoseEstimator.from_checkpoint(small_checkpoint, device="cpu")
+    arch = ck.load_checkpoint(small_checkpoint)["arch"]
+    bad = _nan_checkpoint(tmp_path / "nan.pt", arch)
+    with pytest.raises(CheckpointError, match="NaN or inf"):
+        estimator.load_weights(bad)
+    depth_net, pose_net = ck.build_networks(arch)
+    with torch.no_grad():
+        next(pose_net.parameters()).fill_(float("inf"))
+    with pytest.raises(CheckpointError, match="pose weight tensor"):
+        estimator.swap_networks(depth_net, pose_net, source="in memory")
+    assert estimator.model_version == 0 and estimator.model_path == str(small_checkpoint)
+    image = np.random.default_rng(0).integers(0, 255, (32, 64, 3), dtype=np.uint8)
+    K = np.array([[40.0, 0.0, 32.0], [0.0, 40.0, 16.0], [0.0, 0.0, 1.0]])
+    estimator.step(image, K, 0)
+    out = estimator.step(image, K, 100_000_000)
+    assert np.isfinite(out.T_prev_cur).all() and np.isfinite(out.depth_m).any()
+
+
+def test_malicious_pickle_is_refused_with_torch_reason(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": ck.CHECKPOINT_FORMAT, "payload": Payload()}, path)
+    with pytest.raises(CheckpointError) as info:
+        ck.load_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"refusing to load {path}") and "could run code" in message
+    assert "GLOBAL" in message and "system" in message  # torch's own reason, not cut off
+    assert "\n" not in message and not marker.exists()
+
+
+# ---------------------------------------------------------------------- durable writes
+def test_folder_is_flushed_after_the_rename(tmp_path: Path, monkeypatch) -> None:
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    ck.atomic_torch_save(_ckpt(1), tmp_path / "a.pt")
+    assert events == ["fsync file", "replace", "fsync folder"]
+
+
+def test_temp_files_of_killed_writers_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    old = time.time() - 2 * ck.STALE_TEMP_AGE_S
+    orphans = [tmp_path / ".last.pt.k3j_x9q2.tmp", tmp_path / ".ckpt_00000002.pt.abcdefgh.tmp"]
+    live = tmp_path / ".last.pt.zz99zz99.tmp"  # a writer busy right now
+    users = [tmp_path / ".notes.tmp", tmp_path / "draft.tmp", tmp_path / ".last.pt.ABCDEFGH.tmp"]
+    for path in [*orphans, live, *users]:
+        path.write_bytes(b"partial")
+    for path in [*orphans, *users]:
+        os.utime(path, (old, old))
+    ck.CheckpointManager(tmp_path)
+    assert not any(p.exists() for p in orphans)
+    assert live.exists() and all(p.exists() for p in users)
+
+    # A later write of the same target also clears what a writer killed since left behind.
+    orphan = tmp_path / ".last.pt.q1w2e3r4.tmp"
+    orphan.write_bytes(b"partial")
+    os.utime(orphan, (old, old))
+    ck.atomic_torch_save(_ckpt(2), tmp_path / "last.pt")
+    assert not orphan.exists() and live.exists()
+    assert ck.load_checkpoint(tmp_path / "last.pt")["step"] == 2
+
+
+def test_unwritable_finetune_output_is_one_clear_error(
+    small_checkpoint: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The adapter's first publish into a folder that cannot exist (below a regular file)."""
+    from sfm_ros.core.online import OnlineAdapter, OnlineConfig
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("user data")
+    cfg = OnlineConfig(checkpoint=str(small_checkpoint), out_dir=str(blocker / "out"))
+    adapter = OnlineAdapter(cfg.replace(device="cpu"))
+    with pytest.raises(CheckpointError, match="cannot write the adapted model to .*a_file/out"):
+        adapter._publish({"holdout_loss": 1.0})
+    assert adapter.version == 0 and blocker.read_text() == "user data"
+    # Through save() (the node's service and its final save): reported, not raised.
+    monkeypatch.setattr(adapter, "check", lambda: adapter._publish({}))
+    ok, message = adapter.save()
+    assert not ok and message.startswith("not saved: cannot write the adapted model")

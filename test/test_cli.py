@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import tiny_overrides
@@ -85,9 +86,31 @@ def test_train_then_eval_depth_and_pose(tmp_path: Path, capsys) -> None:
     )
     pose = json.loads(pose_json.read_text())
     (entry,) = pose["sequences"].values()
-    assert {"ate5_mean", "ate_rmse_sim3", "t_err_percent"} <= set(entry["model"])
-    assert "baseline: constant velocity" in entry
+    assert {"ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent"} <= set(entry["model"])
+    assert "baseline: constant velocity" in entry and entry["frames_without_motion"] == 0
+    assert pose["pipeline"]["pose_source"] == "network"
     assert list(tmp_path.glob("trajectory_*.png"))
+
+
+def test_eval_runs_the_nodes_pipeline_with_its_parameters(
+    small_checkpoint: Path, tmp_path: Path
+) -> None:
+    """--params / --set reach the pipeline: refined poses differ from the network's, and a
+    depth range that excludes everything leaves no valid depth (exit 2)."""
+    data = ["--checkpoint", str(small_checkpoint), "--data", "synthetic:street:6:3"]
+    data += ["--device", "cpu"]
+    reports = {}
+    for source in ("network", "refined"):
+        out = tmp_path / f"{source}.json"
+        args = ["eval", "pose", *data, "--set", f"pose_source={source}", "--json", str(out)]
+        assert main(args) == 0
+        reports[source] = json.loads(out.read_text())
+    assert reports["refined"]["pipeline"]["pose_source"] == "refined"
+    (net,), (ref,) = (r["sequences"].values() for r in reports.values())
+    assert net["trajectory_xyz"]["pred"] != ref["trajectory_xyz"]["pred"]
+    params = tmp_path / "params.yaml"
+    params.write_text("depth_odometry:\n  ros__parameters:\n    min_depth: 500.0\n")
+    assert main(["eval", "depth", *data, "--params", str(params), "--set", "max_depth=600"]) == 2
 
 
 def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
@@ -101,7 +124,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["train", *tiny_overrides(tmp_path / "r"), f"data.train=[{empty}]"]) == 2
     assert str(empty) in capsys.readouterr().err
     assert main(["train", "optim.nonsense=1"]) == 2
-    assert "unknown option optim.nonsense" in capsys.readouterr().err
+    assert "unknown parameter 'optim.nonsense'" in capsys.readouterr().err
 
 
 def test_torchrun_data_parallel_on_cpu(tmp_path: Path) -> None:
@@ -127,3 +150,71 @@ def test_torchrun_data_parallel_on_cpu(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("done: 2 steps") == 1  # only rank 0 reports
     assert (run / "checkpoints" / "last.pt").is_file()
+
+
+def _eval_depth(checkpoint: Path, *extra: str) -> list[str]:
+    return ["eval", "depth", "--checkpoint", str(checkpoint), "--data", "synthetic:street:1:7",
+            "--device", "cpu", *extra]  # fmt: skip
+
+
+def test_eval_depth_counts_invalid_predictions_and_fails_on_none(
+    small_checkpoint: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from sfm_ros.core.inference import DepthPoseEstimator
+
+    real_step = DepthPoseEstimator.step
+
+    def left_half_nan(self, image, K, stamp_ns, **kwargs):
+        out = real_step(self, image, K, stamp_ns, **kwargs)
+        out.depth_m[:, : out.depth_m.shape[1] // 2] = np.nan
+        return out
+
+    monkeypatch.setattr(DepthPoseEstimator, "step", left_half_nan)
+    report = tmp_path / "depth.json"
+    assert main(_eval_depth(small_checkpoint, "--json", str(report))) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: the model gave no valid depth (NaN or inf) at" in out and "invalid" in out
+    model = json.loads(report.read_text())["model"]
+    assert 0.3 < model["invalid_fraction"] < 0.7 and model["num_images"] == 1
+
+    def all_nan(self, image, K, stamp_ns, **kwargs):
+        out = real_step(self, image, K, stamp_ns, **kwargs)
+        out.depth_m[:] = np.nan
+        return out
+
+    monkeypatch.setattr(DepthPoseEstimator, "step", all_nan)
+    assert main(_eval_depth(small_checkpoint)) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert last.startswith("sfm-ros: error: the model predicts no valid depth")
+
+
+def test_unusable_devices_are_one_line_errors(small_checkpoint: Path, capsys, monkeypatch) -> None:
+    import torch
+
+    assert main([*_eval_depth(small_checkpoint), "--device", "banana"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown device 'banana'" in err and "\n" not in err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main([*_eval_depth(small_checkpoint), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "CUDA is not available" in err and "use cpu or auto" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["finetune", "--bag", "synthetic:street", "--out", "o", "--max-frames", "-1"],
+         "--max-frames: must be a positive integer, got -1"),
+        (["finetune", "--bag", "synthetic:street", "--out", "o", "--steps-per-frame", "-3"],
+         "--steps-per-frame: must be an integer >= 0, got -3"),
+        (["eval", "depth", "--data", "synthetic:street", "--max-frames", "-1"],
+         "--max-frames: must be a positive integer, got -1"),
+        (["eval", "depth", "--data", "synthetic:street", "--max-frames", "two"],
+         "--max-frames: must be a positive integer, got 'two'"),
+    ],
+)  # fmt: skip
+def test_negative_counts_are_refused(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

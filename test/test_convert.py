@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import array
 import io
+import struct
 import sys
 import types as pytypes
+import zlib
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from PIL import Image as PILImage
 from rosbags.typesys import Stores, get_typestore
 
 from sfm_ros import messages as cv
+from sfm_ros.core.camera import Camera
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.frames import matrix_from_quaternion
 from sfm_ros.core.visualize import colormap_depth
@@ -125,8 +128,32 @@ def test_image_to_rgb8_conversions():
     np.testing.assert_array_equal(
         cv.image_to_rgb8(hand_image(grey16, "mono16", W * 2))[..., 1], grey
     )
-    with pytest.raises(InputError, match="32FC1"):
-        cv.image_to_rgb8(hand_image(np.zeros((H, W), np.float32), "32FC1", W * 4))
+
+
+@pytest.mark.parametrize(("encoding", "dtype"), [("16UC1", np.uint16), ("32FC1", np.float32)])
+def test_depth_encodings_are_refused_as_camera_input(encoding, dtype):
+    depth = hand_image(np.ones((H, W), dtype), encoding, W * np.dtype(dtype).itemsize)
+    with pytest.raises(InputError, match=f"'{encoding}' is a depth image"):
+        cv.image_to_rgb8(depth)
+    png = pytypes.SimpleNamespace(format=f"{encoding}; png compressed ", data=b"")
+    with pytest.raises(InputError, match="depth image"):
+        cv.compressed_to_rgb8(png)
+
+
+def test_listed_camera_encodings_are_exactly_the_accepted_ones():
+    with pytest.raises(InputError, match="unsupported image encoding 'yuv422'") as info:
+        cv.image_to_rgb8(hand_image(np.zeros((H, W, 3), np.uint8), "yuv422", W * 3))
+    listed = str(info.value).split("supported: ")[1].split(", ")
+    assert listed == list(cv.COLOUR_ENCODINGS)
+    rng = np.random.default_rng(6)
+    for encoding in cv.ENCODINGS:
+        a = random_array(encoding, rng)
+        msg = hand_image(a, encoding, a[0].nbytes)
+        if encoding in listed:
+            assert cv.image_to_rgb8(msg).shape == (H, W, 3), encoding
+        else:
+            with pytest.raises(InputError):
+                cv.image_to_rgb8(msg)
 
 
 def test_bad_images_raise():
@@ -184,14 +211,26 @@ def test_compressed_decodes(store, fmt, pil_format, tolerance):
 
 def test_compressed_errors():
     garbage = pytypes.SimpleNamespace(format="jpeg", data=b"not an image")
-    with pytest.raises(InputError, match="cannot decode"):
+    with pytest.raises(InputError, match="cannot decode .*12 bytes.*not an image") as info:
         cv.compressed_to_rgb8(garbage)
+    assert "BytesIO" not in str(info.value)
     truncated = pytypes.SimpleNamespace(format="jpeg", data=encode(smooth_image(), "JPEG")[:200])
     with pytest.raises(InputError, match="cannot decode"):
         cv.compressed_to_rgb8(truncated)
     depth = pytypes.SimpleNamespace(format="16UC1; compressedDepth png", data=b"")
     with pytest.raises(InputError, match="depth"):
         cv.compressed_to_rgb8(depth)
+
+
+def test_png_decompression_bomb_is_an_input_error():
+    """A tiny PNG whose header claims 20000 x 20000 pixels (over Pillow's bomb limit)."""
+    png = bytearray(encode(np.zeros((2, 2, 3), np.uint8), "PNG"))
+    assert png[12:16] == b"IHDR"
+    png[16:24] = struct.pack(">II", 20000, 20000)
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    bomb = pytypes.SimpleNamespace(format="png", data=bytes(png))
+    with pytest.raises(InputError, match="cannot decode .*decompression bomb"):
+        cv.compressed_to_rgb8(bomb)
 
 
 # --------------------------------------------------------------------------------- camera info
@@ -226,8 +265,13 @@ def test_camera_info_rectified_uses_p(store):
     msg = cv.camera_info_msg(t, K_TEST, 48, 32, cv.header(t, 1, "cam"))
     P = np.hstack([K_TEST * [[0.9], [0.9], [1.0]], np.zeros((3, 1))])
     msg.p = P.reshape(12)
-    np.testing.assert_allclose(cv.camera_info_to_K(msg)[0], K_TEST)
+    np.testing.assert_allclose(cv.camera_info_to_K(msg, rectified=False)[0], K_TEST)
     np.testing.assert_allclose(cv.camera_info_to_K(msg, rectified=True)[0], P[:, :3])
+    np.testing.assert_allclose(cv.camera_info_to_K(msg)[0], P[:, :3])  # D = 0: rectified
+    msg.d = t.float64_seq(np.array([0.1, 0.0, 0.0, 0.0, 0.0]))
+    raw = cv.camera_from_camera_info(msg)  # D set: the raw image, K with its distortion
+    np.testing.assert_allclose(raw.K, K_TEST)
+    assert raw.distorted and raw.D == (0.1, 0.0, 0.0, 0.0, 0.0)
 
 
 def test_camera_info_uncalibrated_raises(store):
@@ -249,10 +293,10 @@ def test_camera_info_ros1_field_names():
     )
     P = np.hstack([K_TEST * [[0.9], [0.9], [1.0]], np.zeros((3, 1))])
 
-    def info(K, P):
+    def info(K, P, D=(0.0,) * 5):
         msg = ts.types["sensor_msgs/msg/CameraInfo"](
             header=Header(seq=0, stamp=Time(sec=1, nanosec=0), frame_id="cam1"),
-            height=32, width=48, distortion_model="plumb_bob", D=np.zeros(5),
+            height=32, width=48, distortion_model="plumb_bob", D=np.array(D),
             K=K.reshape(9), R=np.eye(3).reshape(9), P=P.reshape(12),
             binning_x=2, binning_y=1, roi=roi,
         )  # fmt: skip
@@ -260,12 +304,15 @@ def test_camera_info_ros1_field_names():
         return ts.deserialize_ros1(raw, msg.__msgtype__)
 
     # Binned (x2) ROI image: pixel u' covers sensor pixels 2u'+8 and 2u'+9 (centre 2u'+8.5).
-    K, width, height = cv.camera_info_to_K(info(K_TEST, P))
+    K, width, height = cv.camera_info_to_K(info(K_TEST, P), rectified=False)
     np.testing.assert_allclose(K, [[25.0, 0, (24.5 - 8.5) / 2], [0, 60.0, 15.5 - 4], [0, 0, 1]])
     assert (width, height) == (15, 20)
     rect = [[45.0 / 2, 0, (0.9 * 24.5 - 8.5) / 2], [0, 54.0, 0.9 * 15.5 - 4], [0, 0, 1]]
     np.testing.assert_allclose(cv.camera_info_to_K(info(K_TEST, P), rectified=True)[0], rect)
     np.testing.assert_allclose(cv.camera_info_to_K(info(np.zeros((3, 3)), P))[0], rect)
+    raw = cv.camera_from_camera_info(info(K_TEST, P, D=(0.1, 0.01, 0.0, 0.0, 0.0)))
+    assert raw.distorted and raw.D == (0.1, 0.01, 0.0, 0.0, 0.0) and raw.size == (15, 20)
+    np.testing.assert_allclose(raw.K, K)
     with pytest.raises(InputError, match="cam1.*calibrated"):
         cv.camera_info_to_K(info(np.zeros((3, 3)), np.zeros((3, 4))))
 
@@ -287,10 +334,13 @@ def test_depth_mm_image(store):
     typestore, t = store
     depth = np.full((H, W), 2.0, np.float32)
     depth[0, 0], depth[0, 1], depth[0, 2], depth[0, 3] = np.nan, 1.2346, 100.0, -1.0
+    depth[1, 0], depth[1, 2], depth[1, 3], depth[1, 4] = 65.535, 65.5356, np.inf, 1e-5
     back = cdr_round_trip(typestore, cv.depth_to_mm_image(t, depth, cv.header(t, 3, "cam")))
     mm = cv.image_to_numpy(back)
     assert back.encoding == "16UC1" and mm.dtype == np.uint16
-    assert (mm[0, 0], mm[0, 1], mm[0, 2], mm[0, 3], mm[1, 1]) == (0, 1235, 65535, 0, 2000)
+    assert (mm[0, 0], mm[0, 1], mm[0, 3], mm[1, 1]) == (0, 1235, 0, 2000)
+    # REP 118: 0 = no measurement; beyond 65.535 m (and inf) is no measurement, not 65535
+    assert (mm[0, 2], mm[1, 0], mm[1, 2], mm[1, 3], mm[1, 4]) == (0, 65535, 0, 0, 1)
 
 
 def test_colormap_depth():
@@ -467,6 +517,8 @@ def test_rclpy_types_builders(fake_ros):
     np.testing.assert_array_equal(cv.image_to_rgb8(msg), image)
     info = cv.camera_info_msg(t, K_TEST, 48, 32, hdr)
     np.testing.assert_allclose(cv.camera_info_to_K(info)[0], K_TEST)
+    raw = Camera(K_TEST, 48, 32, (0.1, 0.0, 0.0, 0.0, 0.0), rectified=False)
+    assert cv.camera_from_camera_info(cv.camera_info_msg(t, raw, hdr)) == raw
     cv.depth_to_mm_image(t, np.ones((H, W), np.float32), hdr)
     cv.pointcloud2_msg(t, hdr, np.zeros((3, 3), np.float32), np.zeros((3, 3), np.uint8))
     cv.odometry_msg(t, hdr, "base_link", np.eye(4), np.zeros(3), np.zeros(3), np.eye(6), np.eye(6))

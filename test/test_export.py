@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -184,3 +185,36 @@ def test_cli_export_reports_errors_in_one_line(
         == 2
     )
     assert "opset must be in [11, 20], got 5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "export.json").write_bytes(b"\x00{ not json"), "corrupt or not JSON"),
+        (lambda d: (d / "export.json").write_text("[1, 2]"), "not an sfm_ros ONNX export"),
+        (
+            lambda d: (d / "export.json").write_text(
+                json.dumps({**json.loads((d / "export.json").read_text()), "arch": {
+                    **json.loads((d / "export.json").read_text())["arch"], "height": 0}})
+            ),
+            "height 0 is not a multiple of 8",
+        ),
+        (lambda d: (d / "depth.onnx").write_bytes(b"garbage"), "cannot load the ONNX model"),
+        (lambda d: (d / "pose.onnx").write_bytes((d / "depth.onnx").read_bytes()),
+         r"takes inputs \['image'\], expected \['tgt', 'srcs'\]"),
+    ],
+)  # fmt: skip
+def test_damaged_export_folder_gives_one_line_errors(
+    export_dir: Path, tmp_path: Path, damage, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sfm_ros.cli import main
+
+    broken = tmp_path / "broken"
+    shutil.copytree(export_dir, broken)
+    damage(broken)
+    with pytest.raises(CheckpointError, match=message):
+        DepthPoseEstimator.load(broken, device="cpu")
+    args = ["eval", "depth", "--checkpoint", str(broken), "--data", "synthetic:street:1:7"]
+    assert main([*args, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sfm-ros: error:") and "\n" not in err

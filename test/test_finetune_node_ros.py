@@ -49,6 +49,8 @@ def overrides(tiny_checkpoint, out_dir) -> list:
         Parameter("save_period", value=1000),
         Parameter("duty_cycle", value=1.0),
         Parameter("diagnostics_period", value=0.2),
+        Parameter("replay_data", value=""),  # rendering the synthetic replay takes seconds
+        Parameter("collapse_min_rel_std", value=1e-3),  # the tiny model's depth is near constant
     ]
 
 
@@ -158,4 +160,25 @@ def test_single_process_swaps_weights_into_the_depth_node(ros, tiny_checkpoint, 
     finally:
         executor.shutdown()
         node.destroy_node()
+        depth.destroy_node()
+
+
+def test_single_process_refuses_the_camera_aspect_policy(ros, tiny_checkpoint, tmp_path):
+    from sfm_ros.core.errors import ConfigError
+    from sfm_ros.ros.depth_odometry_node import DepthOdometryNode
+
+    depth = DepthOdometryNode(
+        parameter_overrides=[
+            Parameter("checkpoint", value=str(tiny_checkpoint)),
+            Parameter("device", value="cpu"),
+        ]
+    )
+    params = [
+        *overrides(tiny_checkpoint, tmp_path),
+        Parameter("adapt_resolution", value="camera_aspect"),
+    ]
+    try:
+        with pytest.raises(ConfigError, match="adapt_resolution 'camera_aspect'"):
+            FinetuneNode(estimator=depth.pipeline.estimator, parameter_overrides=params)
+    finally:
         depth.destroy_node()

@@ -7,7 +7,7 @@ import pytest
 
 from sfm_ros.core import frames
 from sfm_ros.core.errors import InputError
-from sfm_ros.core.odometry import invert_se3
+from sfm_ros.core.lie import se3_inverse
 
 
 def rotation(axis, angle: float) -> np.ndarray:
@@ -70,7 +70,7 @@ def test_conversions_broadcast_over_batches():
     batched = frames.optical_to_body(T)
     assert batched.shape == (4, 4, 4)
     np.testing.assert_allclose(batched[2], frames.optical_to_body(T[2]))
-    np.testing.assert_allclose(invert_se3(T) @ T, np.broadcast_to(np.eye(4), T.shape), atol=1e-12)
+    np.testing.assert_allclose(se3_inverse(T) @ T, np.broadcast_to(np.eye(4), T.shape), atol=1e-12)
 
 
 def test_shape_errors():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from sfm_ros.core.camera import Camera
 from sfm_ros.core.checkpoint import build_networks, load_checkpoint
 from sfm_ros.core.errors import CheckpointError, InputError
 from sfm_ros.core.inference import DepthPoseEstimator
@@ -44,7 +45,7 @@ def test_cpu_resize_matches_float_antialiased_resize(tiny_checkpoint: Path) -> N
     est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint)  # 64x96 network input
     image = np.random.default_rng(0).integers(0, 256, (150, 260, 3), dtype=np.uint8)
     K = np.array([[120.0, 0, 129.5], [0, 120.0, 74.5], [0, 0, 1]])
-    fast = est._prepare(image, K).image
+    fast = est._prepare(image, Camera(K, 260, 150)).image
     as_float = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
     exact = torch.nn.functional.interpolate(
         as_float, size=(64, 96), mode="bilinear", align_corners=False, antialias=True
@@ -133,3 +134,42 @@ def test_bad_inputs_raise_clear_errors(tiny_checkpoint: Path, frames, tmp_path: 
     corrupt.write_bytes(tiny_checkpoint.read_bytes()[:1000])
     with pytest.raises(CheckpointError):
         DepthPoseEstimator.from_checkpoint(corrupt)
+
+
+@pytest.mark.parametrize(
+    ("size_hw", "scaled_w", "x0"),
+    [((50, 130), 166, 35), ((375, 1242), 212, 58)],  # into the 64x96 network input
+    ids=["50x130", "kitti"],
+)
+def test_crop_policy_is_exact_both_ways(tiny_checkpoint: Path, size_hw, scaled_w, x0) -> None:
+    """K of the network input and the map back use the integer sizes actually resampled."""
+    est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint, resize_policy="crop")
+    H, W = size_hw
+    K = np.array([[0.8 * W, 0.0, W / 2 - 0.3], [0.0, 0.8 * W, H / 2 + 0.2], [0.0, 0.0, 1.0]])
+    prep = est._prepare(np.zeros((H, W, 3), np.uint8), Camera(K, W, H))
+    assert prep.scaled_hw == (64, scaled_w) and prep.offset == (0, x0)
+    X = np.random.default_rng(0).uniform([-4, -1, 5], [4, 1, 30], (40, 3)).T
+    uvw, uvw_net = K @ X, prep.K_net[0].double().numpy() @ X
+    u, v = uvw[:2] / uvw[2]
+    expected = [(u + 0.5) * scaled_w / W - 0.5 - x0, (v + 0.5) * 64 / H - 0.5]
+    np.testing.assert_allclose(uvw_net[:2] / uvw_net[2], expected, atol=1e-3)
+
+    # a map holding each network pixel's column comes back as the exact network column
+    ramp = torch.arange(96, dtype=torch.float32).expand(1, 1, 64, 96)
+    back = est._to_input_resolution(ramp, prep, (H, W))[0, 0].numpy()
+    column = (np.arange(W) + 0.5) * scaled_w / W - 0.5 - x0  # network column of input pixels
+    seen = (column >= -0.5) & (column < 95.5)
+    assert np.isnan(back[:, ~seen]).all() and np.isfinite(back[:, seen]).all()
+    np.testing.assert_allclose(back[0, seen], np.clip(column[seen], 0, 95), atol=1e-4)
+
+
+def test_camera_or_K_and_refusals(tiny_checkpoint: Path, frames) -> None:
+    est = DepthPoseEstimator.from_checkpoint(tiny_checkpoint)
+    image = frames.images[0]
+    camera = Camera(frames.K, 130, 50)
+    np.testing.assert_array_equal(est.depth(image, camera), est.depth(image, frames.K))
+    with pytest.raises(InputError, match="camera is for 65x25"):
+        est.depth(image, camera.resized(65, 25))
+    distorted = Camera(frames.K, 130, 50, (0.1, 0.0, 0.0, 0.0, 0.0), rectified=False)
+    with pytest.raises(InputError, match="undistort"):
+        est.step(image, distorted)

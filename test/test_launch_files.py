@@ -10,6 +10,8 @@ import array
 import ast
 import importlib.util
 import logging
+import os
+import subprocess
 import sys
 import types
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ import yaml
 from sfm_ros.core.errors import ConfigError
 from sfm_ros.core.frames import quaternion_from_matrix
 from sfm_ros.core.online import OnlineConfig
-from sfm_ros.pipeline.frame_pipeline import OUTPUTS, PipelineConfig
+from sfm_ros.pipeline.frame_pipeline import OUTPUT_TYPES, OUTPUTS, PipelineConfig
 from sfm_ros.ros.node_utils import (
     NodeConfig,
     matrix_from_transform,
@@ -65,8 +67,8 @@ FAKES = {
         "IncludeLaunchDescription",
         "LogInfo",
         "OpaqueFunction",
+        "Shutdown",
     ],
-    "launch.conditions": ["IfCondition"],
     "launch.launch_description": ["LaunchDescription"],
     "launch.launch_description_sources": ["PythonLaunchDescriptionSource"],
     "launch.substitutions": ["PathJoinSubstitution", "ThisLaunchFileDir"],
@@ -76,12 +78,32 @@ FAKES = {
 }
 
 
+INSTALLED = {"sfm_ros", "rviz2"}
+"""Packages the stand-in of ament_index_python finds (tests remove rviz2 from it)."""
+
+
+class PackageNotFoundError(KeyError):
+    pass
+
+
+def get_package_share_directory(name: str) -> str:
+    if name not in INSTALLED:
+        raise PackageNotFoundError(f"package '{name}' not found")
+    return f"/opt/ros/share/{name}"
+
+
 @pytest.fixture
 def fake_launch(monkeypatch):
-    """Replace launch and launch_ros by recording stand-ins; returns {class name: class}."""
+    """Replace launch, launch_ros and ament_index_python by recording stand-ins; returns
+    {class name: class}."""
     classes = {"LaunchConfiguration": LaunchConfiguration}
-    for package in ("launch", "launch_ros"):
+    for package in ("launch", "launch_ros", "ament_index_python"):
         monkeypatch.setitem(sys.modules, package, types.ModuleType(package))
+    index = types.ModuleType("ament_index_python.packages")
+    index.PackageNotFoundError = PackageNotFoundError
+    index.get_package_share_directory = get_package_share_directory
+    monkeypatch.setitem(sys.modules, "ament_index_python.packages", index)
+    monkeypatch.setattr(sys.modules[__name__], "INSTALLED", set(INSTALLED))
     for module_name, names in FAKES.items():
         module = types.ModuleType(module_name)
         for name in names:
@@ -193,13 +215,39 @@ def test_sfm_launch_finetune_node_and_single_process(fake_launch):
     assert [type(a).__name__ for a in actions] == ["Node", "LogInfo"]
 
 
-def test_sfm_launch_rviz_is_conditional(fake_launch):
+def test_sfm_launch_rviz_is_optional_and_needs_rviz2(fake_launch):
     description = load_launch("sfm.launch.py").generate_launch_description()
-    (rviz,) = entities(description, "Node")
-    assert rviz.kwargs["executable"] == "rviz2"
-    assert rviz.kwargs["condition"] == fake_launch["IfCondition"](LaunchConfiguration("rviz"))
+    assert declared(description)["rviz"].kwargs["default_value"] == "false"
+    (opaque,) = entities(description, "OpaqueFunction")
+    context = {name: "" for name in declared(description)}
+    context.update(use_sim_time="false", rviz="true")
+    depth, rviz = opaque.kwargs["function"](context)
+    assert rviz.kwargs["executable"] == "rviz2" and depth.kwargs["executable"] == "depth_odometry"
     flag, path = rviz.kwargs["arguments"]
     assert flag == "-d" and path.args[0][1:] == ["config", "sfm.rviz"]
+    assert "on_exit" not in rviz.kwargs  # closing RViz ends nothing else
+
+    INSTALLED.discard("rviz2")  # a headless machine: a note instead of a failed launch
+    depth, note = opaque.kwargs["function"](context)
+    assert type(note).__name__ == "LogInfo" and "rviz2 is not installed" in note.kwargs["msg"]
+    context.update(rviz="false")
+    assert [a.kwargs["executable"] for a in opaque.kwargs["function"](context)] == [
+        "depth_odometry"
+    ]
+
+
+def test_sfm_launch_ends_when_depth_odometry_exits(fake_launch):
+    description = load_launch("sfm.launch.py").generate_launch_description()
+    (opaque,) = entities(description, "OpaqueFunction")
+    context = {name: "" for name in declared(description)}
+    context.update(use_sim_time="false", finetune="true")
+    shutdown = fake_launch["Shutdown"](reason="depth_odometry exited")
+    depth, finetune = opaque.kwargs["function"](context)
+    assert depth.kwargs["on_exit"] == shutdown
+    assert "on_exit" not in finetune.kwargs  # the depth node keeps running without it
+    context.update(single_process="true")
+    (combined,) = opaque.kwargs["function"](context)
+    assert combined.kwargs["on_exit"] == shutdown
 
 
 def test_bag_replay_plays_with_clock_and_includes_sfm_launch(fake_launch):
@@ -217,10 +265,26 @@ def test_bag_replay_plays_with_clock_and_includes_sfm_launch(fake_launch):
     source = include.args[0].args[0]
     assert source.args[0][-1] == "sfm.launch.py"
     passed = dict(include.kwargs["launch_arguments"])
-    assert passed["use_sim_time"] == "true" and passed["rviz"] == "true"
+    assert passed["use_sim_time"] == "true"
+    assert args["rviz"].kwargs["default_value"] == "true"
+    assert passed["rviz"] == LaunchConfiguration("rviz")  # rviz:=false replays without RViz
     # Everything passed on is an argument of sfm.launch.py.
     sfm_args = declared(load_launch("sfm.launch.py").generate_launch_description())
     assert set(passed) <= set(sfm_args)
+
+
+def test_bag_replay_shuts_down_when_the_player_fails(fake_launch):
+    module = load_launch("bag_replay.launch.py")
+    (play,) = entities(module.generate_launch_description(), "ExecuteProcess")
+    on_exit = play.kwargs["on_exit"]
+    assert on_exit is module.on_player_exit
+    running, stopping = SimpleNamespace(is_shutdown=False), SimpleNamespace(is_shutdown=True)
+    note, shutdown = on_exit(SimpleNamespace(returncode=1), running)
+    assert shutdown == fake_launch["Shutdown"](reason="ros2 bag play failed (exit code 1)")
+    assert "shutting down" in note.kwargs["msg"]
+    (note,) = on_exit(SimpleNamespace(returncode=0), running)  # played to the end
+    assert type(note).__name__ == "LogInfo" and "Ctrl-C" in note.kwargs["msg"]
+    assert on_exit(SimpleNamespace(returncode=-2), stopping) is None  # Ctrl-C: nothing to add
 
 
 def test_console_script_points_at_node_main():
@@ -243,12 +307,12 @@ def test_console_script_points_at_node_main():
 def test_node_publishes_every_pipeline_output_and_documents_it():
     source = (ROOT / "sfm_ros" / "ros" / "depth_odometry_node.py").read_text()
     tree = ast.parse(source)
-    (types_dict,) = [
+    (classes,) = [
         n.value
         for n in tree.body
-        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "OUTPUT_TYPES"
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "MESSAGE_CLASSES"
     ]
-    assert {k.value for k in types_dict.keys} == set(OUTPUTS)
+    assert {k.value for k in classes.keys} == set(OUTPUT_TYPES.values())
     doc = ast.get_docstring(tree)
     for topic in [*OUTPUTS, "image", "camera_info", "external_odom", "model_update"]:
         assert topic in doc, topic
@@ -418,3 +482,39 @@ def test_logging_bridge_formats_and_maps_levels():
         ("debug", "detail"),
     ]
     assert not logging.getLogger("sfm_ros.test_bridge").propagate
+
+
+# ---------------------------------------------------------------------- pytest on ROS machines
+def test_pytest_ignores_the_launch_testing_plugins_of_ros(tmp_path):
+    """ROS 2 installs pytest plugins named launch_testing (Humble: breaks pytest >= 8) and
+    launch_ros (Jazzy: a hook pytest does not know). Stand-ins with that unknown hook must not
+    stop a run that uses this package's pytest options, as colcon's run from the package does."""
+    site = tmp_path / "site"
+    dist = site / "fake_launch_testing_ros-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-ltr\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[pytest11]\nlaunch_ros = fake_ltr_entrypoint\nlaunch_testing = fake_lt_hooks\n"
+    )
+    for module in ("fake_ltr_entrypoint", "fake_lt_hooks"):
+        (site / f"{module}.py").write_text(
+            "def pytest_launch_collect_makemodule(path, parent, entrypoint):\n    return None\n"
+        )
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_one.py").write_text("def test_one():\n    pass\n")
+    (tmp_path / "plain.ini").write_text("[pytest]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = str(site)
+
+    def pytest(config: Path) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "pytest", "-c", str(config), "--rootdir", str(tmp_path),
+               "-p", "no:cacheprovider", str(tests)]  # fmt: skip
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+    broken = pytest(tmp_path / "plain.ini")  # what Jazzy users saw
+    assert broken.returncode != 0
+    assert "pytest_launch_collect_makemodule" in broken.stdout + broken.stderr
+    ours = pytest(ROOT / "pyproject.toml")
+    assert ours.returncode == 0, ours.stdout + ours.stderr
+    assert "1 passed" in ours.stdout

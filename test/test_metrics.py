@@ -123,6 +123,35 @@ def test_depth_images_without_valid_pixels_are_skipped():
         evaluate_depth([gt], [np.full((4, 4), np.nan)])
 
 
+def test_pixels_without_prediction_are_counted_not_filled():
+    gt = np.full((4, 4), 10.0)
+    pred = np.full((4, 4), 10.0)
+    pred[0, :] = np.nan  # a row of NaN
+    pred[1, 0], pred[1, 1] = np.inf, -1.0
+    result = evaluate_depth([gt], [pred], metric=True)
+    assert result.invalid_fraction == pytest.approx(6 / 16)
+    assert result.images_without_prediction == 0 and result.num_images == 1
+    # The remaining pixels are exact: the invalid ones did not leak into them, nor were
+    # they replaced by some depth that would change the errors.
+    assert result.metric["abs_rel"] == 0.0 and result.median_scaled["abs_rel"] == 0.0
+    assert result.to_dict()["invalid_fraction"] == pytest.approx(6 / 16)
+
+    half = evaluate_depth([gt, gt], [pred, np.full((4, 4), np.nan)])
+    assert half.images_without_prediction == 1 and half.num_images == 1
+    assert half.invalid_fraction == pytest.approx((6 + 16) / 32)
+    with pytest.raises(InputError, match="predicts no valid depth: all 32 evaluated pixels"):
+        evaluate_depth([gt, gt], [np.full((4, 4), np.nan), np.zeros((2, 2))])
+
+
+def test_invalid_predictions_do_not_spread_when_resized():
+    gt = np.full((8, 8), 10.0)
+    pred = np.full((4, 4), 5.0)
+    pred[0, 0] = np.nan  # covers the 2x2 top-left pixels and blurs into their neighbours
+    result = evaluate_depth([gt], [pred], metric=True)
+    assert 4 / 64 <= result.invalid_fraction <= 9 / 64
+    assert result.metric["abs_rel"] == pytest.approx(0.5)
+
+
 def test_garg_crop_mask():
     gt = np.full((100, 100), 5.0)
     gt[60, 60], gt[61, 61] = 0.0, 90.0
@@ -288,3 +317,25 @@ def test_format_table_contains_names():
     for name in ["method", "sfmlearner", "mean depth", "abs_rel", "a1", "0.1830", "-"]:
         assert name in table
     assert len(lines) == 4 and len({len(line) for line in lines}) == 1
+
+
+def test_snippet_rotation_error_is_sfmlearners_re():
+    from sfm_ros.core.lie import se3_exp
+    from sfm_ros.core.metrics import evaluate_snippets_rotation, snippet_rotation_error
+
+    rng = np.random.default_rng(3)
+    gt = se3_exp(np.concatenate([rng.normal(size=(5, 3)), rng.normal(size=(5, 3)) * 0.2], 1))
+    assert snippet_rotation_error(gt, gt) == pytest.approx(0.0, abs=1e-12)
+    about_y = se3_exp(np.array([[0, 0, 0, 0, 0.01, 0]] * 5))  # 0.01 rad on every frame
+    assert snippet_rotation_error(gt, gt @ about_y) == pytest.approx(0.01, rel=1e-3)
+    # The original's s is not 2 sin(angle) for a general axis: same formula, same numbers.
+    R = gt[1, :3, :3] @ np.linalg.inv(gt[2, :3, :3])
+    s = np.linalg.norm([R[0, 1] - R[1, 0], R[1, 2] - R[2, 1], R[0, 2] - R[2, 0]])
+    expected = np.arctan2(s, np.trace(R) - 1)
+    assert snippet_rotation_error(gt[1:2], gt[2:3]) == pytest.approx(expected)
+    world = np.repeat(np.eye(4)[None], 7, axis=0)
+    world[:, 0, 3] = np.arange(7.0)
+    T_prev_cur = np.linalg.inv(world[:-1]) @ world[1:]
+    assert evaluate_snippets_rotation(world, T_prev_cur) == pytest.approx((0.0, 0.0), abs=1e-12)
+    mean, _ = evaluate_snippets_rotation(world, T_prev_cur @ about_y[:1])
+    assert mean > 0.005  # every step turns 0.01 rad more than the truth

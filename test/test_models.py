@@ -172,3 +172,19 @@ def test_depth_net_overfits_one_target():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 10
+
+
+def test_log_depth_output_is_uniform_in_log_depth_and_bounded():
+    net = build_depth_net("resnet18_half", output="log_depth", min_depth=0.05, max_depth=300.0)
+    logits = torch.tensor([-40.0, 0.0, 40.0])
+    depth = 1.0 / net._disparity(logits)
+    torch.testing.assert_close(depth, torch.tensor([0.05, (0.05 * 300.0) ** 0.5, 300.0]))
+    x = torch.rand(1, 3, 32, 64, requires_grad=True)
+    disp = net(x)[0]
+    assert ((disp >= 1 / 300.0 - 1e-6) & (disp <= 1 / 0.05 + 1e-6)).all()
+    disp.mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="depth output"):
+        build_depth_net("resnet18", output="inverse")
+    with pytest.raises(ConfigError, match="min_depth < max_depth"):
+        build_depth_net("resnet18", output="log_depth", min_depth=2.0, max_depth=1.0)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from rosbags.typesys import Stores, get_typestore
 
+from sfm_ros import messages as cv
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL, camera_motion_to_base
+from sfm_ros.core.inference import EstimatorOutput
+from sfm_ros.core.lie import se3_inverse, se3_log
 from sfm_ros.core.odometry import (
     UNOBSERVABLE_VARIANCE,
     OdometryIntegrator,
     conjugate_motion,
-    se3_log,
 )
+from sfm_ros.core.synthetic import render_sequence
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
 
 DT_NS = 100_000_000
 
@@ -75,7 +80,7 @@ def test_conjugation_matches_ros_frames():
 
 def test_se3_log_near_pi():
     T = optical_motion(1.0, np.pi - 1e-6)
-    _, w = se3_log(T)
+    w = se3_log(T)[3:]
     assert np.linalg.norm(w) == pytest.approx(np.pi - 1e-6, abs=1e-6)
     assert abs(w[1]) == pytest.approx(np.linalg.norm(w))
 
@@ -123,9 +128,69 @@ def test_reset_keeps_pose_continuous():
 
 def test_bad_inputs_raise():
     odo = OdometryIntegrator()
-    with pytest.raises(InputError, match="T_prev_cur"):
+    with pytest.raises(InputError, match="T_prev_cur holds NaN or inf values"):
         odo.update(np.full((4, 4), np.nan), 0)
-    with pytest.raises(InputError, match="T_base_cam"):
+    with pytest.raises(InputError, match=r"T_base_cam must be a \(4, 4\) transform, got shape"):
         OdometryIntegrator(np.eye(3))
     with pytest.raises(InputError, match="orthonormal"):
         OdometryIntegrator(np.diag([2.0, 1.0, 1.0, 1.0]))
+
+
+class _TrueStreet:
+    """Estimator stand-in: the true depth and motion of a synthetic street, in network units."""
+
+    def __init__(self, seq, units: float) -> None:
+        self.seq, self.units, self.prev = seq, units, None
+
+    def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
+        i = int(np.flatnonzero(self.seq.stamps_ns == stamp_ns)[0])
+        depth = np.where(self.seq.depth_m[i] > 0, self.seq.depth_m[i] * self.units, np.nan)
+        T = None
+        if self.prev is not None:
+            T = se3_inverse(self.seq.T_world_cam[self.prev]) @ self.seq.T_world_cam[i]
+            T[:3, 3] *= self.units
+        self.prev = i
+        return EstimatorOutput(depth.astype(np.float32), T, stamp_ns, 0)
+
+    def reset(self) -> None:
+        self.prev = None
+
+
+def test_odometry_stays_unscaled_until_the_scale_has_evidence():
+    """One ground-plane fit must not turn the odometry metric and shrink its covariance;
+    consistent ones from the following frames do."""
+    seq = render_sequence("street", 4, seed=2, height=32, width=96)
+    types = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
+    cfg = PipelineConfig.from_mapping(
+        {"scale_source": "camera_height", "camera_height_m": seq.camera_height_m}
+    )
+    pipe = DepthOdometryPipeline(cfg, types, _TrueStreet(seq, units=0.37))
+    pipe.on_camera_info(cv.camera_info_msg(types, seq.K, 96, 32, cv.header(types, 0, "cam")))
+    results = []
+    for image, stamp in zip(seq.images, seq.stamps_ns, strict=True):
+        hdr = cv.header(types, int(stamp), "cam")
+        results.append(pipe.process(cv.numpy_to_image(types, image, "rgb8", hdr)))
+    first = results[0]  # one ground-plane estimate: the scale is still unknown
+    cov = np.asarray(first.messages["odom"].pose.covariance).reshape(6, 6)
+    assert not first.metric and cov[0, 0] >= UNOBSERVABLE_VARIANCE
+    last = results[-1]
+    cov = np.asarray(last.messages["odom"].pose.covariance).reshape(6, 6)
+    assert last.metric and cov[0, 0] < 1.0 and last.scale * 0.37 == pytest.approx(1.0, rel=0.05)
+
+
+def test_step_covariance_from_refinement_is_used_in_the_base_frame():
+    """A refinement's camera-frame covariance drives the odometry's, mapped to the body frame."""
+    step = optical_motion(0.5, 0.0)  # 0.5 forward along optical z
+    sure = np.diag([1e-6, 1e-6, 4e-2, 1e-8, 1e-8, 1e-8])  # uncertain along optical z only
+    odo = OdometryIntegrator(T_BODY_OPTICAL, metric=True)
+    odo.update(None, 0)
+    state = odo.update(step, 100_000_000, step_cov_cam=sure)
+    # optical z is body x: the pose covariance is large along odom x, small along y and z
+    assert state.pose_cov[0, 0] > 3e-2 and state.pose_cov[1, 1] < 1e-4
+    assert state.twist_cov[0, 0] == pytest.approx(4e-2 / 0.1**2, rel=1e-3)
+    looser = OdometryIntegrator(T_BODY_OPTICAL, metric=True)
+    looser.update(None, 0)
+    wide = looser.update(step, 100_000_000, step_cov_cam=sure * 100)
+    assert np.all(np.diag(wide.pose_cov) > np.diag(state.pose_cov))
+    with pytest.raises(InputError, match="step_cov_cam"):
+        odo.update(step, 200_000_000, step_cov_cam=np.full((6, 6), np.nan))

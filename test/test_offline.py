@@ -14,9 +14,10 @@ from rosbags.typesys import Stores, get_typestore
 from sfm_ros import messages as cv
 from sfm_ros.cli import main
 from sfm_ros.core import checkpoint
+from sfm_ros.core.config import parse_overrides
 from sfm_ros.core.synthetic import render_sequence
 from sfm_ros.pipeline import frame_pipeline as pl
-from sfm_ros.pipeline.bag_tool import load_params_file, parse_overrides, pipeline_config
+from sfm_ros.pipeline.params_file import load_params_file, pipeline_config
 
 FRAMES = 4
 IMAGE = "/camera/image_raw"
@@ -208,3 +209,19 @@ def test_bad_bag_completes_with_skips_and_resets(tiny_checkpoint, tmp_path, caps
     assert len(outputs[IMAGE]) == 8  # every input message is copied, bad ones included
     summary = json.loads((tmp_path / "bad_out_previews" / "summary.json").read_text())
     assert summary["skipped_by_reason"] == {"decode": 2, "no_camera_info": 1}
+
+
+def test_unwritable_outputs_and_bad_preview_count_are_one_line_errors(bags, tmp_path, capsys):
+    """An output below a regular file cannot be created (chmod tricks do not stop root)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("user data")
+    out = blocker / "out_bag"
+    make = ["make-bag", "--synthetic", "street", "--frames", "2", "--height", "32", "--width",
+            "96", "--out", str(out)]  # fmt: skip
+    bag = ["bag", str(bags["sqlite3"]), str(out), "--image-topic", IMAGE, "--no-progress"]
+    for args in (make, bag, [*bag[:2], str(tmp_path / "fine"), *bag[3:], "--previews", "-1"]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("sfm-ros: error:") and "\n" not in err, err
+        assert ("cannot write the output" in err) or ("--previews must be >= 0" in err), err
+    assert blocker.read_text() == "user data" and not (tmp_path / "fine").exists()

@@ -12,12 +12,21 @@ import pytest
 import torch
 from torch import nn
 
-from sfm_ros.core.checkpoint import (
-    load_checkpoint,
-)
-from sfm_ros.core.errors import ConfigError, InputError
+from sfm_ros.core.checkpoint import atomic_torch_save, load_checkpoint, resolve_checkpoint
+from sfm_ros.core.errors import ConfigError, DatasetError, InputError
 from sfm_ros.core.inference import DepthPoseEstimator
-from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig, SnippetBuilder
+from sfm_ros.core.online import (
+    LATEST,
+    DepthGuard,
+    OnlineAdapter,
+    OnlineConfig,
+    SnippetBuilder,
+    camera_aspect_size,
+    depth_stats,
+    rank_correlation,
+    torch_threads,
+)
+from sfm_ros.core.sources import open_source
 from sfm_ros.core.synthetic import render_sequence
 
 MS = 1_000_000
@@ -39,8 +48,14 @@ def corridor():
     return render_sequence("corridor", 36, seed=0, height=64, width=96)
 
 
+# The test networks (untrained, or trained for 4 steps) predict a nearly constant depth (log
+# spread ~7e-3, below the default collapse threshold): tests of other mechanics lower it.
+NEARLY_CONSTANT_OK = {"collapse_min_rel_std": 1e-3}
+
+
 def make_adapter(checkpoint: Path, out_dir: Path, on_publish=None, **kw) -> OnlineAdapter:
-    values = {"warmup_snippets": 1, "holdout_every": 3, "device": "cpu", "save_period": 1000}
+    values = {"warmup_snippets": 1, "holdout_every": 3, "device": "cpu", "save_period": 1000,
+              "replay_data": "", **NEARLY_CONSTANT_OK}  # fmt: skip
     cfg = OnlineConfig(checkpoint=str(checkpoint), out_dir=str(out_dir), **{**values, **kw})
     return OnlineAdapter(cfg, on_publish=on_publish)
 
@@ -146,7 +161,8 @@ def adapted(tiny_checkpoint, corridor, tmp_path_factory):
     out = tmp_path_factory.mktemp("adapted")
     cfg = OnlineConfig(
         checkpoint=str(tiny_checkpoint), out_dir=str(out), device="cpu", lr=1e-4,
-        warmup_snippets=2, holdout_every=3, save_period=5, keep_last=2,
+        warmup_snippets=2, holdout_every=3, save_period=5, keep_versions=2, replay_data="",
+        **NEARLY_CONSTANT_OK,
     )  # fmt: skip
 
     def on_publish(path: Path, version: int) -> None:
@@ -224,6 +240,81 @@ def test_replay_of_original_data_and_anchor_to_the_start(small_checkpoint, corri
     first, second = adapter.step_once(), adapter.step_once()
     assert first.stats["replay"] == second.stats["replay"] == 1  # 1 live + 1 street snippet
     assert first.stats["anchor"] == 0.0 < second.stats["anchor"]  # pulled back once moved
+    # The scale term: each frame's mean log depth against the starting weights'.
+    assert first.stats["scale"] < 1e-10 < second.stats["scale"]
+
+
+def test_default_replay_is_synthetic_rendered_lazily_at_the_adaptation_size(
+    small_checkpoint, corridor, tmp_path
+):
+    assert OnlineConfig().replay_data.split(",") == [
+        f"synthetic:{domain}:60:0" for domain in ("street", "corridor", "field")
+    ]
+    adapter = make_adapter(small_checkpoint, tmp_path, replay_data=OnlineConfig().replay_data,
+                           batch_size=4, replay_fraction=0.5)  # fmt: skip
+    assert adapter._replay is None  # nothing rendered before training needs it
+    feed(adapter, corridor, 12)
+    replayed = sum(adapter.step_once().stats["replay"] for _ in range(2))
+    pool = adapter._replay
+    assert len(pool) == 3 * 20  # non-overlapping 3-frame windows of 60 frames per domain
+    assert 0 < pool.rendered_frames <= 3 * replayed  # only the snippets drawn were rendered
+    snippet = pool.sample(np.random.default_rng(0), 1)[0]
+    assert snippet.frames.shape == (3, 3, 32, 64)  # the adaptation size, not the renderer's
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "match"),
+    [
+        ("synthetic:nowhere:10:0", ConfigError, "unknown synthetic domain"),
+        ("synthetic:street:1000:0", DatasetError, "at most 300 frames"),
+        ("synthetic:street,/no/such/folder", DatasetError, "does not exist"),
+    ],
+)
+def test_bad_replay_data_is_refused_at_construction(small_checkpoint, tmp_path, spec, error, match):
+    with pytest.raises(error, match=match):
+        make_adapter(small_checkpoint, tmp_path, replay_data=spec)
+
+
+@pytest.mark.parametrize(
+    ("camera", "size"),
+    [((640, 480), (96, 128)), ((1226, 370), (64, 224)), ((640, 360), (96, 160))],
+)
+def test_camera_aspect_size_keeps_the_pixel_count_in_multiples_of_32(camera, size):
+    assert camera_aspect_size(64 * 208, *camera) == size
+
+
+def test_camera_aspect_policy_adapts_and_publishes_at_the_camera_aspect(small_checkpoint, tmp_path):
+    portrait = render_sequence("corridor", 12, seed=0, height=96, width=48)
+    adapter = make_adapter(small_checkpoint, tmp_path, adapt_resolution="camera_aspect",
+                           lr=1e-4, min_rank_correlation=0.0)  # fmt: skip
+    assert (adapter.height, adapter.width) == (32, 64)  # the checkpoint's until a frame comes
+    feed(adapter, portrait)
+    assert (adapter.height, adapter.width) == (64, 32)  # 2048 pixels at 1:2
+    assert adapter.buffer.sample(np.random.default_rng(0), 1)[0].frames.shape[-2:] == (64, 32)
+    adapter.step_once()
+    adapter.step_once()
+    assert adapter.save()[0] and adapter.version == 1
+    estimator = DepthPoseEstimator.from_checkpoint(tmp_path / LATEST, device="cpu")
+    assert (estimator.height, estimator.width) == (64, 32)
+    assert adapter.status()["adaptation size"] == "32x64 (camera_aspect)"
+
+
+def test_training_uses_its_own_thread_count(small_checkpoint, corridor, tmp_path):
+    seen = []
+    adapter = make_adapter(small_checkpoint, tmp_path, threads=1)
+    real_step = adapter.step_once
+
+    def step():
+        seen.append(torch.get_num_threads())
+        real_step()
+        adapter._stop.set()  # one step is enough
+
+    adapter.step_once = step
+    with torch_threads(2):
+        feed(adapter, corridor, 6)
+        adapter.start()
+        adapter._thread.join(10.0)
+        assert seen == [1] and torch.get_num_threads() == 2  # this thread keeps its own
 
 
 def test_starts_from_a_packaged_fp16_model(small_checkpoint, corridor, tmp_path):
@@ -276,8 +367,7 @@ def test_nonfinite_loss_skips_the_step(small_checkpoint, corridor, tmp_path, mon
 
 
 def test_collapse_rolls_back(small_checkpoint, corridor, tmp_path):
-    # The untrained start varies little (relative std ~6e-3): a collapse only counts when new.
-    adapter = make_adapter(small_checkpoint, tmp_path, collapse_min_rel_std=1e-3)
+    adapter = make_adapter(small_checkpoint, tmp_path)
     feed(adapter, corridor, 12)
     good = weights(adapter)
     with torch.no_grad():
@@ -285,8 +375,108 @@ def test_collapse_rolls_back(small_checkpoint, corridor, tmp_path):
             p.zero_()  # constant disparity everywhere
     adapter._dirty = True  # as if a training step had produced these weights
     result = adapter.check()
-    assert result.outcome == "rolled_back" and "disparity is constant" in result.reason
+    assert result.outcome == "rolled_back" and "depth collapsed" in result.reason
+    assert result.depth["depth_spread"] == 0.0 < result.depth["depth_spread_start"]
     assert_same(good, weights(adapter))
+
+
+def saturated_copy(checkpoint: Path, out: Path) -> Path:
+    """``checkpoint`` with its disparity heads' biases at +50: disparity alpha + beta, i.e.
+    depth 0.0999 at every pixel (the network's near bound), as in the indoor drone report."""
+    ckpt = load_checkpoint(checkpoint)
+    for name, value in ckpt["depth_net"].items():
+        if name.startswith("disp_heads.") and name.endswith(".bias"):
+            value.fill_(50.0)
+    atomic_torch_save(ckpt, out)
+    return out
+
+
+def test_a_collapsed_network_is_never_published_even_when_its_predecessor_was(
+    small_checkpoint, corridor, tmp_path
+):
+    # The starting weights (= version 0, the last good version) are collapsed already: before
+    # the fix a collapse only counted when it was new, so every later collapsed version passed.
+    start = saturated_copy(small_checkpoint, tmp_path / "saturated.pt")
+    estimator = DepthPoseEstimator.from_checkpoint(start, device="cpu")
+    assert np.isnan(estimator.depth(corridor.images[0], corridor.K)).all()  # 0.0999 < min_depth
+    published = []
+    adapter = make_adapter(start, tmp_path / "out", lr=1e-3, save_period=2,
+                           on_publish=lambda p, v: published.append(v))  # fmt: skip
+    feed(adapter, corridor, 18)
+    checks = [r.check for r in (adapter.step_once() for _ in range(6)) if r.check is not None]
+    assert [c.outcome for c in checks] == ["rolled_back"] * 3
+    for check in checks:
+        assert "depth collapsed" in check.reason and "depth saturated: 100%" in check.reason
+    assert "version 0 is current (the starting weights)" in adapter.save()[1]
+    assert published == [] and adapter.version == 0 and not (tmp_path / "out").exists()
+    assert adapter.lr == pytest.approx(1e-3 / 8)  # halved after each rollback
+    adapter.reset()
+    assert adapter.lr == 1e-3
+
+
+def test_real_indoor_clips_a_collapse_is_refused_even_after_one_was_accepted(shared_data, tmp_path):
+    """The drone report on real images: the packaged model, driven to collapse on the NYU
+    clips (a high learning rate, no scale term), predicts a constant depth at the network's
+    bound with a *better* held-out photometric loss. Even with such weights already accepted as
+    the last good version, the next collapsed weights are refused."""
+    clips = [shared_data / "clips" / f"nyu_{i}" for i in range(4)]
+    if not all(c.is_dir() for c in clips):
+        pytest.skip("the NYU clips are absent")
+    published = []
+    cfg = OnlineConfig(
+        checkpoint=str(resolve_checkpoint("")), out_dir=str(tmp_path / "out"), device="cpu",
+        lr=1e-2, scale_weight=0.0, replay_data="", warmup_snippets=1, holdout_every=3,
+        save_period=1000,
+    )  # fmt: skip
+    adapter = OnlineAdapter(cfg, on_publish=lambda p, v: published.append(v))
+    for clip in clips:
+        adapter.new_sequence()
+        (seq,) = open_source(str(clip))
+        for i in range(len(seq)):
+            frame = seq.load(i)
+            adapter.push(frame.image, frame.K, frame.stamp_ns)
+    assert len(adapter.holdout) >= 2 and len(adapter.buffer) >= 4
+    adapter.step_once()
+    adapter.step_once()
+    assert adapter.evaluate_holdout("current") < adapter.evaluate_holdout("start")
+    adapter._good = adapter._snapshot()  # accepted, as the old check did with a collapsed start
+    adapter.step_once()
+    result = adapter.check()
+    assert result.outcome == "rolled_back" and "depth collapsed" in result.reason
+    assert result.depth["depth_saturation"] > 0.9 and result.depth["depth_saturation_start"] < 0.5
+    assert published == [] and not (tmp_path / "out").exists()
+
+
+def test_depth_guard_refuses_saturation_spread_scale_and_ordering_changes():
+    guard = DepthGuard(
+        min_spread=0.02, max_saturation=0.5, max_saturation_increase=0.05, max_spread_ratio=2.0,
+        max_scale_change=0.25, min_rank_correlation=0.8,
+    )  # fmt: skip
+    bounds = (0.01, 10.01)
+    ramp = torch.linspace(-1.0, 1.0, 16 * 24).view(1, 1, 16, 24)
+    disp = (ramp + torch.tensor([0.0, 0.3]).view(2, 1, 1, 1)).exp()  # 2 images, in bounds
+    ref = depth_stats(disp, bounds)
+    assert ref.saturation == 0.0 and ref.spread == pytest.approx(0.5796, abs=1e-4)
+    assert guard.check(ref, ref, ref, 3) == []
+    assert rank_correlation(ref, ref) == pytest.approx(1.0)
+
+    near = disp.clone()
+    near[..., :4, :] = 10.01  # a quarter of the pixels at the near bound
+    reasons = guard.check(depth_stats(near, bounds), ref, ref, 3)
+    assert reasons[0].startswith("depth saturation: 25.0% of held-out pixels at the output")
+    flat = guard.check(depth_stats(disp**0.4, bounds), ref, ref, 3)
+    assert any(r.startswith("depth spread") for r in flat)
+    scaled = guard.check(depth_stats(disp * 2.0, bounds), ref, ref, 3)
+    assert scaled == ["depth scale drift: held-out median depth x0.50 from version 3"]
+    order = torch.randperm(disp[0].numel(), generator=torch.Generator().manual_seed(0))
+    shuffled = disp.flatten(1)[:, order].view_as(disp)
+    reasons = guard.check(depth_stats(shuffled, bounds), ref, ref, 3)
+    assert reasons == [r for r in reasons if r.startswith("depth ordering: rank correlation")]
+    assert reasons
+    # Collapse is absolute: refused even when both references are collapsed too.
+    constant = depth_stats(torch.full_like(disp, 10.01), bounds)
+    reasons = guard.check(constant, constant, constant, 3)
+    assert reasons[0].startswith("depth collapsed") and "depth saturated: 100%" in reasons[1]
 
 
 def test_save_and_reset(small_checkpoint, corridor, tmp_path):
@@ -308,6 +498,31 @@ def test_save_and_reset(small_checkpoint, corridor, tmp_path):
     assert reset["online"]["version"] == 2
     assert_same({f"depth.{k}": v for k, v in reset["depth_net"].items()},
                 {k: v for k, v in start.items() if k.startswith("depth.")})  # fmt: skip
+
+
+def test_versions_are_weights_only_bounded_and_foreign_files_are_left_alone(
+    small_checkpoint, corridor, tmp_path
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "adapted_000003.pt").write_text("the user's own file\n")
+    (tmp_path / "mine.pt").write_text("kept\n")
+    (out / "adapted_000004.pt").symlink_to(tmp_path / "mine.pt")
+    (out / "notes.txt").write_text("notes\n")
+    adapter = make_adapter(small_checkpoint, out, lr=1e-3, keep_versions=1)
+    feed(adapter, corridor, 12)
+    for _ in range(3):
+        adapter.step_once()
+    assert adapter.save()[0] and adapter.version == 5  # numbering continues after the files
+    assert "optimizer" not in load_checkpoint(out / "adapted_000005.pt")
+    assert "optimizer" in load_checkpoint(out / LATEST)  # Adam moments: twice the weights
+    assert (out / "adapted_000005.pt").stat().st_size < 0.4 * (out / LATEST).stat().st_size
+    adapter.reset()  # publishes the starting weights as version 6
+    ours = [p.name for p in adapter.versioned_checkpoints() if not p.is_symlink()]
+    assert sorted(ours) == ["adapted_000003.pt", "adapted_000006.pt"]  # version 5 pruned
+    assert (out / "adapted_000003.pt").read_text() == "the user's own file\n"
+    assert (out / "adapted_000004.pt").is_symlink() and (tmp_path / "mine.pt").is_file()
+    assert (out / "notes.txt").is_file()
 
 
 # ---------------------------------------------------------------------- threads

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 
 from sfm_ros.core.errors import ConfigError
-from sfm_ros.core.params import Params, coerce, param
+from sfm_ros.core.params import Params, coerce, param, section
 from sfm_ros.ros.node_utils import parameter_specs
 
 
@@ -73,3 +73,66 @@ def test_from_mapping_and_replace():
         cfg.replace(count=-1)
     with pytest.raises(ConfigError, match="'flag'"):
         Demo.from_mapping({"flag": 1})
+
+
+@dataclass
+class Inner(Params):
+    """A nested section."""
+
+    mode: str = param("a", "a choice", choices=("a", "b"))
+    topic: str | None = param(None, "optional topic", optional=str)
+    names: list = param(["x"], "some strings")
+
+
+@dataclass
+class Outer(Params):
+    """A config with a section."""
+
+    inner: Inner = section(Inner, "the inner section")
+    rate: float = param(1.0, "a rate")
+
+
+def test_choices_optional_string_lists_and_sections():
+    cfg = Outer.from_mapping({"inner": {"mode": "b", "topic": "/t", "names": "y"}, "rate": 2})
+    assert cfg.inner == Inner(mode="b", topic="/t", names=["y"]) and cfg.rate == 2.0
+    assert Outer.from_mapping({"inner": {"topic": None}}, cfg).inner.topic is None
+    assert cfg.to_dict()["inner"]["names"] == ["y"]
+    with pytest.raises(ConfigError, match=r"'inner.mode' must be one of \['a', 'b'\]"):
+        Outer.from_mapping({"inner": {"mode": "c"}})
+    with pytest.raises(ConfigError, match="'inner.topic' must be a str"):
+        Outer.from_mapping({"inner": {"topic": 3}})
+    with pytest.raises(ConfigError, match="'inner.names' must be a list of strings"):
+        Outer.from_mapping({"inner": {"names": [1]}})
+    with pytest.raises(ConfigError, match="'inner' is a section"):
+        Outer.from_mapping({"inner": 3})
+    with pytest.raises(ConfigError, match="unknown parameter 'inner.bogus'"):
+        Outer.from_mapping({"inner": {"bogus": 1}})
+    assert Outer.from_mapping({"inner": {"bogus": 1}}, strict=False) == Outer()
+
+
+def test_training_config_is_params_with_sections():
+    from sfm_ros.core.config import config_from_dict, load_config
+
+    cfg = load_config(overrides=["optim.lr=1e-3", "data.train=synthetic:field:10:0"])
+    assert cfg.optim.lr == 1e-3 and cfg.data.train == ["synthetic:field:10:0"]
+    assert config_from_dict({**cfg.to_dict(), "retired_option": 1}) == cfg
+    with pytest.raises(ConfigError, match="'model.rotation' must be one of"):
+        load_config(overrides=["model.rotation=quaternion"])
+    with pytest.raises(ConfigError, match="data.snippet_length must be 3 or 5"):
+        load_config(overrides=["data.snippet_length=4"])
+
+
+def test_boolean_looking_choices_take_bools_and_are_declared_dynamic():
+    @dataclass
+    class Tri(Params):
+        """auto / true / false, as the pipeline's ``rectified``."""
+
+        rectified: str = param("auto", "tri-state", choices=("auto", "true", "false"))
+
+    assert Tri.from_mapping({"rectified": True}).rectified == "true"
+    assert Tri.from_mapping({"rectified": False}).rectified == "false"
+    assert Tri.from_mapping({"rectified": "auto"}).rectified == "auto"
+    with pytest.raises(ConfigError, match="must be one of"):
+        Tri.from_mapping({"rectified": "maybe"})
+    (spec,) = parameter_specs(Tri)
+    assert spec.type_name is None and spec.default == "auto"  # ROS may hand over a bool

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,11 +15,14 @@ from rosbags.typesys import Stores, get_typestore
 
 from sfm_ros import messages as cv
 from sfm_ros.core import checkpoint
+from sfm_ros.core.camera import Camera
 from sfm_ros.core.errors import CheckpointError, ConfigError, InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL
 from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
-from sfm_ros.core.odometry import UNOBSERVABLE_VARIANCE, invert_se3
+from sfm_ros.core.lie import se3_inverse
+from sfm_ros.core.odometry import UNOBSERVABLE_VARIANCE
 from sfm_ros.core.synthetic import render_sequence
+from sfm_ros.core.undistort import undistorter_for
 from sfm_ros.pipeline import frame_pipeline as pl
 from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
 
@@ -49,6 +55,14 @@ def image_msg(image: np.ndarray, stamp_ns: int, frame: str = FRAME, encoding: st
 
 def info_msg(K: np.ndarray, width: int, height: int, frame: str = FRAME):
     return cv.camera_info_msg(TYPES, K, width, height, cv.header(TYPES, 0, frame))
+
+
+def raw_info_msg(camera: Camera, P: np.ndarray | None = None):
+    """CameraInfo of a raw (distorted) image; P = [K | 0] unless given."""
+    msg = cv.camera_info_msg(TYPES, camera, cv.header(TYPES, 0, FRAME))
+    if P is not None:
+        msg.p = np.hstack([P, np.zeros((3, 1))]).reshape(12)
+    return msg
 
 
 def decode(msg) -> np.ndarray:
@@ -120,7 +134,7 @@ def test_resets_on_resolution_change_time_jumps_and_frame_change(estimator, stre
         # the odometry stays continuous: the first frame after a reset adds no motion
         np.testing.assert_array_equal(r.odometry.T_odom_base, states[-1].T_odom_base)
         assert pipe.process(image_msg(np.repeat(street.images[4], 2, axis=0), 2 * dt)) is not None
-        assert pipe.stats.resets == 2 and "time went backwards" in caplog.text
+        assert pipe.stats.resets == 2 and "time went backwards (-0.100 s)" in caplog.text
         big = np.repeat(street.images[5], 2, axis=0)
         assert pipe.process(image_msg(big, 3 * dt)) is not None
         assert pipe.process(image_msg(big, 3 * dt + 10**9)) is not None
@@ -139,7 +153,7 @@ def test_output_messages_headers_and_shapes(estimator, street):
     assert "flow" not in first.messages  # no previous frame yet
     r = pipe.process(image_msg(street.images[1], 100_000_005))
     no_mask = set() if estimator.arch["use_mask"] else {"explainability"}
-    assert set(r.messages) == set(pl.OUTPUTS) - no_mask
+    assert set(r.messages) == set(pl.OUTPUTS) - no_mask - {"depth/confidence"}  # off by default
     assert set(r.timings) == {"convert", "inference", "outputs"}
     for name in {"depth", "depth_mm", "depth/colormap", "flow", "explainability"} - no_mask:
         msg = r.messages[name]
@@ -216,7 +230,7 @@ class GroundTruthEstimator:
         depth = np.where(self.seq.depth_m[i] > 0, self.seq.depth_m[i] * UNKNOWN, np.nan)
         T = None
         if self.prev is not None:
-            T = invert_se3(self.seq.T_world_cam[self.prev]) @ self.seq.T_world_cam[i]
+            T = se3_inverse(self.seq.T_world_cam[self.prev]) @ self.seq.T_world_cam[i]
             T[:3, 3] *= UNKNOWN
         self.prev = i
         return EstimatorOutput(depth.astype(np.float32), T, stamp_ns, self.model_version)
@@ -226,8 +240,8 @@ class GroundTruthEstimator:
 
 
 def gt_base_poses(seq) -> np.ndarray:
-    T = seq.T_world_cam @ invert_se3(T_BODY_OPTICAL)
-    return invert_se3(T[0]) @ T
+    T = seq.T_world_cam @ se3_inverse(T_BODY_OPTICAL)
+    return se3_inverse(T[0]) @ T
 
 
 def test_camera_height_scale_gives_metric_odometry(street):
@@ -274,8 +288,8 @@ def test_odometry_and_fixed_scale_sources(street):
         )
         results.append(pipe.process(image_msg(im, int(t))))
     assert results[-1].metric and results[-1].scale * UNKNOWN == pytest.approx(1.0, rel=1e-3)
-    step = invert_se3(results[-2].odometry.T_odom_base) @ results[-1].odometry.T_odom_base
-    gt_step = invert_se3(gt[-2]) @ gt[-1]
+    step = se3_inverse(results[-2].odometry.T_odom_base) @ results[-1].odometry.T_odom_base
+    gt_step = se3_inverse(gt[-2]) @ gt[-1]
     np.testing.assert_allclose(step[:3, 3], gt_step[:3, 3], atol=1e-3)
 
     fixed = DepthOdometryPipeline(
@@ -332,3 +346,204 @@ def test_camera_extrinsics_rotate_the_odometry(street, caplog):
         r = pipe.process(image_msg(im, int(t)))
     travelled = gt_base_poses(street)[-1][:3, 3]
     np.testing.assert_allclose(r.odometry.T_odom_base[:3, 3], R_z90[:3, :3] @ travelled, atol=1e-4)
+
+
+def test_duplicate_stamp_says_so(street, caplog):
+    pipe = make(ConstantMotionEstimator())
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    pipe.process(image_msg(street.images[0], 10**9))
+    with caplog.at_level(logging.WARNING):
+        pipe.process(image_msg(street.images[1], 10**9))
+    assert "duplicate stamp (1000000000 ns)" in caplog.text
+    assert "time went backwards" not in caplog.text and pipe.stats.resets == 1
+
+
+def test_depth_image_on_the_camera_input_is_refused(street, caplog):
+    pipe = make(ConstantMotionEstimator())
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    depth_mm = cv.numpy_to_image(TYPES, np.full((32, 96), 1500, np.uint16), "16UC1",
+                                 cv.header(TYPES, 0, FRAME))  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        assert pipe.process(depth_mm) is None
+    assert "'16UC1' is a depth image" in caplog.text and pipe.stats.skipped_by_reason["decode"]
+
+
+PINCUSHION = (0.3, 0.05, 0.001, -0.002, 0.0)
+
+
+def test_distorted_input_is_undistorted_and_published_as_such(estimator, street):
+    raw = Camera(street.K, 96, 32, PINCUSHION, rectified=False)
+    pipe = make(estimator, min_depth=1e-6, max_depth=1e6, publish_depth_mm=True)
+    pipe.on_camera_info(raw_info_msg(raw))
+    r = pipe.process(image_msg(street.images[0], 0))
+    undistorter = undistorter_for(raw)
+    assert r.camera == Camera(street.K, 96, 32) == undistorter.camera
+    np.testing.assert_array_equal(r.image, undistorter(street.images[0]))
+    # the outputs describe the undistorted pixels: D zero, P = [K | 0]
+    info = r.messages["depth/camera_info"]
+    assert list(info.d) == [0.0] * 5 and info.distortion_model == "plumb_bob"
+    np.testing.assert_array_equal(np.reshape(info.k, (3, 3)), street.K)
+    np.testing.assert_array_equal(np.reshape(info.p, (3, 4))[:, :3], street.K)
+    assert cv.camera_from_camera_info(info) == r.camera
+    # pixels sampled outside the raw image have no depth
+    valid = undistorter.valid
+    assert not valid.all() and valid.any()
+    assert np.isnan(r.depth_m[~valid]).all() and np.isfinite(r.depth_m[valid]).all()
+    assert np.all(cv.image_to_numpy(r.messages["depth_mm"])[~valid] == 0)
+    assert_points_on_pixel_rays(r.messages["points"], r.depth_m, street.K, 4)
+
+
+def test_distorted_input_refused_when_undistort_is_off(estimator, street, caplog):
+    pipe = make(estimator, undistort=False)
+    pipe.on_camera_info(raw_info_msg(Camera(street.K, 96, 32, PINCUSHION, rectified=False)))
+    with caplog.at_level(logging.WARNING):
+        assert pipe.process(image_msg(street.images[0], 0)) is None
+    assert pipe.stats.skipped_by_reason == {"distorted": 1}
+    assert "distorted" in caplog.text and "undistort" in caplog.text and "image_rect" in caplog.text
+
+
+def test_rectified_input_uses_p(estimator, street):
+    P = street.K * [[0.9], [0.9], [1.0]]
+    raw = Camera(street.K, 96, 32, PINCUSHION, rectified=False)
+    pipe = make(estimator, rectified="true")  # an image_rect topic with the raw CameraInfo
+    pipe.on_camera_info(raw_info_msg(raw, P))
+    r = pipe.process(image_msg(street.images[0], 0))
+    np.testing.assert_array_equal(r.image, street.images[0])  # not resampled
+    assert r.camera == Camera(P, 96, 32)
+    np.testing.assert_array_equal(np.reshape(r.messages["depth/camera_info"].k, (3, 3)), P)
+    assert PipelineConfig.from_mapping({"rectified": True}).rectified == "true"  # ROS bool
+    with pytest.raises(ConfigError, match="rectified"):
+        PipelineConfig.from_mapping({"rectified": "yes"})
+
+
+class ConstantMotionEstimator:
+    """0.1 network units forward per frame, depth 1 everywhere."""
+
+    model_version = 0
+
+    def step(self, image, camera, stamp_ns, with_flow=False) -> EstimatorOutput:
+        T_prev_cur = np.eye(4)
+        T_prev_cur[2, 3] = 0.1
+        return EstimatorOutput(np.ones(image.shape[:2], np.float32), T_prev_cur, stamp_ns, 0)
+
+    def reset(self) -> None:
+        pass
+
+
+def test_external_odometry_from_another_thread_while_processing(street):
+    """The executor thread feeds odometry while the worker processes frames (threading rule)."""
+    pipe = DepthOdometryPipeline(
+        PipelineConfig.from_mapping({"scale_source": "odometry"}), TYPES, ConstantMotionEstimator()
+    )
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    speed, frame_ns, frames = 5.0, 10_000_000, 300  # m/s; 0.05 m and 0.1 units per frame
+    frame_stamp, ref_stamp, errors = [0], [-1], []
+    stop = threading.Event()
+
+    def feed() -> None:
+        t, eye6 = 0, np.eye(6)
+        try:
+            while not stop.is_set():
+                if t > frame_stamp[0] + 5 * frame_ns:
+                    time.sleep(0)
+                    continue
+                pose = np.eye(4)
+                pose[0, 3] = speed * t * 1e-9
+                hdr = cv.header(TYPES, t, "odom")
+                pipe.on_odometry(cv.odometry_msg(TYPES, hdr, "base", pose, np.zeros(3),
+                                                 np.zeros(3), eye6, eye6))  # fmt: skip
+                ref_stamp[0], t = t, t + frame_ns // 4
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        image = image_msg(street.images[0], 0)
+        for i in range(frames):
+            frame_stamp[0] = i * frame_ns
+            while ref_stamp[0] < frame_stamp[0] and feeder.is_alive():
+                time.sleep(0)
+            image.header = cv.header(TYPES, frame_stamp[0], FRAME)
+            assert pipe.process(image, outputs={"odom"}) is not None
+    finally:
+        stop.set()
+        sys.setswitchinterval(interval)
+        feeder.join(5.0)
+    assert not errors and pipe.stats.resets == 0
+    assert pipe.metric and pipe.scale == pytest.approx(0.5, rel=1e-6)
+
+
+class NoisyMotionEstimator(GroundTruthEstimator):
+    """True depth (times UNKNOWN), and true motion with a 0.5 degree rotation error per frame
+    (the refinement may correct up to 1 degree)."""
+
+    def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
+        out = super().step(image, K, stamp_ns, with_flow)
+        if out.T_prev_cur is not None:
+            c, s = np.cos(np.radians(0.5)), np.sin(np.radians(0.5))
+            out.T_prev_cur[:3, :3] = out.T_prev_cur[:3, :3] @ [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+        return out
+
+
+@pytest.fixture(scope="module")
+def street_large():
+    return render_sequence("street", 6, seed=5, height=64, width=208)
+
+
+def run_sequence(pipe: DepthOdometryPipeline, seq, images=None) -> list:
+    pipe.on_camera_info(info_msg(seq.K, seq.images.shape[2], seq.images.shape[1]))
+    images = seq.images if images is None else images
+    return [
+        pipe.process(image_msg(im, int(t))) for im, t in zip(images, seq.stamps_ns, strict=True)
+    ]
+
+
+def rotation_errors_deg(results, seq) -> np.ndarray:
+    errors = []
+    for i in range(1, len(results)):
+        gt = se3_inverse(seq.T_world_cam[i - 1]) @ seq.T_world_cam[i]
+        R = results[i].T_prev_cur[:3, :3].T @ gt[:3, :3]
+        errors.append(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
+    return np.array(errors)
+
+
+def test_refined_pose_and_multiview_depth_with_confidence(street_large):
+    seq = street_large
+    network = run_sequence(make(NoisyMotionEstimator(seq)), seq)
+    refined_pipe = make(
+        NoisyMotionEstimator(seq), pose_source="refined", depth_source="multiview",
+        publish_confidence=True,
+    )  # fmt: skip
+    refined = run_sequence(refined_pipe, seq)
+    assert rotation_errors_deg(network, seq).mean() == pytest.approx(0.5, abs=0.05)
+    assert rotation_errors_deg(refined, seq).max() < 0.15
+    # the odometry covariance follows the refinement, not the constant noise model
+    cov_net = np.asarray(network[-1].messages["odom"].twist.covariance).reshape(6, 6)
+    cov_ref = np.asarray(refined[-1].messages["odom"].twist.covariance).reshape(6, 6)
+    assert np.all(np.isfinite(cov_ref)) and not np.allclose(cov_ref, cov_net)
+    conf_msg, depth_msg = refined[-1].messages["depth/confidence"], refined[-1].messages["depth"]
+    assert conf_msg.encoding == "32FC1" and conf_msg.header == depth_msg.header
+    assert (conf_msg.height, conf_msg.width) == (depth_msg.height, depth_msg.width)
+    confidence = decode(conf_msg)
+    assert np.all((confidence >= 0) & (confidence <= 1)) and confidence.max() > 0.5
+    assert "depth/confidence" not in network[-1].messages  # off by default
+    diag = refined_pipe.diagnostics()
+    assert diag["pose source"] == "refined" and diag["depth source"] == "multiview"
+    assert int(diag["refinement iterations"]) > 0 and "keyframe switches" in diag
+
+
+def test_refinement_falls_back_on_blank_frames_without_jumps(street_large):
+    seq = street_large
+    blank = np.full_like(seq.images, 128)
+    pipe = make(NoisyMotionEstimator(seq), pose_source="refined")
+    results = run_sequence(pipe, seq, blank)
+    net = NoisyMotionEstimator(seq)
+    for i, r in enumerate(results):
+        expected = net.step(None, None, int(seq.stamps_ns[i])).T_prev_cur
+        assert np.all(np.isfinite(r.odometry.T_odom_base))
+        if expected is not None:  # the network's motion, unchanged
+            np.testing.assert_allclose(r.T_prev_cur, expected, atol=1e-9)
+    assert int(pipe.diagnostics()["refinement fallbacks"]) == len(seq.images) - 1

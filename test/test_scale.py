@@ -76,11 +76,29 @@ def test_scale_filter_median_rejects_outliers():
     for s in (2.0, 2.1, 1.9, 50.0, float("nan"), -1.0, 2.05):
         f.update(s)
     assert f.value == pytest.approx(2.05, rel=1e-9)  # median of 2, 2.1, 1.9, 50, 2.05
-    ema = ScaleFilter(method="ema", alpha=0.5)
+    ema = ScaleFilter(method="ema", alpha=0.5, min_samples=1)
     ema.update(1.0)
     assert ema.update(4.0) == pytest.approx(2.0)  # halfway in log space
     with pytest.raises(InputError):
         ScaleFilter(method="mean")
+    with pytest.raises(InputError, match="min_samples"):
+        ScaleFilter(window=2, min_samples=3)
+
+
+@pytest.mark.parametrize("method", ["median", "ema"])
+def test_scale_filter_gives_a_scale_only_after_consistent_evidence(method):
+    f = ScaleFilter(method=method, min_samples=3, tolerance=0.1)
+    assert f.update(2.0) is None  # one ground-plane fit is no evidence
+    assert f.update(5.0) is None  # disagrees
+    assert f.update(2.1) is None  # two consistent estimates
+    assert f.consistent_samples == 2
+    value = f.update(1.95)  # the third one within 10 %
+    assert value is not None and 1.95 <= value <= 2.6
+    if method == "median":
+        assert value == pytest.approx(np.sqrt(2.0 * 2.1))
+    assert f.update(None) == value  # once established, a missing estimate keeps it
+    f.reset()
+    assert f.value is None and f.update(2.0) is None
 
 
 def test_odometry_scale_ratio_of_travelled_distance():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from conftest import tiny_overrides
@@ -17,7 +19,7 @@ from sfm_ros.core.errors import CheckpointError
 from sfm_ros.core.losses import LossConfig, ViewSynthesisLoss
 from sfm_ros.core.models import build_depth_net, build_pose_net
 from sfm_ros.core.synthetic import render_sequence
-from sfm_ros.core.train import CollapseMonitor, Trainer, forward_snippets
+from sfm_ros.core.train import CollapseMonitor, Trainer, any_rank, forward_snippets
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +132,48 @@ def test_non_finite_loss_skips_the_step(tmp_path: Path, monkeypatch) -> None:
     after = trainer.depth_net.state_dict()
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+SCENARIOS = [(True, False), (False, True), (False, False)]
+"""Local flags of ranks 0 and 1 in each round of the two-process test."""
+
+
+def _any_rank_worker(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        decisions = [any_rank(flags[rank], torch.device("cpu")) for flags in SCENARIOS]
+    finally:
+        dist.destroy_process_group()
+    (Path(out_dir) / f"rank{rank}.txt").write_text(repr(decisions))
+
+
+def test_any_rank_gives_every_rank_the_same_decision(tmp_path: Path) -> None:
+    """Two gloo processes: a flag raised on either rank (a NaN loss, the time limit) is seen by
+    both, so both skip the step or stop together."""
+    assert any_rank(True, torch.device("cpu")) and not any_rank(False, torch.device("cpu"))
+    mp.spawn(_any_rank_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    expected = repr([True, True, False])
+    assert (tmp_path / "rank0.txt").read_text() == (tmp_path / "rank1.txt").read_text() == expected
+
+
+def test_a_step_skipped_or_a_stop_on_another_rank_is_followed(tmp_path: Path, monkeypatch) -> None:
+    """The loss here is finite and the time budget unused, but another rank reports a NaN loss
+    and its time limit: this rank skips the step without touching the weights, and stops."""
+    local_flags = []
+
+    def another_rank_says_yes(flag: bool, device: torch.device) -> bool:
+        local_flags.append(flag)
+        return True
+
+    monkeypatch.setattr("sfm_ros.core.train.any_rank", another_rank_says_yes)
+    trainer = Trainer(load_config(overrides=tiny_overrides(tmp_path, steps=3)), progress=False)
+    before = [p.detach().clone() for p in trainer.optimizer.param_groups[0]["params"]]
+    summary = trainer.run()
+    assert local_flags == [False, False]  # finite loss, in time: both decisions came from outside
+    assert summary.steps_done == 1 and summary.skipped_nonfinite == 1
+    after = trainer.optimizer.param_groups[0]["params"]
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 1
 
 
 def test_collapse_monitor_reports_constant_disparity_and_dead_mask() -> None:

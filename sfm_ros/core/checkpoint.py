@@ -17,10 +17,14 @@ A checkpoint is a plain dict of tensors and primitive values (no pickled classes
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
 import os
 import platform
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +33,16 @@ import torch
 from sfm_ros import __version__
 from sfm_ros.core.errors import CheckpointError
 
+log = logging.getLogger(__name__)
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.pt"
 """The packaged model used wherever no checkpoint is given (see config/training/)."""
 CHECKPOINT_FORMAT = "sfm_ros.checkpoint"
 CHECKPOINT_VERSION = 1
 _ARCH_KEYS = ("depth_net", "snippet_length", "use_mask", "rotation", "height", "width")
+_TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+"""Names `atomic_torch_save` gives its temporary files (`.<target>.<8 random chars>.tmp`)."""
+STALE_TEMP_AGE_S = 300.0
+"""A temporary file untouched for this long belongs to a killed writer (live ones keep writing)."""
 
 
 def library_versions() -> dict[str, str]:
@@ -49,10 +58,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     """Save `obj` to `path` so that a crash never leaves a truncated file behind.
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed
-    over the target (an atomic operation on POSIX and Windows).
+    over the target (an atomic operation on POSIX and Windows); the folder is flushed too, so
+    the rename survives a power cut. Temporary files that killed writers left for the same
+    target are removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_temp_files(path.parent, target=path.name)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -64,6 +76,116 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush a folder's entries (a rename in it) to disk; a no-op where folders cannot be
+    opened (Windows) or synced (some network file systems)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_orphaned_temp_files(
+    directory: Path, target: str | None = None, min_age_s: float = STALE_TEMP_AGE_S
+) -> list[Path]:
+    """Delete the temporary files of `atomic_torch_save` writers that were killed.
+
+    Only regular files named as `atomic_torch_save` names them (for `target` only, when given)
+    and not modified for `min_age_s` are removed, so a live writer's file is never touched.
+
+    Returns:
+        The removed paths.
+    """
+    prefix = f".{target}." if target is not None else "."
+    removed = []
+    try:
+        entries = list(Path(directory).iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not (entry.name.startswith(prefix) and _TEMP_RE.match(entry.name)):
+            continue
+        try:
+            if entry.is_symlink() or not entry.is_file():
+                continue
+            if now - entry.stat().st_mtime < min_age_s:
+                continue
+            entry.unlink()
+        except OSError:
+            continue  # removed by someone else meanwhile, or not ours to remove
+        removed.append(entry)
+    return removed
+
+
+def _load_error_reason(exc: Exception) -> str:
+    """Torch's reason for refusing a file, in one line: the refused global when there is one,
+    else its specific complaint (not the general advice around it)."""
+    lines = [line.split("WeightsUnpickler error:")[-1].strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line]
+    refused = [x for x in lines if "GLOBAL" in x]
+    specific = refused or [x for x in lines if "unsupported" in x.lower()]
+    reason = (specific or lines or [type(exc).__name__])[0]
+    return reason if len(reason) <= 300 else reason[:297] + "..."
+
+
+def check_arch_metadata(arch: Any, path: str | Path) -> None:
+    """Raise CheckpointError unless `arch` describes networks that can be built and run."""
+    missing = [k for k in _ARCH_KEYS if not isinstance(arch, dict) or k not in arch]
+    if missing:
+        raise CheckpointError(f"{path} is incomplete: missing {missing}")
+    problems = []
+    for key in ("height", "width"):
+        value = arch[key]
+        if type(value) is not int or value < 32 or value % 8:
+            problems.append(f"{key} {value!r} is not a multiple of 8 of at least 32")
+    if arch["snippet_length"] not in (3, 5) or type(arch["snippet_length"]) is not int:
+        problems.append(f"snippet_length {arch['snippet_length']!r} is not 3 or 5")
+    if type(arch["use_mask"]) is not bool:
+        problems.append(f"use_mask {arch['use_mask']!r} is not true or false")
+    for key in ("depth_net", "rotation"):
+        if not isinstance(arch[key], str):
+            problems.append(f"{key} {arch[key]!r} is not a name")
+    if not isinstance(arch.get("depth_kwargs", {}), dict):
+        problems.append("depth_kwargs is not a mapping")
+    if problems:
+        raise CheckpointError(f"{path} has invalid architecture metadata: " + "; ".join(problems))
+
+
+def check_finite_weights(state: dict[str, torch.Tensor], what: str, path: str | Path) -> None:
+    """Raise CheckpointError when a floating-point tensor of a state dict has NaN or inf."""
+    # A float64 sum is NaN or inf exactly when an element is (it cannot overflow), and is
+    # faster than an elementwise test.
+    bad = [
+        name
+        for name, value in state.items()
+        if value.is_floating_point() and not math.isfinite(value.sum(dtype=torch.float64))
+    ]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path}: {len(bad)} {what} weight tensor(s) hold NaN or inf "
+            f"(first: {bad[0]}); the model is broken (a diverged training?), not loading it"
+        )
+
+
+def _check_state(state: Any, what: str, path: Path) -> None:
+    """Raise CheckpointError unless `state` is a finite state dict (name -> tensor)."""
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(
+            f"{path}: the {what} weights are not a state dict (got {type(state).__name__})"
+        )
+    odd = [k for k, v in state.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+    if odd:
+        raise CheckpointError(f"{path}: the {what} weights hold non-tensor entries ({odd[0]!r})")
+    check_finite_weights(state, what, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -74,26 +196,32 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        # weights_only failures explain themselves on the "Unsupported global" line
-        reason = next((x for x in lines if "Unsupported" in x), lines[0] if lines else "")
-        reason = reason or type(exc).__name__
+        reason = _load_error_reason(exc)
+        if "GLOBAL" in reason:
+            raise CheckpointError(
+                f"refusing to load {path}: besides tensors and plain values it holds Python "
+                f"objects, which could run code when loaded (torch: {reason})"
+            ) from None
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is corrupt, truncated or not a "
-            f"PyTorch checkpoint ({reason[:200]})"
+            f"PyTorch checkpoint ({reason})"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an sfm_ros checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
     version = ckpt.get("format_version")
-    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+    if type(version) is not int or version > CHECKPOINT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format version {version}; this sfm_ros "
             f"({__version__}) reads versions up to {CHECKPOINT_VERSION}: upgrade sfm_ros"
         )
-    arch = ckpt.get("arch")
-    missing = [k for k in _ARCH_KEYS if not isinstance(arch, dict) or k not in arch]
-    if missing or "depth_net" not in ckpt or "pose_net" not in ckpt:
-        raise CheckpointError(f"{path} is incomplete: missing {missing or 'network weights'}")
+    step = ckpt.get("step")
+    if type(step) is not int or step < 0:
+        raise CheckpointError(f"{path} has an invalid step count {step!r}")
+    check_arch_metadata(ckpt.get("arch"), path)
+    for net in ("depth_net", "pose_net"):
+        if net not in ckpt:
+            raise CheckpointError(f"{path} is incomplete: missing the {net} weights")
+        _check_state(ckpt[net], net.split("_")[0], path)
     return ckpt
 
 
@@ -125,7 +253,8 @@ class CheckpointManager:
     """Versioned checkpoints in one folder: `ckpt_<step>.pt`, `last.pt` and `best.pt`.
 
     Keeps the newest `keep_last` step checkpoints; `best.pt` is replaced only when a
-    validation score improves (lower is better).
+    validation score improves (lower is better). Temporary files of killed writers are removed
+    on start.
     """
 
     _STEP_RE = re.compile(r"^ckpt_(\d{8})\.pt$")
@@ -134,6 +263,8 @@ class CheckpointManager:
         self.directory = Path(directory)
         self.keep_last = max(1, keep_last)
         self.best_score = float("inf")
+        for orphan in remove_orphaned_temp_files(self.directory):
+            log.info("removed %s, left by an interrupted checkpoint write", orphan)
         best = self.directory / "best.pt"
         if best.is_file():
             try:
@@ -175,9 +306,16 @@ class CheckpointManager:
 
 def arch_from_config(model_cfg: Any, data_cfg: Any) -> dict[str, Any]:
     """The `arch` entry of a checkpoint from the model and data sections of a TrainConfig."""
+    depth_kwargs = {}
+    if model_cfg.depth_output != "disparity":
+        depth_kwargs = {
+            "output": model_cfg.depth_output,
+            "min_depth": model_cfg.min_depth,
+            "max_depth": model_cfg.max_depth,
+        }
     return {
         "depth_net": model_cfg.depth_net,
-        "depth_kwargs": {},
+        "depth_kwargs": depth_kwargs,
         "snippet_length": data_cfg.snippet_length,
         "use_mask": model_cfg.use_mask,
         "rotation": model_cfg.rotation,

@@ -1,14 +1,20 @@
-"""`sfm-ros eval depth|pose`: run a checkpoint over sequences with ground truth and report the
-metrics the field compares, always beside a trivial baseline."""
+"""`sfm-ros eval depth|pose`: run a model over sequences with ground truth and report the
+metrics the field compares, always beside a trivial baseline.
+
+What runs is a `FramePredictor`: the networks alone here, or the node's whole pipeline (pose
+refinement, multi-view depth, scale source) from `sfm_ros.pipeline.evaluate`, which is what
+``sfm-ros eval`` uses, so its numbers are the node's numbers."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
 
-from sfm_ros.core.data import FrameSequence, has_depth, has_poses
+from sfm_ros.core.data import Frame, FrameSequence, has_depth, has_poses
 from sfm_ros.core.errors import DatasetError
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.metrics import (
@@ -17,6 +23,7 @@ from sfm_ros.core.metrics import (
     constant_velocity_baseline,
     evaluate_depth,
     evaluate_snippets,
+    evaluate_snippets_rotation,
     format_table,
     kitti_rpe,
     mean_depth_baseline,
@@ -38,23 +45,88 @@ class DepthEvalOptions:
     max_frames: int | None = None
 
 
+class FramePredictor(Protocol):
+    """What evaluation runs over a sequence, frame after frame, in time order: the networks
+    alone (`EstimatorPredictor`) or the node's whole pipeline
+    (`sfm_ros.pipeline.evaluate.PipelinePredictor`)."""
+
+    def reset(self) -> None:
+        """Forget the previous frames (a new sequence starts)."""
+
+    def predict(self, frame: Frame) -> Prediction | None:
+        """Depth and motion of the next frame; None when the frame gives no output."""
+
+
+@dataclass
+class Prediction:
+    """What a predictor says about one frame."""
+
+    depth_m: np.ndarray
+    """(H, W) depth, NaN or inf where there is no estimate."""
+    T_prev_cur: np.ndarray | None
+    """(4, 4) optical-frame motion since the previous frame; None for a sequence's first."""
+
+
+class EstimatorPredictor:
+    """The networks alone: `DepthPoseEstimator.step` on every frame, depth not range-limited
+    (the protocols clip depth themselves, so only NaN / inf count as no prediction)."""
+
+    def __init__(self, estimator: DepthPoseEstimator) -> None:
+        self.estimator = estimator
+
+    def reset(self) -> None:
+        self.estimator.reset()
+
+    def predict(self, frame: Frame) -> Prediction:
+        est = self.estimator
+        bounds = est.min_depth, est.max_depth
+        est.min_depth, est.max_depth = 0.0, math.inf
+        try:
+            out = est.step(frame.image, frame.K, frame.stamp_ns)
+        finally:
+            est.min_depth, est.max_depth = bounds
+        return Prediction(out.depth_m, out.T_prev_cur)
+
+
+def as_predictor(model: FramePredictor | DepthPoseEstimator) -> FramePredictor:
+    """A `DepthPoseEstimator` wrapped as `EstimatorPredictor`; predictors as they are."""
+    return EstimatorPredictor(model) if isinstance(model, DepthPoseEstimator) else model
+
+
 def evaluate_depth_sequences(
-    estimator: DepthPoseEstimator,
+    model: FramePredictor | DepthPoseEstimator,
     sequences: list[FrameSequence],
     options: DepthEvalOptions,
     progress: bool = True,
 ) -> dict:
-    """Depth metrics (median-scaled, and metric when asked) plus the mean-depth baseline."""
+    """Depth metrics (median-scaled, and metric when asked) plus the mean-depth baseline.
+
+    Frames are predicted in time order, sequence by sequence (multi-view depth needs the
+    frames before). Pixels the model gives no valid depth (NaN, inf) and frames it skips are
+    left out of the metrics and counted: ``warnings`` says how many.
+
+    Raises:
+        DatasetError: no sequence has ground-truth depth.
+        InputError: the model predicts no valid depth at any ground-truth pixel.
+    """
+    predictor = as_predictor(model)
     usable = [s for s in sequences if has_depth(s)]
     if not usable:
         raise DatasetError("no sequence has ground-truth depth; depth evaluation needs it")
     gts, preds = [], []
     frames = [(s, i) for s in usable for i in range(len(s))][: options.max_frames]
+    skipped = 0
     for seq, i in tqdm(frames, desc="depth", disable=not progress):
+        if i == 0:
+            predictor.reset()
         frame = seq.load(i)
-        pred = estimator.depth(frame.image, frame.K)
+        prediction = predictor.predict(frame)
         gts.append(frame.depth_m)
-        preds.append(np.where(np.isfinite(pred), pred, estimator.max_depth))
+        if prediction is None:
+            skipped += 1
+            preds.append(np.full(frame.depth_m.shape, np.nan, np.float32))
+        else:
+            preds.append(prediction.depth_m)
     kw = {
         "min_depth": options.min_depth,
         "max_depth": options.max_depth,
@@ -62,41 +134,48 @@ def evaluate_depth_sequences(
     }
     result = evaluate_depth(gts, preds, metric=options.metric, **kw)
     baseline = mean_depth_baseline(gts, **kw)
-    rows = {"model (median-scaled)": result.median_scaled}
+    invalid = {"invalid": result.invalid_fraction}
+    rows = {"model (median-scaled)": {**result.median_scaled, **invalid}}
     if result.metric is not None:
-        rows["model (metric)"] = result.metric
-    rows["baseline: mean depth"] = baseline.median_scaled
+        rows["model (metric)"] = {**result.metric, **invalid}
+    rows["baseline: mean depth"] = {**baseline.median_scaled, "invalid": 0.0}
+    warnings = []
+    if result.invalid_fraction > 0:
+        warnings.append(
+            f"the model gave no valid depth (NaN or inf) at {100 * result.invalid_fraction:.1f}% "
+            f"of the ground-truth pixels ({result.images_without_prediction} of {len(gts)} "
+            f"images had none, {skipped} frames were skipped); those pixels are left out of the "
+            "metrics"
+        )
     return {
         "model": result.to_dict(),
         "baseline_mean_depth": baseline.to_dict(),
         "options": vars(options),
         "table": format_table(rows),
+        "warnings": warnings,
     }
 
 
-def predict_trajectory(estimator: DepthPoseEstimator, seq: FrameSequence) -> np.ndarray:
-    """Chain the estimator's frame-to-frame motions over a whole sequence: (N, 4, 4) T_first_cam."""
-    estimator.reset()
-    T_prev_cur = []
+def predict_trajectory(predictor: FramePredictor, seq: FrameSequence) -> tuple[np.ndarray, int]:
+    """Chain the frame-to-frame motions over a whole sequence.
+
+    Returns:
+        (N, 4, 4) ``T_first_cam`` and the number of frames without a motion (skipped, or the
+        chain was reset), for which the motion is taken as the identity.
+    """
+    predictor.reset()
+    T_prev_cur, missing = [], 0
     for i in range(len(seq)):
-        frame = seq.load(i)
-        out = estimator.step(frame.image, frame.K, frame.stamp_ns)
-        if out.T_prev_cur is not None:
-            T_prev_cur.append(out.T_prev_cur)
-    estimator.reset()
-    return chain_relative_poses(np.stack(T_prev_cur))
-
-
-def predict_snippets(estimator: DepthPoseEstimator, seq: FrameSequence) -> np.ndarray:
-    """SfMLearner-style per-snippet poses (N-L+1, L, 4, 4), each relative to its first frame."""
-    L = estimator.snippet_length
-    images = [seq.load(i) for i in range(len(seq))]
-    return np.stack(
-        [
-            estimator.snippet_poses([f.image for f in images[i : i + L]], images[i].K)
-            for i in range(len(seq) - L + 1)
-        ]
-    )
+        prediction = predictor.predict(seq.load(i))
+        if i == 0:
+            continue
+        if prediction is None or prediction.T_prev_cur is None:
+            missing += 1
+            T_prev_cur.append(np.eye(4))
+        else:
+            T_prev_cur.append(prediction.T_prev_cur)
+    predictor.reset()
+    return chain_relative_poses(np.stack(T_prev_cur)), missing
 
 
 def trajectory_metrics(gt: np.ndarray, pred: np.ndarray, lengths: tuple[float, ...]) -> dict:
@@ -121,10 +200,14 @@ def segment_lengths(gt: np.ndarray) -> tuple[float, ...]:
 
 
 def evaluate_pose_sequences(
-    estimator: DepthPoseEstimator, sequences: list[FrameSequence], progress: bool = True
+    model: FramePredictor | DepthPoseEstimator,
+    sequences: list[FrameSequence],
+    progress: bool = True,
 ) -> dict:
-    """Legacy 5-frame snippet ATE and whole-trajectory metrics per sequence, with the
-    constant-velocity baseline beside each."""
+    """Legacy 5-frame snippet ATE and rotation error RE (SfMLearner's, per snippet, radians)
+    from the chained frame-to-frame motions, and whole-trajectory metrics per sequence, with
+    the constant-velocity baseline beside each."""
+    predictor = as_predictor(model)
     usable = [s for s in sequences if has_poses(s) and len(s) >= LEGACY_SNIPPET]
     if not usable:
         raise DatasetError(
@@ -135,12 +218,8 @@ def evaluate_pose_sequences(
     for seq in tqdm(usable, desc="pose", disable=not progress):
         gt_world = np.stack([seq.load(i).T_world_cam for i in range(len(seq))])
         gt = np.linalg.inv(gt_world[0]) @ gt_world
-        pred = predict_trajectory(estimator, seq)
-        if estimator.snippet_length == LEGACY_SNIPPET:
-            legacy_pred, legacy_source = predict_snippets(estimator, seq), "per-snippet"
-        else:
-            legacy_pred = np.linalg.inv(pred[:-1]) @ pred[1:]
-            legacy_source = "chained"
+        pred, missing = predict_trajectory(predictor, seq)
+        legacy_pred = np.linalg.inv(pred[:-1]) @ pred[1:]
         baseline = constant_velocity_baseline(gt)
         lengths = segment_lengths(gt)
         entry = {}
@@ -149,13 +228,16 @@ def evaluate_pose_sequences(
             ("baseline: constant velocity", baseline, np.linalg.inv(baseline[:-1]) @ baseline[1:]),
         ):
             ate_mean, ate_std = evaluate_snippets(gt, legacy, LEGACY_SNIPPET)
+            re_mean, re_std = evaluate_snippets_rotation(gt, legacy, LEGACY_SNIPPET)
             entry[name] = {
                 "ate5_mean": ate_mean,
                 "ate5_std": ate_std,
+                "re_mean": re_mean,
+                "re_std": re_std,
                 **trajectory_metrics(gt, trajectory, lengths),
             }
             rows[f"{seq.name}: {name}"] = entry[name]
-        entry["legacy_predictions"] = legacy_source
+        entry["frames_without_motion"] = missing
         entry["segment_lengths_m"] = list(lengths)
         entry["trajectory_xyz"] = {"gt": gt[:, :3, 3].tolist(), "pred": pred[:, :3, 3].tolist()}
         report["sequences"][seq.name] = entry

@@ -3,12 +3,12 @@
 Conventions (docs/ARCHITECTURE.md): optical frame (x right, y down, z forward), ``T_a_b`` maps
 points of frame ``b`` into frame ``a``, pixel centres at integer coordinates, depth in metres
 along z. Torch functions are batched; intrinsics helpers take numpy or torch, (3, 3) or
-(..., 3, 3), and return the same kind.
+(..., 3, 3), and return the same kind; ``core/camera.py``'s ``Camera`` keeps K together with
+its image size and derives resized and cropped cameras with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
 from typing import Literal, TypeVar
 
@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from sfm_ros.core.errors import InputError
+from sfm_ros.core.lie import se3_inverse, so3_exp, so3_log
 
 Matrix = TypeVar("Matrix", np.ndarray, torch.Tensor)
 Rotation = Literal["euler", "axis_angle"]
@@ -71,53 +72,6 @@ def flip_intrinsics(K: Matrix, width: int) -> Matrix:
     return K
 
 
-def intrinsics_from_camera_info(
-    k: Sequence[float],
-    width: int,
-    height: int,
-    binning_x: int = 0,
-    binning_y: int = 0,
-    roi: tuple[int, int, int, int, bool] | None = None,
-    p: Sequence[float] | None = None,
-) -> np.ndarray:
-    """Intrinsics (3, 3) float64 of the image actually published with a sensor_msgs/CameraInfo.
-
-    Args:
-        k: row-major K (9 values) of the full-resolution raw image.
-        width, height: full-resolution calibration size in pixels.
-        binning_x, binning_y: 0 or 1 mean no binning.
-        roi: ``(x_offset, y_offset, height, width, do_rectify)``; all zero means the full image.
-        p: row-major P (12 values); its left 3x3 is used when given and non-zero (the rectified
-            camera), else ``k``.
-
-    The ROI offset is applied first, then binning, as the CameraInfo documentation says.
-    Binning is exact for pixel centres (``cx' = (cx + 0.5) / b - 0.5``); image_geometry uses
-    ``cx / b``, which differs by ``0.5 - 0.5 / b`` pixels.
-    """
-    k_arr = np.asarray(k, dtype=np.float64).reshape(-1)
-    if k_arr.size != 9:
-        raise InputError(f"CameraInfo K must have 9 values, got {k_arr.size}")
-    K = k_arr.reshape(3, 3)
-    if p is not None:
-        p_arr = np.asarray(p, dtype=np.float64).reshape(-1)
-        if p_arr.size != 12:
-            raise InputError(f"CameraInfo P must have 12 values, got {p_arr.size}")
-        if np.any(p_arr[:3] != 0) or np.any(p_arr[4:7] != 0):
-            K = p_arr.reshape(3, 4)[:, :3].copy()
-    check_intrinsics(K, width, height)
-    if binning_x < 0 or binning_y < 0:
-        raise InputError(f"CameraInfo binning must be >= 0, got ({binning_x}, {binning_y})")
-    if roi is not None and any(roi[:4]):
-        x0, y0, h, w = (int(v) for v in roi[:4])
-        if x0 < 0 or y0 < 0 or h <= 0 or w <= 0 or x0 + w > width or y0 + h > height:
-            raise InputError(
-                f"CameraInfo ROI (x={x0}, y={y0}, h={h}, w={w}) does not fit a "
-                f"{width}x{height} image"
-            )
-        K = crop_intrinsics(K, x0, y0)
-    return scale_intrinsics(K, 1.0 / max(binning_x, 1), 1.0 / max(binning_y, 1))
-
-
 def check_intrinsics(K: Matrix, width: int | None = None, height: int | None = None) -> None:
     """Raise ``InputError`` unless ``K`` (..., 3, 3) is a plausible pinhole matrix.
 
@@ -146,13 +100,6 @@ def check_intrinsics(K: Matrix, width: int | None = None, height: int | None = N
 # ---------------------------------------------------------------------------------------------
 
 
-def _skew(w: torch.Tensor) -> torch.Tensor:
-    """(..., 3) -> (..., 3, 3) cross-product matrix."""
-    x, y, z = w.unbind(-1)
-    o = torch.zeros_like(x)
-    return torch.stack([o, -z, y, z, o, -x, -y, x, o], dim=-1).unflatten(-1, (3, 3))
-
-
 def euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
     """(..., 3) angles (rx, ry, rz) in radians -> ``R = Rx(rx) @ Ry(ry) @ Rz(rz)`` (..., 3, 3).
 
@@ -174,60 +121,6 @@ def matrix_to_euler(R: torch.Tensor) -> torch.Tensor:
     return torch.stack([rx, ry, rz], dim=-1)
 
 
-def axis_angle_to_matrix(w: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    """Rodrigues: (..., 3) rotation vector (radians) -> (..., 3, 3).
-
-    Uses Taylor expansions below ``|w| < eps`` so values and gradients stay finite at zero.
-    """
-    theta2 = (w * w).sum(-1, keepdim=True).unsqueeze(-1)
-    small = theta2 < eps * eps
-    theta = torch.sqrt(torch.where(small, torch.ones_like(theta2), theta2))
-    a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
-    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / (theta * theta))
-    S = _skew(w)
-    eye = torch.eye(3, dtype=w.dtype, device=w.device)
-    return eye + a * S + b * (S @ S)
-
-
-def matrix_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) -> (..., 3) rotation vector with angle in [0, pi], via a unit quaternion."""
-    m = [[R[..., i, j] for j in range(3)] for i in range(3)]
-    diag = torch.stack(
-        [
-            m[0][0] + m[1][1] + m[2][2],
-            m[0][0] - m[1][1] - m[2][2],
-            m[1][1] - m[0][0] - m[2][2],
-            m[2][2] - m[0][0] - m[1][1],
-        ],
-        dim=-1,
-    )
-    # Shepperd: four candidate quaternions (w, x, y, z); keep the best conditioned one.
-    s = 2 * torch.sqrt((1 + diag).clamp(min=1e-12))  # 4 * the candidate's largest component
-    wx, wy, wz = m[2][1] - m[1][2], m[0][2] - m[2][0], m[1][0] - m[0][1]
-    xy, xz, yz = m[0][1] + m[1][0], m[0][2] + m[2][0], m[1][2] + m[2][1]
-    cands = (
-        torch.stack(
-            [
-                torch.stack([s[..., 0] ** 2 / 4, wx, wy, wz], -1),
-                torch.stack([wx, s[..., 1] ** 2 / 4, xy, xz], -1),
-                torch.stack([wy, xy, s[..., 2] ** 2 / 4, yz], -1),
-                torch.stack([wz, xz, yz, s[..., 3] ** 2 / 4], -1),
-            ],
-            dim=-2,
-        )
-        / s[..., None]
-    )  # (..., candidate, wxyz)
-    best = diag.argmax(-1)[..., None, None].expand(*diag.shape[:-1], 1, 4)
-    q = torch.gather(cands, -2, best).squeeze(-2)
-    q = torch.where(q[..., :1] < 0, -q, q)
-    norm_v = q[..., 1:].norm(dim=-1, keepdim=True)
-    small = norm_v < 1e-7
-    factor = torch.where(
-        small, 2 / q[..., :1], 2 * torch.atan2(norm_v, q[..., :1]) / torch.where(small, 1, norm_v)
-    )
-    return q[..., 1:] * factor
-
-
 def pose_vec_to_mat(vec: torch.Tensor, rotation: Rotation = "euler") -> torch.Tensor:
     """(..., 6) pose vector (tx, ty, tz, rx, ry, rz), metres and radians -> (..., 4, 4) SE(3).
 
@@ -238,7 +131,7 @@ def pose_vec_to_mat(vec: torch.Tensor, rotation: Rotation = "euler") -> torch.Te
     if rotation == "euler":
         R = euler_to_matrix(vec[..., 3:])
     elif rotation == "axis_angle":
-        R = axis_angle_to_matrix(vec[..., 3:])
+        R = so3_exp(vec[..., 3:])
     else:
         raise InputError(f"unknown rotation parameterisation {rotation!r}")
     top = torch.cat([R, vec[..., :3, None]], dim=-1)
@@ -252,25 +145,10 @@ def mat_to_pose_vec(T: torch.Tensor, rotation: Rotation = "euler") -> torch.Tens
     if rotation == "euler":
         rot = matrix_to_euler(T[..., :3, :3])
     elif rotation == "axis_angle":
-        rot = matrix_to_axis_angle(T[..., :3, :3])
+        rot = so3_log(T[..., :3, :3])
     else:
         raise InputError(f"unknown rotation parameterisation {rotation!r}")
     return torch.cat([T[..., :3, 3], rot], dim=-1)
-
-
-def invert_pose(T_a_b: torch.Tensor) -> torch.Tensor:
-    """Closed-form SE(3) inverse: (..., 4, 4) ``T_a_b`` -> ``T_b_a``."""
-    R_t = T_a_b[..., :3, :3].transpose(-1, -2)
-    t = -R_t @ T_a_b[..., :3, 3:]
-    T_b_a = T_a_b.clone()
-    T_b_a[..., :3, :3] = R_t
-    T_b_a[..., :3, 3:] = t
-    return T_b_a
-
-
-def compose(T_a_b: torch.Tensor, T_b_c: torch.Tensor) -> torch.Tensor:
-    """``T_a_c = T_a_b @ T_b_c`` for (..., 4, 4) poses."""
-    return T_a_b @ T_b_c
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +156,6 @@ def compose(T_a_b: torch.Tensor, T_b_c: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=16)
 def snippet_poses_in_target(T_src_tgt: torch.Tensor) -> torch.Tensor:
     """Poses of every snippet frame in the target camera, in time order.
 
@@ -287,18 +164,22 @@ def snippet_poses_in_target(T_src_tgt: torch.Tensor) -> torch.Tensor:
             middle frame (sources in time order, as the pose network predicts them).
 
     Returns:
-        (..., S + 1, 4, 4) ``T_tgt_frame``: ``invert_pose(T_src_tgt)`` with the identity
+        (..., S + 1, 4, 4) ``T_tgt_frame``: ``se3_inverse(T_src_tgt)`` with the identity
         inserted at the target's position ``S // 2``.
     """
     mid = T_src_tgt.shape[-3] // 2
-    T_tgt_src = invert_pose(T_src_tgt)
+    T_tgt_src = se3_inverse(T_src_tgt)
     eye = torch.eye(4, dtype=T_src_tgt.dtype, device=T_src_tgt.device)
     eye = eye.expand(*T_src_tgt.shape[:-3], 1, 4, 4)
     return torch.cat([T_tgt_src[..., :mid, :, :], eye, T_tgt_src[..., mid:, :, :]], dim=-3)
 
 
+@lru_cache(maxsize=16)
 def pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Cached homogeneous pixel centres (3, H*W): rows u, v, 1 in row-major pixel order."""
+    """Cached homogeneous pixel centres (3, H*W): rows u, v, 1 in row-major pixel order.
+
+    The same tensor is returned for the same arguments: callers must not modify it in place.
+    """
     with torch.inference_mode(False):  # usable for autograd even if first built in inference
         v, u = torch.meshgrid(
             torch.arange(height, device=device, dtype=dtype),
@@ -388,23 +269,6 @@ def rigid_flow(
 # ---------------------------------------------------------------------------------------------
 # Disparity and depth
 # ---------------------------------------------------------------------------------------------
-
-
-def disp_to_depth(
-    disp: torch.Tensor, min_depth: float = 0.1, max_depth: float = 100.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Monodepth2: sigmoid output in [0, 1] -> (scaled disparity, depth in metres)."""
-    min_disp, max_disp = 1 / max_depth, 1 / min_depth
-    scaled_disp = min_disp + (max_disp - min_disp) * disp
-    return scaled_disp, 1 / scaled_disp
-
-
-def depth_to_disp(
-    depth: torch.Tensor, min_depth: float = 0.1, max_depth: float = 100.0
-) -> torch.Tensor:
-    """Inverse of :func:`disp_to_depth`: depth in metres -> sigmoid-range disparity."""
-    min_disp, max_disp = 1 / max_depth, 1 / min_depth
-    return (1 / depth - min_disp) / (max_disp - min_disp)
 
 
 def depth_from_disp(disp: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

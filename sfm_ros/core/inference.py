@@ -1,11 +1,12 @@
 """Run trained networks on a camera stream: depth in metres and frame-to-frame camera motion.
 
 `DepthPoseEstimator` is what the ROS node, the offline bag tool and the demo use. It takes
-images of any size with their intrinsics, fits them to the network input (resize, or
-scale-and-centre-crop keeping the aspect ratio, with K updated exactly), and returns depth at
-the input resolution plus `T_prev_cur`, the 4x4 optical-frame motion from the previous frame to
-the current one (`p_prev = T_prev_cur @ p_cur`). The networks can be swapped atomically
-between frames (online fine-tuning publishes new weights).
+images of any size with their pinhole `Camera` (or bare K), fits them to the network input
+(resize, or scale-and-centre-crop keeping the aspect ratio; the camera follows with scales from
+the integer sizes), and returns depth at the input resolution plus `T_prev_cur`, the 4x4
+optical-frame motion from the previous frame to the current one (`p_prev = T_prev_cur @ p_cur`).
+The networks can be swapped atomically between frames (online fine-tuning publishes new
+weights).
 """
 
 from __future__ import annotations
@@ -23,16 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sfm_ros.core.checkpoint import networks_from_checkpoint, resolve_checkpoint
+from sfm_ros.core.camera import Camera
+from sfm_ros.core.checkpoint import (
+    check_finite_weights,
+    networks_from_checkpoint,
+    resolve_checkpoint,
+)
 from sfm_ros.core.device import resolve_device
 from sfm_ros.core.errors import InputError
-from sfm_ros.core.geometry import (
-    check_intrinsics,
-    crop_intrinsics,
-    rigid_flow,
-    scale_intrinsics,
-    snippet_poses_in_target,
-)
+from sfm_ros.core.geometry import rigid_flow, snippet_poses_in_target
 
 log = logging.getLogger(__name__)
 RESIZE_POLICIES = ("resize", "crop")
@@ -70,12 +70,23 @@ def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
+def _seen_range(offset: int, size: int, scaled: int, full: int) -> tuple[int, int]:
+    """Input pixels [first, stop) along one axis whose centres fall in the window
+    [offset, offset + size) (pixel edges) of the image resized from ``full`` to ``scaled``
+    pixels, where centre v lands at ``(v + 0.5) * scaled / full``; exact integer arithmetic."""
+
+    def first_at_or_after(edge: int) -> int:  # ceil((2 edge full - scaled) / (2 scaled))
+        return min(full, max(0, -((scaled - 2 * edge * full) // (2 * scaled))))
+
+    return first_at_or_after(offset), first_at_or_after(offset + size)
+
+
 @dataclass
 class _Prepared:
     image: torch.Tensor  # (1, 3, h, w) float in [0, 1] on the device, network dtype
-    K_net: torch.Tensor  # (1, 3, 3) float32 intrinsics of the network input
-    crop: tuple[int, int, int, int]  # (y0, x0, h, w) region of the scaled image the net saw
-    scale: tuple[float, float]  # (sy, sx) input -> scaled image
+    K_net: torch.Tensor  # (1, 3, 3) float32 intrinsics of the network input, on the device
+    scaled_hw: tuple[int, int]  # size of the resized image the network input is cut from
+    offset: tuple[int, int]  # (y0, x0) of the network input in the resized image
 
 
 class DepthPoseEstimator:
@@ -180,7 +191,12 @@ class DepthPoseEstimator:
 
         Args:
             source: the checkpoint holding these weights ('' = in memory only).
+
+        Raises:
+            CheckpointError: a weight is NaN or inf (the current networks stay in service).
         """
+        for what, net in (("depth", depth_net), ("pose", pose_net)):
+            check_finite_weights(net.state_dict(), what, source or "(in memory)")
         prepared = self._prepare_networks(depth_net, pose_net)  # off the hot path
         with self._lock:
             self._nets = prepared
@@ -200,7 +216,10 @@ class DepthPoseEstimator:
         return self.swap_networks(depth_net, pose_net, source=str(path))
 
     # ---------------------------------------------------------------- inputs
-    def _check_inputs(self, image: np.ndarray, K: np.ndarray) -> np.ndarray:
+    def _check_inputs(
+        self, image: np.ndarray, camera: Camera | np.ndarray
+    ) -> tuple[np.ndarray, Camera]:
+        """(H, W, 3) uint8 RGB image and its pinhole camera (a bare K gets the image size)."""
         if not isinstance(image, np.ndarray):
             raise InputError(f"image must be a numpy array, got {type(image).__name__}")
         if image.ndim == 2:
@@ -209,26 +228,32 @@ class DepthPoseEstimator:
             raise InputError(f"image must be (H, W, 3) RGB or (H, W) grey, got shape {image.shape}")
         if image.dtype != np.uint8:
             raise InputError(f"image must be uint8, got {image.dtype}")
-        if image.shape[0] < 8 or image.shape[1] < 8:
-            raise InputError(f"image of {image.shape[1]}x{image.shape[0]} px is too small")
-        check_intrinsics(
-            np.asarray(K, dtype=np.float64), width=image.shape[1], height=image.shape[0]
-        )
-        return image
+        H, W = image.shape[:2]
+        if H < 8 or W < 8:
+            raise InputError(f"image of {W}x{H} px is too small")
+        if not isinstance(camera, Camera):
+            camera = Camera(camera, W, H)
+        elif camera.size != (W, H):
+            raise InputError(
+                f"the camera is for {camera.width}x{camera.height} images, the image is {W}x{H}"
+            )
+        if camera.distorted:
+            raise InputError(
+                f"the camera has {camera.distortion_model} distortion: undistort the image "
+                "first (sfm_ros.core.undistort)"
+            )
+        return image, camera
 
-    def _prepare(self, image: np.ndarray, K: np.ndarray) -> _Prepared:
+    def _prepare(self, image: np.ndarray, camera: Camera) -> _Prepared:
         H, W = image.shape[:2]
         h, w = self.height, self.width
         if self.resize_policy == "resize":
-            sy, sx = h / H, w / W
             scaled_hw = (h, w)
-            y0 = x0 = 0
-        else:
+        else:  # scale to cover the network input, keeping the aspect ratio; centre crop
             s = max(h / H, w / W)
-            sy = sx = s
             scaled_hw = (max(h, round(H * s)), max(w, round(W * s)))
-            y0, x0 = (scaled_hw[0] - h) // 2, (scaled_hw[1] - w) // 2
-        K_net = crop_intrinsics(scale_intrinsics(np.asarray(K, np.float64), sx, sy), x0, y0)
+        y0, x0 = (scaled_hw[0] - h) // 2, (scaled_hw[1] - w) // 2
+        camera_net = camera.resized(scaled_hw[1], scaled_hw[0]).cropped(x0, y0, w, h)
         if not image.flags.writeable or not image.flags.c_contiguous:
             image = np.ascontiguousarray(image).copy()  # torch.from_numpy needs writable memory
         tensor = torch.from_numpy(image).permute(2, 0, 1)[None]  # (1, 3, H, W) uint8, NHWC memory
@@ -242,36 +267,46 @@ class DepthPoseEstimator:
         tensor = tensor[:, :, y0 : y0 + h, x0 : x0 + w].contiguous(
             memory_format=torch.channels_last
         )
-        K_t = torch.as_tensor(K_net, dtype=torch.float32, device=self.device)[None]
-        return _Prepared(tensor, K_t, (y0, x0, h, w), (sy, sx))
+        K_t = torch.from_numpy(camera_net.K.astype(np.float32)).to(self.device)[None]
+        return _Prepared(tensor, K_t, scaled_hw, (y0, x0))
 
+    @staticmethod
     def _to_input_resolution(
-        self, net_map: torch.Tensor, prep: _Prepared, shape: tuple[int, int]
+        net_map: torch.Tensor, prep: _Prepared, shape: tuple[int, int]
     ) -> torch.Tensor:
         """Map a (1, C, h, w) network-resolution map back to the (H, W) input image grid.
 
-        Returns (1, C, H, W) float32; pixels outside the region the network saw are NaN.
+        The exact inverse of `_prepare`: the map is placed at its offset in the resized image
+        (edges extended), resampled to (H, W) with the same pixel-centre convention, and the
+        input pixels whose centres lie outside the region the network saw are NaN.
+
+        Returns (1, C, H, W) float32.
         """
         H, W = shape
-        y0, x0, h, w = prep.crop
-        sy, sx = prep.scale
-        if self.resize_policy == "resize":
-            return F.interpolate(net_map.float(), size=(H, W), mode="bilinear", align_corners=False)
-        # crop: the network saw scaled-image pixels [y0, y0+h) x [x0, x0+w)
-        top, left = round(y0 / sy), round(x0 / sx)
-        bottom, right = min(H, round((y0 + h) / sy)), min(W, round((x0 + w) / sx))
-        out = torch.full((1, net_map.shape[1], H, W), float("nan"), device=net_map.device)
-        out[:, :, top:bottom, left:right] = F.interpolate(
-            net_map.float(), size=(bottom - top, right - left), mode="bilinear", align_corners=False
-        )
+        (sh, sw), (y0, x0) = prep.scaled_hw, prep.offset
+        h, w = net_map.shape[-2:]
+        pads = (x0, sw - x0 - w, y0, sh - y0 - h)
+        net_map = net_map.float()
+        if any(pads):
+            net_map = F.pad(net_map, pads, mode="replicate")
+        out = F.interpolate(net_map, size=(H, W), mode="bilinear", align_corners=False)
+        if any(pads):
+            top, bottom = _seen_range(y0, h, sh, H)
+            left, right = _seen_range(x0, w, sw, W)
+            out[..., :top, :] = out[..., bottom:, :] = float("nan")
+            out[..., :left] = out[..., right:] = float("nan")
         return out
 
     # ---------------------------------------------------------------- outputs
     @torch.inference_mode()
-    def depth(self, image: np.ndarray, K: np.ndarray) -> np.ndarray:
-        """Depth (H, W) float32 metres for one image; NaN where there is no estimate."""
-        image = self._check_inputs(image, K)
-        prep = self._prepare(image, K)
+    def depth(self, image: np.ndarray, camera: Camera | np.ndarray) -> np.ndarray:
+        """Depth (H, W) float32 metres for one image; NaN where there is no estimate.
+
+        Args:
+            camera: the image's pinhole `Camera`, or its (3, 3) K.
+        """
+        image, camera = self._check_inputs(image, camera)
+        prep = self._prepare(image, camera)
         depth_net, _ = self._nets
         disp = depth_net(prep.image)[0]
         return self._depth_from_disp(disp, prep, image.shape[:2])[0]
@@ -309,12 +344,12 @@ class DepthPoseEstimator:
         return snippet_poses_in_target(T_src_tgt[0].double()), masks
 
     @torch.inference_mode()
-    def snippet_poses(self, images: list[np.ndarray], K: np.ndarray) -> np.ndarray:
+    def snippet_poses(self, images: list[np.ndarray], camera: Camera | np.ndarray) -> np.ndarray:
         """SfMLearner's per-snippet output: poses `T_first_frame` (L, 4, 4) of exactly
         `snippet_length` images, relative to the first one (used by the legacy pose metric)."""
         if len(images) != self.snippet_length:
             raise InputError(f"need {self.snippet_length} images, got {len(images)}")
-        frames = [self._prepare(self._check_inputs(im, K), K).image for im in images]
+        frames = [self._prepare(*self._check_inputs(im, camera)).image for im in images]
         T_tgt_frame, _ = self._snippet_poses(self._nets[1], frames)
         return (torch.linalg.inv(T_tgt_frame[0]) @ T_tgt_frame).cpu().numpy()
 
@@ -325,14 +360,21 @@ class DepthPoseEstimator:
 
     @torch.inference_mode()
     def step(
-        self, image: np.ndarray, K: np.ndarray, stamp_ns: int = 0, with_flow: bool = False
+        self,
+        image: np.ndarray,
+        camera: Camera | np.ndarray,
+        stamp_ns: int = 0,
+        with_flow: bool = False,
     ) -> EstimatorOutput:
         """Process the next frame of a stream: depth now, motion since the previous frame.
+
+        Args:
+            camera: the image's pinhole `Camera`, or its (3, 3) K.
 
         The pose network sees the last `snippet_length` frames (the oldest repeated at the
         start of a stream); a resolution change resets the history.
         """
-        image = self._check_inputs(image, K)
+        image, camera = self._check_inputs(image, camera)
         key = image.shape[:2]
         if self._input_key is not None and key != self._input_key:
             log.warning(
@@ -340,7 +382,7 @@ class DepthPoseEstimator:
             )
             self._frames.clear()
         self._input_key = key
-        prep = self._prepare(image, K)
+        prep = self._prepare(image, camera)
         with self._lock:
             depth_net, pose_net = self._nets
             version = self.model_version
@@ -360,8 +402,8 @@ class DepthPoseEstimator:
         if with_flow:
             depth_net_res = 1.0 / disp.float().clamp_min(1e-6)
             flow_to_prev = rigid_flow(depth_net_res, T_prev_cur.float()[None], prep.K_net)
-            sy, sx = prep.scale
-            scale = torch.tensor([1.0 / sx, 1.0 / sy], device=flow_to_prev.device).view(1, 2, 1, 1)
+            (sh, sw), (H, W) = prep.scaled_hw, key
+            scale = torch.tensor([W / sw, H / sh], device=flow_to_prev.device).view(1, 2, 1, 1)
             flow = self._to_input_resolution(flow_to_prev * scale, prep, key)[0]
             out.flow = flow.permute(1, 2, 0).cpu().numpy()
         return out

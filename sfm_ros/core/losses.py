@@ -6,9 +6,7 @@ All images are (B, 3, H, W) float in [0, 1]; disparities are the depth network's
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +14,7 @@ from torch import nn
 
 from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.geometry import depth_from_disp, inverse_warp, scale_intrinsics
+from sfm_ros.core.params import Params, param
 
 
 class SSIM(nn.Module):
@@ -99,29 +98,34 @@ def explainability_regularizer(mask: torch.Tensor, eps: float = 1e-6) -> torch.T
 
 
 @dataclass
-class LossConfig:
-    """Weights and switches of :class:`ViewSynthesisLoss`; defaults are Monodepth2's.
+class LossConfig(Params):
+    """Weights and switches of :class:`ViewSynthesisLoss`; defaults are Monodepth2's."""
 
-    ``min_depth``/``max_depth`` bound the depth used for warping (disparity is clamped to
-    [1 / max_depth, 1 / min_depth]).
-    """
-
-    ssim_weight: float = 0.85
-    smooth_weight: float = 1e-3
-    smoothness: Literal["edge_aware", "second_order"] = "edge_aware"
-    use_mask: bool = False
-    mask_weight: float = 0.2
-    min_reprojection: bool = True
-    automask: bool = True
-    scales: int = 4
-    upsample_to_full: bool = True
-    min_depth: float = 0.1
-    max_depth: float = 100.0
-    sum_over_sources: bool = False
-    """Sum the photometric and mask terms over source frames (SfMLearner) instead of averaging
-    them; this sets their weight relative to smoothness."""
+    ssim_weight: float = param(0.85, "weight of SSIM against L1 in the photometric error")
+    smooth_weight: float = param(1e-3, "weight of the disparity smoothness term")
+    smoothness: str = param(
+        "edge_aware",
+        "smoothness: edge_aware (Monodepth2) or second_order (SfMLearner)",
+        choices=("edge_aware", "second_order"),
+    )
+    use_mask: bool = param(False, "explainability mask term (SfMLearner)")
+    mask_weight: float = param(0.2, "weight of the explainability regulariser")
+    min_reprojection: bool = param(True, "per-pixel minimum over sources (Monodepth2)")
+    automask: bool = param(True, "mask pixels the identity warp explains better (Monodepth2)")
+    scales: int = param(4, "number of disparity scales in the loss")
+    upsample_to_full: bool = param(True, "warp at full resolution with upsampled disparity")
+    min_depth: float = param(0.1, "depth used for warping is bounded below by this")
+    max_depth: float = param(100.0, "depth used for warping is bounded above by this")
+    sum_over_sources: bool = param(
+        False,
+        "sum the photometric and mask terms over sources (SfMLearner) instead of averaging "
+        "them; this sets their weight relative to smoothness",
+    )
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
         if self.smoothness not in ("edge_aware", "second_order"):
             raise ConfigError(
                 f"loss smoothness must be 'edge_aware' or 'second_order', got {self.smoothness!r}"
@@ -156,8 +160,7 @@ class LossConfig:
         }
         if name not in presets:
             raise ConfigError(f"unknown loss preset {name!r}; choose one of {sorted(presets)}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(overrides) - fields
+        unknown = set(overrides) - set(cls.defaults())
         if unknown:
             raise ConfigError(f"unknown loss config fields {sorted(unknown)}")
         return cls(**{**presets[name], **overrides})

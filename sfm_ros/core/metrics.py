@@ -104,7 +104,10 @@ class DepthEvalResult:
         metric: metrics of the raw (metric-scale) predictions, or None if not asked.
         scale_ratio_mean: mean over images of ``median(gt) / median(pred)``.
         scale_ratio_std: their standard deviation (small = consistent scale).
-        num_images: images that had at least one valid pixel (the others are skipped).
+        num_images: images that had at least one evaluated pixel (the others are skipped).
+        invalid_fraction: fraction of the valid ground-truth pixels that had no valid prediction
+            (NaN, inf or <= 0); they are left out of the metrics.
+        images_without_prediction: images with valid ground truth but no valid prediction there.
     """
 
     median_scaled: dict[str, float] | None
@@ -112,6 +115,8 @@ class DepthEvalResult:
     scale_ratio_mean: float
     scale_ratio_std: float
     num_images: int
+    invalid_fraction: float
+    images_without_prediction: int
 
     def to_dict(self) -> dict:
         return {
@@ -120,6 +125,8 @@ class DepthEvalResult:
             "scale_ratio_mean": self.scale_ratio_mean,
             "scale_ratio_std": self.scale_ratio_std,
             "num_images": self.num_images,
+            "invalid_fraction": self.invalid_fraction,
+            "images_without_prediction": self.images_without_prediction,
         }
 
 
@@ -137,13 +144,17 @@ def evaluate_depth(
 
     Each prediction is resized (bilinear) to its ground truth's resolution, evaluated on
     ``valid_depth_mask`` pixels, optionally multiplied by ``median(gt) / median(pred)``, clipped to
-    ``[min_depth, max_depth]``; metrics are averaged over images.
+    ``[min_depth, max_depth]``; metrics are averaged over images. Pixels without a valid
+    prediction are left out and counted (``invalid_fraction``), never filled in.
 
     Args:
         gt_depths: list of (H, W) ground-truth depths in metres, 0 (or out of range) = unknown.
-        pred_depths: list of (h, w) predicted depths in metres, finite and > 0.
+        pred_depths: list of (h, w) predicted depths in metres; NaN, inf or <= 0 = no prediction.
         median_scaling: report median-scaled metrics (``median_scaled``).
         metric: also report metrics without scaling (``metric``).
+
+    Raises:
+        InputError: no valid ground-truth pixel at all, or no valid prediction at any of them.
     """
     if len(gt_depths) != len(pred_depths) or len(gt_depths) == 0:
         raise InputError(
@@ -154,6 +165,7 @@ def evaluate_depth(
         raise InputError("evaluate_depth: ask for median_scaling, metric or both")
 
     scaled_errors, metric_errors, ratios = [], [], []
+    gt_pixels = invalid_pixels = images_without_prediction = 0
     for i, (gt, pred) in enumerate(zip(gt_depths, pred_depths, strict=True)):
         gt = np.asarray(gt, dtype=np.float64)
         pred = np.asarray(pred, dtype=np.float64)
@@ -161,13 +173,22 @@ def evaluate_depth(
             raise InputError(
                 f"depth map {i}: expected 2-D (H, W) arrays, got {gt.shape} and {pred.shape}"
             )
-        if not np.all(np.isfinite(pred) & (pred > 0)):
-            raise InputError(f"predicted depth {i} has non-finite or non-positive values")
         mask = valid_depth_mask(gt, min_depth, max_depth, garg_crop)
         if not mask.any():
             continue
-        gt_valid = gt[mask]
-        pred_valid = resize_bilinear(pred, *gt.shape)[mask]
+        with np.errstate(invalid="ignore"):
+            valid_pred = np.isfinite(pred) & (pred > 0)
+        pred_full = resize_bilinear(np.where(valid_pred, pred, 0.0), *gt.shape)
+        # A resized value counts when every pixel it interpolates (weight > 0) was valid.
+        support = resize_bilinear(valid_pred.astype(np.float64), *gt.shape)
+        predicted = mask & (support > 1.0 - 1e-9)
+        gt_pixels += int(mask.sum())
+        invalid_pixels += int(mask.sum() - predicted.sum())
+        if not predicted.any():
+            images_without_prediction += 1
+            continue
+        gt_valid = gt[predicted]
+        pred_valid = pred_full[predicted]
         ratio = np.median(gt_valid) / np.median(pred_valid)
         ratios.append(ratio)
         if median_scaling:
@@ -176,8 +197,13 @@ def evaluate_depth(
         if metric:
             clipped = np.clip(pred_valid, min_depth, max_depth)
             metric_errors.append(compute_depth_errors(gt_valid, clipped))
-    if not ratios:
+    if not gt_pixels:
         raise InputError("no ground-truth pixel lies within (min_depth, max_depth) in any image")
+    if not ratios:
+        raise InputError(
+            f"the model predicts no valid depth: all {gt_pixels} evaluated pixels got NaN, inf or "
+            "non-positive depth (a broken or diverged checkpoint?)"
+        )
 
     def average(errors: list[dict[str, float]]) -> dict[str, float] | None:
         if not errors:
@@ -190,6 +216,8 @@ def evaluate_depth(
         scale_ratio_mean=float(np.mean(ratios)),
         scale_ratio_std=float(np.std(ratios)),
         num_images=len(ratios),
+        invalid_fraction=invalid_pixels / gt_pixels,
+        images_without_prediction=images_without_prediction,
     )
 
 
@@ -291,21 +319,29 @@ def snippet_ate(gt_xyz: np.ndarray, pred_xyz: np.ndarray) -> float:
     return float(np.sqrt(np.sum(error**2)) / len(gt_xyz))
 
 
-def evaluate_snippets(
-    gt_T_world_cam: np.ndarray, pred: np.ndarray, snippet_length: int = 5
-) -> tuple[float, float]:
-    """Legacy SfMLearner pose protocol: mean and std of ``snippet_ate`` over every window.
+def snippet_rotation_error(gt_T: np.ndarray, pred_T: np.ndarray) -> float:
+    """SfMLearner's snippet rotation error RE (``compute_pose_error``), radians.
+
+    The mean over the snippet's frames of ``atan2(s, c)`` for ``R = R_gt @ inv(R_pred)``, with
+    ``s = ||(R01 - R10, R12 - R21, R02 - R20)||`` and ``c = trace(R) - 1``, exactly as the
+    original computes it (poses in the snippet's first camera frame).
 
     Args:
-        gt_T_world_cam: (N, 4, 4) ground-truth poses.
-        pred: either (N-1, 4, 4) relative motions ``T_prev_cur``, chained inside each window from
-            its first frame, or (N-L+1, L, 4, 4) per-snippet poses ``T_first_cam`` (window ``i``
-            starts at frame ``i``), as SfMLearner's per-snippet output files hold.
-        snippet_length: L, frames per window.
-
-    Returns:
-        (mean, std) of the snippet ATE in metres (std with ddof=0).
+        gt_T, pred_T: (N, 4, 4) (or (N, 3, 4)) poses of the snippet's frames.
     """
+    R = np.asarray(gt_T)[:, :3, :3] @ np.linalg.inv(np.asarray(pred_T)[:, :3, :3])
+    s = np.linalg.norm(
+        np.stack([R[:, 0, 1] - R[:, 1, 0], R[:, 1, 2] - R[:, 2, 1], R[:, 0, 2] - R[:, 2, 0]]),
+        axis=0,
+    )
+    c = np.trace(R, axis1=1, axis2=2) - 1
+    return float(np.mean(np.arctan2(s, c)))
+
+
+def _snippet_pairs(
+    gt_T_world_cam: np.ndarray, pred: np.ndarray, snippet_length: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(gt, pred) (L, 4, 4) poses of every window, both relative to the window's first frame."""
     L = snippet_length
     gt = _check_poses(gt_T_world_cam, "gt_T_world_cam", min_len=max(L, 2))
     if L < 2:
@@ -322,10 +358,36 @@ def evaluate_snippets(
             f"predictions must be ({len(gt) - 1}, 4, 4) relative poses or ({n_windows}, {L}, 4, 4)"
             f" snippets for {len(gt)} ground-truth poses, got {pred.shape}"
         )
-    errors = []
-    for i, pred_snippet in enumerate(snippets):
-        gt_snippet = np.linalg.inv(gt[i]) @ gt[i : i + L]
-        errors.append(snippet_ate(gt_snippet[:, :3, 3], pred_snippet[:, :3, 3]))
+    return [(np.linalg.inv(gt[i]) @ gt[i : i + L], p) for i, p in enumerate(snippets)]
+
+
+def evaluate_snippets(
+    gt_T_world_cam: np.ndarray, pred: np.ndarray, snippet_length: int = 5
+) -> tuple[float, float]:
+    """Legacy SfMLearner pose protocol: mean and std of ``snippet_ate`` over every window.
+
+    Args:
+        gt_T_world_cam: (N, 4, 4) ground-truth poses.
+        pred: either (N-1, 4, 4) relative motions ``T_prev_cur``, chained inside each window from
+            its first frame, or (N-L+1, L, 4, 4) per-snippet poses ``T_first_cam`` (window ``i``
+            starts at frame ``i``), as SfMLearner's per-snippet output files hold.
+        snippet_length: L, frames per window.
+
+    Returns:
+        (mean, std) of the snippet ATE in metres (std with ddof=0).
+    """
+    pairs = _snippet_pairs(gt_T_world_cam, pred, snippet_length)
+    errors = [snippet_ate(g[:, :3, 3], p[:, :3, 3]) for g, p in pairs]
+    return float(np.mean(errors)), float(np.std(errors))
+
+
+def evaluate_snippets_rotation(
+    gt_T_world_cam: np.ndarray, pred: np.ndarray, snippet_length: int = 5
+) -> tuple[float, float]:
+    """Mean and std of SfMLearner's RE (`snippet_rotation_error`, radians) over every window;
+    arguments as `evaluate_snippets`."""
+    pairs = _snippet_pairs(gt_T_world_cam, pred, snippet_length)
+    errors = [snippet_rotation_error(g, p) for g, p in pairs]
     return float(np.mean(errors)), float(np.std(errors))
 
 

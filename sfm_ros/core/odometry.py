@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sfm_ros.core.errors import InputError
+from sfm_ros.core.lie import se3_inverse, se3_log, skew, so3_log
 
 UNOBSERVABLE_VARIANCE = 1e3
 """Variance (m^2, (m/s)^2 or rad^2) reported for components the estimate does not determine."""
@@ -31,15 +32,12 @@ INITIAL_VARIANCE = 1e-6
 """Variance of the odometry origin (1 mm, 1 mrad std): the start pose is known by definition."""
 
 
-def invert_se3(T_a_b: np.ndarray) -> np.ndarray:
-    """(..., 4, 4) rigid transform -> its inverse ``T_b_a``."""
-    T_a_b = np.asarray(T_a_b, dtype=np.float64)
-    R_t = np.swapaxes(T_a_b[..., :3, :3], -1, -2)
-    T_b_a = np.zeros_like(T_a_b)
-    T_b_a[..., :3, :3] = R_t
-    T_b_a[..., :3, 3] = -(R_t @ T_a_b[..., :3, 3:4])[..., 0]
-    T_b_a[..., 3, 3] = 1.0
-    return T_b_a
+def _check_transform(T: np.ndarray, name: str) -> None:
+    """Raise InputError unless `T` is a (4, 4) array of finite numbers, naming what is wrong."""
+    if T.shape != (4, 4):
+        raise InputError(f"{name} must be a (4, 4) transform, got shape {T.shape}")
+    if not np.all(np.isfinite(T)):
+        raise InputError(f"{name} holds NaN or inf values; a transform must be finite")
 
 
 def conjugate_motion(T_prev_cur_cam: np.ndarray, T_base_cam: np.ndarray) -> np.ndarray:
@@ -47,42 +45,7 @@ def conjugate_motion(T_prev_cur_cam: np.ndarray, T_base_cam: np.ndarray) -> np.n
 
     Returns ``T_baseprev_basecur = T_base_cam @ T_prev_cur_cam @ inv(T_base_cam)`` (4, 4).
     """
-    return T_base_cam @ np.asarray(T_prev_cur_cam, dtype=np.float64) @ invert_se3(T_base_cam)
-
-
-def skew(v: np.ndarray) -> np.ndarray:
-    """(3,) -> (3, 3) cross-product matrix: ``skew(a) @ b == cross(a, b)``."""
-    x, y, z = v
-    return np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-
-
-def so3_log(R: np.ndarray) -> np.ndarray:
-    """Rotation (3, 3) -> rotation vector (3,) in radians (axis * angle, angle in [0, pi])."""
-    cos = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
-    angle = float(np.arccos(cos))
-    w = np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    if angle < 1e-8:
-        return w / 2.0
-    if np.pi - angle < 1e-4:  # near pi: R ~ 2 a a^T - I, axis from the symmetric part
-        B = (R + np.eye(3)) / 2.0
-        i = int(np.argmax(np.diag(B)))
-        axis = B[:, i] / np.sqrt(max(B[i, i], 1e-12))
-        axis = -axis if axis @ w < 0 else axis
-        return axis / np.linalg.norm(axis) * angle
-    return w * angle / (2.0 * np.sin(angle))
-
-
-def se3_log(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(4, 4) -> (v (3,), w (3,)): the constant body twist that moves by ``T`` in unit time."""
-    w = so3_log(T[:3, :3])
-    angle = np.linalg.norm(w)
-    W = skew(w)
-    if angle < 1e-8:
-        V_inv = np.eye(3) - W / 2.0
-    else:
-        c = (1.0 - angle / 2.0 / np.tan(angle / 2.0)) / angle**2
-        V_inv = np.eye(3) - W / 2.0 + c * (W @ W)
-    return V_inv @ T[:3, 3], w
+    return T_base_cam @ np.asarray(T_prev_cur_cam, dtype=np.float64) @ se3_inverse(T_base_cam)
 
 
 @dataclass
@@ -158,8 +121,7 @@ class OdometryIntegrator:
     def set_extrinsics(self, T_base_cam: np.ndarray | None) -> None:
         """Set the ``base <- camera optical`` transform (4, 4); None = identity."""
         T = np.eye(4) if T_base_cam is None else np.asarray(T_base_cam, dtype=np.float64)
-        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-            raise InputError(f"T_base_cam must be a finite (4, 4) transform, got {T.shape}")
+        _check_transform(T, "T_base_cam")
         if not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-6):
             raise InputError("T_base_cam rotation block is not orthonormal")
         self.T_base_cam = T
@@ -174,8 +136,21 @@ class OdometryIntegrator:
         self._twist = (np.zeros(3), np.zeros(3))
         self._twist_cov = np.eye(6) * UNOBSERVABLE_VARIANCE
 
-    def update(self, T_prev_cur_cam: np.ndarray | None, stamp_ns: int) -> OdometryState:
-        """Add the camera motion since the previous frame (None for the first frame of a chain)."""
+    def update(
+        self,
+        T_prev_cur_cam: np.ndarray | None,
+        stamp_ns: int,
+        step_cov_cam: np.ndarray | None = None,
+    ) -> OdometryState:
+        """Add the camera motion since the previous frame (None for the first frame of a chain).
+
+        Args:
+            step_cov_cam: (6, 6) covariance of the motion's twist (v, w) as a right
+                perturbation ``T_prev_cur_cam @ exp(xi)`` in the current camera frame (what
+                pose refinement gives, in the same units as the translation); None = the
+                per-step `OdometryNoise` model. The noise model's constant terms are added
+                either way, so no step is ever certain.
+        """
         dt = None if self._last_stamp_ns is None else (stamp_ns - self._last_stamp_ns) * 1e-9
         self._last_stamp_ns = int(stamp_ns)
         if T_prev_cur_cam is None:
@@ -183,37 +158,52 @@ class OdometryIntegrator:
             self._twist_cov = np.eye(6) * UNOBSERVABLE_VARIANCE
             return self.state()
         T_cam = np.asarray(T_prev_cur_cam, dtype=np.float64)
-        if T_cam.shape != (4, 4) or not np.all(np.isfinite(T_cam)):
-            raise InputError(f"T_prev_cur must be a finite (4, 4) transform, got {T_cam.shape}")
+        _check_transform(T_cam, "T_prev_cur")
         dT = conjugate_motion(T_cam, self.T_base_cam)
         d = dT[:3, 3]
         step_len = float(np.linalg.norm(d))
-        sigma_t, sigma_r = self.noise.step_stds(
-            step_len, float(np.linalg.norm(so3_log(dT[:3, :3])))
-        )
+        R = self.T_odom_base[:3, :3]
+        R_new = R @ dT[:3, :3]
+        G = np.zeros((6, 6))
+        if step_cov_cam is None:
+            sigma_t, sigma_r = self.noise.step_stds(
+                step_len, float(np.linalg.norm(so3_log(dT[:3, :3])))
+            )
+            Q = np.diag([sigma_t**2] * 3 + [sigma_r**2] * 3)
+            G[:3, :3], G[3:, 3:] = R, R_new  # translation noise in the previous base frame
+        else:
+            Q = self._base_covariance(step_cov_cam)
+            G[:3, :3] = G[3:, 3:] = R_new  # right perturbation: current base frame
 
         # First-order propagation with left perturbations in the odom frame:
-        # p' = p + R d, R' = R dR  =>  F = [[I, -[R d]x], [0, I]], noise mapped by R and R'.
-        R = self.T_odom_base[:3, :3]
+        # p' = p + R d, R' = R dR  =>  F = [[I, -[R d]x], [0, I]], noise mapped by G.
         F = np.eye(6)
         F[:3, 3:] = -skew(R @ d)
         self.T_odom_base = self.T_odom_base @ dT
-        R_new = self.T_odom_base[:3, :3]
-        G = np.zeros((6, 6))
-        G[:3, :3], G[3:, 3:] = R, R_new
-        Q = np.diag([sigma_t**2] * 3 + [sigma_r**2] * 3)
         self._P = F @ self._P @ F.T + G @ Q @ G.T
         self._P = (self._P + self._P.T) / 2.0
         self.distance += step_len
 
         if dt is not None and dt > 0:
-            v, w = se3_log(dT)
-            self._twist = (v / dt, w / dt)
+            xi = se3_log(dT)
+            self._twist = (xi[:3] / dt, xi[3:] / dt)
             self._twist_cov = Q / dt**2
         else:
             self._twist = (np.zeros(3), np.zeros(3))
             self._twist_cov = np.eye(6) * UNOBSERVABLE_VARIANCE
         return self.state()
+
+    def _base_covariance(self, step_cov_cam: np.ndarray) -> np.ndarray:
+        """Camera-frame step covariance -> base frame, plus the noise model's constant terms."""
+        cov = np.asarray(step_cov_cam, dtype=np.float64)
+        if cov.shape != (6, 6) or not np.all(np.isfinite(cov)):
+            raise InputError(f"step_cov_cam must be a finite (6, 6) matrix, got {cov.shape}")
+        R, t = self.T_base_cam[:3, :3], self.T_base_cam[:3, 3]
+        A = np.zeros((6, 6))  # adjoint of T_base_cam, twists ordered (v, w)
+        A[:3, :3] = A[3:, 3:] = R
+        A[:3, 3:] = skew(t) @ R
+        floor = np.diag([self.noise.trans_abs**2] * 3 + [self.noise.rot_abs**2] * 3)
+        return A @ ((cov + cov.T) / 2) @ A.T + floor
 
     def state(self) -> OdometryState:
         """Current pose, twist and covariances (translation inflated when not metric)."""

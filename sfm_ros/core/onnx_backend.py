@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sfm_ros.core.checkpoint import check_arch_metadata
 from sfm_ros.core.errors import CheckpointError, InputError, SfmError
 from sfm_ros.core.models.posenet import vec_to_T
 
@@ -72,9 +73,15 @@ def read_export_meta(export_dir: str | Path) -> dict[str, Any]:
     path = export_dir / META_FILE
     if not path.is_file():
         raise CheckpointError(f"{export_dir} is not an sfm_ros ONNX export (no {META_FILE})")
-    meta = json.loads(path.read_text())
-    if meta.get("format") != EXPORT_FORMAT:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: corrupt or not JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
         raise CheckpointError(f"{path} is not an sfm_ros ONNX export sidecar")
+    check_arch_metadata(meta.get("arch"), path)
+    if not isinstance(meta.get("checkpoint", {}), dict):
+        raise CheckpointError(f"{path}: its 'checkpoint' entry is not a mapping")
     for name in (DEPTH_FILE, POSE_FILE):
         if not (export_dir / name).is_file():
             raise CheckpointError(f"ONNX export {export_dir} is missing {name}")
@@ -105,12 +112,28 @@ class OrtNet(nn.Module):
     """An onnxruntime session behind an `nn.Module` (no parameters; `.to()` and `.eval()` are
     no-ops for it), so code written for the torch networks runs it unchanged."""
 
+    input_names: tuple[str, ...] = ()
+    """The model's input names, in order (checked on load)."""
+
     def __init__(self, path: Path, size: tuple[int, int], providers: list[Any]) -> None:
         super().__init__()
         ort = require("onnxruntime")
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # one CPU thread budget for both
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own types for damaged models
+            reason = next((x.strip() for x in str(exc).splitlines() if x.strip()), "")
+            raise CheckpointError(
+                f"cannot load the ONNX model {path}: corrupt or not an ONNX model "
+                f"({reason or type(exc).__name__})"
+            ) from None
+        inputs = [i.name for i in self.session.get_inputs()]
+        if inputs != list(self.input_names):
+            raise CheckpointError(
+                f"ONNX model {path} takes inputs {inputs}, expected {list(self.input_names)}: "
+                "not the network of an sfm-ros export"
+            )
         self.size = size
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -130,6 +153,8 @@ class OrtNet(nn.Module):
 class OrtDepthNet(OrtNet):
     """`image (B, 3, H, W)` in [0, 1] -> `[disp (B, 1, H, W)]` (full resolution only)."""
 
+    input_names = ("image",)
+
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         (disp,) = self.run(image=image)
         return [_to_torch(disp, image)]
@@ -138,6 +163,8 @@ class OrtDepthNet(OrtNet):
 class OrtPoseNet(OrtNet):
     """`(tgt (B, 3, H, W), srcs (B, S, 3, H, W))` -> `(T_src_tgt (B, S, 4, 4), [mask] or None)`,
     mask (B, S, H, W) at full resolution only."""
+
+    input_names = ("tgt", "srcs")
 
     def __init__(self, path: Path, size: tuple[int, int], providers: list[Any], rotation: str):
         super().__init__(path, size, providers)

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from sfm_ros.core.errors import InputError
-from sfm_ros.core.geometry import check_intrinsics, matrix_to_axis_angle, scale_intrinsics
+from sfm_ros.core.geometry import check_intrinsics, scale_intrinsics
+from sfm_ros.core.lie import se3_exp, so3_log
 
 REASONS = ("ok", "few_pixels", "low_texture", "diverged", "non_finite", "no_improvement")
 """Outcomes of a refinement; everything but "ok" means the initial pose was returned."""
@@ -49,12 +49,19 @@ class RefineConfig:
     """Pixels used per level at most: the strongest-gradient pixel of each cell of a grid."""
     min_gradient: float = 0.02
     """Gradient magnitude (grey levels per pixel, central differences) a pixel needs."""
+    max_depth_step: float = 0.1
+    """Pixels whose 3x3 neighbourhood spans more than this fraction of their inverse depth
+    (occlusion edges, borders of invalid depth) are not used."""
     min_pixels: int = 80
     """Fewer usable pixels than this at the finest level (or, in the target image, fewer
     pixels with ``min_gradient``) is a failure."""
     robust: Literal["huber", "cauchy"] = "huber"
     robust_scale: float = 0.04
-    """Residual (grey levels) where Huber leaves the quadratic, or Cauchy's scale."""
+    """Residual (grey levels) where Huber leaves the quadratic, or Cauchy's scale; with
+    ``adaptive_scale`` its lower bound."""
+    adaptive_scale: bool = True
+    """Set the scale from the residuals at the start of each level: 1.345 (Huber) or 2.385
+    (Cauchy) times their robust standard deviation (1.4826 median |r|)."""
     affine_brightness: bool = True
     """Estimate a global gain and bias between the two images (exposure changes)."""
     initial_damping: float = 1e-3
@@ -64,7 +71,9 @@ class RefineConfig:
     step_tolerance: float = 1e-5
     """A level has converged when the twist update norm falls below this..."""
     cost_tolerance: float = 1e-3
-    """... or when an accepted step lowers the cost by less than this fraction."""
+    """... or when a step changes the cost by less than this fraction..."""
+    coarse_cost_tolerance: float = 1e-2
+    """... (this fraction on the coarser levels, which only need to bring the pose close)."""
     max_cost_ratio: float = 1.5
     """Final cost above this times the initial cost: "diverged"."""
     max_rotation_deg: float = 10.0
@@ -124,10 +133,8 @@ def to_grey(image: torch.Tensor) -> torch.Tensor:
 
 
 def image_gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Central differences (B, 1, H, W) -> (d/du, d/dv), one-sided at the border, per pixel."""
-    p = F.pad(image, (1, 1, 1, 1), mode="replicate")
-    gu = (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) / 2
-    gv = (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) / 2
+    """(B, 1, H, W) -> (d/du, d/dv) per pixel: central differences, one-sided at the border."""
+    gv, gu = torch.gradient(image, dim=(-2, -1))
     return gu, gv
 
 
@@ -141,31 +148,14 @@ def downsample_depth(depth_m: torch.Tensor) -> torch.Tensor:
     return torch.where(den > 0, den / num, torch.full_like(num, math.nan))
 
 
-@lru_cache(maxsize=8)
-def _generators(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(6, 16): row k is the flattened 4x4 generator of twist component k (v then w)."""
-    G = torch.zeros(6, 4, 4, dtype=dtype)
-    for k in range(3):
-        G[k, k, 3] = 1
-    for k, (i, j) in enumerate(((2, 1), (0, 2), (1, 0))):  # [w]x: w_x at (2,1), -w_x at (1,2)
-        G[3 + k, i, j], G[3 + k, j, i] = 1, -1
-    return G.reshape(6, 16).to(device)
-
-
-def se3_exp(xi: torch.Tensor) -> torch.Tensor:
-    """(B, 6) twist (v, w) -> (B, 4, 4) ``exp(hat(xi))``, exact (matrix exponential)."""
-    hat = (xi @ _generators(xi.dtype, xi.device)).view(-1, 4, 4)
-    return torch.linalg.matrix_exp(hat)
-
-
-def robust_weight(r: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
+def robust_weight(r: torch.Tensor, kind: str, scale: float | torch.Tensor) -> torch.Tensor:
     """IRLS weights ``rho'(r) / r`` of the Huber or Cauchy loss."""
     if kind == "huber":
         return scale / r.abs().clamp(min=scale)
     return 1 / (1 + (r / scale) ** 2)
 
 
-def robust_loss(r: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
+def robust_loss(r: torch.Tensor, kind: str, scale: float | torch.Tensor) -> torch.Tensor:
     """Huber ``r^2/2 | k(|r| - k/2)`` or Cauchy ``k^2/2 log(1 + (r/k)^2)``, elementwise."""
     if kind == "huber":
         a = r.abs()
@@ -174,10 +164,20 @@ def robust_loss(r: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
     return 0.5 * scale**2 * torch.log1p((r / scale) ** 2)
 
 
-def _penalty(cfg: RefineConfig) -> float:
-    """Robust loss charged for a pixel that leaves the target image (that of 3 scales)."""
-    k = cfg.robust_scale
-    return 2.5 * k * k if cfg.robust == "huber" else 0.5 * k * k * math.log(10.0)
+def _penalty(scale: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
+    """(B,) robust loss charged for a pixel that leaves the target image (that of 3 scales)."""
+    k2 = scale[:, 0].double() ** 2
+    return 2.5 * k2 if cfg.robust == "huber" else 0.5 * math.log(10.0) * k2
+
+
+def _robust_scale(r: torch.Tensor, inside: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
+    """(B, 1) robust scale for residuals r (B, N): see `RefineConfig.adaptive_scale`."""
+    floor = torch.full_like(r[:, :1], cfg.robust_scale)
+    if not cfg.adaptive_scale:
+        return floor
+    mad = torch.where(inside, r.abs(), math.nan).nanmedian(1, keepdim=True).values
+    factor = 1.345 if cfg.robust == "huber" else 2.385
+    return torch.fmax(factor * 1.4826 * mad, floor)  # fmax: NaN (nothing inside) -> floor
 
 
 # ------------------------------------------------------------------------------- the problem
@@ -212,6 +212,7 @@ class _Eval:
     r: torch.Tensor  # (B, N) residuals, 0 where not in view
     inside: torch.Tensor  # (B, N) bool: selected and projected inside the target image
     cost: torch.Tensor  # (B,) float64 mean robust residual, out-of-view pixels at a penalty
+    scale: torch.Tensor  # (B, 1) robust scale of the cost
     X: torch.Tensor  # (B, 3, N) points in the target camera
     pix: torch.Tensor  # (B, 2, N) their target pixels
     sample: torch.Tensor  # (B, 3, N) target I, dI/du, dI/dv there
@@ -225,6 +226,11 @@ def _select_pixels(
     B, _, h, w = grey.shape
     gu, gv = image_gradients(grey)
     valid = torch.isfinite(depth_m) & (depth_m > 0)
+    inv = torch.where(valid, 1 / depth_m, torch.zeros_like(depth_m))
+    spread = F.max_pool2d(inv, 3, 1, 1) + F.max_pool2d(-inv, 3, 1, 1)  # 3x3 max - min
+    smooth = spread <= cfg.max_depth_step * inv
+    n_valid = valid.flatten(1).sum(1)
+    valid &= smooth
     valid[..., :, [0, -1]] = False  # the border has one-sided gradients
     valid[..., [0, -1], :] = False
     score = torch.hypot(gu, gv) * valid
@@ -238,7 +244,7 @@ def _select_pixels(
     rays = torch.linalg.inv(K) @ torch.stack([u, v, torch.ones_like(u)], 1)
     I_ref = torch.gather(grey.flatten(1), 1, idx)
     level = _Level(K, rays * depth[:, None], I_ref, selected, selected.sum(1).double(), (h, w))
-    return level, valid.flatten(1).sum(1)
+    return level, n_valid
 
 
 def _target_pyramid(tgt: torch.Tensor, levels: int) -> list[torch.Tensor]:
@@ -256,25 +262,28 @@ def _residuals(
     T_tgt_ref: torch.Tensor,
     gain_bias: torch.Tensor,
     cfg: RefineConfig,
+    scale: torch.Tensor | None = None,
 ) -> _Eval:
+    """Residuals at ``T_tgt_ref``; the cost uses ``scale`` (B, 1), or one set from them."""
     h, w = level.size
     dtype = level.X_ref.dtype
     X = T_tgt_ref[:, :3, :3].to(dtype) @ level.X_ref + T_tgt_ref[:, :3, 3:].to(dtype)
     z = X[:, 2:3]
     pix = (level.K @ X)[:, :2] / z.clamp(min=_Z_MIN)
     # align_corners=False: pixel centre u sits at (u + 0.5) / w * 2 - 1; inside = [0, w-1]
-    scale = pix.new_tensor([2 / w, 2 / h]).view(1, 2, 1)
-    grid = ((pix + 0.5) * scale - 1).transpose(1, 2)  # (B, N, 2)
+    to_grid = pix.new_tensor([2 / w, 2 / h]).view(1, 2, 1)
+    grid = ((pix + 0.5) * to_grid - 1).transpose(1, 2)  # (B, N, 2)
     limit = pix.new_tensor([1 - 1 / w, 1 - 1 / h])
     inside = level.selected & (z[:, 0] > _Z_MIN) & (grid.abs() <= limit).all(-1)
     sample = F.grid_sample(target, grid[:, None], align_corners=False, padding_mode="border")
     sample = sample[:, :, 0]
     gain = torch.exp(gain_bias[:, :1]).to(dtype)
     r = (gain * sample[:, 0] + gain_bias[:, 1:].to(dtype) - level.I_ref) * inside
-    rho = robust_loss(r, cfg.robust, cfg.robust_scale).sum(1).double()
+    scale = _robust_scale(r, inside, cfg) if scale is None else scale
+    rho = robust_loss(r, cfg.robust, scale).sum(1).double()
     n_out = level.n_selected - inside.sum(1)
-    cost = (rho + _penalty(cfg) * n_out) / level.n_selected.clamp(min=1)
-    return _Eval(r, inside, cost, X, pix, sample, gain)
+    cost = (rho + _penalty(scale, cfg) * n_out) / level.n_selected.clamp(min=1)
+    return _Eval(r, inside, cost, scale, X, pix, sample, gain)
 
 
 def _jacobian(level: _Level, ev: _Eval, cfg: RefineConfig) -> torch.Tensor:
@@ -294,7 +303,7 @@ def _normal_equations(
     ev: _Eval, J: torch.Tensor, cfg: RefineConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weighted ``H = J^T W J`` (B, P, P), ``g = J^T W r`` (B, P) (float64) and W (B, N)."""
-    W = robust_weight(ev.r, cfg.robust, cfg.robust_scale) * ev.inside
+    W = robust_weight(ev.r, cfg.robust, ev.scale) * ev.inside
     JW = (J * W[..., None]).transpose(1, 2)
     return (JW @ J).double(), (JW @ ev.r[..., None])[..., 0].double(), W
 
@@ -305,6 +314,7 @@ def _covariance(ev: _Eval, J: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
     dof = (ev.inside.sum(1) - H.shape[-1]).clamp(min=1)
     sigma2 = (W * ev.r**2).sum(1).double() / dof
     L, info = torch.linalg.cholesky_ex(H)
+    L = _select(info == 0, L, torch.eye(H.shape[-1], dtype=H.dtype, device=H.device))
     cov = torch.cholesky_inverse(L)[:, :6, :6] * sigma2[:, None, None]
     cov = (cov + cov.transpose(1, 2)) / 2
     good = (info == 0) & torch.isfinite(cov).flatten(1).all(1)
@@ -316,6 +326,12 @@ def _select(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
     return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
 
 
+def _merge(mask: torch.Tensor, a: _Eval, b: _Eval) -> _Eval:
+    """Evaluation ``a`` where the batch ``mask`` is set, else ``b``."""
+    pairs = zip(vars(a).values(), vars(b).values(), strict=True)
+    return _Eval(*(_select(mask, x, y) for x, y in pairs))
+
+
 def _levenberg_marquardt(
     level: _Level,
     target: torch.Tensor,
@@ -324,14 +340,18 @@ def _levenberg_marquardt(
     active: torch.Tensor,
     max_iterations: int,
     cfg: RefineConfig,
+    scale: torch.Tensor | None,
+    tolerance: float,
 ) -> tuple[torch.Tensor, torch.Tensor, _Eval, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Robust LM on one level for the ``active`` items.
+    """Robust LM on one level for the ``active`` items, with a fixed robust scale (given, or
+    set from the residuals at the start); ``tolerance`` is the relative cost change that
+    counts as converged.
 
     Returns the pose (B, 4, 4) float64, gain/bias (B, 2), the evaluation there and its
     Jacobian, steps taken (B,) and converged (B,).
     """
     B = T.shape[0]
-    ev = _residuals(level, target, T, ab, cfg)
+    ev = _residuals(level, target, T, ab, cfg, scale)
     J = _jacobian(level, ev, cfg)
     lam = torch.full((B,), cfg.initial_damping, dtype=torch.float64, device=T.device)
     steps = torch.zeros(B, dtype=torch.long, device=T.device)
@@ -348,20 +368,16 @@ def _levenberg_marquardt(
         delta = delta * finite[:, None]
         T_new = se3_exp(delta[:, :6]) @ T
         ab_new = ab + delta[:, 6:] if cfg.affine_brightness else ab
-        ev_new = _residuals(level, target, T_new, ab_new, cfg)
+        ev_new = _residuals(level, target, T_new, ab_new, cfg, ev.scale)
         accept = active & finite & (ev_new.cost < ev.cost)
-        flat = accept & (ev.cost - ev_new.cost < cfg.cost_tolerance * ev.cost)
+        # a step that changes the cost by less than the tolerance, taken or not: a minimum
+        flat = finite & ((ev.cost - ev_new.cost).abs() < tolerance * ev.cost)
         if accept.all():
             T, ab, ev, J = T_new, ab_new, ev_new, _jacobian(level, ev_new, cfg)
         elif accept.any():
             T, ab = _select(accept, T_new, T), _select(accept, ab_new, ab)
             J = _select(accept, _jacobian(level, ev_new, cfg), J)
-            ev = _Eval(
-                *(
-                    _select(accept, x, y)
-                    for x, y in zip(vars(ev_new).values(), vars(ev).values(), strict=True)
-                )
-            )
+            ev = _merge(accept, ev_new, ev)
         lam = torch.where(accept, (lam / 4).clamp(min=1e-7), lam * 8)
         small = delta[:, :6].norm(dim=1) < cfg.step_tolerance
         steps += active
@@ -440,7 +456,7 @@ def refine_with_reference(
     ab = torch.zeros(B, 2, dtype=torch.float64, device=device)
 
     fine = levels[0]
-    n_tgt = (targets[0][:, 1:].norm(dim=1) > cfg.min_gradient).flatten(1).sum(1)
+    n_tgt = (targets[0][:, 1:].square().sum(1) > cfg.min_gradient**2).flatten(1).sum(1)
     reason = torch.zeros(B, dtype=torch.long, device=device)  # index into REASONS
     for name, bad in (
         ("low_texture", fine.selected.sum(1) < cfg.min_pixels),
@@ -449,15 +465,37 @@ def refine_with_reference(
     ):
         reason = torch.where(bad, REASONS.index(name), reason)
     active = reason == 0
-    initial = _residuals(fine, targets[0], T_init, ab, cfg)
 
     T, iterations = T_init, torch.zeros(B, dtype=torch.long, device=device)
     for i in reversed(range(len(levels))):
         cap = cfg.max_iterations[len(cfg.max_iterations) - 1 - i]  # coarsest first
+        tolerance = cfg.cost_tolerance if i == 0 else cfg.coarse_cost_tolerance
         T, ab, ev, J, steps, converged = _levenberg_marquardt(
-            levels[i], targets[i], T, ab, active, cap, cfg
+            levels[i], targets[i], T, ab, active, cap, cfg, None, tolerance
         )
         iterations += steps
+    # The initial cost with the finest level's robust scale, so that the two compare; where the
+    # coarse levels led somewhere worse, try the finest level alone from the start.
+    initial = _residuals(fine, targets[0], T_init, torch.zeros_like(ab), cfg, ev.scale)
+    retry = active & (ev.cost > initial.cost)
+    if retry.any() and len(levels) > 1:
+        T2, ab2, ev2, J2, steps, converged2 = _levenberg_marquardt(
+            fine,
+            targets[0],
+            T_init,
+            torch.zeros_like(ab),
+            retry,
+            cfg.max_iterations[-1],
+            cfg,
+            ev.scale,
+            cfg.cost_tolerance,
+        )
+        iterations += steps
+        better = retry & (ev2.cost < ev.cost)
+        T, ab, J, converged = (
+            _select(better, *x) for x in ((T2, T), (ab2, ab), (J2, J), (converged2, converged))
+        )
+        ev = _merge(better, ev2, ev)
 
     # Sanity checks; a later failing check's reason wins.
     dT = T @ torch.linalg.inv(T_init)
@@ -467,7 +505,7 @@ def refine_with_reference(
         ("diverged", ev.cost > cfg.max_cost_ratio * initial.cost),
         (
             "diverged",
-            matrix_to_axis_angle(dT[:, :3, :3]).norm(dim=1) > math.radians(cfg.max_rotation_deg),
+            so3_log(dT[:, :3, :3]).norm(dim=1) > math.radians(cfg.max_rotation_deg),
         ),
         ("diverged", dT[:, :3, 3].norm(dim=1) > cfg.max_translation_ratio * reference.median_depth),
         ("few_pixels", ev.inside.sum(1) < cfg.min_pixels),
@@ -535,6 +573,7 @@ def linearize(
     cfg = config or RefineConfig()
     target = _target_pyramid(to_grey(tgt_image.to(reference.K.dtype)), 1)[0]
     B = T_tgt_ref.shape[0]
-    ab = torch.zeros(B, 2, dtype=torch.float64) if gain_bias is None else gain_bias.double()
+    ab = gain_bias.double() if gain_bias is not None else torch.zeros(B, 2, dtype=torch.float64)
+    ab = ab.to(T_tgt_ref.device)
     ev = _residuals(reference.levels[0], target, T_tgt_ref.double(), ab, cfg)
     return ev.r, _jacobian(reference.levels[0], ev, cfg), ev.inside

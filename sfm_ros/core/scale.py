@@ -145,28 +145,58 @@ def ground_plane_scale(
 class ScaleFilter:
     """Robust running estimate of the scale from noisy per-frame values.
 
+    No scale is given until there is evidence: at least ``min_samples`` of the kept estimates
+    must agree within ``tolerance`` (relative) with their median. Before that ``value`` is None
+    and consumers keep treating the scale as unknown (large covariances).
+
     Args:
-        window: number of recent valid estimates kept (``method="median"``).
+        window: number of recent valid estimates kept.
         method: "median" (median of the last ``window`` values in log space, robust to
             outliers) or "ema" (exponential moving average in log space).
         alpha: EMA weight of a new value.
+        min_samples: consistent estimates needed before a scale is given.
+        tolerance: relative distance to the median within which estimates count as consistent.
     """
 
-    def __init__(self, window: int = 15, method: str = "median", alpha: float = 0.1) -> None:
+    def __init__(
+        self,
+        window: int = 15,
+        method: str = "median",
+        alpha: float = 0.1,
+        min_samples: int = 2,
+        tolerance: float = 0.15,
+    ) -> None:
         if method not in ("median", "ema"):
             raise InputError(f"ScaleFilter method must be 'median' or 'ema', got {method!r}")
         if window < 1 or not 0.0 < alpha <= 1.0:
             raise InputError(f"need window >= 1 and 0 < alpha <= 1, got {window}, {alpha}")
+        if not 1 <= min_samples <= window or not tolerance > 0:
+            raise InputError(
+                f"need 1 <= min_samples <= window and tolerance > 0, got {min_samples}, "
+                f"{window}, {tolerance}"
+            )
         self.method, self.alpha = method, alpha
+        self.min_samples, self.log_tolerance = min_samples, float(np.log1p(tolerance))
         self._logs: deque[float] = deque(maxlen=window)
         self._ema: float | None = None
+        self._established = False
+
+    @property
+    def consistent_samples(self) -> int:
+        """Kept estimates within the tolerance of their median."""
+        if not self._logs:
+            return 0
+        logs = np.asarray(self._logs)
+        return int(np.sum(np.abs(logs - np.median(logs)) <= self.log_tolerance))
 
     @property
     def value(self) -> float | None:
-        """Current scale, or None before the first valid estimate."""
+        """Current scale, or None until ``min_samples`` consistent estimates were seen."""
+        if not self._established:
+            return None
         if self.method == "ema":
-            return None if self._ema is None else float(np.exp(self._ema))
-        return float(np.exp(np.median(self._logs))) if self._logs else None
+            return float(np.exp(self._ema))
+        return float(np.exp(np.median(self._logs)))
 
     def update(self, scale: float | None) -> float | None:
         """Add an estimate (None, NaN or <= 0 are ignored) and return the filtered scale."""
@@ -174,11 +204,13 @@ class ScaleFilter:
             log_s = float(np.log(scale))
             self._logs.append(log_s)
             self._ema = log_s if self._ema is None else self._ema + self.alpha * (log_s - self._ema)
+            self._established = self._established or self.consistent_samples >= self.min_samples
         return self.value
 
     def reset(self) -> None:
         self._logs.clear()
         self._ema = None
+        self._established = False
 
 
 class OdometryScale:
@@ -188,6 +220,7 @@ class OdometryScale:
     unscaled visual translation of each frame with `add_visual`, which returns the ratio
     ``external distance / visual distance`` over the last ``window`` frames (None until the
     external odometry covers that time span and at least ``min_distance_m`` was travelled).
+    Not thread-safe: call it from one thread (the pipeline queues references to its worker).
 
     Args:
         window: number of visual frames in the sliding window.

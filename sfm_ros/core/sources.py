@@ -1,7 +1,14 @@
 """Data sources named by one string, as used in configs and on the command line.
 
-- `synthetic:DOMAIN[:FRAMES[:SEED]]` renders a sequence of the procedural world
-  (e.g. `synthetic:street:600:0`);
+- `synthetic:DOMAIN[:FRAMES[:SEED[:RANDOM]]]` renders a sequence of the procedural world
+  (e.g. `synthetic:street:600:0`). DOMAIN is one of `street`, `corridor`, `field`, `warehouse`,
+  `rural`; FRAMES defaults to 200 and SEED to 0. RANDOM switches on sim-to-real domain
+  randomisation (`sfm_ros.core.synthetic.randomize`), drawn per sequence from the seed:
+  `random` for all of it, or groups joined by `+` from `geometry` (field of view, principal
+  point, camera height, pitch and roll, frame rate, speed), `appearance` (light direction,
+  shadows, sky, material variants) and `photometric` (exposure, white balance, response curve,
+  vignetting, blur, noise, JPEG, grey), e.g. `synthetic:rural:100:7:random` or
+  `synthetic:street:100:7:geometry+appearance`. Use many seeds: each seed is one camera.
 - anything else is a path handed to `open_sequences` (KITTI odometry or raw, an image folder
   with intrinsics, a folder written by `sfm-ros synth`; a rosbag2 folder, .db3, .mcap or .bag
   when a ``bag_reader`` is given: `sfm_ros.messages.open_source` gives it).
@@ -10,30 +17,52 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from sfm_ros.core.data import BagReader, FrameSequence, InMemorySequence, open_sequences
 from sfm_ros.core.errors import DatasetError
-from sfm_ros.core.synthetic import render_sequence
+from sfm_ros.core.synthetic import Randomization, render_sequence
 
 SYNTHETIC_PREFIX = "synthetic:"
 
 
-def parse_synthetic(spec: str) -> tuple[str, int, int]:
-    """`synthetic:street:600:3` -> ("street", 600, 3); frames default 200, seed 0."""
+_SYNTAX = "synthetic:DOMAIN[:FRAMES[:SEED[:random|GROUP+GROUP...]]]"
+_GROUPS = ("geometry", "appearance", "photometric")
+
+
+class SyntheticSource(NamedTuple):
+    domain: str
+    frames: int
+    seed: int
+    randomization: Randomization | None
+
+
+def _randomization(spec: str, option: str) -> Randomization | None:
+    if not option:
+        return None
+    groups = set(_GROUPS) if option == "random" else set(option.split("+"))
+    if not groups <= set(_GROUPS):
+        raise DatasetError(
+            f"bad synthetic source {spec!r}: randomisation {option!r} is not `random` or "
+            f"groups of {', '.join(_GROUPS)} joined by +"
+        )
+    return Randomization(**{group: group in groups for group in _GROUPS})
+
+
+def parse_synthetic(spec: str) -> SyntheticSource:
+    """`synthetic:street:600:3:random` -> ("street", 600, 3, Randomization()); frames default
+    200, seed 0, no randomisation."""
     parts = spec[len(SYNTHETIC_PREFIX) :].split(":")
     try:
         domain = parts[0]
         frames = int(parts[1]) if len(parts) > 1 and parts[1] else 200
         seed = int(parts[2]) if len(parts) > 2 and parts[2] else 0
     except ValueError:
-        raise DatasetError(
-            f"bad synthetic source {spec!r}; expected synthetic:DOMAIN[:FRAMES[:SEED]]"
-        ) from None
-    if len(parts) > 3 or frames < 1:
-        raise DatasetError(
-            f"bad synthetic source {spec!r}; expected synthetic:DOMAIN[:FRAMES[:SEED]]"
-        )
-    return domain, frames, seed
+        raise DatasetError(f"bad synthetic source {spec!r}; expected {_SYNTAX}") from None
+    if len(parts) > 4 or frames < 1 or seed < 0:
+        raise DatasetError(f"bad synthetic source {spec!r}; expected {_SYNTAX}")
+    option = parts[3] if len(parts) > 3 else ""
+    return SyntheticSource(domain, frames, seed, _randomization(spec, option))
 
 
 def open_source(
@@ -51,11 +80,14 @@ def open_source(
     keeps its own resolution (the snippet dataset resizes it).
     """
     if spec.startswith(SYNTHETIC_PREFIX):
-        domain, frames, seed = parse_synthetic(spec)
-        seq = render_sequence(domain, frames, seed=seed, height=height, width=width)
+        domain, frames, seed, randomization = parse_synthetic(spec)
+        seq = render_sequence(
+            domain, frames, seed=seed, height=height, width=width, randomization=randomization
+        )
+        suffix = "" if randomization is None else f"-{spec.rsplit(':', 1)[1]}"
         return [
             InMemorySequence(
-                name=f"synthetic-{domain}-{seed}",
+                name=f"synthetic-{domain}-{seed}{suffix}",
                 images=seq.images,
                 K=seq.K,
                 stamps_ns=seq.stamps_ns,

@@ -55,6 +55,23 @@ class SnippetOutputs:
     """Explainability masks (B, S, H/2^s, W/2^s) or None."""
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether `flag` is true on at least one rank of the process group (the flag itself when
+    not distributed), so that every rank takes the same decision.
+
+    DistributedDataParallel all-reduces gradients inside `backward()`: one rank skipping a step
+    that the others take would hang them, so skips and stops are decided together (MAX).
+
+    Args:
+        device: where the collective runs (a CUDA device with NCCL, the CPU with gloo).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.int32, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def forward_snippets(
     depth_net: nn.Module, pose_net: nn.Module, tgt: torch.Tensor, srcs: torch.Tensor
 ) -> SnippetOutputs:
@@ -245,7 +262,8 @@ class Trainer:
 
     # ---------------------------------------------------------------- training
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float] | None:
-        """One optimisation step; None when the loss or gradients were not finite (skipped)."""
+        """One optimisation step; None when the loss (on any rank) or the gradients were not
+        finite (skipped by every rank)."""
         tgt = batch["tgt"].to(self.device, non_blocking=True)
         srcs = batch["srcs"].to(self.device, non_blocking=True)
         K = batch["K"].to(self.device, non_blocking=True)
@@ -258,7 +276,7 @@ class Trainer:
         masks = [m.float() for m in out.masks] if out.masks is not None else None
         loss, stats = self.loss_fn(tgt.float(), srcs, disps, out.T_src_tgt.float(), K, masks)
         self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        if any_rank(not bool(torch.isfinite(loss)), self.device):
             return None
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -314,7 +332,9 @@ class Trainer:
                 self.summary.last_loss = stats["total"]
                 bar.set_postfix(loss=f"{stats['total']:.4f}")
                 self._log_step(stats, bar)
-            out_of_time = deadline is not None and time.monotonic() > deadline
+            past_deadline = deadline is not None and time.monotonic() > deadline
+            # Clocks differ between ranks: the first one out of time stops them all, together.
+            out_of_time = any_rank(past_deadline, self.device)
             last = self.step == cfg.optim.steps or out_of_time
             if cfg.log.val_every and self.step % cfg.log.val_every == 0 or last:
                 self.summary.val = self.validate()

@@ -6,8 +6,15 @@ take a :class:`MsgTypes` and fill every field by keyword.
 """
 
 from sfm_ros.core.frames import matrix_from_quaternion, quaternion_from_matrix
-from sfm_ros.messages.camera import camera_info_msg, camera_info_to_K
+from sfm_ros.messages.camera import (
+    CameraInfoCache,
+    camera_from_camera_info,
+    camera_info_msg,
+    camera_info_to_K,
+)
 from sfm_ros.messages.image import (
+    COLOUR_ENCODINGS,
+    DEPTH_ENCODINGS,
     ENCODINGS,
     compressed_to_rgb8,
     depth_to_image,
@@ -28,8 +35,12 @@ from sfm_ros.messages.msg_types import (
 from sfm_ros.messages.pointcloud import pointcloud2_msg
 
 __all__ = [
+    "COLOUR_ENCODINGS",
+    "DEPTH_ENCODINGS",
     "ENCODINGS",
+    "CameraInfoCache",
     "MsgTypes",
+    "camera_from_camera_info",
     "camera_info_msg",
     "camera_info_to_K",
     "compressed_to_rgb8",

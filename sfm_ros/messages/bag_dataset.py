@@ -13,11 +13,12 @@ import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.typesys import Stores, get_typestore
 
+from sfm_ros.core.camera import Camera
 from sfm_ros.core.data.augment import resize_image
 from sfm_ros.core.data.sequence import InMemorySequence
 from sfm_ros.core.errors import DatasetError, InputError
-from sfm_ros.core.geometry import scale_intrinsics
-from sfm_ros.messages.camera import camera_info_to_K
+from sfm_ros.core.undistort import undistorter_for
+from sfm_ros.messages.camera import camera_from_camera_info
 from sfm_ros.messages.image import compressed_to_rgb8, image_to_rgb8
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,19 @@ def _decode_image(msg: object) -> np.ndarray:
         raise DatasetError(str(err)) from err
 
 
-def _camera_info_K(msg: object) -> np.ndarray | None:
-    """(3, 3) intrinsics of the image published with a CameraInfo, or None if K is invalid."""
+def _camera(msg: object) -> Camera | None:
+    """The camera of the images published with a CameraInfo, or None if it is unusable."""
     try:
-        return camera_info_to_K(msg)[0]
+        return camera_from_camera_info(msg)
     except InputError:
         return None
+
+
+def _pinhole(image: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """(image, K) of a pinhole camera: distorted images are undistorted (same K and size)."""
+    if camera.distorted:
+        image = undistorter_for(camera)(image)
+    return image, np.array(camera.K)
 
 
 def _pick_topic(
@@ -87,7 +95,8 @@ class BagSequence(InMemorySequence):
 
     Each image gets the latest CameraInfo at or before it; images before the first CameraInfo
     get the first valid one. Images whose latest CameraInfo has an invalid (e.g. all-zero) K
-    are skipped with a warning.
+    are skipped with a warning. A raw (distorted) camera's images are undistorted, so every
+    frame is a pinhole image with its K (as `sfm_ros.core.undistort` defines it).
     """
 
     def __init__(
@@ -134,34 +143,31 @@ class BagSequence(InMemorySequence):
         wanted = {self.image_topic, self.camera_info_topic}
         connections = [c for c in reader.connections if c.topic in wanted]
 
-        images, scales, Ks, stamps = [], [], [], []
-        latest: np.ndarray | None = None  # latest valid K; None before the first CameraInfo
+        raw_images: list[np.ndarray] = []
+        cameras: list[Camera | None] = []
+        stamps: list[int] = []
+        latest: Camera | None = None  # None before the first usable CameraInfo
         seen_info = skipped = 0
         for conn, bag_time_ns, raw in reader.messages(connections=connections):
             msg = reader.deserialize(raw, conn.msgtype)
             if conn.topic == self.camera_info_topic:
                 seen_info += 1
-                latest = _camera_info_K(msg)
+                latest = _camera(msg)
                 continue
-            if max_frames is not None and len(images) >= max_frames:
+            if max_frames is not None and len(raw_images) >= max_frames:
                 if latest is not None:
                     break
                 continue  # frames are full but wait for their first CameraInfo
             if seen_info and latest is None:
                 skipped += 1
                 continue
-            image = _decode_image(msg)
-            h, w = image.shape[:2]
-            if max_width is not None and w > max_width:
-                image = resize_image(image, max(1, round(h * max_width / w)), max_width)
-            images.append(image)
-            scales.append((image.shape[1] / w, image.shape[0] / h))
-            Ks.append(latest)
+            raw_images.append(_decode_image(msg))
+            cameras.append(latest)
             stamps.append(_stamp_ns(msg, bag_time_ns))
         if skipped:
             log.warning("%s: skipped %d images whose CameraInfo has an invalid K", path, skipped)
-        first_valid = next((K for K in Ks if K is not None), latest)
-        if not images:
+        first_valid = next((c for c in cameras if c is not None), latest)
+        if not raw_images:
             raise DatasetError(
                 f"bag {path} has no usable images on {self.image_topic} "
                 f"({skipped} skipped for invalid CameraInfo)"
@@ -171,8 +177,20 @@ class BagSequence(InMemorySequence):
                 f"bag {path} has no valid CameraInfo on {self.camera_info_topic} "
                 "(K missing or all zero)"
             )
-        Ks = [
-            scale_intrinsics(first_valid if K is None else K, sx, sy)
-            for K, (sx, sy) in zip(Ks, scales, strict=True)
-        ]
+        images, Ks = [], []
+        for raw, camera in zip(raw_images, cameras, strict=True):
+            camera = camera or first_valid
+            h, w = raw.shape[:2]
+            if (w, h) != camera.size:
+                raise DatasetError(
+                    f"bag {path}: a {w}x{h} image on {self.image_topic} has a CameraInfo of "
+                    f"{camera.width}x{camera.height}"
+                )
+            image, K = _pinhole(raw, camera)
+            if max_width is not None and w > max_width:
+                size = (max_width, max(1, round(h * max_width / w)))
+                image = resize_image(image, size[1], size[0])
+                K = np.array(Camera(K, w, h).resized(*size).K)
+            images.append(image)
+            Ks.append(K)
         return images, np.stack(Ks), np.array(stamps, dtype=np.int64)

@@ -34,7 +34,7 @@ from rosbags.typesys import Stores, get_typestore
 from sfm_ros import __version__
 from sfm_ros.core.errors import ConfigError, DatasetError
 from sfm_ros.core.frames import T_BODY_OPTICAL
-from sfm_ros.core.odometry import invert_se3, se3_log
+from sfm_ros.core.lie import se3_inverse, se3_log
 from sfm_ros.messages.camera import camera_info_msg
 from sfm_ros.messages.image import numpy_to_image
 from sfm_ros.messages.motion import odometry_msg
@@ -232,8 +232,8 @@ def make_bag(
     types = rosbags_types(typestore)
     T_world_base = None
     if T_world_cam is not None:  # body frame at the camera, relative to the first frame
-        T_world_body = T_world_cam @ invert_se3(T_BODY_OPTICAL)
-        T_world_base = invert_se3(T_world_body[0]) @ T_world_body
+        T_world_body = T_world_cam @ se3_inverse(T_BODY_OPTICAL)
+        T_world_base = se3_inverse(T_world_body[0]) @ T_world_body
     topics = {
         "/camera/image_raw": "sensor_msgs/msg/Image",
         "/camera/camera_info": CAMERA_INFO_TYPE,
@@ -261,8 +261,8 @@ def _gt_odometry(types: MsgTypes, T_odom_base: np.ndarray, stamps: np.ndarray, i
     v = w = np.zeros(3)
     if i > 0:
         dt = (stamps[i] - stamps[i - 1]) * 1e-9
-        v, w = se3_log(invert_se3(T_odom_base[i - 1]) @ T_odom_base[i])
-        v, w = v / dt, w / dt
+        xi = se3_log(se3_inverse(T_odom_base[i - 1]) @ T_odom_base[i]) / dt
+        v, w = xi[:3], xi[3:]
     cov = np.eye(6) * 1e-9
     hdr = header(types, int(stamps[i]), "odom_gt")
     return odometry_msg(types, hdr, "base_link_gt", T_odom_base[i], v, w, cov, cov)

@@ -29,6 +29,10 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "32FC1": (np.dtype(np.float32), 1),
     "32FC2": (np.dtype(np.float32), 2),
 }
+COLOUR_ENCODINGS = ("rgb8", "bgr8", "8UC3", "rgba8", "bgra8", "mono8", "8UC1", "mono16")
+"""The encodings a camera input may have (`image_to_rgb8`); mono16 is 16-bit grey."""
+DEPTH_ENCODINGS = ("16UC1", "32FC1")
+"""REP 118 depth encodings: refused on the camera input."""
 
 
 def _encoding_info(encoding: str) -> tuple[np.dtype, int]:
@@ -78,15 +82,27 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     return image.reshape(height, width) if channels == 1 else image.reshape(height, width, channels)
 
 
+def _depth_stream_error(encoding: str) -> InputError:
+    return InputError(
+        f"image encoding '{encoding}' is a depth image (REP 118), not a camera image: "
+        "remap a colour or grey camera topic onto the image input"
+    )
+
+
 def image_to_rgb8(msg: Any) -> np.ndarray:
     """Decode a colour or grey ``sensor_msgs/Image`` to the network's (H, W, 3) uint8 RGB.
 
-    Grey is replicated to three channels, BGR swapped, alpha dropped. 16-bit grey (``mono16``,
-    ``16UC1``) keeps its high byte (``>> 8``, like cv_bridge's mono16 -> mono8): a fixed scale
-    keeps brightness constant across frames, which the photometric loss relies on.
+    Accepts `COLOUR_ENCODINGS`; depth encodings (``16UC1``, ``32FC1``) are refused. Grey is
+    replicated to three channels, BGR swapped, alpha dropped. 16-bit grey (``mono16``) keeps
+    its high byte (``>> 8``, like cv_bridge's mono16 -> mono8): a fixed scale keeps brightness
+    constant across frames, which the photometric loss relies on.
     """
-    if msg.encoding in ("32FC1", "32FC2"):
-        raise InputError(f"image encoding '{msg.encoding}' is not an intensity image")
+    if msg.encoding in DEPTH_ENCODINGS:
+        raise _depth_stream_error(msg.encoding)
+    if msg.encoding not in COLOUR_ENCODINGS:
+        raise InputError(
+            f"unsupported image encoding '{msg.encoding}'; supported: {', '.join(COLOUR_ENCODINGS)}"
+        )
     image = image_to_numpy(msg)
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
@@ -102,21 +118,29 @@ def compressed_to_rgb8(msg: Any) -> np.ndarray:
 
     ``format`` is image_transport's ("jpeg", "png", "rgb8; jpeg compressed bgr8"); the stream is a
     standard file whatever it says, so Pillow's own detection decides. 16-bit PNGs keep their high
-    byte. ``compressedDepth`` streams are refused.
+    byte. ``compressedDepth`` streams and depth encodings (``16UC1; png compressed``) are
+    refused, and so are images larger than Pillow's decompression-bomb limit.
     """
     from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
 
     if "compresseddepth" in msg.format.lower():
         raise InputError(f"compressed image format '{msg.format}' is a depth stream, not colour")
+    if msg.format.split(";")[0].strip() in DEPTH_ENCODINGS:
+        raise _depth_stream_error(msg.format)
+    data = _as_bytes(msg.data).tobytes()
+    what = f"cannot decode compressed image (format '{msg.format}', {len(data)} bytes)"
     try:
-        with PILImage.open(io.BytesIO(_as_bytes(msg.data).tobytes())) as pil:
+        with PILImage.open(io.BytesIO(data)) as pil:
             pil.load()
             if pil.mode.startswith("I;16"):
                 grey = (np.asarray(pil, dtype=np.uint16) >> 8).astype(np.uint8)
                 return np.repeat(grey[:, :, None], 3, axis=2)
             return np.asarray(pil.convert("RGB"), dtype=np.uint8).copy()
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL.UnidentifiedImageError is OSError
-        raise InputError(f"cannot decode compressed image (format '{msg.format}'): {exc}") from exc
+    except UnidentifiedImageError:  # its message shows the BytesIO object, not the cause
+        raise InputError(f"{what}: not an image format Pillow reads") from None
+    except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as exc:
+        raise InputError(f"{what}: {exc}") from exc
 
 
 def numpy_to_image(types: MsgTypes, array: np.ndarray, encoding: str, header: Any) -> Any:
@@ -160,8 +184,11 @@ def depth_to_image(types: MsgTypes, depth_m: np.ndarray, header: Any) -> Any:
 
 
 def depth_to_mm_image(types: MsgTypes, depth_m: np.ndarray, header: Any) -> Any:
-    """(H, W) depth in metres -> ``16UC1`` millimetres; invalid -> 0, beyond 65.535 m -> 65535."""
+    """(H, W) depth in metres -> ``16UC1`` millimetres (REP 118): 0 = no measurement, which
+    is also what NaN, <= 0 and depth beyond 65.535 m (inf included) become."""
     depth = np.asarray(depth_m, dtype=np.float64)
-    valid = depth > 0  # False for NaN; +inf ("too far") clips to 65535
-    mm = np.where(valid, np.clip(np.round(np.where(valid, depth, 0.0) * 1000.0), 1, 65535), 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        mm = np.round(depth * 1000.0)
+        valid = (mm <= 65535) & (depth > 0)  # False for NaN and inf
+    mm = np.where(valid, np.maximum(mm, 1), 0)  # 0 < depth < 0.5 mm -> 1
     return numpy_to_image(types, mm.astype(np.uint16), "16UC1", header)

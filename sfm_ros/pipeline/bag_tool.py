@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
@@ -35,7 +34,7 @@ from rosbags.typesys import Stores, get_typestore
 from sfm_ros import messages as cv
 from sfm_ros.core.errors import ConfigError, DatasetError
 from sfm_ros.core.frames import R_BODY_OPTICAL
-from sfm_ros.core.odometry import invert_se3
+from sfm_ros.core.lie import se3_inverse
 from sfm_ros.messages.bag_io import (
     BAG_VERSION,
     CAMERA_INFO_TYPE,
@@ -49,83 +48,6 @@ from sfm_ros.messages.bag_io import (
 from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
 
 log = logging.getLogger(__name__)
-
-OUTPUT_TYPES = {
-    "depth": "sensor_msgs/msg/Image",
-    "depth/camera_info": CAMERA_INFO_TYPE,
-    "depth_mm": "sensor_msgs/msg/Image",
-    "depth/colormap": "sensor_msgs/msg/Image",
-    "points": "sensor_msgs/msg/PointCloud2",
-    "odom": ODOMETRY_TYPE,
-    "flow": "sensor_msgs/msg/Image",
-    "explainability": "sensor_msgs/msg/Image",
-}
-
-
-# ---------------------------------------------------------------------------- parameters
-def load_params_file(path: str | Path, node: str = "depth_odometry") -> dict[str, Any]:
-    """``ros__parameters`` that a ROS 2 params file gives the node ``node``.
-
-    Entries apply when their key is ``/**`` or names the node (``node``, ``/ns/node``,
-    ``/**/node``); node-specific entries override wildcard ones, as rcl does. A file with a
-    single entry is used whatever its node name.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"params file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"params file {path} is not valid YAML: {exc}") from None
-    entries = [
-        (str(key), value["ros__parameters"] or {})
-        for key, value in (data.items() if isinstance(data, dict) else [])
-        if isinstance(value, dict) and "ros__parameters" in value
-    ]
-    wildcard = [params for key, params in entries if key.strip("/") == "**"]
-    named = [params for key, params in entries if key.rstrip("/").split("/")[-1] == node]
-    if not wildcard and not named and len(entries) == 1:
-        named = [entries[0][1]]
-    if not wildcard and not named:
-        raise ConfigError(
-            f"params file {path} has no '{node}: ros__parameters: {{...}}' (or '/**') entry"
-        )
-    merged: dict[str, Any] = {}
-    for params in wildcard + named:
-        merged.update(params)
-    return merged
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` -> dict, values parsed as YAML (``true``, ``0.5``, ``[1, 2]``)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} must look like key=value")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: cannot parse the value ({exc})") from None
-    return out
-
-
-def pipeline_config(
-    params_file: str | Path | None = None,
-    overrides: list[str] | None = None,
-    checkpoint: str | None = None,
-) -> PipelineConfig:
-    """Config from a params file (unknown node parameters ignored), then strict overrides."""
-    cfg = PipelineConfig()
-    if params_file:
-        values = load_params_file(params_file)
-        if unknown := sorted(set(values) - set(PipelineConfig.defaults())):
-            log.info("params file: ignoring node-only parameters %s", ", ".join(unknown))
-        cfg = PipelineConfig.from_mapping(values, cfg, strict=False)
-    cfg = PipelineConfig.from_mapping(parse_overrides(overrides or []), cfg)
-    if checkpoint:
-        cfg = PipelineConfig.from_mapping({"checkpoint": str(checkpoint)}, cfg)
-    return cfg
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -420,7 +342,7 @@ class _BagRun:
         trajectories = {f"sfm_ros ({scale_source} scale)": _body_xy_for_plot(np.stack(self.poses))}
         for topic, poses in self.references.items():
             T = np.stack(poses)
-            trajectories[topic] = _body_xy_for_plot(invert_se3(T[0]) @ T)
+            trajectories[topic] = _body_xy_for_plot(se3_inverse(T[0]) @ T)
         path = plot_trajectories(
             folder / "trajectory.png", trajectories, title="odometry (top view, first pose at 0)"
         )

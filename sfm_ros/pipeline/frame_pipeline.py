@@ -9,7 +9,8 @@ source, chains the motion into `odom -> base_link` and builds the output message
 output name            type                        content
 =====================  ==========================  ==========================================
 depth                  sensor_msgs/Image 32FC1     metres along optical z, NaN = no estimate
-depth/camera_info      sensor_msgs/CameraInfo      intrinsics at the depth resolution
+depth/camera_info      sensor_msgs/CameraInfo      camera of the depth pixels (D 0, P = [K|0])
+depth/confidence       sensor_msgs/Image 32FC1     multi-view confidence of depth, in [0, 1]
 depth_mm               sensor_msgs/Image 16UC1     millimetres, 0 = invalid
 depth/colormap         sensor_msgs/Image rgb8      Turbo on inverse depth (near red)
 points                 sensor_msgs/PointCloud2     decimated cloud in the camera frame
@@ -18,12 +19,28 @@ flow                   sensor_msgs/Image 32FC2     rigid flow to the previous fr
 explainability         sensor_msgs/Image 32FC1     explainability mask in [0, 1]
 =====================  ==========================  ==========================================
 
-Image outputs have the input image's stamp, frame_id and resolution (REP 118).
+``pose_source`` picks the motion that odometry chains: the pose network's, or the network's
+refined by direct photometric alignment against a keyframe (`core/keyframes.py`), whose inverse
+Hessian then sets the odometry covariance. ``depth_source`` picks the published depth: the
+depth network's, or multi-view depth (a plane sweep over the keyframe and recent frames fused
+with the network's). ``depth/confidence`` is the multi-view confidence (0 where geometry says
+nothing: no texture, no parallax); it needs the tracker, which runs whenever refinement,
+multi-view depth or the confidence output is wanted.
+
+Image outputs have the input image's stamp, frame_id and resolution (REP 118). A distorted
+input (CameraInfo D not zero and ``rectified`` not "true") is undistorted first, so every output
+and ``depth/camera_info`` (D zero, P = [K | 0]) describe the undistorted pixels.
+
+Threading rule: the pipeline's state belongs to one thread, the one calling `process`,
+`reset`, `load_model` and `set_camera_extrinsics` (the node's worker). `on_camera_info` and
+`on_odometry` may be called from any thread: they only queue the message, and `process` applies
+the queue, in arrival order, before each frame. `diagnostics` only reads counters.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -33,27 +50,40 @@ from typing import Any
 import numpy as np
 
 from sfm_ros import messages as cv
+from sfm_ros.core.camera import Camera
 from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL
-from sfm_ros.core.geometry import check_intrinsics, scale_intrinsics
-from sfm_ros.core.inference import DepthPoseEstimator
+from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
+from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker, TrackDiagnostics
 from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
 from sfm_ros.core.params import Params, param
 from sfm_ros.core.scale import OdometryScale, ScaleFilter, ground_plane_scale
+from sfm_ros.core.undistort import undistorter_for
 from sfm_ros.core.visualize import colormap_depth
 
 SCALE_SOURCES = ("none", "fixed", "camera_height", "odometry")
-OUTPUTS = (
-    "depth",
-    "depth/camera_info",
-    "depth_mm",
-    "depth/colormap",
-    "points",
-    "odom",
-    "flow",
-    "explainability",
-)
+OUTPUT_TYPES = {
+    "depth": "sensor_msgs/msg/Image",
+    "depth/camera_info": "sensor_msgs/msg/CameraInfo",
+    "depth/confidence": "sensor_msgs/msg/Image",
+    "depth_mm": "sensor_msgs/msg/Image",
+    "depth/colormap": "sensor_msgs/msg/Image",
+    "points": "sensor_msgs/msg/PointCloud2",
+    "odom": "nav_msgs/msg/Odometry",
+    "flow": "sensor_msgs/msg/Image",
+    "explainability": "sensor_msgs/msg/Image",
+}
+"""Output name (topic relative to the node) -> message type."""
+OUTPUTS = tuple(OUTPUT_TYPES)
 WARN_PERIOD_S = 5.0
+RECTIFIED = {"auto": None, "true": True, "false": False}
+"""Values of the ``rectified`` parameter -> ``camera_from_camera_info(rectified=...)``."""
+POSE_SOURCES = ("network", "refined")
+DEPTH_SOURCES = ("network", "multiview")
+FALLBACKS = ("no_keyframe", "few_pixels", "low_texture", "diverged", "non_finite", "no_improvement")
+"""Tracker outcomes where refinement fell back to the initial motion."""
+SIDE_INPUT_QUEUE = 10_000
+"""Most CameraInfo/odometry messages kept between two frames (the oldest are dropped)."""
 
 
 @dataclass
@@ -101,8 +131,34 @@ class PipelineConfig(Params):
     fallback_intrinsics: list = param(
         [], "fx, fy, cx, cy (pixels) used when no CameraInfo arrived; empty = none"
     )
+    rectified: str = param(
+        "auto",
+        "the image is rectified (image_rect: CameraInfo P, no distortion) or raw (K and D): "
+        "auto (rectified when D is all zero), true or false",
+        choices=tuple(RECTIFIED),
+    )
+    undistort: bool = param(
+        True, "undistort distorted (raw) images; false = skip them with a warning"
+    )
     use_compressed: bool = param(
         False, "subscribe to <image>/compressed (sensor_msgs/CompressedImage)"
+    )
+    pose_source: str = param(
+        "network",
+        "motion for odometry: network (pose network) or refined (photometric refinement "
+        "against a keyframe, covariance from its inverse Hessian)",
+        choices=POSE_SOURCES,
+    )
+    depth_source: str = param(
+        "network",
+        "published depth: network (depth network) or multiview (plane sweep over recent "
+        "frames fused with the network's depth)",
+        choices=DEPTH_SOURCES,
+    )
+    publish_confidence: bool = param(
+        False,
+        "publish depth/confidence (32FC1, multi-view; runs the tracker, about 3x the network's "
+        "CPU time, unless pose_source or depth_source already do); only while subscribed",
     )
 
     def validate(self) -> None:
@@ -161,8 +217,15 @@ class PipelineResult:
     """Whether a scale is known (translation and depth in metres)."""
     depth_m: np.ndarray | None = None
     """(H, W) float32 scaled depth as published (NaN invalid)."""
+    confidence: np.ndarray | None = None
+    """(H, W) float32 multi-view confidence in [0, 1] (0 where depth is NaN); None when the
+    tracker did not run."""
+    T_prev_cur: np.ndarray | None = None
+    """(4, 4) scaled optical-frame motion chained into the odometry; None after a reset."""
     image: np.ndarray | None = None
-    """(H, W, 3) uint8 RGB input image."""
+    """(H, W, 3) uint8 RGB input image (undistorted when the input was distorted)."""
+    camera: Camera | None = None
+    """Pinhole camera of `image` and `depth_m` (what ``depth/camera_info`` describes)."""
     odometry: OdometryState | None = None
 
 
@@ -213,12 +276,20 @@ class DepthOdometryPipeline:
                 resize_policy=cfg.resize_policy, min_depth=0.0, max_depth=float("inf"),
             )  # fmt: skip
         self.estimator = estimator
+        self.tracker = KeyframeTracker(
+            KeyframeConfig(refine_poses=cfg.pose_source == "refined"),
+            device=str(getattr(estimator, "device", "cpu")),
+        )
+        self.last_track: TrackDiagnostics | None = None
         self.odometry = OdometryIntegrator(T_BODY_OPTICAL, metric=cfg.scale_source == "fixed")
         self._extrinsics_given = self._assumption_logged = False
         self.scale_filter = ScaleFilter()
         self.odometry_scale = OdometryScale()
         self.stats = PipelineStats()
-        self._camera_info: dict[str, tuple[np.ndarray, int, int]] = {}
+        self.cameras = cv.CameraInfoCache(
+            RECTIFIED[cfg.rectified], cfg.fallback_intrinsics, warn=self._throttle.warn
+        )
+        self._side_inputs: deque[tuple[str, Any]] = deque(maxlen=SIDE_INPUT_QUEUE)
         self._last: tuple[str, tuple[int, int], int] | None = None  # frame_id, (H, W), stamp
         self._stamps: deque[int] = deque(maxlen=30)
         self._latencies: deque[float] = deque(maxlen=30)
@@ -232,19 +303,29 @@ class DepthOdometryPipeline:
 
     # ------------------------------------------------------------------ side inputs
     def on_camera_info(self, msg: Any) -> None:
-        """Keep the latest valid intrinsics per frame_id; invalid ones are not stored."""
-        frame = msg.header.frame_id
-        try:
-            self._camera_info[frame] = cv.camera_info_to_K(msg)
-        except InputError as exc:
-            self._throttle.warn(f"camera_info:{frame}", f"ignoring CameraInfo: {exc}")
+        """Queue a CameraInfo (any thread); the latest valid one per frame_id is used."""
+        self._side_inputs.append(("camera_info", msg))
 
     def on_odometry(self, msg: Any) -> None:
-        """External metric odometry (nav_msgs/Odometry) for ``scale_source: odometry``."""
-        if self.cfg.scale_source != "odometry":
-            return
-        p = msg.pose.pose.position
-        self.odometry_scale.add_reference(cv.stamp_to_ns(msg.header.stamp), [p.x, p.y, p.z])
+        """Queue external metric odometry (nav_msgs/Odometry, any thread) for
+        ``scale_source: odometry``."""
+        if self.cfg.scale_source == "odometry":
+            self._side_inputs.append(("odometry", msg))
+
+    def _apply_side_inputs(self) -> None:
+        """Apply the queued side inputs in arrival order (the processing thread)."""
+        while self._side_inputs:
+            kind, msg = self._side_inputs.popleft()
+            if kind == "odometry":
+                p = msg.pose.pose.position
+                stamp_ns = cv.stamp_to_ns(msg.header.stamp)
+                self.odometry_scale.add_reference(stamp_ns, [p.x, p.y, p.z])
+                continue
+            frame = msg.header.frame_id
+            try:
+                self.cameras.add(msg)
+            except InputError as exc:
+                self._throttle.warn(f"camera_info:{frame}", f"ignoring CameraInfo: {exc}")
 
     def set_camera_extrinsics(self, T_base_cam: np.ndarray | None) -> None:
         """``base_link <- camera optical`` (4, 4) from TF; None = the standard optical rotation."""
@@ -274,6 +355,7 @@ class DepthOdometryPipeline:
     def reset(self, reason: str) -> None:
         """Forget the pose history (estimator frames, odometry motion); odom stays continuous."""
         self.estimator.reset()
+        self.tracker.reset()
         self.odometry.reset()
         self.odometry_scale.reset()
         self._last = None
@@ -286,33 +368,40 @@ class DepthOdometryPipeline:
         self.stats.skipped_by_reason[reason] += 1
         self._throttle.warn(key, f"skipping image: {msg}")
 
-    def _intrinsics(self, frame_id: str, width: int, height: int) -> np.ndarray | None:
-        """K (3, 3) for an image, from its CameraInfo or the fallback; None (warned) if none."""
-        info = self._camera_info.get(frame_id)
-        if info is None and len(self._camera_info) == 1:
-            other, info = next(iter(self._camera_info.items()))
-            self._throttle.warn(
-                "frame_mismatch",
-                f"CameraInfo frame_id '{other}' differs from image frame_id '{frame_id}'; using it",
+    def _pinhole(
+        self, image: np.ndarray, frame_id: str
+    ) -> tuple[np.ndarray, Camera, np.ndarray | None] | None:
+        """The image as a pinhole image: (image, its camera, valid pixels or None = all).
+
+        Distorted images are undistorted (or skipped when ``undistort`` is off); None (warned,
+        counted) when the frame has to be skipped.
+        """
+        H, W = image.shape[:2]
+        try:
+            camera = self.cameras.camera_for(frame_id, W, H)
+        except InputError as exc:
+            self._skip("intrinsics", "intrinsics", f"invalid intrinsics for {W}x{H}: {exc}")
+            return None
+        if camera is None:
+            self._skip(
+                "no_camera_info",
+                "no_camera_info",
+                f"no CameraInfo for frame_id '{frame_id}' and no fallback_intrinsics",
             )
-        if info is not None:
-            K, w, h = info
-            if (w, h) != (width, height):
-                self._throttle.warn(
-                    f"info_size:{frame_id}",
-                    f"CameraInfo is for {w}x{h} but the image is {width}x{height}; scaling K",
-                )
-                K = scale_intrinsics(K, width / w, height / h)
-            return K
-        if self.cfg.fallback_intrinsics:
-            fx, fy, cx, cy = self.cfg.fallback_intrinsics
-            return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-        self._skip(
-            "no_camera_info",
-            "no_camera_info",
-            f"no CameraInfo for frame_id '{frame_id}' and no fallback_intrinsics",
-        )
-        return None
+            return None
+        if not camera.distorted:
+            return image, camera, None
+        if not self.cfg.undistort:
+            self._skip(
+                "distorted",
+                "distorted",
+                f"the image is distorted ({camera.distortion_model} D={list(camera.D)}) and "
+                "undistort is false: set undistort true, or feed a rectified image "
+                '(image_rect) with rectified "true"',
+            )
+            return None
+        undistorter = undistorter_for(camera)  # built once per calibration
+        return undistorter(image), undistorter.camera, undistorter.valid
 
     def _check_continuity(self, frame_id: str, shape: tuple[int, int], stamp_ns: int) -> None:
         if self._last is None:
@@ -325,7 +414,9 @@ class DepthOdometryPipeline:
             reason = (
                 f"image size changed from {last_shape[1]}x{last_shape[0]} to {shape[1]}x{shape[0]}"
             )
-        elif stamp_ns <= last_stamp:
+        elif stamp_ns == last_stamp:
+            reason = f"duplicate stamp ({stamp_ns} ns)"
+        elif stamp_ns < last_stamp:
             reason = f"time went backwards ({(stamp_ns - last_stamp) * 1e-9:+.3f} s)"
         elif stamp_ns - last_stamp > self.cfg.max_time_gap_s * 1e9:
             reason = f"gap of {(stamp_ns - last_stamp) * 1e-9:.3f} s between frames"
@@ -333,12 +424,12 @@ class DepthOdometryPipeline:
             self.reset(reason)
 
     def _update_scale(
-        self, depth_raw: np.ndarray, K: np.ndarray, T_raw: np.ndarray | None, stamp_ns: int
+        self, depth_raw: np.ndarray, camera: Camera, T_raw: np.ndarray | None, stamp_ns: int
     ) -> None:
         src = self.cfg.scale_source
         if src == "camera_height":
             est = ground_plane_scale(
-                depth_raw, K, self.cfg.camera_height_m, region=(self.cfg.ground_region, 1.0)
+                depth_raw, camera.K, self.cfg.camera_height_m, region=(self.cfg.ground_region, 1.0)
             )
             value = self.scale_filter.update(est.scale if est.valid else None)
         elif src == "odometry" and T_raw is not None:
@@ -355,6 +446,7 @@ class DepthOdometryPipeline:
         """Output names the configuration turns on."""
         cfg = self.cfg
         flags = {
+            "depth/confidence": cfg.publish_confidence,
             "depth_mm": cfg.publish_depth_mm,
             "depth/colormap": cfg.publish_colormap,
             "points": cfg.publish_points,
@@ -378,6 +470,7 @@ class DepthOdometryPipeline:
             wanted &= set(outputs)
         if not self._extrinsics_given:
             self._assume_extrinsics()
+        self._apply_side_inputs()
 
         stamp_ns = cv.stamp_to_ns(image_msg.header.stamp)
         in_frame = image_msg.header.frame_id
@@ -390,42 +483,50 @@ class DepthOdometryPipeline:
         except InputError as exc:
             self._skip("decode", "decode:" + str(exc).split(":")[0], str(exc))
             return None
+        pinhole = self._pinhole(image, in_frame)
+        if pinhole is None:
+            return None
+        image, camera, valid = pinhole
         H, W = image.shape[:2]
-        K = self._intrinsics(in_frame, W, H)
-        if K is None:
-            return None
-        try:
-            check_intrinsics(K, W, H)
-        except InputError as exc:
-            self._skip("intrinsics", "intrinsics", f"invalid intrinsics for {W}x{H}: {exc}")
-            return None
         self._check_continuity(in_frame, (H, W), stamp_ns)
         t1 = time.perf_counter()
 
         try:
-            out = self.estimator.step(image, K, stamp_ns, with_flow="flow" in wanted)
+            out = self.estimator.step(image, camera, stamp_ns, with_flow="flow" in wanted)
         except InputError as exc:
             self._skip("inference", "inference", str(exc))
             return None
         self._last = (in_frame, (H, W), stamp_ns)
-        self._update_scale(out.depth_m, K, out.T_prev_cur, stamp_ns)
+        if valid is not None:  # undistorted pixels sampled outside the raw image
+            out.depth_m[~valid] = np.nan
+        depth_raw, T_raw, cov_raw, confidence = self._geometry(image, camera, out, wanted)
+        self._update_scale(depth_raw, camera, T_raw, stamp_ns)
         scale = self.scale
-        depth = out.depth_m * np.float32(scale)
+        depth = depth_raw * np.float32(scale)
         near, far = (scale * b for b in out.depth_bounds_m)
+        if depth_raw is not out.depth_m:
+            near, far = 0.0, math.inf  # multi-view depth: its range is not known
         if near < self.cfg.min_depth or far > self.cfg.max_depth:  # skip two passes when in range
             with np.errstate(invalid="ignore"):
                 out_of_range = ~((depth >= self.cfg.min_depth) & (depth <= self.cfg.max_depth))
             depth[out_of_range] = np.nan
-        T = None
-        if out.T_prev_cur is not None:
-            T = out.T_prev_cur.copy()
+        T, cov = None, None
+        if T_raw is not None:
+            T = T_raw.copy()
             T[:3, 3] *= scale
+        if cov_raw is not None:  # translation rows and columns are in network units too
+            units = np.array([scale] * 3 + [1.0] * 3)
+            cov = cov_raw * np.outer(units, units)
+        if confidence is not None:
+            confidence = np.where(np.isfinite(depth), confidence, 0.0).astype(np.float32)
         t2 = time.perf_counter()
 
         self.odometry.metric = self.metric
-        state = self.odometry.update(T, stamp_ns)
+        state = self.odometry.update(T, stamp_ns, step_cov_cam=cov)
         frame = self.cfg.camera_frame or in_frame
-        messages = self._messages(wanted, image, depth, K, out, state, stamp_ns, frame)
+        messages = self._messages(
+            wanted, image, depth, confidence, camera, out, state, stamp_ns, frame
+        )
         transforms = []
         if self.cfg.publish_tf:
             hdr = cv.header(self.types, stamp_ns, self.cfg.odom_frame)
@@ -446,8 +547,44 @@ class DepthOdometryPipeline:
             stamp_ns=stamp_ns,
             metric=self.metric,
             depth_m=depth,
+            confidence=confidence,
+            T_prev_cur=T,
             image=image,
+            camera=camera,
             odometry=state,
+        )
+
+    def _geometry(
+        self, image: np.ndarray, camera: Camera, out: EstimatorOutput, wanted: set[str]
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """(depth, motion, its covariance or None, confidence or None), all in network units,
+        from the configured sources; the tracker runs only when something needs it."""
+        cfg = self.cfg
+        needed = (
+            cfg.pose_source == "refined"
+            or cfg.depth_source == "multiview"
+            or "depth/confidence" in wanted
+        )
+        if not needed:
+            return out.depth_m, out.T_prev_cur, None, None
+        try:
+            track = self.tracker.track(image, out.depth_m, camera.K, out.T_prev_cur)
+        except InputError as exc:  # the network's outputs still stand
+            self._throttle.warn("tracker", f"pose refinement / multi-view depth skipped: {exc}")
+            self.tracker.reset()
+            return out.depth_m, out.T_prev_cur, None, None
+        diag = self.last_track = track.diagnostics
+        if cfg.pose_source == "refined" and diag.reason in FALLBACKS:
+            self._throttle.warn(
+                "refine:" + diag.reason,
+                f"pose refinement fell back to the {diag.init_source} motion: {diag.reason}",
+            )
+        refined = cfg.pose_source == "refined"
+        return (
+            track.depth_m if cfg.depth_source == "multiview" else out.depth_m,
+            track.T_prev_cur if refined else out.T_prev_cur,
+            track.covariance if refined else None,
+            track.confidence,
         )
 
     def _messages(
@@ -455,27 +592,29 @@ class DepthOdometryPipeline:
         wanted: set[str],
         image: np.ndarray,
         depth: np.ndarray,
-        K: np.ndarray,
+        confidence: np.ndarray | None,
+        camera: Camera,
         out: Any,
         state: OdometryState,
         stamp_ns: int,
         frame: str,
     ) -> dict[str, Any]:
         types, cfg = self.types, self.cfg
-        H, W = depth.shape
         hdr = cv.header(types, stamp_ns, frame)
         msgs: dict[str, Any] = {}
         if "depth" in wanted:
             msgs["depth"] = cv.depth_to_image(types, depth, hdr)
         if "depth/camera_info" in wanted:
-            msgs["depth/camera_info"] = cv.camera_info_msg(types, K, W, H, hdr)
+            msgs["depth/camera_info"] = cv.camera_info_msg(types, camera, hdr)
+        if "depth/confidence" in wanted and confidence is not None:
+            msgs["depth/confidence"] = cv.numpy_to_image(types, confidence, "32FC1", hdr)
         if "depth_mm" in wanted:
             msgs["depth_mm"] = cv.depth_to_mm_image(types, depth, hdr)
         if "depth/colormap" in wanted:
             colors = colormap_depth(depth, cfg.min_depth, cfg.max_depth)
             msgs["depth/colormap"] = cv.numpy_to_image(types, colors, "rgb8", hdr)
         if "points" in wanted:
-            xyz, rgb = self._points(depth, K, image)
+            xyz, rgb = self._points(depth, camera.K, image)
             msgs["points"] = cv.pointcloud2_msg(types, hdr, xyz, rgb)
         if "odom" in wanted:
             msgs["odom"] = cv.odometry_msg(
@@ -551,4 +690,22 @@ class DepthOdometryPipeline:
             f"{arch.get('height', '?')}",
             "model version": str(getattr(est, "model_version", 0)),
             "device": str(getattr(est, "device", "?")),
+            "pose source": self.cfg.pose_source,
+            "depth source": self.cfg.depth_source,
+            **self._tracking_diagnostics(),
+        }
+
+    def _tracking_diagnostics(self) -> dict[str, str]:
+        track = self.last_track
+        if track is None:
+            return {}
+        counts = track.reason_counts
+        fallbacks = {k: v for k, v in sorted(counts.items()) if k in FALLBACKS}
+        return {
+            "refinement iterations": str(track.iterations),
+            "refinement residual": f"{track.final_cost:.4g}",
+            "refinement outcome": track.reason,
+            "refinement fallbacks": str(sum(fallbacks.values())),
+            "fallbacks by reason": ", ".join(f"{k}={v}" for k, v in fallbacks.items()) or "none",
+            "keyframe switches": str(track.keyframe_switches),
         }

@@ -10,19 +10,22 @@ Subscribed topics:
 
 Published topics (reliable):
     depth (sensor_msgs/Image 32FC1, metres, NaN invalid), depth/camera_info (CameraInfo),
+    depth/confidence (32FC1 in [0, 1], multi-view, ``publish_confidence``),
     depth_mm (16UC1, when ``publish_depth_mm``), depth/colormap (rgb8, ``publish_colormap``),
     points (PointCloud2, ``publish_points``), odom (nav_msgs/Odometry),
     flow (32FC2, ``publish_flow``), explainability (32FC1, ``publish_explainability``);
     /tf ``odom_frame -> base_frame`` when ``publish_tf``; /diagnostics.
-    The viewing outputs (colormap, points, flow, explainability) are only computed while
-    someone subscribes.
+    The costly outputs (confidence, colormap, points, flow, explainability) are only computed
+    while someone subscribes.
 
 Parameters: every field of :class:`~sfm_ros.pipeline.frame_pipeline.PipelineConfig` (see its
 descriptions, or ``ros2 param describe /depth_odometry <name>``) plus image_qos
 (``sensor_data``), queue_depth (5) and diagnostics_period (1.0 s). Defaults: config/sfm.yaml.
 
 Images are decoded and run on a worker thread: the callback only keeps the newest frame (older
-ones are counted as dropped), so the executor never waits on the network.
+ones are counted as dropped), so the executor never waits on the network. The camera_info and
+external_odom callbacks only queue their message for that worker (the pipeline's threading
+rule: its state belongs to the worker).
 """
 
 from __future__ import annotations
@@ -41,7 +44,11 @@ from tf2_ros import Buffer, TransformBroadcaster, TransformException, TransformL
 
 from sfm_ros.core.errors import SfmError
 from sfm_ros.messages import rclpy_types
-from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
+from sfm_ros.pipeline.frame_pipeline import (
+    OUTPUT_TYPES,
+    DepthOdometryPipeline,
+    PipelineConfig,
+)
 from sfm_ros.ros.node_utils import (
     NodeConfig,
     declare_parameters,
@@ -53,17 +60,13 @@ from sfm_ros.ros.node_utils import (
     start_diagnostics,
 )
 
-OUTPUT_TYPES = {
-    "depth": Image,
-    "depth/camera_info": CameraInfo,
-    "depth_mm": Image,
-    "depth/colormap": Image,
-    "points": PointCloud2,
-    "odom": Odometry,
-    "flow": Image,
-    "explainability": Image,
+MESSAGE_CLASSES = {
+    "sensor_msgs/msg/Image": Image,
+    "sensor_msgs/msg/CameraInfo": CameraInfo,
+    "sensor_msgs/msg/PointCloud2": PointCloud2,
+    "nav_msgs/msg/Odometry": Odometry,
 }
-ON_DEMAND = ("depth/colormap", "points", "flow", "explainability")
+ON_DEMAND = ("depth/confidence", "depth/colormap", "points", "flow", "explainability")
 """Outputs only computed while they have subscribers."""
 
 
@@ -94,7 +97,7 @@ class DepthOdometryNode(Node):
 
         depth = self.node_cfg.queue_depth
         self.outputs = {
-            name: self.create_publisher(OUTPUT_TYPES[name], name, depth)
+            name: self.create_publisher(MESSAGE_CLASSES[OUTPUT_TYPES[name]], name, depth)
             for name in sorted(self.pipeline.enabled_outputs())
         }
         camera_qos = qos_profile(self.node_cfg.image_qos, depth)
@@ -161,8 +164,11 @@ class DepthOdometryNode(Node):
     def _load_model(self, path: str) -> None:
         try:
             self.pipeline.load_model(path)
-        except SfmError as exc:
-            self.get_logger().error(f"model update {path} rejected: {exc}")
+        except Exception as exc:  # a user's file: whatever it does, keep the worker alive
+            reason = str(exc) if isinstance(exc, SfmError) else f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(
+                f"model update {path} rejected: {reason}; the current model stays in service"
+            )
 
     def _process(self, msg: Any) -> None:
         if not self._extrinsics_known:

@@ -1,18 +1,23 @@
 """``finetune``: online self-supervised fine-tuning of the depth and pose networks.
 
 The node feeds the camera stream to :class:`~sfm_ros.core.online.OnlineAdapter`, which trains
-in a background thread (own CUDA stream, bounded duty cycle) and publishes only weights that
-pass its held-out check; rollbacks are logged with their reason.
+in a background thread (own CUDA stream, ``threads`` CPU threads, bounded duty cycle) and
+publishes only weights that pass its held-out check: the photometric loss and depth's own
+statistics (a collapsed or saturating depth is never published); rollbacks are logged with
+their reason.
 
 Subscribed topics (the names, remappings and QoS options of ``depth_odometry``):
     image (sensor_msgs/Image), or image/compressed (sensor_msgs/CompressedImage) when
         ``use_compressed``; QoS ``image_qos`` (sensor_data by default).
-    camera_info (sensor_msgs/CameraInfo): intrinsics, latest kept per frame_id.
+    camera_info (sensor_msgs/CameraInfo): intrinsics, latest kept per frame_id; images whose
+        CameraInfo has distortion (D not zero) are undistorted before training.
 
 Published topics:
     model_update (std_msgs/String, reliable, transient local): path of each accepted
-        checkpoint (``out_dir/adapted_<version>.pt``); ``depth_odometry`` swaps it in between
-        frames. At start-up a resumed version is announced too.
+        checkpoint (``out_dir/adapted_<version>.pt``, weights only; the newest
+        ``keep_versions`` are kept, ``latest.pt`` adds the optimiser state for resuming);
+        ``depth_odometry`` swaps it in between frames. At start-up a resumed version is
+        announced too.
     /diagnostics (diagnostic_msgs/DiagnosticArray): steps, loss, held-out loss, buffer fill and
         memory, version, rollbacks and the last rollback's reason, measured duty cycle.
 
@@ -22,11 +27,19 @@ Services:
     ~/enable (std_srvs/SetBool): pause (false) or resume (true) training; frames still count.
 
 Parameters: every field of :class:`~sfm_ros.core.online.OnlineConfig` (checkpoint, out_dir,
-device, lr, batch_size, buffer_size, duty_cycle, warmup_snippets, save_period, min_motion,
-divergence_threshold, collapse_min_rel_std, ...; ``ros2 param describe /finetune <name>``),
+device, threads (1), lr, batch_size, buffer_size, duty_cycle, warmup_snippets, save_period,
+keep_versions (5), min_motion, divergence_threshold, the depth guard's collapse_* and max_*
+limits, scale_weight, replay_data (synthetic street, corridor and field by default),
+adapt_resolution, ...; ``ros2 param describe /finetune <name>``),
 plus use_compressed (false), fallback_intrinsics ([]), image_qos (sensor_data), queue_depth (5)
 and diagnostics_period (1.0 s). An empty ``checkpoint`` means the packaged default model.
-Defaults: config/sfm.yaml (key ``/**/finetune``).
+Defaults: config/sfm.yaml (key ``/**/finetune``). Resolution policy (``adapt_resolution``):
+``checkpoint`` (default) adapts at the starting checkpoint's input size, camera images resized
+to it as ``depth_odometry`` resizes them, so versions swap in live; ``camera_aspect`` adapts at
+about the same pixel count with the camera's aspect ratio (sides multiples of 32, fixed by the
+first frame) and records that size in the versions: ``depth_odometry`` must be started on such
+a version (its live swap refuses another input size), and the single-process executable
+refuses this policy.
 
 Executables: ``finetune`` runs this node alone. ``depth_odometry_finetune``
 (:func:`main_combined`) runs ``depth_odometry`` and ``finetune`` in one process with a
@@ -44,7 +57,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -52,12 +64,13 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from sfm_ros import messages as cv
+from sfm_ros.core.camera import Camera
 from sfm_ros.core.checkpoint import resolve_checkpoint
 from sfm_ros.core.errors import ConfigError, InputError, SfmError
-from sfm_ros.core.geometry import scale_intrinsics
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig
 from sfm_ros.core.online.adapter import ARCH_KEYS
+from sfm_ros.core.undistort import undistorter_for
 from sfm_ros.messages.bag_dataset import BagSequence
 from sfm_ros.ros.node_utils import (
     NodeConfig,
@@ -114,7 +127,10 @@ class FinetuneNode(Node):
         self._log = ros_logging_bridge(self.get_logger(), f"sfm_ros.{self.get_name()}")
 
         self._lock = threading.Lock()
-        self._camera_info: dict[str, tuple[np.ndarray, int, int]] = {}
+        self._cameras = cv.CameraInfoCache(
+            fallback_intrinsics=self.input_cfg.fallback_intrinsics,
+            warn=lambda _, text: self.get_logger().warning(text, throttle_duration_sec=5.0),
+        )
         self.frames_received = 0
         self.frames_rejected = 0
         self._closing = False
@@ -127,6 +143,12 @@ class FinetuneNode(Node):
             cfg, on_publish=self._on_publish, logger=self._log, bag_reader=BagSequence
         )
         if estimator is not None:
+            if cfg.adapt_resolution != "checkpoint":
+                raise ConfigError(
+                    f"adapt_resolution {cfg.adapt_resolution!r} changes the network input size, "
+                    "which a live swap into depth_odometry cannot follow; use 'checkpoint' with "
+                    "depth_odometry_finetune"
+                )
             diff = [k for k in ARCH_KEYS if self.adapter.arch.get(k) != estimator.arch.get(k)]
             if diff:
                 raise ConfigError(
@@ -165,29 +187,21 @@ class FinetuneNode(Node):
     # ------------------------------------------------------------------ inputs
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
-            info = cv.camera_info_to_K(msg)
+            with self._lock:
+                self._cameras.add(msg)
         except InputError as exc:
             self.get_logger().warning(f"ignoring CameraInfo: {exc}", throttle_duration_sec=5.0)
-            return
-        with self._lock:
-            self._camera_info[msg.header.frame_id] = info
 
-    def _intrinsics(self, frame_id: str, width: int, height: int) -> np.ndarray | None:
+    def _camera(self, frame_id: str, width: int, height: int) -> Camera | None:
         with self._lock:
-            info = self._camera_info.get(frame_id)
-            if info is None and len(self._camera_info) == 1:
-                info = next(iter(self._camera_info.values()))
-        if info is not None:
-            K, w, h = info
-            return K if (w, h) == (width, height) else scale_intrinsics(K, width / w, height / h)
-        if self.input_cfg.fallback_intrinsics:
-            fx, fy, cx, cy = self.input_cfg.fallback_intrinsics
-            return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-        self.get_logger().warning(
-            f"no CameraInfo for frame_id '{frame_id}' and no fallback_intrinsics: frame skipped",
-            throttle_duration_sec=5.0,
-        )
-        return None
+            camera = self._cameras.camera_for(frame_id, width, height)
+        if camera is None:
+            self.get_logger().warning(
+                f"no CameraInfo for frame_id '{frame_id}' and no fallback_intrinsics: "
+                "frame skipped",
+                throttle_duration_sec=5.0,
+            )
+        return camera
 
     def _on_image(self, msg: Any) -> None:
         """Decode and hand the frame to the adapter (resize and keyframe tests, no network)."""
@@ -196,9 +210,12 @@ class FinetuneNode(Node):
         try:
             compressed = hasattr(msg, "format")
             image = cv.compressed_to_rgb8(msg) if compressed else cv.image_to_rgb8(msg)
-            K = self._intrinsics(msg.header.frame_id, image.shape[1], image.shape[0])
-            if K is not None:
-                self.adapter.push(image, K, cv.stamp_to_ns(msg.header.stamp))
+            camera = self._camera(msg.header.frame_id, image.shape[1], image.shape[0])
+            if camera is not None:
+                if camera.distorted:  # training needs pinhole images
+                    undistorter = undistorter_for(camera)
+                    image, camera = undistorter(image), undistorter.camera
+                self.adapter.push(image, camera.K, cv.stamp_to_ns(msg.header.stamp))
                 return
         except SfmError as exc:
             self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=5.0)

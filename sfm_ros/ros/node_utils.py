@@ -85,6 +85,8 @@ def parameter_specs(cls: type) -> list[ParamSpec]:
         type_name = _type_name(default)
         if type_name is None and default != []:
             raise ConfigError(f"parameter '{f.name}' default {default!r} is not a ROS value")
+        if f.metadata.get("choices"):
+            type_name = None  # e.g. "auto" | "true" | "false": ROS reads true as a bool
         specs.append(ParamSpec(f.name, default, type_name, description))
     return specs
 
@@ -102,7 +104,8 @@ def declare_parameters(node: Any, cls: type) -> dict[str, Any]:
     """Declare every field of ``cls`` as a read-only parameter of ``node``; return the values.
 
     Fields with an empty-list default are declared with dynamic typing (the parameter file
-    parser rejects ``[]`` and rclpy types it as bytes) and read back as the default when unset.
+    parser rejects ``[]`` and rclpy types it as bytes) and read back as the default when unset;
+    so are fields with choices, whose values the config's `coerce` checks.
     """
     from rcl_interfaces.msg import ParameterDescriptor
 
@@ -111,7 +114,9 @@ def declare_parameters(node: Any, cls: type) -> dict[str, Any]:
         descriptor = ParameterDescriptor(description=spec.description, read_only=True)
         if spec.type_name is None:
             descriptor.dynamic_typing = True
-            node.declare_parameter(spec.name, None, descriptor)
+            node.declare_parameter(
+                spec.name, spec.default if spec.default != [] else None, descriptor
+            )
         else:
             node.declare_parameter(spec.name, spec.default, descriptor)
         value = node.get_parameter_or(spec.name).value  # None when unset

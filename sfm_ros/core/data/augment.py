@@ -1,8 +1,9 @@
 """Snippet augmentation: resize, random scale-crop, horizontal flip and colour jitter.
 
 Every function applies the same transform to all frames of a snippet and keeps the intrinsics
-exact (pixel centres at integer coordinates): a resize by ``s`` maps ``u -> (u + 0.5) s - 0.5``,
-a crop at ``x0`` maps ``u -> u - x0`` and a flip maps ``u -> W - 1 - u``. Images are
+exact (pixel centres at integer coordinates) through :class:`~sfm_ros.core.camera.Camera`: a
+resize by ``s`` (from the integer sizes) maps ``u -> (u + 0.5) s - 0.5``, a crop at ``x0`` maps
+``u -> u - x0`` and a flip maps ``u -> W - 1 - u``. Images are
 (N, H, W, 3) uint8 (a list of (H, W, 3) frames is stacked); depth is (H, W) float32 metres and
 is resampled with nearest neighbour so that no depth is invented at edges.
 """
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from sfm_ros.core.geometry import crop_intrinsics, flip_intrinsics, scale_intrinsics
+from sfm_ros.core.camera import Camera
 
 Images = np.ndarray | Sequence[np.ndarray]
 MIRROR = np.diag([-1.0, 1.0, 1.0, 1.0])
@@ -45,7 +46,7 @@ def resize(
     """
     images = np.asarray(images)
     h, w = images.shape[1:3]
-    K = scale_intrinsics(K, out_w / w, out_h / h)
+    K = np.array(Camera(K, w, h).resized(out_w, out_h).K)
     images = np.stack([resize_image(im, out_h, out_w) for im in images])
     depth_m = None if depth_m is None else resize_depth(depth_m, out_h, out_w)
     return images, K, depth_m
@@ -75,10 +76,11 @@ def random_scale_crop(
     images, K, depth_m = resize(images, K, new_h, new_w, depth_m)
     y0 = int(rng.integers(0, new_h - out_h + 1))
     x0 = int(rng.integers(0, new_w - out_w + 1))
+    K = np.array(Camera(K, new_w, new_h).cropped(x0, y0, out_w, out_h).K)
     images = images[:, y0 : y0 + out_h, x0 : x0 + out_w]
     if depth_m is not None:
         depth_m = depth_m[y0 : y0 + out_h, x0 : x0 + out_w]
-    return np.ascontiguousarray(images), crop_intrinsics(K, x0, y0), depth_m
+    return np.ascontiguousarray(images), K, depth_m
 
 
 def horizontal_flip(
@@ -90,7 +92,7 @@ def horizontal_flip(
         images (N, H, W, 3) uint8, K (3, 3) with ``cx' = W - 1 - cx``, depth (H, W) or None.
     """
     images = np.asarray(images)
-    K = flip_intrinsics(K, images.shape[2])
+    K = np.array(Camera(K, images.shape[2], images.shape[1]).flipped().K)
     images = np.ascontiguousarray(images[:, :, ::-1])
     depth_m = None if depth_m is None else np.ascontiguousarray(depth_m[:, ::-1])
     return images, K, depth_m

@@ -1,5 +1,7 @@
 """ResNet-18 encoder and Monodepth2-style depth decoder (Godard et al. 2019), no torchvision."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -96,19 +98,42 @@ class ConvBlock(nn.Sequential):
         super().__init__(Conv3x3(in_ch, out_ch), nn.ELU(inplace=True))
 
 
+DEPTH_OUTPUTS = ("disparity", "log_depth")
+
+
 class ResNetDepth(nn.Module):
-    """ResNet-18 encoder + Monodepth2 depth decoder with SfMLearner's disparity scaling.
+    """ResNet-18 encoder + Monodepth2 depth decoder.
 
     Input: (B, 3, H, W) RGB in [0, 1]. Output, in train and eval mode: list of 4 disparities
-    (B, 1, ceil(H/2^s), ceil(W/2^s)), s = 0..3, full resolution first, each
-    `alpha * sigmoid(x) + beta`, so it can replace `DispNet`. `width` scales every channel count
-    (0.5 gives a net about 4x lighter).
+    (B, 1, ceil(H/2^s), ceil(W/2^s)), s = 0..3, full resolution first, so it can replace
+    `DispNet`. `width` scales every channel count (0.5 gives a net about 4x lighter).
+
+    ``output`` chooses how a head's logit x becomes disparity:
+    - ``"disparity"`` (SfMLearner): ``alpha * sigmoid(x) + beta``, linear in inverse depth;
+      near depths crowd its upper bound (depth 0.1 for the defaults);
+    - ``"log_depth"``: depth ``= min_depth * (max_depth / min_depth) ** sigmoid(x)``, uniform in
+      log depth, so indoor and outdoor scenes both sit well inside the range, far from the
+      saturated ends of the sigmoid.
     """
 
-    def __init__(self, alpha: float = 10.0, beta: float = 0.01, width: float = 1.0) -> None:
+    def __init__(
+        self,
+        alpha: float = 10.0,
+        beta: float = 0.01,
+        width: float = 1.0,
+        output: str = "disparity",
+        min_depth: float = 0.05,
+        max_depth: float = 300.0,
+    ) -> None:
         super().__init__()
+        if output not in DEPTH_OUTPUTS:
+            raise ConfigError(f"depth output must be one of {DEPTH_OUTPUTS}, got {output!r}")
+        if not 0 < min_depth < max_depth:
+            raise ConfigError(f"need 0 < min_depth < max_depth, got {min_depth}, {max_depth}")
         self.alpha = alpha
         self.beta = beta
+        self.output = output
+        self.log_min, self.log_range = math.log(min_depth), math.log(max_depth / min_depth)
         self.encoder = ResNetEncoder(1, width)
         enc = self.encoder.num_ch_enc
         dec = [max(8, round(c * width)) for c in (16, 32, 64, 128, 256)]
@@ -132,5 +157,10 @@ class ResNetDepth(nn.Module):
                 out = torch.cat([out, feats[i - 1]], 1)
             out = self.upconvs1[k](out)
             if i < 4:
-                disps.insert(0, self.alpha * torch.sigmoid(self.disp_heads[i](out)) + self.beta)
+                disps.insert(0, self._disparity(self.disp_heads[i](out)))
         return disps
+
+    def _disparity(self, logit: torch.Tensor) -> torch.Tensor:
+        if self.output == "log_depth":
+            return torch.exp(-(self.log_min + self.log_range * torch.sigmoid(logit)))
+        return self.alpha * torch.sigmoid(logit) + self.beta

@@ -7,18 +7,25 @@ view-synthesis loss on batches of the newest snippet plus random buffer snippets
 some snippets of the original training data, and an L2 pull to the starting weights).
 
 Every ``save_period`` steps the weights are checked on the held-out set against the last good
-version:
+version, with the photometric loss and with depth's own statistics (`guard`), since the
+photometric loss can improve while depth gets worse:
 
 - held-out loss not finite, or worse than the last good one by more than
-  ``divergence_threshold``, or collapse (constant disparity, explainability mask at zero):
-  the networks and the optimiser are restored exactly to the last good version (logged);
+  ``divergence_threshold``; or depth collapsed (constant, or mostly at the network's output
+  bounds) or explainability mask at zero, whatever was accepted before; or depth saturating
+  more than the starting weights, its spread far from theirs, its scale or ordering jumping
+  from the last good version: the networks and the optimiser are restored exactly to the last
+  good version (logged with the reason);
 - better than or equal to the last good one: a new version is published, atomically, as
-  ``out_dir/adapted_<version>.pt`` and ``out_dir/latest.pt`` (a training checkpoint, loadable
-  by everything else), and ``on_publish(path, version)`` is called;
+  ``out_dir/adapted_<version>.pt`` (weights only; the newest ``keep_versions`` are kept) and
+  ``out_dir/latest.pt`` (the same weights with the optimiser state, to resume); both load
+  everywhere; ``on_publish(path, version)`` is called;
 - otherwise training goes on without publishing.
 
 Only weights that passed the check are ever written. ``resume`` continues from
-``out_dir/latest.pt`` (weights, optimiser, version).
+``out_dir/latest.pt`` (weights, optimiser, version). Besides the live snippets, batches replay
+snippets of the original training data (`replay`), and a scale term keeps each frame's mean log
+depth near the starting weights' (the monocular scale is otherwise free to drift to a bound).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from torch import nn
 from torch.func import functional_call
 
 from sfm_ros.core.checkpoint import (
+    CHECKPOINT_FORMAT,
     arch_from_config,
     atomic_torch_save,
     build_networks,
@@ -51,7 +59,7 @@ from sfm_ros.core.checkpoint import (
     make_checkpoint,
 )
 from sfm_ros.core.config import TrainConfig, config_from_dict
-from sfm_ros.core.data import BagReader, SnippetDataset, resize
+from sfm_ros.core.data import BagReader, resize
 from sfm_ros.core.device import resolve_device
 from sfm_ros.core.errors import CheckpointError, InputError
 from sfm_ros.core.geometry import check_intrinsics
@@ -59,20 +67,27 @@ from sfm_ros.core.losses import ViewSynthesisLoss
 from sfm_ros.core.online.buffer import (
     SKIP_STATIC,
     SKIP_TEXTURELESS,
+    Snippet,
     SnippetBuffer,
     SnippetBuilder,
     collate,
 )
 from sfm_ros.core.online.config import OnlineConfig
+from sfm_ros.core.online.guard import DepthGuard, DepthStats, depth_stats
+from sfm_ros.core.online.replay import ReplayPool, parse_replay
 from sfm_ros.core.onnx_backend import export_source_checkpoint
-from sfm_ros.core.sources import open_source
-from sfm_ros.core.train import CollapseMonitor, forward_snippets
+from sfm_ros.core.train import forward_snippets
 
 log = logging.getLogger(__name__)
 
 LATEST = "latest.pt"
 VERSION_RE = re.compile(r"^adapted_(\d{6})\.pt$")
 ARCH_KEYS = ("depth_net", "snippet_length", "use_mask", "rotation", "height", "width")
+NET_KEYS = ARCH_KEYS[:4]
+"""What must match to continue adapting: the networks (fully convolutional: any input size)."""
+SIZE_MULTIPLE = 32
+MIN_LR_FRACTION = 1.0 / 16.0
+"""Rollbacks lower the learning rate down to this fraction of ``lr`` at most."""
 PublishFn = Callable[[Path, int], None]
 
 
@@ -90,6 +105,8 @@ class CheckResult:
     """Version in force after the check."""
     path: Path | None = None
     """File written when published."""
+    depth: dict[str, float] = field(default_factory=dict)
+    """Held-out depth statistics of the weights checked and of the references (`guard`)."""
 
 
 @dataclass
@@ -122,6 +139,8 @@ class AdapterStats:
     checks: int = 0
     rollbacks: int = 0
     last_rollback: str = ""
+    holdout_depth: dict[str, float] = field(default_factory=dict)
+    """Held-out depth statistics of the last check (`DepthGuard.summary`)."""
     publishes: int = 0
     train_time_s: float = 0.0
     duty_measured: float = 0.0
@@ -138,6 +157,33 @@ def _like(state: dict[str, torch.Tensor], module: nn.Module) -> dict[str, torch.
     return {k: v.to(device=ref[k].device, dtype=ref[k].dtype) for k, v in state.items()}
 
 
+def camera_aspect_size(pixels: int, image_width: int, image_height: int) -> tuple[int, int]:
+    """(height, width), multiples of SIZE_MULTIPLE, of about ``pixels`` pixels at the aspect
+    ratio of an ``image_width`` x ``image_height`` camera."""
+    aspect = image_width / image_height
+    height = max(1, round(math.sqrt(pixels / aspect) / SIZE_MULTIPLE)) * SIZE_MULTIPLE
+    width = max(1, round(height * aspect / SIZE_MULTIPLE)) * SIZE_MULTIPLE
+    return height, width
+
+
+def _mean_log(disp: torch.Tensor) -> torch.Tensor:
+    """(B,) mean log of each (1, h, w) disparity map of a (B, 1, h, w) batch."""
+    return disp.clamp_min(1e-6).log().flatten(1).mean(dim=1)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run the block with ``count`` torch intra-op threads in this thread (0 = unchanged)."""
+    previous = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count > 0:
+            torch.set_num_threads(previous)
+
+
 class OnlineAdapter:
     """Adapts a checkpoint's networks to the stream it is fed; see the module docstring.
 
@@ -152,7 +198,8 @@ class OnlineAdapter:
     Raises:
         CheckpointError: unreadable checkpoint, or ``out_dir`` holds adaptations of another
             architecture while ``resume`` is on.
-        DatasetError: ``replay_data`` cannot be opened.
+        DatasetError, ConfigError: ``replay_data`` names a missing path or a bad synthetic
+            source (replay snippets themselves are read or rendered by the training thread).
     """
 
     def __init__(
@@ -176,6 +223,7 @@ class OnlineAdapter:
         self._load_networks()
 
         self.height, self.width = int(self.arch["height"]), int(self.arch["width"])
+        self._size_fixed = cfg.adapt_resolution == "checkpoint"  # else set by the first frame
         self.snippet_length = int(self.arch["snippet_length"])
         self.builder = SnippetBuilder(
             self.snippet_length, cfg.min_motion, cfg.min_texture, int(cfg.max_keyframe_gap_s * 1e9)
@@ -183,7 +231,17 @@ class OnlineAdapter:
         self.buffer = SnippetBuffer(cfg.buffer_size)
         self.holdout = SnippetBuffer(cfg.holdout_size)
         self._accepted = 0
-        self._replay = self._open_replay()
+        parse_replay(cfg.replay_data)  # bad sources fail here, not in the training thread
+        self._replay: ReplayPool | None = None
+        self._ref_lock = threading.Lock()  # opening the replay pool
+        self.guard = DepthGuard(
+            min_spread=cfg.collapse_min_rel_std,
+            max_saturation=cfg.collapse_max_saturation,
+            max_saturation_increase=cfg.max_saturation_increase,
+            max_spread_ratio=cfg.max_spread_ratio,
+            max_scale_change=cfg.max_scale_change,
+            min_rank_correlation=cfg.min_rank_correlation,
+        )
 
         self._enabled = threading.Event()
         self._enabled.set()
@@ -202,7 +260,7 @@ class OnlineAdapter:
         resumed = load_checkpoint(latest) if cfg.resume and latest.is_file() else None
         if base is not None and resumed is not None:
             try:
-                check_arch(resumed, {k: base["arch"][k] for k in ARCH_KEYS}, latest)
+                check_arch(resumed, {k: base["arch"][k] for k in NET_KEYS}, latest)
             except CheckpointError as exc:
                 raise CheckpointError(
                     f"{exc}: {self.out_dir} holds adaptations of another model; use another "
@@ -213,6 +271,8 @@ class OnlineAdapter:
             self.log.info("no starting checkpoint: adapting randomly initialised networks")
         start = resumed if resumed is not None else base
         self.arch = dict(start["arch"])
+        if base is not None:  # the input size is the starting checkpoint's (or the camera's)
+            self.arch.update(height=base["arch"]["height"], width=base["arch"]["width"])
         self.config = start["config"]
         self.train_cfg = config_from_dict(self.config)
         self.depth_net, self.pose_net = build_networks(self.arch)
@@ -246,6 +306,11 @@ class OnlineAdapter:
         self._good = self._snapshot()
         self._dirty = False  # trained since the last good version
 
+    @property
+    def lr(self) -> float:
+        """The learning rate in force (``cfg.lr``, lowered after rollbacks)."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
     def _scratch_checkpoint(self) -> dict[str, Any]:
         """Networks of the default training recipe, randomly initialised from the seed."""
         train_cfg = TrainConfig.from_preset("default")
@@ -258,13 +323,15 @@ class OnlineAdapter:
         beta1 = self.train_cfg.optim.beta1
         return torch.optim.Adam(self._params, lr=self.cfg.lr, betas=(beta1, 0.999))
 
-    def _open_replay(self) -> SnippetDataset | None:
-        if not self.cfg.replay_data:
+    def _replay_pool(self) -> ReplayPool | None:
+        """The replay pool, opened on first use (training thread) at the adaptation size."""
+        if not (self.cfg.replay_data and self.cfg.replay_fraction > 0):
             return None
-        sequences = open_source(
-            self.cfg.replay_data, height=self.height, width=self.width, bag_reader=self.bag_reader
-        )
-        return SnippetDataset(sequences, self.snippet_length, self.height, self.width)
+        with self._ref_lock:
+            if self._replay is None:
+                self._replay = ReplayPool(self.cfg.replay_data, self.snippet_length,
+                                          self.height, self.width, self.bag_reader)  # fmt: skip
+            return self._replay
 
     # ---------------------------------------------------------------- frames
     def push(self, image: np.ndarray, K: np.ndarray, stamp_ns: int) -> str:
@@ -275,6 +342,8 @@ class OnlineAdapter:
         snippet was completed) or ``"holdout"`` (a held-out snippet was completed).
         """
         image, K = self._check_frame(image, K)
+        if not self._size_fixed:
+            self._fix_size(image.shape[1], image.shape[0])
         images, K_net, _ = resize([image], K, self.height, self.width)
         with self._data_lock:
             self.stats.frames_in += 1
@@ -295,6 +364,21 @@ class OnlineAdapter:
                 self.stats.snippets_train += 1
         self._wake.set()
         return status
+
+    def _fix_size(self, image_width: int, image_height: int) -> None:
+        """``camera_aspect``: adapt at the first camera's aspect ratio from now on."""
+        with self._lock, self._data_lock:
+            if self._size_fixed:
+                return
+            self.height, self.width = camera_aspect_size(
+                self.height * self.width, image_width, image_height
+            )
+            self.arch.update(height=self.height, width=self.width)
+            self._size_fixed = True
+        self.log.info(
+            "adapting at %dx%d (the %dx%d camera's aspect ratio)",
+            self.width, self.height, image_width, image_height,
+        )  # fmt: skip
 
     @staticmethod
     def _check_frame(image: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -318,12 +402,16 @@ class OnlineAdapter:
         return len(self.buffer) >= max(1, self.cfg.warmup_snippets)
 
     # ---------------------------------------------------------------- training
-    def _sample_batch(self, step: int) -> tuple[dict[str, torch.Tensor], int] | None:
-        """A batch (see `collate`) of live snippets plus replayed ones; their number."""
+    def _sample_batch(self, step: int) -> tuple[list[Snippet], int] | None:
+        """Live snippets (the newest first) plus replayed ones, and the number replayed.
+
+        Runs without the network lock: replay snippets may be rendered or read here.
+        """
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, step])
+        pool = self._replay_pool()
         n_replay = 0
-        if self._replay is not None and cfg.replay_fraction > 0:
+        if pool is not None:
             n_replay = min(
                 cfg.batch_size - 1, int(cfg.batch_size * cfg.replay_fraction + rng.random())
             )
@@ -331,14 +419,21 @@ class OnlineAdapter:
             live = self.buffer.sample(rng, cfg.batch_size - n_replay)
         if not live:
             return None
-        batch = collate(live, self.device)
-        if n_replay:
-            picks = rng.integers(len(self._replay), size=n_replay)
-            items = [self._replay.get(int(i)) for i in picks]
-            for key in ("tgt", "srcs", "K"):
-                extra = torch.stack([item[key] for item in items]).to(self.device)
-                batch[key] = torch.cat([batch[key], extra])
-        return batch, n_replay
+        replayed = pool.sample(rng, n_replay) if n_replay else []
+        return live + replayed, n_replay
+
+    @torch.no_grad()
+    def _reference_scales(self, snippets: list[Snippet]) -> torch.Tensor:
+        """(B,) mean log disparity of the starting weights on each snippet's target frame
+        (computed once per snippet object; call with the network lock held)."""
+        todo = [s for s in snippets if s.ref_log_disp is None]
+        if todo:
+            self.depth_net.eval()
+            tgt = collate(todo, self.device)["tgt"]
+            disp = functional_call(self.depth_net, self._start["depth"], (tgt,))[0]
+            for snippet, value in zip(todo, _mean_log(disp).tolist(), strict=True):
+                snippet.ref_log_disp = value
+        return torch.tensor([s.ref_log_disp for s in snippets], device=self.device)
 
     def _train_mode(self) -> None:
         for net in (self.depth_net, self.pose_net):
@@ -354,19 +449,25 @@ class OnlineAdapter:
         Deterministic given the seed and the frames pushed. None when the buffer is empty.
         A non-finite loss or gradient skips the step (weights untouched).
         """
+        t0 = time.perf_counter()
+        step = self.stats.steps  # steps are taken by one thread at a time
+        sampled = self._sample_batch(step)
+        if sampled is None:
+            return None
+        snippets, n_replay = sampled
         with self._lock:
-            t0 = time.perf_counter()
-            step = self.stats.steps
-            sampled = self._sample_batch(step)
-            if sampled is None:
-                return None
-            batch, n_replay = sampled
+            ref_scales = self._reference_scales(snippets) if self.cfg.scale_weight > 0 else None
+            batch = collate(snippets, self.device)
             torch.manual_seed(self.cfg.seed * 1_000_003 + step)
             self._train_mode()
             buffers = [b.clone() for b in self._buffers]  # BatchNorm statistics, restored on skip
             tgt, srcs, K = batch["tgt"], batch["srcs"], batch["K"]
             out = forward_snippets(self.depth_net, self.pose_net, tgt, srcs)
             loss, stats = self.loss_fn(tgt, srcs, out.disps, out.T_src_tgt, K, out.masks)
+            if ref_scales is not None:
+                scale = self.cfg.scale_weight * (_mean_log(out.disps[0]) - ref_scales).pow(2).mean()
+                stats["scale"] = float(scale.detach())
+                loss = loss + scale
             if self.cfg.anchor_weight > 0:
                 anchor = self._anchor_loss()
                 stats["anchor"] = float(anchor.detach())
@@ -419,9 +520,9 @@ class OnlineAdapter:
     @torch.no_grad()
     def _evaluate(
         self, batch: dict[str, torch.Tensor], state: dict[str, Any] | None
-    ) -> tuple[float, list[str]]:
+    ) -> tuple[float, float | None]:
         """Loss of the current weights (``state`` None) or of ``state`` on ``batch``, and the
-        collapse warnings (constant disparity, mask at zero) of those weights."""
+        mean explainability mask of those weights (None without masks)."""
         self.depth_net.eval()
         self.pose_net.eval()
         tgt, srcs, K = batch["tgt"], batch["srcs"], batch["K"]
@@ -435,9 +536,29 @@ class OnlineAdapter:
                 disps = list(functional_call(self.depth_net, state["depth"], (tgt,)))
                 T_src_tgt, masks = functional_call(self.pose_net, state["pose"], (tgt, srcs))
             loss, _ = self.loss_fn(tgt, srcs, disps, T_src_tgt, K, masks)
-        monitor = CollapseMonitor(1, self.cfg.collapse_min_rel_std, self.cfg.collapse_min_mask)
-        warnings = [m.split("; ")[0].split(". ")[0] for m in monitor.check(disps[0], masks)]
-        return float(loss), warnings
+        return float(loss), None if masks is None else float(masks[0].float().mean())
+
+    @torch.no_grad()
+    def _depth_stats(self, frames: torch.Tensor, state: dict[str, Any] | None) -> DepthStats:
+        """Depth statistics of the current weights (``state`` None) or of ``state`` on
+        (N, 3, h, w) frames."""
+        self.depth_net.eval()
+        if state is None:
+            disp = self.depth_net(frames)[0]
+        else:
+            disp = functional_call(self.depth_net, state["depth"], (frames,))[0]
+        beta, alpha = float(self.depth_net.beta), float(self.depth_net.alpha)
+        return depth_stats(disp, (beta, alpha + beta))
+
+    def _depth_reasons(self, batch: dict[str, torch.Tensor]) -> tuple[list[str], dict[str, float]]:
+        """Why the current weights' depth on every held-out frame must not be published, and
+        the statistics (`DepthGuard`) against the starting weights and the last good version."""
+        frames = torch.cat([batch["tgt"][:, None], batch["srcs"]], dim=1).flatten(0, 1)
+        cand = self._depth_stats(frames, None)
+        start = self._depth_stats(frames, self._start)
+        good = self._depth_stats(frames, self._good)
+        reasons = self.guard.check(cand, start, good, self.version)
+        return reasons, DepthGuard.summary(cand, start, good)
 
     def _holdout_batch(self) -> dict[str, torch.Tensor] | None:
         with self._data_lock:
@@ -463,13 +584,17 @@ class OnlineAdapter:
             batch = self._holdout_batch()
             if batch is None:
                 return CheckResult("no_data", "no held-out snippet yet", version=self.version)
-            loss, collapse = self._evaluate(batch, None)
-            good_loss, good_collapse = self._evaluate(batch, self._good)
+            loss, mask = self._evaluate(batch, None)
+            good_loss, _ = self._evaluate(batch, self._good)
+            # Depth is guarded by its own statistics: a collapsed network is never published,
+            # whatever was accepted before, and the photometric loss alone decides nothing.
+            reasons, depth = self._depth_reasons(batch)
+            if mask is not None and mask < self.cfg.collapse_min_mask:
+                reasons.append(f"explainability mask collapsed: held-out mean {mask:.3f}")
             self.stats.checks += 1
             self.stats.holdout_loss = loss
+            self.stats.holdout_depth = depth
             limit = good_loss * (1.0 + self.cfg.divergence_threshold)
-            # A collapse counts when it is new: the last good version may be collapsed already.
-            reasons = [] if good_collapse else list(collapse)
             if not math.isfinite(loss):
                 reasons.insert(0, "held-out loss is not finite")
             elif loss > limit:
@@ -479,18 +604,20 @@ class OnlineAdapter:
                     f"{self.version} by more than {100 * self.cfg.divergence_threshold:.0f}%",
                 )
             if reasons:
-                return self._rollback("; ".join(reasons), loss, good_loss)
+                result = self._rollback("; ".join(reasons), loss, good_loss)
+                result.depth = depth
+                return result
             if loss > good_loss:
                 reason = (
                     f"held-out loss {loss:.4f} not below {good_loss:.4f} of version {self.version}"
                 )
-                return CheckResult("held", reason, loss, good_loss, self.version)
+                return CheckResult("held", reason, loss, good_loss, self.version, depth=depth)
             self._good = self._snapshot()
             self._dirty = False
-            metrics = {"holdout_loss": loss, "previous_holdout_loss": good_loss}
+            metrics = {"holdout_loss": loss, "previous_holdout_loss": good_loss, **depth}
             path = self._publish(metrics)
-            reason = f"held-out loss {loss:.4f} <= {good_loss:.4f}"
-            return CheckResult("published", reason, loss, good_loss, self.version, path)
+            reason = f"held-out loss {loss:.4f} <= {good_loss:.4f}, depth statistics in bounds"
+            return CheckResult("published", reason, loss, good_loss, self.version, path, depth)
 
     def _snapshot(self) -> dict[str, Any]:
         return {
@@ -500,20 +627,30 @@ class OnlineAdapter:
         }
 
     def _rollback(self, reason: str, loss: float, good_loss: float) -> CheckResult:
+        lr = max(self.lr * self.cfg.rollback_lr_factor, self.cfg.lr * MIN_LR_FRACTION)
         self.depth_net.load_state_dict(self._good["depth"])
         self.pose_net.load_state_dict(self._good["pose"])
         # A copy: the optimiser would otherwise update the saved state in place.
         self.optimizer.load_state_dict(copy.deepcopy(self._good["optimizer"]))
+        # The same steps again would fail the same way: back off the learning rate.
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self._dirty = False
         self.stats.rollbacks += 1
         self.stats.last_rollback = reason
-        self.log.warning("rolled back to version %d: %s", self.version, reason)
+        self.log.warning(
+            "rolled back to version %d (learning rate now %.2g): %s", self.version, lr, reason
+        )
         return CheckResult("rolled_back", reason, loss, good_loss, self.version)
 
     # ---------------------------------------------------------------- publishing
     def _publish(self, metrics: dict[str, float]) -> Path:
-        """Write the current weights (which equal the good state) as the next version."""
-        self.version += 1
+        """Write the current weights (which equal the good state) as the next version: weights
+        only in ``adapted_<version>.pt``, with the optimiser state in ``latest.pt``. Numbers
+        continue after every ``adapted_<version>.pt`` in ``out_dir``: nothing is overwritten."""
+        previous = self.version
+        numbers = [int(VERSION_RE.match(p.name).group(1)) for p in self.versioned_checkpoints()]
+        self.version = max([self.version, *numbers]) + 1
         online = {
             "version": self.version,
             "steps": self.stats.steps,
@@ -523,14 +660,22 @@ class OnlineAdapter:
         }
         ckpt = make_checkpoint(
             self.base_step + self.stats.steps, self.arch, self.config,
-            self.depth_net, self.pose_net, optimizer=self.optimizer.state_dict(),
-            metrics=metrics, online=online,
+            self.depth_net, self.pose_net, metrics=metrics, online=online,
         )  # fmt: skip
         path = self.out_dir / f"adapted_{self.version:06d}.pt"
-        atomic_torch_save(ckpt, path)
-        atomic_torch_save(ckpt, self.out_dir / LATEST)
-        for old in self.versioned_checkpoints()[: -self.cfg.keep_last]:
-            old.unlink(missing_ok=True)
+        try:
+            atomic_torch_save(ckpt, path)
+            atomic_torch_save(
+                {**ckpt, "optimizer": self.optimizer.state_dict()}, self.out_dir / LATEST
+            )
+        except OSError as exc:  # the version is not out: the next check tries again
+            self.version = previous
+            self._dirty = True
+            raise CheckpointError(
+                f"cannot write the adapted model to {self.out_dir}: {exc.strerror or exc}; "
+                "give a writable out_dir"
+            ) from None
+        self._prune_versions()
         self.stats.publishes += 1
         self.log.info("published version %d: %s", self.version, path)
         self._sync()
@@ -544,9 +689,32 @@ class OnlineAdapter:
             return []
         return sorted(p for p in self.out_dir.iterdir() if VERSION_RE.match(p.name))
 
+    def _prune_versions(self) -> None:
+        """Delete versions older than the newest ``keep_versions``: only regular files named
+        as this fine-tuner names them, older than the current version, that are fine-tuner
+        checkpoints (read lazily); anything else in ``out_dir`` is left alone."""
+        old = [
+            p for p in self.versioned_checkpoints()
+            if int(VERSION_RE.match(p.name).group(1)) <= self.version - self.cfg.keep_versions
+        ]  # fmt: skip
+        for path in old:
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                own = isinstance(ckpt, dict) and "online" in ckpt
+                own = own and ckpt.get("format") == CHECKPOINT_FORMAT
+            except Exception:  # unreadable: not ours to judge, so not ours to delete
+                own = False
+            if own:
+                path.unlink(missing_ok=True)
+
     def save(self) -> tuple[bool, str]:
         """Check now and publish when the weights pass; returns (success, message)."""
-        result = self.check()
+        try:
+            result = self.check()
+        except CheckpointError as exc:  # e.g. out_dir not writable: reported, not raised
+            return False, f"not saved: {exc}"
         latest = self.out_dir / LATEST
         if result.outcome == "published":
             return True, f"published version {result.version}: {result.path}"
@@ -558,7 +726,8 @@ class OnlineAdapter:
         return False, f"not saved ({result.reason}); version {result.version} stays current"
 
     def reset(self) -> str:
-        """Back to the starting weights with a fresh optimiser and empty buffers.
+        """Back to the starting weights with a fresh optimiser (learning rate ``lr``) and empty
+        buffers.
 
         When adapted versions were published, the starting weights are published as the next
         version so that consumers switch back too.
@@ -605,12 +774,15 @@ class OnlineAdapter:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> None:
-        """Train in a background thread (its own CUDA stream) within the duty cycle."""
+    def start(self, until_step: int | None = None) -> None:
+        """Train in a background thread (its own CUDA stream, ``threads`` CPU threads) within
+        the duty cycle; with ``until_step``, the thread ends once ``stats.steps`` reaches it."""
         if self.running:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="online_adapter", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(until_step,), name="online_adapter", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -627,13 +799,15 @@ class OnlineAdapter:
             pause = max(pause, 1.0 / self.cfg.max_steps_per_s - step_s)
         return pause
 
-    def _run(self) -> None:
+    def _run(self, until_step: int | None) -> None:
         stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         context = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
         started, busy = time.perf_counter(), 0.0
         try:
-            with context:
+            with context, torch_threads(self.cfg.threads):
                 while not self._stop.is_set():
+                    if until_step is not None and self.stats.steps >= until_step:
+                        break
                     if not (self.enabled and self.ready()):
                         self._wake.wait(0.2)
                         self._wake.clear()
@@ -675,10 +849,24 @@ class OnlineAdapter:
             "skipped steps (non-finite)": str(s.skipped_nonfinite),
             "loss": f"{s.last_loss:.4f}",
             "held-out loss": f"{s.holdout_loss:.4f}",
+            "learning rate": f"{self.lr:.2g}",
             "version": str(self.version),
             "published": str(s.publishes),
             "rollbacks": str(s.rollbacks),
             "last rollback": s.last_rollback or "none",
+            "held-out depth (spread / saturation / median)": _depth_line(s.holdout_depth),
             "duty cycle (measured / limit)": f"{s.duty_measured:.2f} / {self.cfg.duty_cycle:.2f}",
             "device": str(self.device),
+            "adaptation size": f"{self.width}x{self.height} ({self.cfg.adapt_resolution})",
         }
+
+
+def _depth_line(depth: dict[str, float]) -> str:
+    """Spread, saturation and median depth of a check, beside the starting weights'."""
+    if not depth:
+        return "no check yet"
+    return (
+        f"{depth['depth_spread']:.3f} / {100 * depth['depth_saturation']:.1f}% / "
+        f"{depth['depth_median']:.3g} (start {depth['depth_spread_start']:.3f} / "
+        f"{100 * depth['depth_saturation_start']:.1f}% / {depth['depth_median_start']:.3g})"
+    )

@@ -34,6 +34,8 @@ class Snippet:
     """(3, 3) float32 intrinsics of the frames."""
     stamp_ns: int
     """Stamp of the target frame."""
+    ref_log_disp: float | None = None
+    """Mean log disparity of the starting weights on the target frame (set by the trainer)."""
 
     @property
     def nbytes(self) -> int:

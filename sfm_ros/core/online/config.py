@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from sfm_ros.core.errors import ConfigError
 from sfm_ros.core.params import Params, param
 
+ADAPT_RESOLUTIONS = ("checkpoint", "camera_aspect")
+DEFAULT_REPLAY = "synthetic:street:60:0,synthetic:corridor:60:0,synthetic:field:60:0"
+"""The first 60 frames of each synthetic domain the packaged model was trained on."""
+
 
 @dataclass
 class OnlineConfig(Params):
@@ -18,15 +22,39 @@ class OnlineConfig(Params):
         "empty = the packaged model (offline: from scratch if none)",
     )
     out_dir: str = param(
-        "sfm_finetune", "folder of the adapted checkpoints (adapted_<version>.pt, latest.pt)"
+        "sfm_finetune",
+        "folder of the adapted versions (adapted_<version>.pt, weights only) and of latest.pt "
+        "(the newest version with its optimiser state, to resume)",
     )
     resume: bool = param(True, "continue from out_dir/latest.pt when it exists")
     device: str = param("auto", "training device: auto, cpu, cuda, cuda:N")
+    threads: int = param(
+        1,
+        "CPU threads of the training (torch intra-op threads of the thread that trains; other "
+        "threads keep theirs); 0 = torch's default. One thread was 4-25x faster per step than "
+        "two on a busy 2-core machine",
+    )
+    adapt_resolution: str = param(
+        "checkpoint",
+        "network input size while adapting: 'checkpoint' = the starting checkpoint's (camera "
+        "images resized to it, aspect ratio not kept); 'camera_aspect' = about the same pixel "
+        "count at the camera's aspect ratio, sides multiples of 32, fixed by the first frame: "
+        "versions record that size, so depth nodes must load them (a live swap into a network "
+        "running at another size is refused)",
+        choices=ADAPT_RESOLUTIONS,
+    )
     lr: float = param(5e-5, "Adam learning rate (keep it low: adaptation, not training)")
-    batch_size: int = param(2, "snippets per training step (the newest one always included)")
+    rollback_lr_factor: float = param(
+        0.5,
+        "the learning rate is multiplied by this after each rollback (down to lr / 16; back to "
+        "lr on reset or restart): the same steps would fail the same way again",
+    )
+    batch_size: int = param(
+        2, "snippets per training step: the newest live one, other live ones and replayed ones"
+    )
     buffer_size: int = param(64, "training snippets kept in the replay buffer (oldest dropped)")
     holdout_size: int = param(
-        4, "recent snippets held out (never trained on) for the divergence check"
+        4, "recent snippets held out (never trained on) for the divergence and depth checks"
     )
     holdout_every: int = param(5, "every n-th accepted snippet goes to the held-out set")
     warmup_snippets: int = param(4, "training starts once the buffer holds this many snippets")
@@ -35,7 +63,11 @@ class OnlineConfig(Params):
     save_period: int = param(
         50, "training steps between checks; weights that pass are published as a new version"
     )
-    keep_last: int = param(5, "adapted_<version>.pt files kept besides latest.pt")
+    keep_versions: int = param(
+        5,
+        "adapted_<version>.pt files kept in out_dir besides latest.pt; older ones that this "
+        "fine-tuner wrote (its own naming) are deleted",
+    )
     min_motion: float = param(
         0.01,
         "a frame becomes a keyframe when its mean absolute grey difference to the previous "
@@ -52,14 +84,50 @@ class OnlineConfig(Params):
         0.2, "roll back when the held-out loss exceeds the last good one by this fraction"
     )
     collapse_min_rel_std: float = param(
-        0.02, "roll back when the held-out disparity's relative std falls below this"
+        0.02,
+        "collapse: held-out depth whose relative spread (std of log depth per image) is lower "
+        "is constant; such weights are never published",
+    )
+    collapse_max_saturation: float = param(
+        0.5,
+        "collapse: weights with a larger fraction of held-out pixels at the depth network's "
+        "output bounds (depth at its near or far limit, NaN in the depth node) are never "
+        "published",
     )
     collapse_min_mask: float = param(
-        0.05, "roll back when the mean explainability mask falls below this (masked models)"
+        0.05, "collapse: mean explainability mask below this (masked models); never published"
+    )
+    max_saturation_increase: float = param(
+        0.05,
+        "roll back when the fraction of held-out pixels at the depth network's output bounds "
+        "exceeds the starting weights' by more than this",
+    )
+    max_spread_ratio: float = param(
+        2.0,
+        "roll back when the held-out log-depth spread differs from the starting weights' by "
+        "more than this factor, either way (flattened or blown-up depth)",
+    )
+    max_scale_change: float = param(
+        0.25,
+        "roll back when the held-out median depth moves by more than this fraction from the "
+        "last good version's (monocular scale drift)",
+    )
+    min_rank_correlation: float = param(
+        0.8,
+        "roll back when the held-out depth's rank correlation with the last good version's "
+        "(per image) is lower",
+    )
+    scale_weight: float = param(
+        1.0,
+        "pull of each training frame's mean log depth towards the starting weights' (the "
+        "monocular scale is free and otherwise drifts until depth saturates); 0 = off",
     )
     anchor_weight: float = param(0.0, "L2 pull of the weights towards the starting ones; 0 = off")
     replay_data: str = param(
-        "", "original training data mixed into batches (path or synthetic:...); empty = none"
+        DEFAULT_REPLAY,
+        "original training data mixed into batches so the model does not forget it: sources "
+        "separated by commas (paths, bags, synthetic:DOMAIN:FRAMES:SEED, rendered lazily at "
+        "the adaptation size in the training thread and cached); empty = none",
     )
     replay_fraction: float = param(0.25, "fraction of each batch drawn from replay_data")
     freeze_bn: bool = param(
@@ -72,7 +140,7 @@ class OnlineConfig(Params):
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid setting."""
         positive = ("lr", "batch_size", "buffer_size", "holdout_size", "holdout_every")
-        positive += ("save_period", "keep_last", "max_keyframe_gap_s")
+        positive += ("save_period", "keep_versions", "max_keyframe_gap_s")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -80,11 +148,26 @@ class OnlineConfig(Params):
             raise ConfigError(f"holdout_every must be >= 2, got {self.holdout_every}")
         if not 0.0 < self.duty_cycle <= 1.0:
             raise ConfigError(f"duty_cycle must be in (0, 1], got {self.duty_cycle}")
-        non_negative = ("warmup_snippets", "max_steps_per_s", "min_motion", "min_texture")
-        non_negative += ("divergence_threshold", "collapse_min_rel_std", "collapse_min_mask")
-        non_negative += ("anchor_weight", "seed")
+        if not 0.0 < self.rollback_lr_factor <= 1.0:
+            raise ConfigError(
+                f"rollback_lr_factor must be in (0, 1], got {self.rollback_lr_factor}"
+            )
+        non_negative = ("threads", "warmup_snippets", "max_steps_per_s", "min_motion")
+        non_negative += ("min_texture", "divergence_threshold", "collapse_min_rel_std")
+        non_negative += ("collapse_min_mask", "max_saturation_increase", "max_scale_change")
+        non_negative += ("scale_weight", "anchor_weight", "seed")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.replay_fraction < 1.0:
-            raise ConfigError(f"replay_fraction must be in [0, 1), got {self.replay_fraction}")
+        for name in ("replay_fraction", "collapse_max_saturation"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.min_rank_correlation <= 1.0:
+            raise ConfigError(f"min_rank_correlation must be <= 1, got {self.min_rank_correlation}")
+        if self.max_spread_ratio < 1.0:
+            raise ConfigError(f"max_spread_ratio must be >= 1, got {self.max_spread_ratio}")
+        if self.adapt_resolution not in ADAPT_RESOLUTIONS:
+            raise ConfigError(
+                f"adapt_resolution must be one of {list(ADAPT_RESOLUTIONS)}, "
+                f"got {self.adapt_resolution!r}"
+            )

@@ -70,19 +70,28 @@ class Path:
     def local(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Path coordinates of points xy (P, 2): arc length s (P,) and lateral offset (P,),
         left positive, both in metres, taken from the nearest segment."""
-        p = xy[:, None, :] - self.xy0[None]  # (P, M, 2)
-        c, sn, k = np.cos(self.heading0), np.sin(self.heading0), self.curvature
-        along = p[..., 0] * c + p[..., 1] * sn
-        left = -p[..., 0] * sn + p[..., 1] * c
-        arc = k != 0.0
-        safe_k = np.where(arc, k, 1.0)
+        best_s = np.zeros(len(xy))
+        best_lat = np.zeros(len(xy))
+        best_cost = np.full(len(xy), np.inf)
+        for m in range(len(self.s0)):  # a running minimum: no (P, M) temporaries
+            s_loc, lat = self._local_in(m, xy)
+            cost = np.abs(lat) + np.maximum(np.maximum(-s_loc, s_loc - self.length[m]), 0.0)
+            better = cost < best_cost  # strict: ties keep the first segment, as argmin would
+            best_cost[better] = cost[better]
+            best_s[better] = self.s0[m] + s_loc[better]
+            best_lat[better] = lat[better]
+        return best_s, best_lat
+
+    def _local_in(self, m: int, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Arc length from the start of segment m and lateral offset of points xy (P, 2)."""
+        px, py = xy[:, 0] - self.xy0[m, 0], xy[:, 1] - self.xy0[m, 1]
+        c, sn, k = np.cos(self.heading0[m]), np.sin(self.heading0[m]), self.curvature[m]
+        along = px * c + py * sn
+        left = -px * sn + py * c
+        if k == 0.0:
+            return along, left
         # arcs: centre at 1/k to the left; angle swept from the start radius, then s = angle / k
-        vx, vy = along, left - 1.0 / safe_k  # point relative to the centre, start frame
-        r0 = -1.0 / safe_k  # start point relative to the centre is (0, r0)
+        vx, vy = along, left - 1.0 / k  # point relative to the centre, start frame
+        r0 = -1.0 / k  # start point relative to the centre is (0, r0)
         phi = np.arctan2(-r0 * vx, r0 * vy)
-        s_loc = np.where(arc, phi / safe_k, along)
-        lat = np.where(arc, 1.0 / safe_k - np.sign(safe_k) * np.hypot(vx, vy), left)
-        out = np.maximum(np.maximum(-s_loc, s_loc - self.length), 0.0)
-        best = np.argmin(np.abs(lat) + out, axis=1)
-        rows = np.arange(len(xy))
-        return self.s0[best] + s_loc[rows, best], lat[rows, best]
+        return phi / k, 1.0 / k - np.sign(k) * np.hypot(vx, vy)

@@ -98,6 +98,8 @@ class Scene:
         texture_key: texture stream of the planes.
         max_range_m: primitives farther than this are not drawn.
         lookahead_m: `view` draws primitives generated up to this far ahead along the path.
+        shadows: cast shadows of the primitives from the directional light (outdoors).
+        cloud_cover: fraction of the sky covered by clouds (0 = the plain gradient).
     """
 
     prims: Primitives
@@ -111,6 +113,8 @@ class Scene:
     texture_key: int
     max_range_m: float
     lookahead_m: float
+    shadows: bool = False
+    cloud_cover: float = 0.0
 
     def view(self, s: float) -> Scene:
         """The part of the scene drawn for a camera at path arc length ``s``.

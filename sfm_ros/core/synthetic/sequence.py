@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from sfm_ros.core.errors import InputError
-from sfm_ros.core.synthetic.domains import build_scene, camera_poses, domain_spec, trajectory
-from sfm_ros.core.synthetic.render import render_frame
+from sfm_ros.core.synthetic.camera import develop, exposure_flow
+from sfm_ros.core.synthetic.domains import (
+    BASE_FPS,
+    DOMAINS,
+    build_scene,
+    camera_poses,
+    domain_spec,
+    trajectory,
+    with_material_variants,
+)
+from sfm_ros.core.synthetic.randomize import Randomization, SequenceDraw, draw_randomization
+from sfm_ros.core.synthetic.render import render_frame, render_radiance
 
-FPS = 10.0
+FPS = BASE_FPS
 HFOV_DEG = 90.0
 
 
@@ -28,10 +38,11 @@ class SyntheticSequence:
         T_world_cam: (N, 4, 4) float64 camera-to-world poses (optical camera frame; world z up,
             ground plane z = 0).
         K: (3, 3) float64 intrinsics.
-        stamps_ns: (N,) int64 frame times (frame index / FPS).
-        camera_height_m: height of the camera above the ground plane (constant).
+        stamps_ns: (N,) int64 frame times (frame index / fps).
+        camera_height_m: height of the camera centre above the ground plane (constant, exact).
         seed: the seed it was rendered from.
         fps: frame rate.
+        draw: the randomisation drawn for it, None when rendered without randomisation.
     """
 
     domain: str
@@ -43,6 +54,7 @@ class SyntheticSequence:
     camera_height_m: float
     seed: int = 0
     fps: float = FPS
+    draw: SequenceDraw | None = None
 
 
 def intrinsics(height: int, width: int, hfov_deg: float = HFOV_DEG) -> np.ndarray:
@@ -58,11 +70,15 @@ def render_sequence(
     height: int = 128,
     width: int = 416,
     start: int = 0,
+    randomization: Randomization | None = None,
 ) -> SyntheticSequence:
     """Render frames [start, start + num_frames) of the trajectory of ``domain`` and ``seed``.
 
     Output is bit-for-bit a function of the arguments, and frame i is identical whatever
-    ``start`` and ``num_frames`` include it. The horizontal field of view is 90 degrees.
+    ``start`` and ``num_frames`` include it. Without ``randomization`` the camera is level at
+    the domain's height with a centred 90 degree horizontal field of view at 10 Hz (the
+    original world, unchanged); with it, the sequence's camera, lighting and camera response
+    are drawn from the seed (`randomize`), depth and poses staying exact.
     Unknown domains raise ConfigError; bad sizes or counts raise InputError.
     """
     spec = domain_spec(domain)
@@ -72,26 +88,87 @@ def render_sequence(
             f"positive size; got {num_frames}, {start}, {seed}, {height}x{width}"
         )
     frames = np.arange(start, start + num_frames)
-    s, yaw = trajectory(domain, seed, frames)
+    if randomization is None:
+        s, yaw = trajectory(domain, seed, frames)
+        scene = build_scene(domain, seed, float(s.max()))
+        T_world_cam = camera_poses(spec, scene.path, s, yaw)
+        K = intrinsics(height, width)
+        images = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+        depth = np.empty((num_frames, height, width), dtype=np.float32)
+        for n in range(num_frames):
+            images[n], depth[n] = render_frame(
+                scene.view(float(s[n])), T_world_cam[n], K, height, width
+            )
+        return SyntheticSequence(
+            domain=domain,
+            images=images,
+            depth_m=depth,
+            T_world_cam=T_world_cam,
+            K=K,
+            stamps_ns=frames.astype(np.int64) * int(1e9 / FPS),
+            camera_height_m=spec.camera_height_m,
+            seed=seed,
+            fps=FPS,
+        )
+    return _render_randomized(domain, frames, seed, height, width, randomization)
+
+
+def _render_randomized(
+    domain: str,
+    frames: np.ndarray,
+    seed: int,
+    height: int,
+    width: int,
+    randomization: Randomization,
+) -> SyntheticSequence:
+    """`render_sequence` with the camera, lighting and camera response drawn for ``seed``."""
+    spec = domain_spec(domain)
+    draw = draw_randomization(domain, seed, randomization)
+    cam = draw.camera
+    s, _ = trajectory(domain, seed, frames, cam.fps, cam.speed_scale)
     scene = build_scene(domain, seed, float(s.max()))
-    T_world_cam = camera_poses(spec, scene.path, s, yaw)
-    K = intrinsics(height, width)
-    images = np.empty((num_frames, height, width, 3), dtype=np.uint8)
-    depth = np.empty((num_frames, height, width), dtype=np.float32)
-    for n in range(num_frames):
-        images[n], depth[n] = render_frame(
+    if draw.light is not None:
+        scene = draw.light.apply(with_material_variants(scene))
+
+    def poses(at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Arc lengths (N,) and T_world_cam (N, 4, 4) at (fractional) frame indices."""
+        s, yaw = trajectory(domain, seed, at, cam.fps, cam.speed_scale)
+        T = camera_poses(
+            spec, scene.path, s, yaw, cam.height_m, cam.pitch_rad(at), np.deg2rad(cam.roll_deg)
+        )
+        return s, T
+
+    s, T_world_cam = poses(frames)
+    K = cam.intrinsics(height, width)
+    response = draw.response
+    blur = response is not None and response.exposure_time > 0
+    if blur:  # poses when the shutter closes, half an exposure after each frame
+        T_close = poses(frames + response.exposure_time / 2)[1]
+    images = np.empty((len(frames), height, width, 3), dtype=np.uint8)
+    depth = np.empty((len(frames), height, width), dtype=np.float32)
+    for n, frame in enumerate(frames):
+        radiance, depth[n] = render_radiance(
             scene.view(float(s[n])), T_world_cam[n], K, height, width
         )
+        if response is None:
+            images[n] = np.round(np.clip(radiance, 0.0, 1.0) * 255.0).astype(np.uint8)
+            continue
+        flow = None
+        if blur:
+            flow = exposure_flow(depth[n], K, np.linalg.inv(T_close[n]) @ T_world_cam[n])
+        rng = np.random.default_rng([seed, DOMAINS.index(domain), 4, int(frame)])
+        images[n] = develop(radiance, response, K, frame / cam.fps, rng, flow)
     return SyntheticSequence(
         domain=domain,
         images=images,
         depth_m=depth,
         T_world_cam=T_world_cam,
         K=K,
-        stamps_ns=frames.astype(np.int64) * int(1e9 / FPS),
-        camera_height_m=spec.camera_height_m,
+        stamps_ns=np.round(frames * (1e9 / cam.fps)).astype(np.int64),
+        camera_height_m=cam.height_m,
         seed=seed,
-        fps=FPS,
+        fps=cam.fps,
+        draw=draw,
     )
 
 
@@ -103,7 +180,8 @@ def write_sequence(seq: SyntheticSequence, out_dir: Path) -> None:
         out_dir/intrinsics.txt          3x3 K, one row a line
         out_dir/poses.txt               KITTI style: 12 numbers a line, row-major 3x4 T_world_cam
         out_dir/times.txt               seconds, one a line
-        out_dir/meta.json               domain, seed, camera_height_m, fps, num_frames
+        out_dir/meta.json               domain, seed, camera_height_m, fps, num_frames,
+                                        randomization (the draw, or null)
     Numbers are written with 17 significant digits, so they read back exactly.
     """
     out_dir = Path(out_dir)
@@ -121,5 +199,6 @@ def write_sequence(seq: SyntheticSequence, out_dir: Path) -> None:
         "camera_height_m": seq.camera_height_m,
         "fps": seq.fps,
         "num_frames": len(seq.images),
+        "randomization": None if seq.draw is None else asdict(seq.draw),
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

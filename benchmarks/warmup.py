@@ -1,0 +1,244 @@
+"""Warm-up benchmark (issue 10): the online fine-tuner on a real clip, before and after.
+
+For each step budget of ``--steps`` the starting checkpoint is warmed up on the clip with the
+loop of ``sfm-ros finetune`` (``steps_per_frame`` steps after each frame, then training on the
+buffer and the replayed synthetic data until the budget is spent; one thread, deterministic),
+and the starting and the adapted model are measured the same way:
+
+- pose on the clip against its ground truth: the legacy 5-frame ATE, the rotation error per
+  frame and the Sim(3)-aligned RMSE ATE, beside constant velocity;
+- depth on the clip (no ground truth there): the fraction of pixels the depth node would publish
+  as NaN, the median depth and the spread of log depth;
+- forgetting: Abs Rel / delta1 (median-scaled) on held-out synthetic sequences of each domain
+  (seed 1000, never trained on), beside a constant depth;
+- seconds per training step, versions published and rollbacks (with the last reason);
+- depth previews (PNG): for a few clip frames the image, then depth before and after each budget.
+
+    python benchmarks/warmup.py --clip ../shared/data/kitti_odometry_06 --steps 200,1000 \\
+        --out runs/warmup [--set lr=1e-4 replay_fraction=0.5]
+
+Clips with ground-truth poses in ../shared/data: kitti_odometry_06, real/kitti_odometry_00,
+real/redkitchen_7scenes. Results: OUT/results.json and OUT/results.md (with the command line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sfm_ros.core.checkpoint import resolve_checkpoint
+from sfm_ros.core.config import parse_overrides
+from sfm_ros.core.evaluate import (
+    DepthEvalOptions,
+    evaluate_depth_sequences,
+    evaluate_pose_sequences,
+)
+from sfm_ros.core.inference import DepthPoseEstimator
+from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig, adapt_sequences
+from sfm_ros.core.visualize import colorize_depth, save_png
+from sfm_ros.messages.sources import open_source
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+DOMAINS = ("street", "corridor", "field")
+CV = "baseline: constant velocity"
+
+
+def clip_depth(estimator: DepthPoseEstimator, frames: list) -> dict[str, float]:
+    """What the depth node would publish on the clip: NaN fraction, median depth, log spread."""
+    nan, median, spread = [], [], []
+    for frame in frames:
+        depth = estimator.depth(frame.image, frame.K)
+        finite = depth[np.isfinite(depth)]
+        nan.append(1.0 - finite.size / depth.size)
+        if finite.size:
+            median.append(float(np.median(finite)))
+            spread.append(float(np.log(finite).std()))
+    return {
+        "nan_fraction": float(np.mean(nan)),
+        "median_depth": float(np.median(median)) if median else float("nan"),
+        "log_spread": float(np.mean(spread)) if spread else float("nan"),
+    }
+
+
+def measure(checkpoint: Path, clip: list, frames: list, synthetic: dict, device: str) -> dict:
+    """Pose on the clip, depth statistics on the clip, depth per synthetic domain."""
+    estimator = DepthPoseEstimator.from_checkpoint(checkpoint, device=device)
+    (pose,) = evaluate_pose_sequences(estimator, clip, progress=False)["sequences"].values()
+    result = {
+        "pose": {k: pose[k] for k in ("model", CV)},
+        "clip_depth": clip_depth(estimator, frames),
+        "synthetic": {},
+    }
+    for domain, sequences in synthetic.items():
+        report = evaluate_depth_sequences(
+            estimator, sequences, DepthEvalOptions(max_depth=80.0), progress=False
+        )
+        result["synthetic"][domain] = {
+            "model": report["model"]["median_scaled"],
+            "baseline": report["baseline_mean_depth"]["median_scaled"],
+        }
+    return result
+
+
+def previews(out: Path, frames: list, models: dict[str, Path], device: str) -> list[Path]:
+    """One PNG per frame: the image, then depth of each model (colours per image, NaN black)."""
+    estimators = {
+        n: DepthPoseEstimator.from_checkpoint(p, device=device) for n, p in models.items()
+    }
+    paths = []
+    for k, frame in enumerate(frames):
+        image = frame.image if frame.image.ndim == 3 else np.repeat(frame.image[..., None], 3, 2)
+        rows = [image] + [
+            colorize_depth(e.depth(frame.image, frame.K)) for e in estimators.values()
+        ]
+        paths.append(save_png(out / f"depth_{k}.png", np.concatenate(rows, axis=0)))
+    (out / "previews.txt").write_text(
+        "rows, top to bottom: image, " + ", ".join(f"depth ({n})" for n in models) + "\n"
+    )
+    return paths
+
+
+def pose_cells(pose: dict) -> str:
+    ate5, rot, ate = pose["ate5_mean"], pose["rot_err_deg_per_frame"], pose["ate_rmse_sim3"]
+    return f"{ate5:.4f} | {rot:.3f} | {ate:.3f}"
+
+
+def table(results: dict, budgets: list[int]) -> list[str]:
+    head = "| model | steps | s/step | versions / rollbacks | ATE5 (m) | RE (deg/frame) "
+    head += "| ATE Sim(3) (m) | clip NaN % | clip median depth | clip log spread | "
+    head += " | ".join(f"{d} Abs Rel / d1" for d in DOMAINS) + " |"
+    lines = [head, "|" + "---|" * (10 + len(DOMAINS))]
+
+    def row(name: str, r: dict, steps: str, speed: str, versions: str) -> str:
+        c = r["clip_depth"]
+        synth = " | ".join(
+            f"{r['synthetic'][d]['model']['abs_rel']:.3f} / {r['synthetic'][d]['model']['a1']:.3f}"
+            for d in DOMAINS
+        )
+        return (
+            f"| {name} | {steps} | {speed} | {versions} | {pose_cells(r['pose']['model'])} | "
+            f"{100 * c['nan_fraction']:.1f} | {c['median_depth']:.3g} | {c['log_spread']:.3f} | "
+            f"{synth} |"
+        )
+
+    lines.append(row("before", results["before"], "0", "-", "-"))
+    for n in budgets:
+        r, a = results[f"after_{n}"], results[f"after_{n}"]["adaptation"]
+        lines.append(
+            row(
+                f"after {n} steps",
+                r,
+                str(a["steps"]),
+                f"{a['seconds_per_step']:.2f}",
+                f"{a['versions']} / {a['rollbacks']}",
+            )  # fmt: skip
+        )
+    base = results["before"]
+    synth = " | ".join(
+        f"{base['synthetic'][d]['baseline']['abs_rel']:.3f} / "
+        f"{base['synthetic'][d]['baseline']['a1']:.3f}"
+        for d in DOMAINS
+    )
+    lines.append(
+        f"| baselines (constant velocity / constant depth) | - | - | - | "
+        f"{pose_cells(base['pose'][CV])} | - | - | - | {synth} |"
+    )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="", help="starting model (default: packaged)")
+    parser.add_argument("--clip", default=str(DATA / "kitti_odometry_06"), help="real clip")
+    parser.add_argument("--steps", default="200", help="step budgets, e.g. 200,1000")
+    parser.add_argument("--steps-per-frame", type=int, default=1)
+    parser.add_argument("--out", default="runs/warmup")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument("--eval-frames", type=int, default=20, help="frames per synthetic domain")
+    parser.add_argument("--previews", type=int, default=3, help="clip frames to preview")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+        help="fine-tuner settings (OnlineConfig), e.g. --set lr=1e-4 replay_fraction=0.5",
+    )  # fmt: skip
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    base = resolve_checkpoint(args.checkpoint)
+    budgets = [int(n) for n in args.steps.split(",")]
+    overrides = parse_overrides(args.set)
+
+    clip = open_source(args.clip)
+    picks = np.linspace(0, len(clip[0]) - 1, args.previews + 2).round().astype(int)[1:-1]
+    frames = [clip[0].load(int(i)) for i in picks]
+    synthetic = {
+        d: open_source(f"synthetic:{d}:{args.eval_frames}:1000", height=128, width=416)
+        for d in DOMAINS
+    }
+    results: dict = {
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+        "checkpoint": str(base),
+        "clip": args.clip,
+        "settings": OnlineConfig().replace(**overrides).to_dict(),
+        "before": measure(base, clip, frames, synthetic, args.device),
+    }
+    models = {"before": base}
+    for n in budgets:
+        cfg = OnlineConfig().replace(**{
+            **overrides, "checkpoint": str(base), "out_dir": str(out / f"steps_{n}"),
+            "resume": False, "device": args.device, "threads": args.threads,
+        })  # fmt: skip
+        adapter = OnlineAdapter(cfg)
+        summary = adapt_sequences(
+            adapter, open_source(args.clip, height=adapter.height, width=adapter.width),
+            steps_per_frame=args.steps_per_frame, max_steps=n, progress=False,
+        )  # fmt: skip
+        print(summary.format())
+        s = summary.stats
+        model = adapter.out_dir / LATEST if summary.version else base
+        models[f"after {n} steps"] = model
+        results[f"after_{n}"] = measure(model, clip, frames, synthetic, args.device)
+        results[f"after_{n}"]["adaptation"] = {
+            "steps": summary.steps, "seconds_per_step": s.train_time_s / max(summary.steps, 1),
+            "versions": summary.version, "rollbacks": s.rollbacks,
+            "last_rollback": s.last_rollback, "stopped": summary.stopped,
+            "holdout_loss_start": summary.holdout_start,
+            "holdout_loss_adapted": summary.holdout_adapted, "holdout_depth": s.holdout_depth,
+        }  # fmt: skip
+    pngs = previews(out / "previews", frames, models, args.device)
+    minutes = (time.perf_counter() - start) / 60
+    lines = [
+        f"Command: `{results['command']}`",
+        "",
+        f"Clip {args.clip} ({len(clip[0])} frames), {args.threads} thread(s), "
+        f"{args.steps_per_frame} step(s) per frame then the buffer until the budget; "
+        f"settings: {overrides or 'defaults'}.",
+        "",
+        *table(results, budgets),
+        "",
+        *(
+            f"after {n} steps: stopped by {a['stopped']}; last rollback: "
+            f"{a['last_rollback'] or 'none'}"
+            for n, a in ((n, results[f"after_{n}"]["adaptation"]) for n in budgets)
+        ),
+        f"Previews: {', '.join(str(p) for p in pngs)} ({out / 'previews' / 'previews.txt'}).",
+        f"Total time: {minutes:.1f} min.",
+    ]
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,486 @@
+"""Keyframe-based pose refinement and multi-view depth for a monocular stream.
+
+`KeyframeTracker.track` is called once per frame with the image, the network's depth and the
+network's motion ``T_prev_cur`` (what `DepthPoseEstimator.step` returns). It aligns the frame to
+the current keyframe by direct photometric refinement (`refine.py`), starting from the
+network's motion chained onto the previous frame's refined pose (or from constant velocity when
+the network's motion is missing, non-finite or far from constant velocity), switches keyframe
+when the view has moved on, and computes multi-view depth for the frame against the keyframe and
+the last frames (`multiview.py`). Numpy in, numpy out; torch inside.
+
+A frame whose refinement fails keeps its initial motion (never a jump, never non-finite) with a
+wide covariance, and the result names the reason, for the caller to count and throttle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.geometry import check_intrinsics, scale_intrinsics
+from sfm_ros.core.lie import se3_inverse, skew, so3_log
+from sfm_ros.core.multiview import MultiViewConfig, multiview_depth
+from sfm_ros.core.refine import (
+    REASONS,
+    Reference,
+    RefineConfig,
+    RefineResult,
+    prepare_reference,
+    refine_with_reference,
+    to_grey,
+)
+
+INIT_SOURCES = ("network", "constant_velocity", "identity")
+"""Where a frame's initial motion came from."""
+TRACK_REASONS = ("first_frame", "no_keyframe", "unrefined", *REASONS)
+"""Outcomes of `KeyframeTracker.track`: the refinement's, or "first_frame" (after a reset),
+"no_keyframe" (no frame so far had the texture and depth to be one), "unrefined"
+(``refine_poses`` is off: the initial motion is used as it is)."""
+
+
+@dataclass
+class KeyframeConfig:
+    """Parameters of `KeyframeTracker`."""
+
+    refine_poses: bool = True
+    """Refine each frame's motion; False = use the initial motion (network or constant
+    velocity) as it is, for the multi-view depth only."""
+    refine: RefineConfig = field(
+        default_factory=lambda: RefineConfig(max_rotation_deg=1.0, max_translation_ratio=0.15)
+    )
+    """Photometric refinement. Its sanity limits bound how far a frame may move from its
+    initial pose: 1 degree from the network's motion (larger corrections were, on real KITTI
+    frames with the packaged model's depth, mostly wrong) and 15 % of the median keyframe
+    depth."""
+    max_rotation_deg_without_network: float = 5.0
+    """The rotation limit when the initial motion is constant velocity or identity."""
+    multiview: MultiViewConfig | None = field(default_factory=MultiViewConfig)
+    """Multi-view depth of every frame; None = return the network depth (confidence 0)."""
+    max_width: int | None = 416
+    """Frames wider than this are processed at a reduced size (outputs are full size)."""
+    min_overlap: float = 0.7
+    """Switch keyframe when fewer of its valid-depth pixels project into the frame."""
+    max_baseline_ratio: float = 0.15
+    """Switch keyframe when the distance to it exceeds this fraction of its median depth."""
+    min_depth_spread: float = 0.02
+    """A frame whose valid inverse depths span less than this fraction (90th / 10th
+    percentile - 1) cannot be a keyframe: constant depth is what a collapsed depth network
+    predicts, and a plane facing the camera is degenerate for pose refinement anyway."""
+    max_failures: int = 2
+    """Switch keyframe after this many consecutive failed refinements."""
+    num_views: int = 3
+    """Source views of the multi-view depth: the keyframe and the last frames."""
+    keyframe_depth: Literal["network", "multiview"] = "multiview"
+    """Depth a new keyframe is aligned with: its multi-view fused depth (against the previous
+    keyframe and recent frames; the network's when ``multiview`` is None), or the network's."""
+    max_init_rotation_deg: float = 3.0
+    """The network's motion disagrees with constant velocity beyond this rotation..."""
+    max_init_translation_ratio: float = 0.5
+    """... or this translation difference relative to the longer of the two steps."""
+    fallback_rotation_std_rad: float = 0.02
+    """Rotation standard deviation (per axis) of a step that kept its initial motion."""
+    fallback_translation_std: float = 0.3
+    """Translation standard deviation (per axis) of such a step, relative to its length..."""
+    fallback_translation_floor: float = 0.01
+    """... plus this fraction of the keyframe's median depth."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_overlap < 1 or self.max_baseline_ratio <= 0:
+            raise InputError("min_overlap must be in (0, 1) and max_baseline_ratio > 0")
+        if self.num_views < 1 or self.max_failures < 1:
+            raise InputError("num_views and max_failures must be >= 1")
+        if self.keyframe_depth not in ("network", "multiview"):
+            raise InputError(
+                f"keyframe_depth must be 'network' or 'multiview', got {self.keyframe_depth!r}"
+            )
+
+
+@dataclass
+class TrackDiagnostics:
+    """How one frame was tracked."""
+
+    reason: str
+    """One of `TRACK_REASONS`; anything but "ok", "first_frame" and "unrefined" is a
+    fallback."""
+    init_source: str
+    """One of `INIT_SOURCES`."""
+    iterations: int
+    initial_cost: float
+    final_cost: float
+    """Mean robust photometric residual (grey levels) against the keyframe."""
+    valid_pixels: int
+    keyframe_switched: bool
+    """This frame became the keyframe."""
+    keyframe_switches: int
+    """Keyframe switches since the tracker was created."""
+    overlap: float
+    """Fraction of the keyframe's pixels that project into this frame (1 for a new keyframe)."""
+    reason_counts: dict[str, int]
+    """Outcomes of every frame so far."""
+
+
+@dataclass
+class TrackResult:
+    """Output of `KeyframeTracker.track` (numpy)."""
+
+    T_prev_cur: np.ndarray | None
+    """(4, 4) float64 optical-frame motion from the previous frame; None for the first frame."""
+    covariance: np.ndarray | None
+    """(6, 6) float64 covariance of the twist (v, w) of a right perturbation
+    ``T_prev_cur @ exp(xi)`` (current camera frame, depth units and radians); None with
+    ``T_prev_cur``."""
+    depth_m: np.ndarray
+    """(H, W) float32 multi-view fused depth (the network depth where there is none); NaN =
+    no estimate."""
+    confidence: np.ndarray
+    """(H, W) float32 in [0, 1]: weight of the multi-view estimate in ``depth_m``."""
+    diagnostics: TrackDiagnostics
+
+
+@dataclass
+class _Frame:
+    grey: torch.Tensor  # (1, 1, h, w) working resolution
+    T_world_cam: np.ndarray  # (4, 4) in the tracker's own world frame
+
+
+@dataclass
+class _Keyframe:
+    frame: _Frame
+    reference: Reference
+    grid_points: torch.Tensor  # (1, 3, M) valid-depth points on a coarse grid, keyframe camera
+    median_depth: float
+
+
+def _adjoint(T: np.ndarray) -> np.ndarray:
+    """(6, 6) adjoint of (4, 4) ``T`` for twists ordered (v, w)."""
+    R, t = T[:3, :3], T[:3, 3]
+    A = np.zeros((6, 6))
+    A[:3, :3] = A[3:, 3:] = R
+    A[:3, 3:] = skew(t) @ R
+    return A
+
+
+def _rigid(T: np.ndarray) -> np.ndarray:
+    """(4, 4) with its rotation block projected onto SO(3) (chains must not drift off it)."""
+    U, _, Vt = np.linalg.svd(T[:3, :3])
+    out = np.array(T, dtype=np.float64)
+    out[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    out[3] = (0.0, 0.0, 0.0, 1.0)
+    return out
+
+
+def _is_pose(T: np.ndarray | None) -> bool:
+    if T is None:
+        return False
+    T = np.asarray(T, dtype=np.float64)
+    return (
+        T.shape == (4, 4)
+        and bool(np.all(np.isfinite(T)))
+        and np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-3)
+    )
+
+
+class KeyframeTracker:
+    """Refines frame-to-frame motion against keyframes and computes multi-view depth.
+
+    Args:
+        config: parameters (defaults: `KeyframeConfig()`).
+        device: torch device for the refinement and the plane sweep.
+    """
+
+    def __init__(self, config: KeyframeConfig | None = None, device: str = "cpu") -> None:
+        self.config = config or KeyframeConfig()
+        self.device = torch.device(device)
+        self.keyframe_switches = 0
+        self.reason_counts: Counter[str] = Counter()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the keyframe and the recent frames (after a time jump or a resolution
+        change); counters are kept."""
+        self._keyframe: _Keyframe | None = None
+        self._recent: deque[_Frame] = deque(maxlen=max(self.config.num_views - 1, 1))
+        self._T_world_prev = np.eye(4)
+        self._cov_kf_prev = np.zeros((6, 6))  # right-perturbation covariance of T_kf_prev
+        self._velocity: np.ndarray | None = None
+        self._failures = 0
+        self._size: tuple[int, int] | None = None
+
+    # ------------------------------------------------------------------------------ inputs
+    def _prepare(
+        self, image: np.ndarray, depth_m: np.ndarray, K: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Grey (1, 1, h, w) in [0, 1], depth (1, 1, h, w) and K (1, 3, 3) at working size."""
+        image = np.asarray(image)
+        if image.ndim == 3 and image.shape[2] in (1, 3):
+            image = image.transpose(2, 0, 1)
+        elif image.ndim == 2:
+            image = image[None]
+        else:
+            raise InputError(f"image must be (H, W), (H, W, 1) or (H, W, 3), got {image.shape}")
+        H, W = image.shape[1:]
+        depth_m = np.asarray(depth_m, dtype=np.float32)
+        if depth_m.shape != (H, W):
+            raise InputError(f"depth_m must be ({H}, {W}) like the image, got {depth_m.shape}")
+        K = np.array(K, dtype=np.float64)  # a copy: Camera.K is read-only
+        check_intrinsics(K, W, H)
+        scale = 255.0 if image.dtype == np.uint8 else 1.0
+        img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(self.device)
+        grey = to_grey(img[None] / scale)
+        if not torch.isfinite(grey).all():
+            raise InputError("image has NaN or inf")
+        depth = torch.from_numpy(depth_m).to(self.device)[None, None]
+        K_t = torch.as_tensor(K, dtype=torch.float32, device=self.device)[None]
+        max_w = self.config.max_width
+        if max_w is not None and max_w < W:
+            h, w = max(8, round(H * max_w / W)), max_w
+            grey = F.interpolate(grey, size=(h, w), mode="bilinear", antialias=True)
+            ok = torch.isfinite(depth) & (depth > 0)
+            resize = dict(size=(h, w), mode="bilinear", antialias=True)
+            inv = F.interpolate(torch.where(ok, 1 / depth, 0.0), **resize)
+            weight = F.interpolate(ok.float(), **resize)
+            depth = torch.where(weight > 0.5, weight / inv, math.nan)
+            K_t = scale_intrinsics(K_t, w / W, h / H)
+        return grey, depth, K_t
+
+    # --------------------------------------------------------------------------- keyframes
+    def _make_keyframe(
+        self, frame: _Frame, depth: torch.Tensor, K: torch.Tensor
+    ) -> _Keyframe | None:
+        """A keyframe from a frame, or None if it lacks texture, valid depth or depth variation."""
+        cfg = self.config.refine
+        valid = depth[torch.isfinite(depth) & (depth > 0)]
+        if valid.numel() < cfg.min_pixels:
+            return None
+        sample = valid[:: max(1, valid.numel() // 4096)]
+        lo, hi = torch.quantile(sample, sample.new_tensor([0.1, 0.9]))
+        if float(hi / lo) - 1 < self.config.min_depth_spread:
+            return None
+        reference = prepare_reference(frame.grey, depth, K, cfg)
+        if int(reference.levels[0].selected.sum()) < cfg.min_pixels:
+            return None
+        step = max(1, frame.grey.shape[-1] // 32)
+        d = depth[..., step // 2 :: step, step // 2 :: step]
+        v, u = torch.meshgrid(
+            torch.arange(step // 2, depth.shape[-2], step, dtype=torch.float32, device=self.device),
+            torch.arange(step // 2, depth.shape[-1], step, dtype=torch.float32, device=self.device),
+            indexing="ij",
+        )
+        ok = (torch.isfinite(d) & (d > 0)).flatten()
+        if not ok.any():
+            return None
+        uv1 = torch.stack([u.flatten(), v.flatten(), torch.ones_like(u).flatten()])[:, ok]
+        points = (torch.linalg.inv(K[0]) @ uv1) * d.flatten()[ok]
+        return _Keyframe(frame, reference, points[None], float(d.flatten()[ok].median()))
+
+    def _overlap(self, T_cur_kf: np.ndarray, K: torch.Tensor, size: tuple[int, int]) -> float:
+        """Fraction of the keyframe's grid points that project into the current image."""
+        kf = self._keyframe
+        T = torch.as_tensor(T_cur_kf, dtype=torch.float32, device=self.device)
+        X = T[:3, :3] @ kf.grid_points[0] + T[:3, 3:]
+        z = X[2].clamp(min=1e-3)
+        u, v = (K[0, 0] @ X) / z, (K[0, 1] @ X) / z
+        h, w = size
+        inside = (X[2] > 1e-3) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+        return float(inside.float().mean()) if inside.numel() else 0.0
+
+    # ---------------------------------------------------------------------------- tracking
+    def _initial_motions(self, T_net: np.ndarray | None) -> tuple[list[np.ndarray], list[str]]:
+        """Candidate initial motions, the fallback first, and their `INIT_SOURCES`."""
+        cfg = self.config
+        cv = self._velocity
+        if not _is_pose(T_net):
+            if cv is None:
+                return [np.eye(4)], ["identity"]
+            return [cv], ["constant_velocity"]
+        T_net = _rigid(np.asarray(T_net, dtype=np.float64))
+        if cv is None:
+            return [T_net], ["network"]
+        d_rot = np.degrees(np.linalg.norm(so3_log(cv[:3, :3].T @ T_net[:3, :3])))
+        longer = max(np.linalg.norm(cv[:3, 3]), np.linalg.norm(T_net[:3, 3]), 1e-9)
+        d_t = np.linalg.norm(cv[:3, 3] - T_net[:3, 3]) / longer
+        if d_rot > cfg.max_init_rotation_deg or d_t > cfg.max_init_translation_ratio:
+            # far from constant velocity: fall back on it, but try both and keep the better
+            return [cv, T_net], ["constant_velocity", "network"]
+        return [T_net], ["network"]
+
+    def _fallback_covariance(self, T_step: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        median = self._keyframe.median_depth if self._keyframe is not None else 1.0
+        sigma_t = (
+            cfg.fallback_translation_std * np.linalg.norm(T_step[:3, 3])
+            + cfg.fallback_translation_floor * median
+        )
+        return np.diag([sigma_t**2] * 3 + [cfg.fallback_rotation_std_rad**2] * 3)
+
+    @torch.no_grad()
+    def track(
+        self,
+        image: np.ndarray,
+        depth_m: np.ndarray,
+        K: np.ndarray,
+        T_prev_cur: np.ndarray | None = None,
+    ) -> TrackResult:
+        """Process the next frame.
+
+        Args:
+            image: (H, W, 3) RGB or (H, W) grey; uint8, or float in [0, 1].
+            depth_m: (H, W) network depth; NaN or <= 0 invalid.
+            K: (3, 3) intrinsics of the image.
+            T_prev_cur: (4, 4) network motion from the previous frame, or None.
+
+        Returns:
+            `TrackResult`; a resolution change resets the tracker (first-frame result).
+        """
+        grey, depth, K_t = self._prepare(image, depth_m, K)
+        depth_m = np.asarray(depth_m, dtype=np.float32)
+        if self._size is not None and self._size != depth_m.shape:
+            self.reset()
+        first, self._size = self._size is None, depth_m.shape
+        kf = self._keyframe
+        if first:
+            frame = _Frame(grey, np.eye(4))
+            self._keyframe = self._make_keyframe(frame, depth, K_t)
+            self.reason_counts["first_frame"] += 1
+            self._T_world_prev = frame.T_world_cam
+            return TrackResult(
+                None,
+                None,
+                depth_m,
+                np.zeros_like(depth_m),
+                self._diagnostics("first_frame", "identity", None, self._keyframe is not None, 1.0),
+            )
+
+        candidates, sources = self._initial_motions(T_prev_cur)
+        init_source = sources[0]
+        best, T_step = None, candidates[0]
+        if kf is not None and self.config.refine_poses:
+            T_kf_prev = se3_inverse(kf.frame.T_world_cam) @ self._T_world_prev
+            for T_init, source in zip(candidates, sources, strict=True):
+                T_cur_kf = se3_inverse(T_kf_prev @ T_init)
+                cfg = self.config.refine
+                if source != "network":
+                    limit = self.config.max_rotation_deg_without_network
+                    cfg = replace(cfg, max_rotation_deg=limit)
+                result = refine_with_reference(
+                    kf.reference,
+                    grey,
+                    torch.as_tensor(T_cur_kf, dtype=torch.float64, device=self.device)[None],
+                    cfg,
+                )
+                better = best is None or (
+                    bool(result.ok[0])
+                    and (
+                        not bool(best.ok[0])
+                        or float(result.final_cost[0]) < float(best.final_cost[0])
+                    )
+                )
+                if better:
+                    best = result
+                    if bool(result.ok[0]):
+                        init_source = source
+        if best is not None:
+            reason = best.reason[0]
+        else:
+            reason = "no_keyframe" if kf is None else "unrefined"
+        self.reason_counts[reason] += 1
+
+        if reason == "ok":
+            T_kf_cur = se3_inverse(_rigid(best.T_tgt_ref[0].cpu().numpy()))
+            T_step = _rigid(se3_inverse(T_kf_prev) @ T_kf_cur)
+            A = _adjoint(se3_inverse(T_step))
+            covariance = best.covariance[0].cpu().numpy() + A @ self._cov_kf_prev @ A.T
+            cov_kf_cur = best.covariance[0].cpu().numpy()
+            self._failures = 0
+        else:
+            covariance = self._fallback_covariance(T_step)
+            A = _adjoint(se3_inverse(T_step))
+            cov_kf_cur = A @ self._cov_kf_prev @ A.T + covariance
+            self._failures += reason != "unrefined"
+        covariance = (covariance + covariance.T) / 2
+        frame = _Frame(grey, _rigid(self._T_world_prev @ T_step))
+
+        overlap, baseline = 0.0, math.inf
+        if kf is not None:
+            T_kf_cur = se3_inverse(kf.frame.T_world_cam) @ frame.T_world_cam
+            overlap = self._overlap(se3_inverse(T_kf_cur), K_t, tuple(grey.shape[-2:]))
+            baseline = np.linalg.norm(T_kf_cur[:3, 3]) / max(kf.median_depth, 1e-9)
+        fused, confidence, fused_t = self._multiview(frame, depth, K_t, depth_m)
+
+        switched = False
+        if (
+            overlap < self.config.min_overlap
+            or baseline > self.config.max_baseline_ratio
+            or self._failures >= self.config.max_failures
+        ):
+            kf_depth = fused_t if self.config.keyframe_depth == "multiview" else depth
+            new_kf = self._make_keyframe(frame, kf_depth, K_t)
+            if new_kf is not None:
+                if kf is not None:
+                    self._recent.append(kf.frame)
+                self._keyframe, switched = new_kf, True
+                self.keyframe_switches += 1
+                self._failures = 0
+                cov_kf_cur = np.zeros((6, 6))
+        if not switched and reason not in ("low_texture", "few_pixels", "no_keyframe"):
+            self._recent.append(frame)
+        self._T_world_prev = frame.T_world_cam
+        self._cov_kf_prev = cov_kf_cur
+        self._velocity = T_step
+        diagnostics = self._diagnostics(reason, init_source, best, switched, overlap)
+        return TrackResult(T_step.copy(), covariance, fused, confidence, diagnostics)
+
+    def _diagnostics(
+        self,
+        reason: str,
+        init_source: str,
+        result: RefineResult | None,
+        switched: bool,
+        overlap: float,
+    ) -> TrackDiagnostics:
+        return TrackDiagnostics(
+            reason=reason,
+            init_source=init_source,
+            iterations=0 if result is None else int(result.iterations[0]),
+            initial_cost=math.nan if result is None else float(result.initial_cost[0]),
+            final_cost=math.nan if result is None else float(result.final_cost[0]),
+            valid_pixels=0 if result is None else int(result.valid_pixels[0]),
+            keyframe_switched=switched,
+            keyframe_switches=self.keyframe_switches,
+            overlap=overlap,
+            reason_counts=dict(self.reason_counts),
+        )
+
+    def _multiview(
+        self, frame: _Frame, depth: torch.Tensor, K: torch.Tensor, depth_m: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """Fused depth and confidence (H, W) of a frame against the keyframe and recent
+        frames (the network depth with confidence 0 when there is no source view), and the
+        fused depth (1, 1, h, w) at the working size."""
+        none = (depth_m, np.zeros_like(depth_m), depth)
+        cfg = self.config.multiview
+        if cfg is None or self._keyframe is None:
+            return none
+        sources = [self._keyframe.frame, *list(self._recent)[::-1]][: self.config.num_views]
+        T_src_cur = np.stack([se3_inverse(s.T_world_cam) @ frame.T_world_cam for s in sources])
+        out = multiview_depth(
+            frame.grey,
+            depth,
+            K,
+            torch.stack([s.grey for s in sources], 1),
+            torch.as_tensor(T_src_cur, dtype=torch.float32, device=self.device)[None],
+            cfg,
+        )
+        depth_out, conf = out.depth_m, out.confidence
+        if depth_out.shape[-2:] != depth_m.shape:
+            size = depth_m.shape
+            depth_out = 1 / F.interpolate(1 / depth_out, size=size, mode="bilinear")
+            conf = F.interpolate(conf, size=size, mode="bilinear").clamp(0, 1)
+        return depth_out[0, 0].cpu().numpy(), conf[0, 0].cpu().numpy(), out.depth_m

@@ -1,0 +1,280 @@
+"""Multi-view depth for a keyframe: a plane sweep around the network's depth, fused with it.
+
+The DeepV2D depth module without learning. For every keyframe pixel, ``num_bins`` inverse-depth
+hypotheses span ``prior_inverse_depth * (1 +- inverse_depth_range)``. Each is scored, in each
+source view, by ``(1 - ZNCC) / 2`` over a square window (zero-mean normalised cross-correlation
+is blind to gain and bias changes); the per-view costs are averaged over the best half of the
+views that see the pixel (occlusion handling), and the winning bin is refined to sub-bin
+precision with a parabola. The sweep runs on images reduced to at most ``sweep_pixels`` pixels
+(by 2x2 averaging, K scaled exactly); its relative correction is upsampled to full resolution.
+
+The geometric estimate is fused with the prior in inverse depth,
+``1/d = c / d_geo + (1 - c) / d_prior``, where the confidence ``c`` in [0, 1] is the product of:
+texture (local contrast of the keyframe), parallax (how many pixels the sweep moves along the
+epipolar line in the best view), a valid view (the pixel projects into some source image), a
+winner inside the sweep range (not at its ends), and the distinctiveness of the cost minimum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.geometry import check_intrinsics, pixel_grid, scale_intrinsics
+from sfm_ros.core.refine import to_grey
+
+_Z_MIN = 1e-3
+_UNSEEN_COST = 1e4  # cost of a view that does not see the pixel (sorted last)
+
+
+@dataclass
+class MultiViewConfig:
+    """Parameters of `multiview_depth` (intensities are grey levels in [0, 1])."""
+
+    num_bins: int = 16
+    """Inverse-depth hypotheses per pixel."""
+    inverse_depth_range: float = 0.3
+    """Hypotheses span the prior inverse depth times (1 - range, 1 + range)."""
+    patch_radius: int = 3
+    """Half-size of the ZNCC window (pixels of the sweep resolution)."""
+    sweep_pixels: int = 16000
+    """The sweep runs at full resolution halved until it has at most this many pixels."""
+    best_view_fraction: float = 0.5
+    """Average the cost over this fraction of the views that see the pixel (the best ones)."""
+    min_texture: float = 0.005
+    """Standard deviation (grey levels) in the ZNCC window with zero confidence..."""
+    full_texture: float = 0.02
+    """... and with full confidence (linear in between)."""
+    min_parallax_px: float = 1.0
+    """Epipolar length of the whole sweep (sweep-resolution pixels) with zero confidence..."""
+    full_parallax_px: float = 4.0
+    """... and with full confidence."""
+    full_distinctiveness: float = 0.5
+    """``(mean cost - min cost) / mean cost`` of the cost curve with full confidence."""
+
+    def __post_init__(self) -> None:
+        if self.num_bins < 3:
+            raise InputError(f"num_bins must be >= 3, got {self.num_bins}")
+        if not 0 < self.inverse_depth_range < 1:
+            raise InputError(
+                f"inverse_depth_range must be in (0, 1), got {self.inverse_depth_range}"
+            )
+        if not 0 < self.best_view_fraction <= 1:
+            raise InputError(f"best_view_fraction must be in (0, 1], got {self.best_view_fraction}")
+        if self.full_texture <= self.min_texture or self.full_parallax_px <= self.min_parallax_px:
+            raise InputError("full_texture and full_parallax_px must exceed their minimums")
+        if self.patch_radius < 1 or self.sweep_pixels < 64:
+            raise InputError("patch_radius must be >= 1 and sweep_pixels >= 64")
+
+
+@dataclass
+class MultiViewDepth:
+    """Output of `multiview_depth`; all maps are (B, 1, H, W)."""
+
+    depth_m: torch.Tensor
+    """Fused depth; NaN only where the prior is invalid and there is no confident estimate."""
+    confidence: torch.Tensor
+    """Weight of the geometric estimate in [0, 1], finite everywhere (0 = prior only)."""
+    geometric_depth_m: torch.Tensor
+    """Plane-sweep depth (sub-bin); NaN where no source view sees the pixel."""
+    parallax_px: torch.Tensor
+    """Epipolar length (full-resolution pixels) of the sweep in the view with the most
+    parallax (0 where no view sees the pixel)."""
+
+
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over a (2r+1)^2 window (running sums), edges replicated."""
+    k = 2 * r + 1
+    c = F.pad(x, (r + 1, r, r + 1, r), mode="replicate").cumsum(-1)
+    c = (c[..., k:] - c[..., :-k]).cumsum(-2)
+    return (c[..., k:, :] - c[..., :-k, :]) / (k * k)
+
+
+def _inverse_depth(depth_m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse depth (0 where invalid) and the valid mask of (B, 1, H, W) depth."""
+    ok = torch.isfinite(depth_m) & (depth_m > 0)
+    return torch.where(ok, 1 / depth_m, torch.zeros_like(depth_m)), ok
+
+
+def _check(
+    key_image: torch.Tensor,
+    prior_depth_m: torch.Tensor,
+    K: torch.Tensor,
+    src_images: torch.Tensor | Sequence[torch.Tensor],
+    T_src_key: torch.Tensor | Sequence[torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs as prior (B, 1, H, W), K (B, 3, 3), sources (B, N, C, H, W), poses (B, N, 4, 4)."""
+    if key_image.dim() != 4 or key_image.shape[1] not in (1, 3):
+        raise InputError(f"key_image must be (B, 1 or 3, H, W), got {tuple(key_image.shape)}")
+    B, _, H, W = key_image.shape
+    if not isinstance(src_images, torch.Tensor):
+        if len(src_images) == 0:
+            raise InputError("multi-view depth needs at least one source image")
+        src_images = torch.stack(list(src_images), 1)
+    if not isinstance(T_src_key, torch.Tensor):
+        T_src_key = torch.stack(list(T_src_key), 1)
+    prior = prior_depth_m.expand(B, 1, H, W) if prior_depth_m.dim() == 2 else prior_depth_m
+    K = K.expand(B, 3, 3) if K.dim() == 2 else K
+    N = src_images.shape[1] if src_images.dim() == 5 else 0
+    if (
+        tuple(prior.shape) != (B, 1, H, W)
+        or N == 0
+        or (src_images.shape[0], *src_images.shape[3:]) != (B, H, W)
+        or tuple(T_src_key.shape) != (B, N, 4, 4)
+        or tuple(K.shape) != (B, 3, 3)
+    ):
+        raise InputError(
+            f"multi-view depth needs prior (B, 1, H, W), sources (B, N, C, H, W), poses "
+            f"(B, N, 4, 4) and K (B, 3, 3) for a {tuple(key_image.shape)} keyframe; got "
+            f"{tuple(prior.shape)}, {tuple(src_images.shape)}, {tuple(T_src_key.shape)}, "
+            f"{tuple(K.shape)}"
+        )
+    check_intrinsics(K, W, H)
+    if not torch.isfinite(T_src_key).all():
+        raise InputError("T_src_key has NaN or inf")
+    return prior, K, src_images, T_src_key
+
+
+def _sweep(
+    key: torch.Tensor,
+    inv_centre: torch.Tensor,
+    K: torch.Tensor,
+    src: torch.Tensor,
+    T: torch.Tensor,
+    cfg: MultiViewConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Plane sweep on grey images at one resolution.
+
+    Returns the relative inverse-depth correction ``s`` (inverse depth = centre * (1 + s)),
+    the confidence, the number of views that see each pixel and the parallax (pixels), each
+    (B, 1, h, w).
+    """
+    B, N, _, h, w = src.shape
+    D, r = cfg.num_bins, cfg.patch_radius
+    steps = torch.linspace(
+        -cfg.inverse_depth_range, cfg.inverse_depth_range, D, dtype=key.dtype, device=key.device
+    )
+    inv_hyp = inv_centre * (1 + steps.view(1, D, 1, 1))  # (B, D, h, w)
+    rays = torch.linalg.inv(K) @ pixel_grid(h, w, key.device, key.dtype)  # (B, 3, hw)
+    points = rays[:, None] / inv_hyp.flatten(2)[:, :, None]  # (B, D, 3, hw)
+    key_mean = _box(key, r)
+    key_var = (_box(key * key, r) - key_mean**2).clamp(min=0)
+
+    costs, seen = [], []
+    parallax = torch.zeros_like(key)
+    for n in range(N):
+        X = T[:, n, None, :3, :3] @ points + T[:, n, None, :3, 3:]  # (B, D, 3, hw)
+        z = X[:, :, 2]
+        pix = (K[:, None, :2] @ X) / z.clamp(min=_Z_MIN)[:, :, None]  # (B, D, 2, hw)
+        u, v = pix[:, :, 0], pix[:, :, 1]
+        inside = ((z > _Z_MIN) & (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)).view(B, D, h, w)
+        grid = torch.stack([(u + 0.5) * (2 / w) - 1, (v + 0.5) * (2 / h) - 1], -1)
+        warped = F.grid_sample(
+            src[:, n], grid.view(B, D * h, w, 2), align_corners=False, padding_mode="border"
+        ).view(B, D, h, w)
+        mean = _box(warped, r)
+        var = (_box(warped * warped, r) - mean * mean).clamp(min=0)
+        ncc = (_box(warped * key, r) - mean * key_mean) / torch.sqrt(var * key_var + 1e-8)
+        view_ok = inside[:, D // 2 : D // 2 + 1]  # the view sees the pixel at the prior depth
+        cost = torch.where(inside, (1 - ncc.clamp(-1, 1)) / 2, 1.0)
+        costs.append(torch.where(view_ok, cost, _UNSEEN_COST).unsqueeze(-1))
+        seen.append(view_ok)
+        span = torch.hypot(*(pix[:, 0] - pix[:, -1]).unbind(1)).view(B, 1, h, w)
+        parallax = torch.maximum(parallax, span * view_ok)
+
+    # Best views per hypothesis: mean of the k lowest costs, k = ceil(fraction * views seeing).
+    n_seen = torch.stack(seen).sum(0)  # (B, 1, h, w)
+    n_best = torch.ceil(n_seen * cfg.best_view_fraction).clamp(min=1).long()
+    ranked = torch.cat(costs, -1).sort(-1).values.cumsum(-1)  # (B, D, h, w, N)
+    cost = ranked.gather(-1, (n_best - 1).expand(B, D, h, w)[..., None])[..., 0] / n_best
+
+    best_cost, best = cost.min(1, keepdim=True)
+    lo = cost.gather(1, (best - 1).clamp(min=0))
+    hi = cost.gather(1, (best + 1).clamp(max=D - 1))
+    curvature = lo - 2 * best_cost + hi
+    interior = (best > 0) & (best < D - 1)
+    offset = 0.5 * (lo - hi) / curvature.clamp(min=1e-9)
+    offset = torch.where(interior & (curvature > 0), offset, 0.0).clamp(-0.5, 0.5)
+    s = steps[best] + offset * (steps[1] - steps[0])
+
+    mean_cost = cost.mean(1, keepdim=True)
+    distinct = (mean_cost - best_cost) / mean_cost.clamp(min=1e-6)
+    texture = (key_var.sqrt() - cfg.min_texture) / (cfg.full_texture - cfg.min_texture)
+    par = (parallax - cfg.min_parallax_px) / (cfg.full_parallax_px - cfg.min_parallax_px)
+    confidence = (
+        (distinct / cfg.full_distinctiveness).clamp(0, 1)
+        * texture.clamp(0, 1)
+        * par.clamp(0, 1)
+        * (interior & (n_seen > 0))
+    )
+    return s, torch.nan_to_num(confidence, nan=0.0), n_seen, parallax
+
+
+@torch.no_grad()
+def multiview_depth(
+    key_image: torch.Tensor,
+    prior_depth_m: torch.Tensor,
+    K: torch.Tensor,
+    src_images: torch.Tensor | Sequence[torch.Tensor],
+    T_src_key: torch.Tensor | Sequence[torch.Tensor],
+    config: MultiViewConfig | None = None,
+) -> MultiViewDepth:
+    """Plane-sweep depth of a keyframe around its prior, fused with the prior.
+
+    Args:
+        key_image: (B, 1 or 3, H, W) keyframe in [0, 1].
+        prior_depth_m: (B, 1, H, W) or (H, W) single-view depth; NaN or <= 0 invalid.
+        K: (B, 3, 3) or (3, 3) intrinsics shared by all images.
+        src_images: (B, N, 1 or 3, H, W), or a list of N (B, 1 or 3, H, W), source views.
+        T_src_key: (B, N, 4, 4), or a list of N (B, 4, 4): keyframe points -> source camera,
+            in the unit of the prior depth.
+        config: parameters (defaults: `MultiViewConfig()`).
+    """
+    cfg = config or MultiViewConfig()
+    prior, K, src, T = _check(key_image, prior_depth_m, K, src_images, T_src_key)
+    B, _, H, W = key_image.shape
+    N = src.shape[1]
+    dtype = key_image.dtype if key_image.is_floating_point() else torch.float32
+    key = to_grey(key_image.to(dtype))
+    src = to_grey(src.to(dtype).flatten(0, 1)).view(B, N, 1, H, W)
+    inv_prior, prior_ok = _inverse_depth(prior.to(dtype))
+
+    # Reduce to the sweep resolution; inverse depth is averaged over valid pixels.
+    factor = 1
+    while cfg.sweep_pixels * factor**2 < H * W and min(H, W) >= 16 * factor:
+        factor *= 2
+    K_s, valid = K.to(dtype), prior_ok.to(dtype)
+    key_s, src_s, inv_s = key, src.flatten(0, 1), inv_prior
+    if factor > 1:
+        key_s, src_s = F.avg_pool2d(key, factor), F.avg_pool2d(src_s, factor)
+        inv_s, valid = F.avg_pool2d(inv_prior, factor), F.avg_pool2d(valid, factor)
+        inv_s = torch.where(valid > 0, inv_s / valid.clamp(min=1e-6), 0.0)
+        K_s = scale_intrinsics(K_s, 1 / factor, 1 / factor)
+    h, w = key_s.shape[-2:]
+    # Pixels without a prior are swept around the median prior (10 m if there is none).
+    fill = torch.where(valid > 0, inv_s, math.nan).flatten(1).nanmedian(1).values
+    fill = torch.nan_to_num(fill, nan=0.1).view(B, 1, 1, 1)
+    inv_centre = torch.where(valid > 0, inv_s, fill)
+    s, confidence, n_seen, parallax = _sweep(
+        key_s, inv_centre, K_s, src_s.view(B, N, 1, h, w), T.to(dtype), cfg
+    )
+    if factor > 1:
+        up = dict(size=(H, W), mode="bilinear", align_corners=False)
+        s, confidence = F.interpolate(s, **up), F.interpolate(confidence, **up)
+        parallax = F.interpolate(parallax, **up) * factor
+        n_seen = F.interpolate(n_seen.to(dtype), size=(H, W), mode="nearest")
+    inv_full = torch.where(prior_ok, inv_prior, fill)
+    inv_geo = inv_full * (1 + s)
+    inv_fused = torch.where(prior_ok, inv_prior * (1 + confidence * s), inv_geo)
+    nan = torch.full_like(inv_geo, math.nan)
+    return MultiViewDepth(
+        depth_m=torch.where(prior_ok | (confidence > 0), 1 / inv_fused, nan),
+        confidence=confidence,
+        geometric_depth_m=torch.where(n_seen > 0, 1 / inv_geo, nan),
+        parallax_px=parallax,
+    )

@@ -1,0 +1,175 @@
+"""KeyframeTracker on an analytically rendered sequence (refine_scenes.py)."""
+
+import numpy as np
+import pytest
+import refine_scenes as rs
+import torch
+
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker
+from sfm_ros.core.lie import se3_exp
+from sfm_ros.core.metrics import chain_relative_poses, rotation_error_deg
+
+N, H, W = 10, 48, 160
+NO_MULTIVIEW = KeyframeConfig(multiview=None)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one thread is faster, and immune to a loaded machine's stalls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sequence() -> dict:
+    """Walking 0.25 m a frame while turning left 1.5 degrees a frame; the network's motion is
+    the truth with 0.3 degree and 3 cm (per axis) errors."""
+    poses = [rs.pose((0, -1.5 * i, 0), (0.05 * i, 0.0, 0.25 * i)) for i in range(N)]
+    v = rs.views(poses, H, W)
+    Tw = v["T_world_cam"].numpy()
+    rng = np.random.default_rng(0)
+    true = [np.linalg.inv(Tw[i - 1]) @ Tw[i] for i in range(1, N)]
+    noise = rng.normal(0, [0.03] * 3 + [0.005] * 3, size=(N - 1, 6))
+    net = [se3_exp(torch.tensor(n[None]))[0].numpy() @ T for n, T in zip(noise, true, strict=True)]
+    return {
+        "images": list((v["images"][:, 0].numpy() * 255).round().astype(np.uint8)),
+        "depth": list(v["depth"][:, 0].numpy()),
+        "K": v["K"].numpy().astype(np.float64),
+        "T_world_cam": Tw,
+        "true": true,
+        "net": net,
+    }
+
+
+def _track(seq: dict, config: KeyframeConfig, depth=None, images=None, net="net") -> list:
+    tracker = KeyframeTracker(config)
+    images = seq["images"] if images is None else images
+    depth = seq["depth"] if depth is None else depth
+    motions = [None, *seq[net]] if net else [None] * N
+    return [tracker.track(images[i], depth[i], seq["K"], motions[i]) for i in range(N)]
+
+
+def _check_finite(outs: list) -> None:
+    assert outs[0].T_prev_cur is None and outs[0].diagnostics.reason == "first_frame"
+    for out in outs[1:]:
+        assert np.all(np.isfinite(out.T_prev_cur)) and np.all(np.isfinite(out.covariance))
+        np.testing.assert_allclose(out.covariance, out.covariance.T)
+        assert np.linalg.eigvalsh(out.covariance).min() > 0
+        assert np.all(np.isfinite(out.confidence))
+        assert out.confidence.min() >= 0 and out.confidence.max() <= 1
+        assert out.depth_m.shape == out.confidence.shape == (H, W)
+
+
+def test_switches_keyframes_and_chains_close_to_truth(sequence):
+    outs = _track(sequence, KeyframeConfig())
+    _check_finite(outs)
+    assert [o.diagnostics.reason for o in outs[1:]] == ["ok"] * (N - 1)
+    assert outs[-1].diagnostics.keyframe_switches >= 2
+    assert sum(o.diagnostics.keyframe_switched for o in outs[1:]) >= 2
+    T_true = np.linalg.inv(sequence["T_world_cam"][0]) @ sequence["T_world_cam"]
+    chained = chain_relative_poses(np.stack([o.T_prev_cur for o in outs[1:]]))
+    network = chain_relative_poses(np.stack(sequence["net"]))
+    pos_err = np.linalg.norm(chained[:, :3, 3] - T_true[:, :3, 3], axis=1)
+    assert pos_err.max() < 0.05  # over a 2.25 m path
+    assert max(rotation_error_deg(chained, T_true)) < 0.6
+    assert rotation_error_deg(network[-1], T_true[-1]) > 0.5  # what the refinement corrected
+    # multi-view depth: the depth given is exact, so the fused depth must stay close to it
+    last = outs[-1]
+    rel = np.abs(last.depth_m - sequence["depth"][-1]) / sequence["depth"][-1]
+    assert np.nanmean(rel) < 0.05 and last.confidence.max() > 0.5
+
+
+def test_without_network_motion_uses_constant_velocity(sequence):
+    outs = _track(sequence, NO_MULTIVIEW, net=None)
+    _check_finite(outs)
+    assert outs[1].diagnostics.init_source == "identity"
+    assert {o.diagnostics.init_source for o in outs[2:]} == {"constant_velocity"}
+    assert [o.diagnostics.reason for o in outs[1:]] == ["ok"] * (N - 1)
+    for out, T in zip(outs[1:], sequence["true"], strict=True):
+        assert rotation_error_deg(out.T_prev_cur, T) < 0.5
+        assert np.linalg.norm(out.T_prev_cur[:3, 3] - T[:3, 3]) < 0.05  # of 0.25 m steps
+
+
+def test_network_motion_far_from_constant_velocity_is_checked(sequence):
+    bad = list(sequence["net"])
+    bad[5] = se3_exp(torch.tensor([[0.0, 0.5, 0.0, 0.0, 0.3, 0.0]], dtype=torch.float64))[0].numpy()
+    seq = {**sequence, "bad": bad}
+    outs = _track(seq, NO_MULTIVIEW, net="bad")
+    assert outs[6].diagnostics.init_source == "constant_velocity"
+    assert outs[6].diagnostics.reason == "ok"
+    assert rotation_error_deg(outs[6].T_prev_cur, sequence["true"][5]) < 0.3
+
+
+@pytest.mark.parametrize("kind", ["nan", "constant"])
+def test_bad_depth_falls_back_without_jumps(sequence, kind):
+    value = np.nan if kind == "nan" else 5.0
+    depth = [np.full((H, W), value, dtype=np.float32)] * N
+    outs = _track(sequence, KeyframeConfig(), depth=depth)
+    _check_finite(outs)
+    for out, T_net in zip(outs[1:], sequence["net"], strict=True):
+        # no keyframe can be made, so every frame keeps its initial (network) motion
+        assert out.diagnostics.reason == "no_keyframe"
+        np.testing.assert_allclose(out.T_prev_cur, T_net, rtol=0, atol=1e-12)
+        assert np.linalg.eigvalsh(out.covariance).min() > 1e-5  # wide, not confident
+        assert np.all(out.confidence == 0)
+        if kind == "nan":
+            assert np.all(np.isnan(out.depth_m))
+
+
+def test_unrefined_mode_keeps_initial_motion_and_gives_multiview_depth(sequence):
+    outs = _track(sequence, KeyframeConfig(refine_poses=False))
+    _check_finite(outs)
+    previous = None
+    for out, T_net in zip(outs[1:], sequence["net"], strict=True):
+        assert out.diagnostics.reason == "unrefined" and out.diagnostics.iterations == 0
+        expected = T_net if out.diagnostics.init_source == "network" else previous
+        np.testing.assert_allclose(out.T_prev_cur, expected, rtol=0, atol=1e-12)
+        previous = out.T_prev_cur
+    assert outs[-1].diagnostics.keyframe_switches >= 1
+    assert max(float(o.confidence.mean()) for o in outs[1:]) > 0.2
+
+
+def test_blank_frame_keeps_initial_motion_and_recovers(sequence):
+    images = list(sequence["images"])
+    images[5] = np.full_like(images[5], 128)
+    outs = _track(sequence, NO_MULTIVIEW, images=images)
+    _check_finite(outs)
+    blank = outs[5].diagnostics
+    assert blank.reason == "low_texture" and not blank.keyframe_switched
+    np.testing.assert_allclose(outs[5].T_prev_cur, sequence["net"][4], rtol=0, atol=1e-12)
+    assert outs[6].diagnostics.reason == "ok"
+    # frame 6 is refined against the keyframe, so its pose is right again
+    T_true = np.linalg.inv(sequence["T_world_cam"][0]) @ sequence["T_world_cam"][6]
+    chained = chain_relative_poses(np.stack([o.T_prev_cur for o in outs[1:7]]))
+    assert rotation_error_deg(chained[-1], T_true) < 0.3
+
+
+def test_working_size_and_resolution_change():
+    v = rs.views([rs.pose((0, -1.0 * i, 0), (0.0, 0.0, 0.2 * i)) for i in range(2)], 96, 320)
+    images = (v["images"][:, 0].numpy() * 255).astype(np.uint8)
+    K = v["K"].numpy().astype(np.float64)
+    tracker = KeyframeTracker(KeyframeConfig(max_width=160))
+    tracker.track(images[0], v["depth"][0, 0].numpy(), K)
+    out = tracker.track(images[1], v["depth"][1, 0].numpy(), K)
+    assert out.diagnostics.reason == "ok"
+    assert out.depth_m.shape == out.confidence.shape == (96, 320)
+    T_true = np.linalg.inv(v["T_world_cam"][0].numpy()) @ v["T_world_cam"][1].numpy()
+    assert rotation_error_deg(out.T_prev_cur, T_true) < 0.2
+    K_half = np.diag([0.5, 0.5, 1.0]) @ K  # every other pixel
+    small = tracker.track(images[0, ::2, ::2], v["depth"][0, 0, ::2, ::2].numpy(), K_half)
+    assert small.T_prev_cur is None and small.diagnostics.reason == "first_frame"
+
+
+def test_bad_arguments_raise_input_error(sequence):
+    tracker = KeyframeTracker(NO_MULTIVIEW)
+    with pytest.raises(InputError):
+        tracker.track(sequence["images"][0], sequence["depth"][0][:10], sequence["K"])
+    with pytest.raises(InputError):
+        tracker.track(sequence["images"][0][None], sequence["depth"][0], sequence["K"])
+    with pytest.raises(InputError):
+        tracker.track(sequence["images"][0], sequence["depth"][0], np.eye(3) * -1)
+    with pytest.raises(InputError):
+        KeyframeConfig(min_overlap=1.5)

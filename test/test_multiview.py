@@ -1,0 +1,151 @@
+"""Plane-sweep multi-view depth on analytically rendered scenes (refine_scenes.py)."""
+
+import math
+
+import numpy as np
+import pytest
+import refine_scenes as rs
+import torch
+import torch.nn.functional as F
+
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.multiview import MultiViewConfig, multiview_depth
+
+H, W = 48, 160
+
+
+def _scene(height: int, width: int) -> dict:
+    """A keyframe and four source views 0.8 and 1.6 m to either side, slightly rotated."""
+    poses = [np.eye(4)] + [
+        rs.pose((0.3 * i, -2.0 * i, 0), (0.8 * i, -0.05 * i, 0.2 * i)) for i in (1, 2, -1, -2)
+    ]
+    v = rs.views(poses, height, width)
+    Tw = v["T_world_cam"]
+    v["T_src_key"] = torch.stack([rs.relative(Tw[i], Tw[0]) for i in range(1, 5)])[None].float()
+    g = torch.Generator().manual_seed(0)
+    smooth = F.interpolate(
+        torch.randn(1, 1, 6, 20, generator=g), size=(height, width), mode="bilinear"
+    )
+    v["prior"] = v["depth"][:1] * 1.2 * (1 + 0.05 * smooth)  # 20 % too far, smoothly noisy
+    return v
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one thread is faster, and immune to a loaded machine's stalls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def scene() -> dict:
+    return _scene(H, W)
+
+
+def _abs_rel(depth: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> float:
+    return float(((depth - true).abs() / true)[mask].mean())
+
+
+def _textureless_interior(flat: torch.Tensor, margin: int = 8) -> torch.Tensor:
+    """Flat pixels at least ``margin`` pixels away from any textured one."""
+    textured = (~flat).float()
+    return flat & (F.max_pool2d(textured, 2 * margin + 1, 1, margin) == 0)
+
+
+def test_recovers_true_depth_from_wrong_prior(scene):
+    true, textured = scene["depth"][:1], ~scene["flat"][:1]
+    out = multiview_depth(
+        scene["images"][:1],
+        scene["prior"],
+        scene["K"],
+        scene["images"][None, 1:],
+        scene["T_src_key"],
+    )
+    assert _abs_rel(scene["prior"], true, textured) > 0.15
+    assert _abs_rel(out.depth_m, true, textured) < 0.05
+    geo_ok = textured & torch.isfinite(out.geometric_depth_m)
+    assert _abs_rel(out.geometric_depth_m, true, geo_ok) < 0.05
+    assert out.parallax_px[textured].median() > 4
+
+
+def test_confidence_is_low_on_textureless_and_high_on_textured(scene):
+    out = multiview_depth(
+        scene["images"][:1],
+        scene["prior"],
+        scene["K"],
+        scene["images"][None, 1:],
+        scene["T_src_key"],
+    )
+    c = out.confidence
+    assert torch.isfinite(c).all() and c.min() >= 0 and c.max() <= 1
+    blank = _textureless_interior(scene["flat"][:1])
+    assert blank.sum() > 300
+    assert c[blank].mean() < 0.02
+    assert c[~scene["flat"][:1]].mean() > 0.7
+    # the prior is kept where the confidence is zero
+    keep = c == 0
+    torch.testing.assert_close(out.depth_m[keep], scene["prior"][keep])
+
+
+def test_no_parallax_and_no_view_give_zero_confidence(scene):
+    eye = torch.eye(4).expand(1, 2, 4, 4)
+    same_place = multiview_depth(
+        scene["images"][:1],
+        scene["prior"],
+        scene["K"],
+        scene["images"][None, :1].expand(1, 2, 1, H, W),
+        eye,
+    )
+    assert torch.all(same_place.confidence == 0)
+    torch.testing.assert_close(same_place.depth_m, scene["prior"])
+    behind = torch.diag(torch.tensor([-1.0, 1.0, -1.0, 1.0]))[None, None]  # turned around
+    away = multiview_depth(
+        scene["images"][:1], scene["prior"], scene["K"], scene["images"][None, 1:2], behind
+    )
+    assert torch.all(away.confidence == 0) and torch.all(torch.isnan(away.geometric_depth_m))
+    assert torch.all(away.parallax_px == 0)
+
+
+def test_reduced_resolution_sweep_and_list_inputs():
+    v = _scene(96, 320)
+    true, textured = v["depth"][:1], ~v["flat"][:1]
+    out = multiview_depth(
+        v["images"][:1],
+        v["prior"][0, 0],  # (H, W) prior and (3, 3) K are accepted
+        v["K"],
+        [v["images"][i : i + 1] for i in range(1, 5)],
+        list(v["T_src_key"].unbind(1)),
+        MultiViewConfig(sweep_pixels=8000),  # 96x320 -> a 48x160 sweep
+    )
+    assert out.depth_m.shape == (1, 1, 96, 320)
+    assert _abs_rel(out.depth_m, true, textured) < 0.05
+
+
+def test_invalid_prior_pixels(scene):
+    prior = scene["prior"].clone()
+    prior[..., :, : W // 2] = math.nan
+    out = multiview_depth(
+        scene["images"][:1], prior, scene["K"], scene["images"][None, 1:], scene["T_src_key"]
+    )
+    assert torch.isfinite(out.confidence).all()
+    right = torch.zeros_like(prior, dtype=torch.bool)
+    right[..., W // 2 :] = True
+    assert torch.isfinite(out.depth_m[right]).all()
+    left = ~right
+    confident = left & (out.confidence > 0)
+    assert torch.isfinite(out.depth_m[confident]).all()
+    assert torch.isnan(out.depth_m[left & (out.confidence == 0)]).all()
+
+
+def test_bad_arguments_raise_input_error(scene):
+    args = (scene["images"][:1], scene["prior"], scene["K"])
+    with pytest.raises(InputError):
+        multiview_depth(*args, [], [])
+    with pytest.raises(InputError):
+        multiview_depth(*args, scene["images"][None, 1:], scene["T_src_key"][:, :2])
+    with pytest.raises(InputError):
+        multiview_depth(*args, scene["images"][None, 1:, :, :10], scene["T_src_key"])
+    with pytest.raises(InputError):
+        MultiViewConfig(num_bins=2)

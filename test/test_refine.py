@@ -1,0 +1,188 @@
+"""Direct photometric pose refinement on analytically rendered scenes (refine_scenes.py)."""
+
+import math
+
+import numpy as np
+import pytest
+import refine_scenes as rs
+import torch
+import torch.nn.functional as F
+
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.lie import se3_exp
+from sfm_ros.core.metrics import rotation_error_deg
+from sfm_ros.core.refine import (
+    FALLBACK_VARIANCE,
+    RefineConfig,
+    linearize,
+    prepare_reference,
+    refine_pose,
+)
+
+H, W = 48, 160
+# ~2.1 degrees and ~0.19 m away from the truth (the true step is 0.68 m)
+PERTURB = se3_exp(torch.tensor([[0.1, -0.05, 0.15, 0.02, -0.03, 0.01]], dtype=torch.float64))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one thread is faster, and immune to a loaded machine's stalls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pair() -> dict:
+    v = rs.views([np.eye(4), rs.pose((1, 3, 0.5), (0.3, -0.1, 0.6))], H, W)
+    v["T_true"] = rs.relative(v["T_world_cam"][1], v["T_world_cam"][0])[None]  # T_tgt_ref
+    return v
+
+
+def _run(v: dict, depth=None, T0=None, tgt=None, config=None, ref=None):
+    return refine_pose(
+        v["images"][:1] if ref is None else ref,
+        v["depth"][:1] if depth is None else depth,
+        v["images"][1:2] if tgt is None else tgt,
+        v["K"][None],
+        (PERTURB @ v["T_true"] if T0 is None else T0).float(),
+        config,
+    )
+
+
+def _errors(T: torch.Tensor, T_true: torch.Tensor) -> tuple[float, float]:
+    """Rotation error and translation direction error, degrees."""
+    T, T_true = T[0].double().numpy(), T_true[0].double().numpy()
+    a, b = T[:3, 3], T_true[:3, 3]
+    cos = a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+    return rotation_error_deg(T, T_true), math.degrees(math.acos(min(1.0, cos)))
+
+
+@pytest.mark.parametrize("robust", ["huber", "cauchy"])
+def test_recovers_true_pose_from_perturbed_start(pair, robust):
+    start_rot, start_dir = _errors(PERTURB @ pair["T_true"], pair["T_true"])
+    assert start_rot > 2.0 and start_dir > 5.0
+    res = _run(pair, config=RefineConfig(robust=robust))
+    assert res.reason == ["ok"] and bool(res.ok[0]) and bool(res.converged[0])
+    rot, direction = _errors(res.T_tgt_ref, pair["T_true"])
+    assert rot < 0.1 and direction < 1.0
+    assert res.final_cost[0] < 0.5 * res.initial_cost[0]
+    assert 0 < int(res.iterations[0]) <= sum(RefineConfig().max_iterations)
+
+
+def test_does_not_move_away_from_correct_start(pair):
+    res = _run(pair, T0=pair["T_true"])
+    assert res.reason == ["ok"]
+    rot, direction = _errors(res.T_tgt_ref, pair["T_true"])
+    assert rot < 0.1 and direction < 1.0
+    moved = res.T_tgt_ref[0, :3, 3].double() - pair["T_true"][0, :3, 3]
+    assert moved.norm() < 0.02  # of a 0.68 m step
+
+
+def test_noisy_depth_with_wrong_scale_still_converges_in_rotation(pair):
+    g = torch.Generator().manual_seed(0)
+    depth = pair["depth"][:1]
+    smooth = F.interpolate(torch.randn(1, 1, 6, 20, generator=g), size=(H, W), mode="bilinear")
+    noisy = depth * 1.3 * (1 + 0.05 * smooth + 0.02 * torch.randn(depth.shape, generator=g))
+    res = _run(pair, depth=noisy)
+    assert res.reason == ["ok"]
+    rot, _ = _errors(res.T_tgt_ref, pair["T_true"])
+    assert rot < 0.5  # from 2.1 degrees
+    # depth 1.3x too far explains the images with a 1.3x longer step
+    ratio = res.T_tgt_ref[0, :3, 3].norm() / pair["T_true"][0, :3, 3].norm()
+    assert 1.1 < ratio < 1.5
+
+
+def test_rgb_input_matches_grey(pair):
+    grey = _run(pair)
+    rgb = _run(
+        pair, ref=pair["images"][:1].expand(1, 3, H, W), tgt=pair["images"][1:2].expand(1, 3, H, W)
+    )
+    torch.testing.assert_close(rgb.T_tgt_ref, grey.T_tgt_ref, atol=1e-4, rtol=0)
+
+
+def test_batch_items_are_independent(pair):
+    single = _run(pair)
+    ref = pair["images"][:1].expand(2, 1, H, W)
+    tgt = torch.cat([pair["images"][1:2], torch.full_like(pair["images"][1:2], 0.5)])
+    T0 = (PERTURB @ pair["T_true"]).expand(2, 4, 4).float()
+    batch = refine_pose(
+        ref, pair["depth"][:1].expand(2, 1, H, W), tgt, pair["K"].expand(2, 3, 3), T0
+    )
+    assert batch.reason == ["ok", "low_texture"]
+    torch.testing.assert_close(batch.T_tgt_ref[0], single.T_tgt_ref[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(batch.T_tgt_ref[1], T0[1])
+
+
+@pytest.mark.parametrize("what", ["blank_target", "blank_reference", "nan_depth"])
+def test_falls_back_to_initial_pose_with_a_reason(pair, what):
+    T0 = (PERTURB @ pair["T_true"]).float()
+    blank = torch.full_like(pair["images"][:1], 0.5)
+    kwargs = {
+        "blank_target": {"tgt": blank},
+        "blank_reference": {"ref": blank},
+        "nan_depth": {"depth": torch.full_like(pair["depth"][:1], math.nan)},
+    }[what]
+    res = _run(pair, T0=T0, **kwargs)
+    assert res.reason == ["few_pixels" if what == "nan_depth" else "low_texture"]
+    assert not bool(res.ok[0]) and not bool(res.converged[0])
+    assert torch.equal(res.T_tgt_ref, T0)
+    torch.testing.assert_close(res.covariance[0], FALLBACK_VARIANCE * torch.eye(6).double())
+
+
+def test_implausible_motion_is_reported_as_diverged(pair):
+    # the true pose is 2.1 degrees away from the start; allow only 0.5 degrees of change
+    res = _run(pair, config=RefineConfig(max_rotation_deg=0.5))
+    assert res.reason == ["diverged"]
+    torch.testing.assert_close(res.T_tgt_ref, (PERTURB @ pair["T_true"]).float())
+
+
+def test_analytic_jacobian_matches_finite_differences(pair):
+    # A target that is linear in (u, v) makes bilinear sampling and central differences exact,
+    # so the analytic chain (gradient x projection x point Jacobian) must match to rounding.
+    v_idx, u_idx = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
+    tgt = (0.2 + 0.003 * u_idx + 0.005 * v_idx)[None, None]
+    K = pair["K"][None].double()
+    ref = prepare_reference(pair["images"][:1].double(), pair["depth"][:1].double(), K)
+    T = pair["T_true"]
+    ab = torch.tensor([[0.1, 0.02]], dtype=torch.float64)
+    r, J, inside = linearize(ref, tgt, T, ab)
+    assert J.shape[-1] == 8 and inside.sum() > 100
+    eps = 1e-6
+    for k in range(8):
+        e = torch.zeros(1, 8, dtype=torch.float64)
+        e[0, k] = eps
+        r_plus, _, in_plus = linearize(ref, tgt, se3_exp(e[:, :6]) @ T, ab + e[:, 6:])
+        r_minus, _, in_minus = linearize(ref, tgt, se3_exp(-e[:, :6]) @ T, ab - e[:, 6:])
+        both = inside & in_plus & in_minus
+        numeric = (r_plus - r_minus)[both] / (2 * eps)
+        torch.testing.assert_close(J[..., k][both], numeric, rtol=1e-5, atol=1e-7)
+    assert torch.all(J[~inside] == 0) and torch.all(r[~inside] == 0)
+
+
+def test_covariance_is_symmetric_positive_definite_and_grows_with_noise(pair):
+    clean = _run(pair)
+    g = torch.Generator().manual_seed(1)
+    noisy_tgt = pair["images"][1:2] + 0.03 * torch.randn(pair["images"][1:2].shape, generator=g)
+    noisy = _run(pair, tgt=noisy_tgt.clamp(0, 1))
+    for res in (clean, noisy):
+        cov = res.covariance[0]
+        assert cov.shape == (6, 6) and torch.isfinite(cov).all()
+        torch.testing.assert_close(cov, cov.T)
+        assert torch.linalg.eigvalsh(cov).min() > 0
+        assert cov.diagonal()[3:].sqrt().max() < math.radians(1)  # rotation std < 1 degree
+    assert noisy.covariance[0].trace() > 2 * clean.covariance[0].trace()
+
+
+def test_bad_arguments_raise_input_error(pair):
+    with pytest.raises(InputError):
+        _run(pair, depth=pair["depth"][:1, :, :10])
+    with pytest.raises(InputError):
+        _run(pair, T0=torch.full((1, 4, 4), math.nan))
+    with pytest.raises(InputError):
+        _run(pair, tgt=pair["images"][1:2, :, :20])
+    with pytest.raises(InputError):
+        RefineConfig(robust="tukey")
