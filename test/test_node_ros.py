@@ -110,6 +110,52 @@ def test_node_publishes_depth_and_odometry(node_and_probe):
     assert node.frames_dropped == 0
 
 
+def test_refined_pose_and_confidence_on_demand(ros, tiny_checkpoint):
+    """pose_source refined and depth/confidence, published while subscribed."""
+    node = DepthOdometryNode(
+        parameter_overrides=[
+            Parameter("checkpoint", value=str(tiny_checkpoint)),
+            Parameter("device", value="cpu"),
+            Parameter("pose_source", value="refined"),
+            Parameter("publish_confidence", value=True),
+            Parameter("rectified", value=True),  # a bool for the auto/true/false choice
+        ]
+    )
+    probe = rclpy.create_node("probe_confidence")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(probe)
+    try:
+        got = {"depth": [], "depth/confidence": [], "odom": []}
+        for topic, cls in (("depth", Image), ("depth/confidence", Image), ("odom", Odometry)):
+            probe.create_subscription(cls, topic, got[topic].append, 10)
+        image_pub = probe.create_publisher(Image, "image", qos_profile("sensor_data", 5))
+        info_pub = probe.create_publisher(CameraInfo, "camera_info", qos_profile("sensor_data", 5))
+        connected = [image_pub, info_pub] + [node.outputs[topic] for topic in got]
+        assert spin_until(executor, lambda: all(p.get_subscription_count() > 0 for p in connected))
+        types = rclpy_types()
+        seq = render_sequence("street", 4, seed=5, height=64, width=208)
+        for image, stamp_ns in zip(seq.images, seq.stamps_ns, strict=True):
+            hdr = header(types, int(stamp_ns), FRAME)
+            info_pub.publish(camera_info_msg(types, seq.K, 208, 64, hdr))
+            executor.spin_once(timeout_sec=0.05)
+            done = node.pipeline.stats.frames_in
+            image_pub.publish(numpy_to_image(types, image, "rgb8", hdr))
+            spin_until(executor, lambda d=done: node.pipeline.stats.frames_in > d)
+        assert spin_until(executor, lambda: len(got["depth/confidence"]) == len(seq.images))
+        confidence, depth = got["depth/confidence"][-1], got["depth"][-1]
+        assert confidence.encoding == "32FC1" and confidence.header == depth.header
+        assert (confidence.width, confidence.height) == (depth.width, depth.height)
+        values = np.frombuffer(bytes(confidence.data), np.float32)
+        assert np.all((values >= 0) & (values <= 1))
+        assert np.all(np.isfinite(got["odom"][-1].pose.covariance))
+        assert node.cfg.rectified == "true"
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+
+
 def test_model_update_and_diagnostics(node_and_probe, tiny_checkpoint):
     node, probe, executor = node_and_probe
     statuses = []

@@ -26,6 +26,7 @@ from sfm_ros.core.online import (
     rank_correlation,
     torch_threads,
 )
+from sfm_ros.core.online.adapter import disparity_bounds
 from sfm_ros.core.sources import open_source
 from sfm_ros.core.synthetic import render_sequence
 
@@ -445,6 +446,24 @@ def test_real_indoor_clips_a_collapse_is_refused_even_after_one_was_accepted(sha
     assert result.outcome == "rolled_back" and "depth collapsed" in result.reason
     assert result.depth["depth_saturation"] > 0.9 and result.depth["depth_saturation_start"] < 0.5
     assert published == [] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("output", ["disparity", "log_depth"])
+def test_saturation_is_measured_at_the_network_output_bounds(output):
+    from sfm_ros.core.models import build_depth_net
+
+    net = build_depth_net("resnet18_half", output=output).eval()
+    lo, hi = disparity_bounds(net)
+    expected = (0.01, 10.01) if output == "disparity" else (1 / 300, 1 / 0.05)  # its defaults
+    assert (lo, hi) == pytest.approx(expected)
+    images = torch.rand(2, 3, 32, 64, generator=torch.Generator().manual_seed(0))
+    for sign in (1.0, -1.0):  # heads driven to the near, then to the far bound
+        with torch.no_grad():
+            for name, value in net.state_dict().items():
+                if name.startswith("disp_heads.") and name.endswith(".bias"):
+                    value.fill_(50.0 * sign)
+            stats = depth_stats(net(images)[0], (lo, hi))
+        assert stats.saturation == 1.0 and stats.spread < 1e-6
 
 
 def test_depth_guard_refuses_saturation_spread_scale_and_ordering_changes():

@@ -38,7 +38,8 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.pt"
 """The packaged model used wherever no checkpoint is given (see config/training/)."""
 CHECKPOINT_FORMAT = "sfm_ros.checkpoint"
 CHECKPOINT_VERSION = 1
-_ARCH_KEYS = ("depth_net", "snippet_length", "use_mask", "rotation", "height", "width")
+ARCH_KEYS = ("depth_net", "snippet_length", "use_mask", "rotation", "height", "width")
+"""The architecture entries two checkpoints must share for one to replace the other."""
 _TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 """Names `atomic_torch_save` gives its temporary files (`.<target>.<8 random chars>.tmp`)."""
 STALE_TEMP_AGE_S = 300.0
@@ -139,7 +140,7 @@ def _load_error_reason(exc: Exception) -> str:
 
 def check_arch_metadata(arch: Any, path: str | Path) -> None:
     """Raise CheckpointError unless `arch` describes networks that can be built and run."""
-    missing = [k for k in _ARCH_KEYS if not isinstance(arch, dict) or k not in arch]
+    missing = [k for k in ARCH_KEYS if not isinstance(arch, dict) or k not in arch]
     if missing:
         raise CheckpointError(f"{path} is incomplete: missing {missing}")
     problems = []

@@ -26,6 +26,7 @@ from torch import nn
 
 from sfm_ros.core.camera import Camera
 from sfm_ros.core.checkpoint import (
+    ARCH_KEYS,
     check_finite_weights,
     networks_from_checkpoint,
     resolve_checkpoint,
@@ -207,8 +208,7 @@ class DepthPoseEstimator:
     def load_weights(self, path: str | Path) -> int:
         """Swap in the networks of another checkpoint of the same architecture."""
         depth_net, pose_net, ckpt = networks_from_checkpoint(path)
-        keys = ("depth_net", "snippet_length", "use_mask", "rotation", "height", "width")
-        diff = [k for k in keys if ckpt["arch"].get(k) != self.arch.get(k)]
+        diff = [k for k in ARCH_KEYS if ckpt["arch"].get(k) != self.arch.get(k)]
         if diff:
             raise InputError(f"checkpoint {path} differs in {diff}; cannot swap it in live")
         if self.backend != "torch":

@@ -65,11 +65,10 @@ from std_srvs.srv import SetBool, Trigger
 
 from sfm_ros import messages as cv
 from sfm_ros.core.camera import Camera
-from sfm_ros.core.checkpoint import resolve_checkpoint
+from sfm_ros.core.checkpoint import ARCH_KEYS, resolve_checkpoint
 from sfm_ros.core.errors import ConfigError, InputError, SfmError
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig
-from sfm_ros.core.online.adapter import ARCH_KEYS
 from sfm_ros.core.undistort import undistorter_for
 from sfm_ros.messages.bag_dataset import BagSequence
 from sfm_ros.ros.node_utils import (

@@ -49,6 +49,7 @@ from torch import nn
 from torch.func import functional_call
 
 from sfm_ros.core.checkpoint import (
+    ARCH_KEYS,
     CHECKPOINT_FORMAT,
     arch_from_config,
     atomic_torch_save,
@@ -82,7 +83,6 @@ log = logging.getLogger(__name__)
 
 LATEST = "latest.pt"
 VERSION_RE = re.compile(r"^adapted_(\d{6})\.pt$")
-ARCH_KEYS = ("depth_net", "snippet_length", "use_mask", "rotation", "height", "width")
 NET_KEYS = ARCH_KEYS[:4]
 """What must match to continue adapting: the networks (fully convolutional: any input size)."""
 SIZE_MULTIPLE = 32
@@ -164,6 +164,16 @@ def camera_aspect_size(pixels: int, image_width: int, image_height: int) -> tupl
     height = max(1, round(math.sqrt(pixels / aspect) / SIZE_MULTIPLE)) * SIZE_MULTIPLE
     width = max(1, round(height * aspect / SIZE_MULTIPLE)) * SIZE_MULTIPLE
     return height, width
+
+
+def disparity_bounds(depth_net: nn.Module) -> tuple[float, float]:
+    """(lowest, highest) disparity the depth network can output: ``beta`` and ``alpha + beta``
+    of its ``alpha * sigmoid + beta`` heads, or ``1 / max_depth`` and ``1 / min_depth`` of a
+    ``log_depth`` output."""
+    if getattr(depth_net, "output", "disparity") == "log_depth":
+        log_min, log_range = float(depth_net.log_min), float(depth_net.log_range)
+        return math.exp(-(log_min + log_range)), math.exp(-log_min)
+    return float(depth_net.beta), float(depth_net.alpha + depth_net.beta)
 
 
 def _mean_log(disp: torch.Tensor) -> torch.Tensor:
@@ -547,8 +557,7 @@ class OnlineAdapter:
             disp = self.depth_net(frames)[0]
         else:
             disp = functional_call(self.depth_net, state["depth"], (frames,))[0]
-        beta, alpha = float(self.depth_net.beta), float(self.depth_net.alpha)
-        return depth_stats(disp, (beta, alpha + beta))
+        return depth_stats(disp, disparity_bounds(self.depth_net))
 
     def _depth_reasons(self, batch: dict[str, torch.Tensor]) -> tuple[list[str], dict[str, float]]:
         """Why the current weights' depth on every held-out frame must not be published, and
