@@ -153,7 +153,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     checkpoint = args.checkpoint or (str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else "")
     values = {**parse_overrides(args.set), "out_dir": args.out, "checkpoint": checkpoint}
-    values.update(device=args.device, resume=not args.no_resume, threads=args.threads)
+    values.update(device=args.device, resume=not args.no_resume)
+    if args.threads is not None:
+        values["threads"] = args.threads
     if args.lr is not None:
         values["lr"] = args.lr
     cfg = OnlineConfig().replace(**values)
@@ -402,9 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-minutes", type=float, help="wall-clock budget: stop reading and training then"
     )
     p.add_argument(
-        "--threads", type=non_negative_int, default=1,
+        "--threads", type=non_negative_int,
         help="CPU threads for training (0 = torch's default; one is often fastest per step on "
-        "a busy machine) (default: 1)",
+        "a busy machine) (default: the threads parameter, 1)",
     )  # fmt: skip
     p.add_argument("--no-resume", action="store_true", help="ignore OUT/latest.pt")
     p.add_argument(
