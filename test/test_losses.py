@@ -202,11 +202,18 @@ def test_last_warped_is_scale_zero_synthesised_target():
     assert (warped - tgt[:, None])[inner].abs().mean() < 0.01
 
 
-def test_out_of_view_pixels_are_excluded():
-    cfg = LossConfig.preset("sfmlearner", use_mask=False, scales=1)
+def test_out_of_view_pixels_cost_the_unwarped_error_without_gradient():
+    cfg = LossConfig.preset("sfmlearner", use_mask=False, scales=1, smooth_weight=0.0)
     tgt, srcs, T = _scene(baseline=0.6)  # 7.5 px shift: several columns project outside
-    loss, _ = _loss(cfg, tgt, srcs, T)
-    assert loss < 0.01
+    srcs, T = srcs[:, :1], T[:, :1]  # one source: the columns it does not see are on one side
+    disp = _disps(1 / DEPTH, scales=1)[0].requires_grad_()
+    loss, _ = ViewSynthesisLoss(cfg)(tgt, srcs, [disp], T, K[None])
+    loss.backward()
+    unseen = disp.grad[0, 0].abs().sum(0) == 0  # per column
+    assert unseen[:7].all() or unseen[-7:].all()
+    assert not unseen[W // 2 - 4 : W // 2 + 4].any()
+    wrong, _ = _loss(cfg, tgt, srcs, T, disp_value=0.5 / DEPTH)
+    assert loss < 0.5 * wrong
 
 
 def test_min_reprojection_ignores_a_bad_source():
@@ -280,3 +287,14 @@ def test_presets_give_finite_loss_and_gradients_on_random_input(preset):
     )
     for grad in grads:
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("preset", ["monodepth2", "sfmlearner"])
+def test_collapsed_depth_that_sends_pixels_out_of_view_is_not_rewarded(preset):
+    """Depth at the lower bound projects every pixel outside the sources; it must cost more
+    than the true depth (before the fix it scored exactly 0, the best possible loss)."""
+    cfg = LossConfig.preset(preset, smooth_weight=0.0)
+    tgt, srcs, T = _scene(baseline=0.6)
+    good, _ = _loss(cfg, tgt, srcs, T)
+    collapsed, _ = _loss(cfg, tgt, srcs, T, disp_value=1 / cfg.min_depth)
+    assert collapsed > 2 * good and collapsed > 0.1

@@ -418,8 +418,9 @@ def test_a_collapsed_network_is_never_published_even_when_its_predecessor_was(
 def test_real_indoor_clips_a_collapse_is_refused_even_after_one_was_accepted(shared_data, tmp_path):
     """The drone report on real images: the packaged model, driven to collapse on the NYU
     clips (a high learning rate, no scale term), predicts a constant depth at the network's
-    bound with a *better* held-out photometric loss. Even with such weights already accepted as
-    the last good version, the next collapsed weights are refused."""
+    bound. (Before the loss counted out-of-view pixels, such weights had a *better* held-out
+    photometric loss; now they score worse.) Even with such weights already accepted as the
+    last good version, the next collapsed weights are refused."""
     clips = [shared_data / "clips" / f"nyu_{i}" for i in range(4)]
     if not all(c.is_dir() for c in clips):
         pytest.skip("the NYU clips are absent")
@@ -439,7 +440,7 @@ def test_real_indoor_clips_a_collapse_is_refused_even_after_one_was_accepted(sha
     assert len(adapter.holdout) >= 2 and len(adapter.buffer) >= 4
     adapter.step_once()
     adapter.step_once()
-    assert adapter.evaluate_holdout("current") < adapter.evaluate_holdout("start")
+    assert adapter.evaluate_holdout("current") > adapter.evaluate_holdout("start")
     adapter._good = adapter._snapshot()  # accepted, as the old check did with a collapsed start
     adapter.step_once()
     result = adapter.check()

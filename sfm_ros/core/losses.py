@@ -172,8 +172,9 @@ class ViewSynthesisLoss(nn.Module):
     Per scale ``s``: photometric loss of the target against each source warped with the depth
     of ``disps[s]`` and ``T_src_tgt``, either at full resolution from the upsampled disparity
     (``upsample_to_full``, Monodepth2) or at the disparity's resolution with area-downsampled
-    images and scaled K (SfMLearner). Pixels projecting outside a source are excluded from the
-    mean. With ``min_reprojection`` the per-pixel minimum over sources is used, else the mean
+    images and scaled K (SfMLearner). A pixel that projects outside a source costs its unwarped
+    (identity) error there, without gradient, so depth cannot lower the loss by sending pixels
+    out of view. With ``min_reprojection`` the per-pixel minimum over sources is used, else the mean
     over (source, pixel) pairs. ``automask`` (Monodepth2) replaces the error of pixels whose
     unwarped (identity) error is lower by that identity error, a constant without gradient:
     they are excluded from learning but keep the loss value comparable between poses. With
@@ -284,25 +285,30 @@ class ViewSynthesisLoss(nn.Module):
         tgt_rep = tgt.unsqueeze(1).expand(B, S, C, h, w).flatten(0, 1)
         error = photometric_error(warped, tgt_rep, cfg.ssim_weight).view(B, S, h, w)
         valid = valid.view(B, S, h, w) > 0
+        # A pixel a source does not see costs what no motion costs (the unwarped error, no
+        # gradient): otherwise depth that projects everything out of view scores zero and
+        # training collapses towards it.
+        identity = photometric_error(srcs.flatten(0, 1), tgt_rep, cfg.ssim_weight)
+        identity = identity.view(B, S, h, w)
         if mask is not None:
-            error = error * mask
+            error, identity = error * mask, identity * mask
 
         if cfg.min_reprojection:
             # Out-of-view reprojections never win the minimum unless no source sees the pixel.
-            error, _ = torch.where(valid, error, error.detach().max() + 1).min(1, keepdim=True)
+            seen = torch.where(valid, error, error.detach().max() + 1).min(1, keepdim=True)[0]
             valid = valid.any(1, keepdim=True)
+            error = torch.where(valid, seen, identity.min(1, keepdim=True).values)
+        else:
+            error = torch.where(valid, error, identity)
         masked_fraction = None
         if cfg.automask:
-            identity = photometric_error(srcs.flatten(0, 1), tgt_rep, cfg.ssim_weight)
-            identity = identity.view(B, S, h, w)
             identity = identity + 1e-5 * torch.randn_like(identity)  # break ties (Monodepth2)
             if cfg.min_reprojection:
                 identity = identity.min(1, keepdim=True).values
             static = identity < error
             masked_fraction = (static & valid).float().sum() / valid.float().sum().clamp(min=1)
             error = torch.where(static, identity, error)
-        valid_f = valid.to(error.dtype)
-        loss = (error * valid_f).sum() / valid_f.sum().clamp(min=1)
+        loss = error.mean()
         return loss, masked_fraction, warped.view(B, S, C, h, w)
 
 
