@@ -234,6 +234,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+def _add_node_parameters(p: argparse.ArgumentParser) -> None:
+    """--params / --set: the depth node's parameters, as `ros2 run ... --ros-args` takes them."""
+    p.add_argument("--params", help="the node's ROS 2 params file (e.g. config/sfm.yaml)")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="node parameter overrides, e.g. --set pose_source=refined scale_source=fixed",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sfm-ros",
@@ -283,15 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         q.add_argument("--json", help="write the results as JSON here")
         q.add_argument("--device", help="auto, cpu, cuda, cuda:N (overrides the params file)")
-        q.add_argument("--params", help="the node's ROS 2 params file (e.g. config/sfm.yaml)")
-        q.add_argument(
-            "--set",
-            nargs="+",
-            action="extend",
-            default=[],
-            metavar="KEY=VALUE",
-            help="node parameter overrides, e.g. --set pose_source=refined resize_policy=crop",
-        )
+        _add_node_parameters(q)
         if what == "depth":
             q.add_argument("--min-depth", type=float, default=1e-3)
             q.add_argument("--max-depth", type=float, default=80.0, help="depth cap (m)")
@@ -328,15 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         help="checkpoint (.pt) or `sfm-ros export` folder (onnxruntime); overrides the params file",
     )
-    p.add_argument("--params", help="ROS 2 params file (NODE: ros__parameters: {...})")
-    p.add_argument(
-        "--set",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="parameter overrides, e.g. --set scale_source=fixed publish_tf=true",
-    )
+    _add_node_parameters(p)
     p.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"))
     p.add_argument("--namespace", default="/sfm", help="prefix of the output topics")
     p.add_argument("--previews", type=int, default=4, help="depth previews to write (0 = none)")

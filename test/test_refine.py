@@ -24,13 +24,7 @@ H, W = 48, 160
 PERTURB = se3_exp(torch.tensor([[0.1, -0.05, 0.15, 0.02, -0.03, 0.01]], dtype=torch.float64))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is faster, and immune to a loaded machine's stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,12 @@ from sfm_ros.core.camera import Camera
 from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL
 from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
-from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker, TrackDiagnostics
+from sfm_ros.core.keyframes import (
+    TRACK_REASONS,
+    KeyframeConfig,
+    KeyframeTracker,
+    TrackDiagnostics,
+)
 from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
 from sfm_ros.core.params import Params, param
 from sfm_ros.core.scale import OdometryScale, ScaleFilter, ground_plane_scale
@@ -80,7 +85,7 @@ RECTIFIED = {"auto": None, "true": True, "false": False}
 """Values of the ``rectified`` parameter -> ``camera_from_camera_info(rectified=...)``."""
 POSE_SOURCES = ("network", "refined")
 DEPTH_SOURCES = ("network", "multiview")
-FALLBACKS = ("no_keyframe", "few_pixels", "low_texture", "diverged", "non_finite", "no_improvement")
+FALLBACKS = tuple(r for r in TRACK_REASONS if r not in ("ok", "first_frame", "unrefined"))
 """Tracker outcomes where refinement fell back to the initial motion."""
 SIDE_INPUT_QUEUE = 10_000
 """Most CameraInfo/odometry messages kept between two frames (the oldest are dropped)."""
