@@ -71,3 +71,12 @@ def test_gradients_are_finite_and_correct_near_zero(scale):
     T = lie.se3_exp(xi)
     T.sum().backward()
     assert torch.isfinite(xi.grad).all()
+
+
+def test_adjoint_moves_twists_between_frames():
+    xi = twists(8)
+    T = lie.se3_exp(twists(8, seed=1))
+    left = T @ lie.se3_exp(xi) @ lie.se3_inverse(T)
+    right = lie.se3_exp((lie.se3_adjoint(T) @ xi[..., None])[..., 0])
+    np.testing.assert_allclose(left, right, atol=1e-9)
+    np.testing.assert_array_equal(lie.se3_adjoint(T.numpy()), lie.se3_adjoint(T).numpy())

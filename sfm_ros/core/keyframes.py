@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.geometry import check_intrinsics, scale_intrinsics
-from sfm_ros.core.lie import se3_inverse, skew, so3_log
+from sfm_ros.core.lie import se3_adjoint, se3_inverse, so3_log
 from sfm_ros.core.multiview import MultiViewConfig, multiview_depth
 from sfm_ros.core.refine import (
     REASONS,
@@ -156,15 +156,6 @@ class _Keyframe:
     reference: Reference
     grid_points: torch.Tensor  # (1, 3, M) valid-depth points on a coarse grid, keyframe camera
     median_depth: float
-
-
-def _adjoint(T: np.ndarray) -> np.ndarray:
-    """(6, 6) adjoint of (4, 4) ``T`` for twists ordered (v, w)."""
-    R, t = T[:3, :3], T[:3, 3]
-    A = np.zeros((6, 6))
-    A[:3, :3] = A[3:, 3:] = R
-    A[:3, 3:] = skew(t) @ R
-    return A
 
 
 def _rigid(T: np.ndarray) -> np.ndarray:
@@ -395,13 +386,13 @@ class KeyframeTracker:
         if reason == "ok":
             T_kf_cur = se3_inverse(_rigid(best.T_tgt_ref[0].cpu().numpy()))
             T_step = _rigid(se3_inverse(T_kf_prev) @ T_kf_cur)
-            A = _adjoint(se3_inverse(T_step))
+            A = se3_adjoint(se3_inverse(T_step))
             covariance = best.covariance[0].cpu().numpy() + A @ self._cov_kf_prev @ A.T
             cov_kf_cur = best.covariance[0].cpu().numpy()
             self._failures = 0
         else:
             covariance = self._fallback_covariance(T_step)
-            A = _adjoint(se3_inverse(T_step))
+            A = se3_adjoint(se3_inverse(T_step))
             cov_kf_cur = A @ self._cov_kf_prev @ A.T + covariance
             self._failures += reason != "unrefined"
         covariance = (covariance + covariance.T) / 2

@@ -145,6 +145,17 @@ def se3_log(T: Array) -> Array:
     return _out(torch.cat([v, w], dim=-1), was_numpy)
 
 
+def se3_adjoint(T: Array) -> Array:
+    """(..., 4, 4) ``T`` -> (..., 6, 6) adjoint for twists (v, w): ``T exp(xi) T^-1 =
+    exp(Ad(T) xi)``; maps covariances between frames as ``Ad @ cov @ Ad^T``."""
+    t, was_numpy = _torch(T)
+    R = t[..., :3, :3]
+    A = torch.zeros(*t.shape[:-2], 6, 6, dtype=t.dtype, device=t.device)
+    A[..., :3, :3] = A[..., 3:, 3:] = R
+    A[..., :3, 3:] = _skew(t[..., :3, 3]) @ R
+    return _out(A, was_numpy)
+
+
 def se3_inverse(T_a_b: Array) -> Array:
     """Closed-form inverse (..., 4, 4) ``T_a_b`` -> ``T_b_a``."""
     t, was_numpy = _torch(T_a_b)

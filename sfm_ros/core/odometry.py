@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sfm_ros.core.errors import InputError
-from sfm_ros.core.lie import se3_inverse, se3_log, skew, so3_log
+from sfm_ros.core.lie import se3_adjoint, se3_inverse, se3_log, skew, so3_log
 
 UNOBSERVABLE_VARIANCE = 1e3
 """Variance (m^2, (m/s)^2 or rad^2) reported for components the estimate does not determine."""
@@ -198,10 +198,7 @@ class OdometryIntegrator:
         cov = np.asarray(step_cov_cam, dtype=np.float64)
         if cov.shape != (6, 6) or not np.all(np.isfinite(cov)):
             raise InputError(f"step_cov_cam must be a finite (6, 6) matrix, got {cov.shape}")
-        R, t = self.T_base_cam[:3, :3], self.T_base_cam[:3, 3]
-        A = np.zeros((6, 6))  # adjoint of T_base_cam, twists ordered (v, w)
-        A[:3, :3] = A[3:, 3:] = R
-        A[:3, 3:] = skew(t) @ R
+        A = se3_adjoint(self.T_base_cam)
         floor = np.diag([self.noise.trans_abs**2] * 3 + [self.noise.rot_abs**2] * 3)
         return A @ ((cov + cov.T) / 2) @ A.T + floor
 

@@ -10,21 +10,18 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from rosbags.highlevel import AnyReader, AnyReaderError
-from rosbags.typesys import Stores, get_typestore
+from rosbags.highlevel import AnyReader
 
 from sfm_ros.core.camera import Camera
 from sfm_ros.core.data.augment import resize_image
 from sfm_ros.core.data.sequence import InMemorySequence
 from sfm_ros.core.errors import DatasetError, InputError
 from sfm_ros.core.undistort import undistorter_for
+from sfm_ros.messages.bag_io import CAMERA_INFO_TYPE, IMAGE_TYPES, open_reader
 from sfm_ros.messages.camera import camera_from_camera_info
 from sfm_ros.messages.image import compressed_to_rgb8, image_to_rgb8
 
 log = logging.getLogger(__name__)
-
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 
 
 def _decode_image(msg: object) -> np.ndarray:
@@ -108,11 +105,7 @@ class BagSequence(InMemorySequence):
         max_width: int | None = None,
     ) -> None:
         path = Path(path)
-        try:
-            reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
-            reader.open()
-        except (AnyReaderError, FileNotFoundError) as err:
-            raise DatasetError(f"cannot open bag {path}: {err}") from err
+        reader = open_reader(path)
         try:
             images, Ks, stamps = self._read(
                 reader, path, image_topic, camera_info_topic, max_frames, max_width

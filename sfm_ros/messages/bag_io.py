@@ -58,7 +58,7 @@ PREVIEW_FILES = re.compile(r"^(depth_\d{6}\.png|trajectory\.png|summary\.json)$"
 def open_reader(path: Path) -> AnyReader:
     """An opened `AnyReader` of a rosbag2 folder/file or ROS 1 bag; DatasetError if unreadable."""
     if not path.exists():
-        raise DatasetError(f"input bag {path} does not exist")
+        raise DatasetError(f"cannot open bag {path}: it does not exist")
     try:
         reader = AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
         reader.open()
