@@ -5,8 +5,9 @@ loop of ``sfm-ros finetune`` (``steps_per_frame`` steps after each frame, then t
 buffer and the replayed synthetic data until the budget is spent; one thread, deterministic),
 and the starting and the adapted model are measured the same way:
 
-- pose on the clip against its ground truth: the legacy 5-frame ATE, the rotation error per
-  frame and the Sim(3)-aligned RMSE ATE, beside constant velocity;
+- pose on the clip against its ground truth: the legacy 5-frame ATE and RE (SfMLearner's
+  snippet rotation error, radians), the rotation error per frame and the Sim(3)-aligned RMSE
+  ATE, beside constant velocity;
 - depth on the clip (no ground truth there): the fraction of pixels the depth node would publish
   as NaN, the median depth and the spread of log depth;
 - forgetting: Abs Rel / delta1 (median-scaled) on held-out synthetic sequences of each domain
@@ -47,7 +48,7 @@ from sfm_ros.messages.sources import open_source
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-DOMAINS = ("street", "corridor", "field")
+DOMAINS = ("street", "corridor", "field", "warehouse", "rural")
 CV = "baseline: constant velocity"
 
 
@@ -107,15 +108,17 @@ def previews(out: Path, frames: list, models: dict[str, Path], device: str) -> l
 
 
 def pose_cells(pose: dict) -> str:
-    ate5, rot, ate = pose["ate5_mean"], pose["rot_err_deg_per_frame"], pose["ate_rmse_sim3"]
-    return f"{ate5:.4f} | {rot:.3f} | {ate:.3f}"
+    ate5, re, ate = pose["ate5_mean"], pose["re_mean"], pose["ate_rmse_sim3"]
+    rot = pose["rot_err_deg_per_frame"]
+    return f"{ate5:.4f} | {re:.4f} | {rot:.3f} | {ate:.3f}"
 
 
 def table(results: dict, budgets: list[int]) -> list[str]:
-    head = "| model | steps | s/step | versions / rollbacks | ATE5 (m) | RE (deg/frame) "
-    head += "| ATE Sim(3) (m) | clip NaN % | clip median depth | clip log spread | "
+    head = "| model | steps | s/step | versions / rollbacks | ATE5 (m) | RE (rad) "
+    head += "| rot. (deg/frame) | ATE Sim(3) (m) | clip NaN % | clip median depth "
+    head += "| clip log spread | "
     head += " | ".join(f"{d} Abs Rel / d1" for d in DOMAINS) + " |"
-    lines = [head, "|" + "---|" * (10 + len(DOMAINS))]
+    lines = [head, "|" + "---|" * (11 + len(DOMAINS))]
 
     def row(name: str, r: dict, steps: str, speed: str, versions: str) -> str:
         c = r["clip_depth"]
@@ -158,7 +161,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="", help="starting model (default: packaged)")
     parser.add_argument("--clip", default=str(DATA / "kitti_odometry_06"), help="real clip")
-    parser.add_argument("--steps", default="200", help="step budgets, e.g. 200,1000")
+    parser.add_argument("--steps", default="200", help="step budgets, e.g. 200,1000 (0: none)")
     parser.add_argument("--steps-per-frame", type=int, default=1)
     parser.add_argument("--out", default="runs/warmup")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
@@ -175,7 +178,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     base = resolve_checkpoint(args.checkpoint)
-    budgets = [int(n) for n in args.steps.split(",")]
+    budgets = [int(n) for n in args.steps.split(",") if int(n) > 0]  # 0: measure only
     overrides = parse_overrides(args.set)
 
     clip = open_source(args.clip)

@@ -16,6 +16,7 @@ from sfm_ros.core.losses import (
     photometric_error,
     smoothness_edge_aware,
     smoothness_second_order,
+    velocity_loss,
 )
 
 H, W, DEPTH = 32, 64, 4.0
@@ -145,6 +146,7 @@ def test_presets():
         lambda: LossConfig(ssim_weight=1.5),
         lambda: LossConfig(scales=0),
         lambda: LossConfig(min_depth=10.0, max_depth=1.0),
+        lambda: LossConfig(velocity_weight=-0.1),
     ],
 )
 def test_bad_config_raises(make):
@@ -298,3 +300,18 @@ def test_collapsed_depth_that_sends_pixels_out_of_view_is_not_rewarded(preset):
     good, _ = _loss(cfg, tgt, srcs, T)
     collapsed, _ = _loss(cfg, tgt, srcs, T, disp_value=1 / cfg.min_depth)
     assert collapsed > 2 * good and collapsed > 0.1
+
+
+def test_velocity_loss_compares_translation_lengths_and_pulls_them_to_the_truth():
+    true = pose_vec_to_mat(torch.tensor([[[1.0, 0.0, 0.0, 0.0, 0.1, 0.0]]]))  # 1 m, turning
+    assert velocity_loss(true, true) == 0.0
+    other_way = pose_vec_to_mat(torch.tensor([[[0.0, -1.0, 0.0, 0.2, 0.0, 0.0]]]))
+    assert velocity_loss(other_way, true) == pytest.approx(0.0, abs=1e-6)  # lengths only
+    vec = torch.tensor([[[0.1, 0.2, 0.2, 0.0, 0.0, 0.0]]], requires_grad=True)  # 0.3 m
+    assert velocity_loss(pose_vec_to_mat(vec), true).item() == pytest.approx(0.7)
+    optimizer = torch.optim.SGD([vec], lr=0.1)
+    for _ in range(20):
+        optimizer.zero_grad()
+        velocity_loss(pose_vec_to_mat(vec), true).backward()
+        optimizer.step()
+    assert vec[0, 0, :3].norm().item() == pytest.approx(1.0, abs=0.06)

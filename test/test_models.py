@@ -188,3 +188,25 @@ def test_log_depth_output_is_uniform_in_log_depth_and_bounded():
         build_depth_net("resnet18", output="inverse")
     with pytest.raises(ConfigError, match="min_depth < max_depth"):
         build_depth_net("resnet18", output="log_depth", min_depth=2.0, max_depth=1.0)
+
+
+@pytest.mark.parametrize("encoder", ["conv", "resnet18"])
+def test_translation_scale_scales_translation_only_and_travels_in_the_arch(encoder):
+    from sfm_ros.core.checkpoint import arch_from_config, build_networks
+    from sfm_ros.core.config import load_config
+
+    torch.manual_seed(0)
+    small = build_pose_net(3, use_mask=False, encoder=encoder)
+    metric = build_pose_net(3, use_mask=False, encoder=encoder, translation_scale=1.0)
+    metric.load_state_dict(small.state_dict())
+    tgt, srcs = torch.rand(1, 3, 64, 96), torch.rand(1, 2, 3, 64, 96)
+    with torch.no_grad():
+        (a, _), (b, _) = small.forward_vec(tgt, srcs), metric.forward_vec(tgt, srcs)
+    assert torch.allclose(b[..., :3], 100.0 * a[..., :3], rtol=1e-5, atol=1e-7)
+    assert torch.equal(b[..., 3:], a[..., 3:])
+    cfg = load_config(overrides=["model.translation_scale=1.0"])
+    arch = arch_from_config(cfg.model, cfg.data)
+    assert arch["pose_kwargs"] == {"translation_scale": 1.0}
+    assert build_networks(arch)[1].translation_scale == 1.0
+    default = load_config()
+    assert arch_from_config(default.model, default.data)["pose_kwargs"] == {}

@@ -15,11 +15,12 @@ from conftest import tiny_overrides
 from sfm_ros.core.checkpoint import load_checkpoint
 from sfm_ros.core.config import load_config
 from sfm_ros.core.data import InMemorySequence, SnippetDataset
-from sfm_ros.core.errors import CheckpointError
+from sfm_ros.core.errors import CheckpointError, ConfigError
 from sfm_ros.core.losses import LossConfig, ViewSynthesisLoss
 from sfm_ros.core.models import build_depth_net, build_pose_net
 from sfm_ros.core.synthetic import render_sequence
-from sfm_ros.core.train import CollapseMonitor, Trainer, any_rank, forward_snippets
+from sfm_ros.core.train import CollapseMonitor, Trainer, _StepBatches, any_rank, forward_snippets
+from sfm_ros.core.visualize import save_png
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,40 @@ def test_resume_gives_the_same_weights(tmp_path: Path) -> None:
     for net in ("depth_net", "pose_net"):
         for key, value in a[net].items():
             assert torch.equal(value, b[net][key]), f"{net}.{key} differs after resume"
+
+
+def test_init_from_starts_a_new_input_size_from_trained_weights(tmp_path: Path) -> None:
+    Trainer(load_config(overrides=tiny_overrides(tmp_path / "a", steps=2)), progress=False).run()
+    last = tmp_path / "a" / "checkpoints" / "last.pt"
+    bigger = {"data.height": 96, "data.width": 128, "model.init_from": str(last)}
+    cfg = load_config(overrides=tiny_overrides(tmp_path / "b", **bigger))
+    trainer = Trainer(cfg, progress=False)
+    trained = load_checkpoint(last)
+    assert trainer.step == 0
+    for net, module in (("depth_net", trainer.depth_net), ("pose_net", trainer.pose_net)):
+        for key, value in module.state_dict().items():
+            assert torch.equal(value, trained[net][key]), f"{net}.{key} was not loaded"
+    other_head = {**bigger, "model.depth_output": "log_depth"}
+    with pytest.raises(CheckpointError, match="depth_kwargs"):
+        Trainer(load_config(overrides=tiny_overrides(tmp_path / "c", **other_head)), progress=False)
+
+
+def test_velocity_supervision_needs_true_poses_and_logs_its_error(tmp_path: Path) -> None:
+    cfg = load_config(overrides=tiny_overrides(tmp_path / "a", **{"loss.velocity_weight": 0.05}))
+    trainer = Trainer(cfg, progress=False)
+    batch = _StepBatches(trainer.train_set, batch_size=2, seed=0, rank=0)[0]
+    stats = trainer.train_step(batch)
+    assert stats is not None and stats["velocity"] > 0
+    seq = render_sequence("street", 4, seed=3, height=64, width=96)
+    images, K = seq.images, seq.K
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(images):
+        save_png(folder / f"{i:03d}.png", image)
+    (folder / "intrinsics.txt").write_text(" ".join(str(v) for v in K.ravel()) + "\n")
+    no_poses = {"loss.velocity_weight": 0.05, "data.train": f"[{folder}]", "data.val": "[]"}
+    with pytest.raises(ConfigError, match="velocity_weight needs true poses"):
+        Trainer(load_config(overrides=tiny_overrides(tmp_path / "b", **no_poses)), progress=False)
 
 
 def test_run_writes_versioned_checkpoints_logs_and_previews(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ A checkpoint is a plain dict of tensors and primitive values (no pickled classes
     format          "sfm_ros.checkpoint"
     format_version  int (CHECKPOINT_VERSION)
     step            optimisation steps done
-    arch            {"depth_net", "depth_kwargs", "snippet_length", "use_mask", "rotation",
-                     "height", "width"}: everything needed to rebuild the networks
+    arch            {"depth_net", "depth_kwargs", "pose_kwargs", "snippet_length", "use_mask",
+                     "rotation", "height", "width"}: everything needed to rebuild the networks
+                    (the two kwargs may be absent in older checkpoints: {} then)
     config          the resolved training configuration (nested dict)
     depth_net, pose_net          state dicts
     optimizer, scheduler, scaler optional training state (for --resume)
@@ -32,6 +33,7 @@ import torch
 
 from sfm_ros import __version__
 from sfm_ros.core.errors import CheckpointError
+from sfm_ros.core.models.posenet import POSE_SCALE
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.pt"
@@ -155,8 +157,9 @@ def check_arch_metadata(arch: Any, path: str | Path) -> None:
     for key in ("depth_net", "rotation"):
         if not isinstance(arch[key], str):
             problems.append(f"{key} {arch[key]!r} is not a name")
-    if not isinstance(arch.get("depth_kwargs", {}), dict):
-        problems.append("depth_kwargs is not a mapping")
+    for key in ("depth_kwargs", "pose_kwargs"):
+        if not isinstance(arch.get(key, {}), dict):
+            problems.append(f"{key} is not a mapping")
     if problems:
         raise CheckpointError(f"{path} has invalid architecture metadata: " + "; ".join(problems))
 
@@ -314,9 +317,13 @@ def arch_from_config(model_cfg: Any, data_cfg: Any) -> dict[str, Any]:
             "min_depth": model_cfg.min_depth,
             "max_depth": model_cfg.max_depth,
         }
+    pose_kwargs = {}
+    if model_cfg.translation_scale != POSE_SCALE:
+        pose_kwargs = {"translation_scale": model_cfg.translation_scale}
     return {
         "depth_net": model_cfg.depth_net,
         "depth_kwargs": depth_kwargs,
+        "pose_kwargs": pose_kwargs,
         "snippet_length": data_cfg.snippet_length,
         "use_mask": model_cfg.use_mask,
         "rotation": model_cfg.rotation,
@@ -331,7 +338,10 @@ def build_networks(arch: dict[str, Any]) -> tuple[torch.nn.Module, torch.nn.Modu
 
     depth_net = build_depth_net(arch["depth_net"], **arch.get("depth_kwargs", {}))
     pose_net = build_pose_net(
-        arch["snippet_length"], use_mask=arch["use_mask"], rotation=arch["rotation"]
+        arch["snippet_length"],
+        use_mask=arch["use_mask"],
+        rotation=arch["rotation"],
+        **arch.get("pose_kwargs", {}),
     )
     return depth_net, pose_net
 

@@ -75,12 +75,26 @@ class ModelConfig(Params):
     )
     min_depth: float = param(0.05, "Smallest depth (m) of the `log_depth` output.")
     max_depth: float = param(300.0, "Largest depth (m) of the `log_depth` output.")
+    translation_scale: float = param(
+        0.01,
+        "Metres per unit of the pose network's raw translation output. SfMLearner's 0.01 "
+        "keeps early poses tiny, and the free monocular scale then settles on tiny depths; a "
+        "model trained with loss.velocity_weight needs about 1 to reach metric speeds.",
+    )
+    init_from: str | None = param(
+        None,
+        "Start from this checkpoint's network weights (same networks, any input size: a "
+        "curriculum stage or a new dataset); step, optimiser and schedule start afresh.",
+        optional=str,
+    )
 
     def validate(self) -> None:
         if self.depth_output == "log_depth" and self.depth_net == "dispnet":
             raise ConfigError("model.depth_output log_depth needs a resnet18 depth network")
         if not 0 < self.min_depth < self.max_depth:
             raise ConfigError("model needs 0 < min_depth < max_depth")
+        if not self.translation_scale > 0:
+            raise ConfigError("model.translation_scale must be positive")
 
 
 @dataclass

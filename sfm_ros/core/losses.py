@@ -121,6 +121,12 @@ class LossConfig(Params):
         "sum the photometric and mask terms over sources (SfMLearner) instead of averaging "
         "them; this sets their weight relative to smoothness",
     )
+    velocity_weight: float = param(
+        0.0,
+        "weak velocity supervision (PackNet-SfM): weight of |‖t_pred‖ - ‖t_true‖| (m) per "
+        "source frame, on training data with true poses (synthetic); it fixes the monocular "
+        "scale, which otherwise drifts until depth sits at min_depth; 0 = off",
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -132,8 +138,8 @@ class LossConfig(Params):
             )
         if not 0.0 <= self.ssim_weight <= 1.0:
             raise ConfigError(f"loss ssim_weight must be in [0, 1], got {self.ssim_weight}")
-        if self.smooth_weight < 0 or self.mask_weight < 0:
-            raise ConfigError("loss smooth_weight and mask_weight must be >= 0")
+        if min(self.smooth_weight, self.mask_weight, self.velocity_weight) < 0:
+            raise ConfigError("loss smooth_weight, mask_weight and velocity_weight must be >= 0")
         if self.scales < 1:
             raise ConfigError(f"loss scales must be >= 1, got {self.scales}")
         if not 0 < self.min_depth < self.max_depth:
@@ -164,6 +170,13 @@ class LossConfig(Params):
         if unknown:
             raise ConfigError(f"unknown loss config fields {sorted(unknown)}")
         return cls(**{**presets[name], **overrides})
+
+
+def velocity_loss(pred_T_src_tgt: torch.Tensor, true_T_src_tgt: torch.Tensor) -> torch.Tensor:
+    """Mean |‖t_pred‖ - ‖t_true‖| in metres over (B, S, 4, 4) source-from-target poses."""
+    pred = pred_T_src_tgt[..., :3, 3].norm(dim=-1)
+    true = true_T_src_tgt[..., :3, 3].norm(dim=-1)
+    return (pred - true).abs().mean()
 
 
 class ViewSynthesisLoss(nn.Module):

@@ -33,9 +33,9 @@ from sfm_ros.core.checkpoint import (
 from sfm_ros.core.config import TrainConfig
 from sfm_ros.core.data import BagReader, SnippetDataset
 from sfm_ros.core.device import resolve_device
-from sfm_ros.core.errors import CheckpointError
+from sfm_ros.core.errors import CheckpointError, ConfigError
 from sfm_ros.core.geometry import snippet_poses_in_target
-from sfm_ros.core.losses import ViewSynthesisLoss
+from sfm_ros.core.losses import ViewSynthesisLoss, velocity_loss
 from sfm_ros.core.metrics import compute_depth_errors, snippet_ate
 from sfm_ros.core.sources import open_sources
 from sfm_ros.core.visualize import colorize, save_png
@@ -194,6 +194,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
         self.summary = TrainSummary()
+        if cfg.model.init_from and not (resume and self.ckpts.latest()):
+            self._init_from(cfg.model.init_from)
         if resume:
             self._resume()
         if self.distributed:
@@ -224,6 +226,11 @@ class Trainer:
             if d.val
             else None
         )
+        if cfg.loss.velocity_weight > 0 and not self.train_set.with_poses:
+            raise ConfigError(
+                "loss.velocity_weight needs true poses in every training source "
+                "(synthetic sequences, KITTI with poses); set it to 0 for this data"
+            )
         self.collapse = CollapseMonitor()
         self.writer = None
         if self.is_main:
@@ -243,13 +250,24 @@ class Trainer:
         dist.init_process_group("gloo")
         return torch.device("cpu")
 
+    def _init_from(self, path: str) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        _default_kwargs(ckpt["arch"])
+        same_networks = {k: v for k, v in self.arch.items() if k not in ("height", "width")}
+        check_arch(ckpt, same_networks, path)
+        load_state(self.depth_net, ckpt["depth_net"], "depth", path)
+        load_state(self.pose_net, ckpt["pose_net"], "pose", path)
+        arch = ckpt["arch"]
+        log.info("networks start from %s (%dx%d)", path, arch["height"], arch["width"])
+
     def _resume(self) -> None:
         path = self.ckpts.latest()
         if path is None:
             log.info("no checkpoint in %s: starting from scratch", self.ckpts.directory)
             return
         ckpt = load_checkpoint(path, map_location=self.device)
-        check_arch(ckpt, {k: v for k, v in self.arch.items() if k != "depth_kwargs"}, path)
+        _default_kwargs(ckpt["arch"])
+        check_arch(ckpt, self.arch, path)
         load_state(self.depth_net, ckpt["depth_net"], "depth", path)
         load_state(self.pose_net, ckpt["pose_net"], "pose", path)
         for name in ("optimizer", "scheduler", "scaler"):
@@ -275,6 +293,11 @@ class Trainer:
         disps = [d.float() for d in out.disps]
         masks = [m.float() for m in out.masks] if out.masks is not None else None
         loss, stats = self.loss_fn(tgt.float(), srcs, disps, out.T_src_tgt.float(), K, masks)
+        if self.cfg.loss.velocity_weight > 0:
+            true_T = batch["T_src_tgt"].to(self.device, non_blocking=True)
+            velocity = velocity_loss(out.T_src_tgt.float(), true_T)
+            loss = loss + self.cfg.loss.velocity_weight * velocity
+            stats["velocity"] = float(velocity.detach())
         self.optimizer.zero_grad(set_to_none=True)
         if any_rank(not bool(torch.isfinite(loss)), self.device):
             return None
@@ -457,6 +480,12 @@ class Trainer:
                 np.concatenate([image, colorize(disp)], axis=0),
             )
         depth_net.train()
+
+
+def _default_kwargs(arch: dict) -> None:
+    """Older checkpoints have no network kwargs: theirs are the defaults."""
+    arch.setdefault("depth_kwargs", {})
+    arch.setdefault("pose_kwargs", {})
 
 
 def _unwrap(module: nn.Module) -> nn.Module:

@@ -13,6 +13,13 @@ SNIPPET_LENGTHS = (3, 5)
 POSE_SCALE = 0.01  # SfMLearner scales the raw pose output by 0.01
 
 
+def scaled_pose(raw: torch.Tensor, translation_scale: float) -> torch.Tensor:
+    """(..., 6) raw outputs to (tx, ty, tz, rx, ry, rz): translation times `translation_scale`
+    (SfMLearner: 0.01 for both; a metric-scale model needs about 1), rotation times 0.01."""
+    t, r = raw.split(3, dim=-1)
+    return torch.cat([translation_scale * t, POSE_SCALE * r], dim=-1)
+
+
 def conv(in_ch: int, out_ch: int, kernel_size: int = 3) -> nn.Sequential:
     """Stride-2 convolution + ReLU: halves H and W (rounded up)."""
     return nn.Sequential(
@@ -68,10 +75,15 @@ class PoseExpNet(nn.Module):
     upconv_channels = (256, 128, 64, 32, 16)
 
     def __init__(
-        self, snippet_length: int = 3, use_mask: bool = True, rotation: str = "euler"
+        self,
+        snippet_length: int = 3,
+        use_mask: bool = True,
+        rotation: str = "euler",
+        translation_scale: float = POSE_SCALE,
     ) -> None:
         super().__init__()
         check_config(snippet_length, rotation)
+        self.translation_scale = translation_scale
         self.num_sources = snippet_length - 1
         self.use_mask = use_mask
         self.rotation = rotation
@@ -107,8 +119,8 @@ class PoseExpNet(nn.Module):
         feats = [(x - 0.5) / 0.5]
         for block in self.convs:
             feats.append(block(feats[-1]))
-        vec = POSE_SCALE * self.pose_pred(feats[-1]).mean(dim=(2, 3))
-        vec = vec.view(-1, self.num_sources, 6)
+        raw = self.pose_pred(feats[-1]).mean(dim=(2, 3)).view(-1, self.num_sources, 6)
+        vec = scaled_pose(raw, self.translation_scale)
         if not self.use_mask:
             return vec, None
         out = feats[5]
@@ -131,12 +143,19 @@ class PoseResNet(nn.Module):
 
     Same inputs and `T_src_tgt` output as `PoseExpNet`; it predicts no masks (returns None).
     The encoder takes the L images stacked along channels (target first); the decoder is
-    Monodepth2's: 1x1 squeeze, two 3x3 convs, 1x1 to 6 * S, spatial mean, times 0.01.
+    Monodepth2's: 1x1 squeeze, two 3x3 convs, 1x1 to 6 * S, spatial mean, `scaled_pose`.
     """
 
-    def __init__(self, snippet_length: int = 3, rotation: str = "euler", width: float = 1.0):
+    def __init__(
+        self,
+        snippet_length: int = 3,
+        rotation: str = "euler",
+        width: float = 1.0,
+        translation_scale: float = POSE_SCALE,
+    ):
         super().__init__()
         check_config(snippet_length, rotation)
+        self.translation_scale = translation_scale
         self.num_sources = snippet_length - 1
         self.use_mask = False
         self.rotation = rotation
@@ -158,8 +177,8 @@ class PoseResNet(nn.Module):
         """Like `forward` but returns raw pose vectors (B, S, 6), (tx, ty, tz, rx, ry, rz)."""
         x = stack_snippet(tgt, srcs, self.num_sources)
         feat = self.encoder((x - IMAGE_MEAN) / IMAGE_STD)[-1]
-        vec = POSE_SCALE * self.decoder(feat).mean(dim=(2, 3))
-        return vec.view(-1, self.num_sources, 6), None
+        raw = self.decoder(feat).mean(dim=(2, 3)).view(-1, self.num_sources, 6)
+        return scaled_pose(raw, self.translation_scale), None
 
     def forward(self, tgt: torch.Tensor, srcs: torch.Tensor) -> tuple[torch.Tensor, None]:
         vec, _ = self.forward_vec(tgt, srcs)
