@@ -202,8 +202,10 @@ def main() -> int:
             "resume": False, "device": args.device, "threads": args.threads,
         })  # fmt: skip
         adapter = OnlineAdapter(cfg)
+        native = cfg.adapt_resolution == "camera_aspect"  # the adapter resizes, keeping detail
+        size = {} if native else {"height": adapter.height, "width": adapter.width}
         summary = adapt_sequences(
-            adapter, open_source(args.clip, height=adapter.height, width=adapter.width),
+            adapter, open_source(args.clip, **size),
             steps_per_frame=args.steps_per_frame, max_steps=n, progress=False,
         )  # fmt: skip
         print(summary.format())

@@ -298,6 +298,10 @@ def test_camera_aspect_policy_adapts_and_publishes_at_the_camera_aspect(small_ch
     estimator = DepthPoseEstimator.from_checkpoint(tmp_path / LATEST, device="cpu")
     assert (estimator.height, estimator.width) == (64, 32)
     assert adapter.status()["adaptation size"] == "32x64 (camera_aspect)"
+    more = make_adapter(small_checkpoint, tmp_path / "more", adapt_resolution="camera_aspect",
+                        adapt_pixels=4 * 2048)  # fmt: skip
+    more.push(portrait.images[0], portrait.K, 0)
+    assert (more.height, more.width) == (128, 64)  # 8192 pixels at 1:2
 
 
 def test_training_uses_its_own_thread_count(small_checkpoint, corridor, tmp_path):

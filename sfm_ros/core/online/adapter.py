@@ -380,9 +380,8 @@ class OnlineAdapter:
         with self._lock, self._data_lock:
             if self._size_fixed:
                 return
-            self.height, self.width = camera_aspect_size(
-                self.height * self.width, image_width, image_height
-            )
+            pixels = self.cfg.adapt_pixels or self.height * self.width
+            self.height, self.width = camera_aspect_size(pixels, image_width, image_height)
             self.arch.update(height=self.height, width=self.width)
             self._size_fixed = True
         self.log.info(

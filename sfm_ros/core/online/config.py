@@ -43,6 +43,11 @@ class OnlineConfig(Params):
         "running at another size is refused)",
         choices=ADAPT_RESOLUTIONS,
     )
+    adapt_pixels: int = param(
+        0,
+        "pixel count of the 'camera_aspect' size; 0 = the checkpoint's. More pixels resolve "
+        "smaller motions; a step costs about proportionally more",
+    )
     lr: float = param(5e-5, "Adam learning rate (keep it low: adaptation, not training)")
     rollback_lr_factor: float = param(
         0.5,
@@ -155,7 +160,7 @@ class OnlineConfig(Params):
         non_negative = ("threads", "warmup_snippets", "max_steps_per_s", "min_motion")
         non_negative += ("min_texture", "divergence_threshold", "collapse_min_rel_std")
         non_negative += ("collapse_min_mask", "max_saturation_increase", "max_scale_change")
-        non_negative += ("scale_weight", "anchor_weight", "seed")
+        non_negative += ("scale_weight", "anchor_weight", "seed", "adapt_pixels")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
