@@ -107,6 +107,12 @@ def test_init_from_starts_a_new_input_size_from_trained_weights(tmp_path: Path) 
     for net, module in (("depth_net", trainer.depth_net), ("pose_net", trainer.pose_net)):
         for key, value in module.state_dict().items():
             assert torch.equal(value, trained[net][key]), f"{net}.{key} was not loaded"
+    trainer.run()  # a resumed run continues from its own checkpoint, not from init_from
+    resumed = Trainer(cfg, resume=True, progress=False)
+    own = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert resumed.step == own["step"] == 4
+    for key, value in resumed.depth_net.state_dict().items():
+        assert torch.equal(value, own["depth_net"][key]), key
     other_head = {**bigger, "model.depth_output": "log_depth"}
     with pytest.raises(CheckpointError, match="depth_kwargs"):
         Trainer(load_config(overrides=tiny_overrides(tmp_path / "c", **other_head)), progress=False)

@@ -84,7 +84,8 @@ class ModelConfig(Params):
     init_from: str | None = param(
         None,
         "Start from this checkpoint's network weights (same networks, any input size: a "
-        "curriculum stage or a new dataset); step, optimiser and schedule start afresh.",
+        "curriculum stage or a new dataset); step, optimiser and schedule start afresh. "
+        "`--resume` of a run that has checkpoints continues from those instead.",
         optional=str,
     )
 
