@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from speed import camera_frames, camera_K  # benchmarks/speed.py: the same test frames
 
 from sfm_ros.core.camera import Camera
 from sfm_ros.core.checkpoint import (
@@ -93,14 +94,6 @@ def our_estimator(folder: Path, height: int, width: int, onnx: bool) -> DepthPos
     return DepthPoseEstimator.load(folder / "onnx", device="cpu")
 
 
-def camera_frames(height: int, width: int, count: int) -> list[np.ndarray]:
-    """Textured uint8 RGB frames that shift a pixel from one to the next."""
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (height // 8 + 2, width // 8 + count, 3), dtype=np.uint8)
-    big = np.kron(base, np.ones((8, 8, 1), dtype=np.uint8))
-    return [np.ascontiguousarray(big[:height, i : i + width]) for i in range(count)]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, required=True, help="SfmLearner-Pytorch copy")
@@ -115,8 +108,7 @@ def main() -> int:
         parser.error(f"{args.reference} has no models/DispNetS.py: not SfmLearner-Pytorch")
 
     frames = camera_frames(cam_h, cam_w, 8)
-    f = 0.58 * cam_w
-    camera = Camera(np.array([[f, 0, cam_w / 2], [0, f, cam_h / 2], [0, 0, 1.0]]), cam_w, cam_h)
+    camera = Camera(camera_K(cam_h, cam_w), cam_w, cam_h)
     sides: dict[str, Callable[[int], None]] = {}
     ref = reference_step(args.reference, height, width)
     sides["SfmLearner-Pytorch (DispNetS + PoseExpNet)"] = lambda i: ref(frames[i % len(frames)])

@@ -222,6 +222,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if type(step) is not int or step < 0:
         raise CheckpointError(f"{path} has an invalid step count {step!r}")
     check_arch_metadata(ckpt.get("arch"), path)
+    for kwargs in ("depth_kwargs", "pose_kwargs"):  # older checkpoints: the defaults
+        ckpt["arch"].setdefault(kwargs, {})
     for net in ("depth_net", "pose_net"):
         if net not in ckpt:
             raise CheckpointError(f"{path} is incomplete: missing the {net} weights")

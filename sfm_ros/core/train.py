@@ -250,14 +250,18 @@ class Trainer:
         dist.init_process_group("gloo")
         return torch.device("cpu")
 
-    def _init_from(self, path: str) -> None:
+    def _load_weights(self, path: str | Path, resizable: bool) -> dict:
+        """Load both networks' weights from `path` after checking its networks are ours (any
+        input size when `resizable`); returns the checkpoint."""
         ckpt = load_checkpoint(path, map_location=self.device)
-        _default_kwargs(ckpt["arch"])
-        same_networks = {k: v for k, v in self.arch.items() if k not in ("height", "width")}
-        check_arch(ckpt, same_networks, path)
+        size_free = ("height", "width") if resizable else ()
+        check_arch(ckpt, {k: v for k, v in self.arch.items() if k not in size_free}, path)
         load_state(self.depth_net, ckpt["depth_net"], "depth", path)
         load_state(self.pose_net, ckpt["pose_net"], "pose", path)
-        arch = ckpt["arch"]
+        return ckpt
+
+    def _init_from(self, path: str) -> None:
+        arch = self._load_weights(path, resizable=True)["arch"]
         log.info("networks start from %s (%dx%d)", path, arch["height"], arch["width"])
 
     def _resume(self) -> None:
@@ -265,11 +269,7 @@ class Trainer:
         if path is None:
             log.info("no checkpoint in %s: starting from scratch", self.ckpts.directory)
             return
-        ckpt = load_checkpoint(path, map_location=self.device)
-        _default_kwargs(ckpt["arch"])
-        check_arch(ckpt, self.arch, path)
-        load_state(self.depth_net, ckpt["depth_net"], "depth", path)
-        load_state(self.pose_net, ckpt["pose_net"], "pose", path)
+        ckpt = self._load_weights(path, resizable=False)
         for name in ("optimizer", "scheduler", "scaler"):
             if name not in ckpt:
                 raise CheckpointError(f"{path} has no {name} state: it cannot be resumed")
@@ -480,12 +480,6 @@ class Trainer:
                 np.concatenate([image, colorize(disp)], axis=0),
             )
         depth_net.train()
-
-
-def _default_kwargs(arch: dict) -> None:
-    """Older checkpoints have no network kwargs: theirs are the defaults."""
-    arch.setdefault("depth_kwargs", {})
-    arch.setdefault("pose_kwargs", {})
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
