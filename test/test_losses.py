@@ -8,16 +8,19 @@ import torch
 
 from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.geometry import pose_vec_to_mat
+from sfm_ros.core.lie import se3_inverse
 from sfm_ros.core.losses import (
     SSIM,
     LossConfig,
     ViewSynthesisLoss,
+    depth_consistency_loss,
     explainability_regularizer,
     photometric_error,
     smoothness_edge_aware,
     smoothness_second_order,
     velocity_loss,
 )
+from sfm_ros.core.synthetic import render_sequence
 
 H, W, DEPTH = 32, 64, 4.0
 K = torch.tensor([[50.0, 0.0, 31.5], [0.0, 50.0, 15.5], [0.0, 0.0, 1.0]])
@@ -147,6 +150,7 @@ def test_presets():
         lambda: LossConfig(scales=0),
         lambda: LossConfig(min_depth=10.0, max_depth=1.0),
         lambda: LossConfig(velocity_weight=-0.1),
+        lambda: LossConfig(consistency_weight=-0.1),
     ],
 )
 def test_bad_config_raises(make):
@@ -315,3 +319,50 @@ def test_velocity_loss_compares_translation_lengths_and_pulls_them_to_the_truth(
         velocity_loss(pose_vec_to_mat(vec), true).backward()
         optimizer.step()
     assert vec[0, 0, :3].norm().item() == pytest.approx(1.0, abs=0.06)
+
+
+@pytest.fixture(scope="module")
+def street_depths():
+    """True depths of three street frames (sky at 80 m), poses of frames 0 and 2 from 1, K."""
+    seq = render_sequence("street", 3, seed=2, height=48, width=160)
+    depth = torch.tensor(np.where(seq.depth_m > 0, seq.depth_m, 80.0), dtype=torch.float32)
+    T = [se3_inverse(seq.T_world_cam[i]) @ seq.T_world_cam[1] for i in (0, 2)]
+    T_src_tgt = torch.tensor(np.stack(T), dtype=torch.float32)[None]
+    return depth[1][None, None], depth[[0, 2]][None, :, None], T_src_tgt, torch.tensor(seq.K)[None]
+
+
+def test_depth_consistency_is_near_zero_for_the_truth_and_sees_a_frame_scaled_apart(
+    street_depths,
+):
+    tgt, srcs, T, K = street_depths
+    K = K.float()
+    true = depth_consistency_loss(tgt, srcs, T, K).item()
+    assert true < 0.01  # only occlusion edges disagree
+    T_scaled = T.clone()
+    T_scaled[..., :3, 3] *= 1.3
+    together = depth_consistency_loss(tgt * 1.3, srcs * 1.3, T_scaled, K).item()
+    assert together == pytest.approx(true, abs=1e-4)  # one scale for all: consistent
+    assert depth_consistency_loss(tgt, srcs * 1.3, T, K).item() > 10 * true  # 0.13 = 0.3 / 2.3
+    behind = T.clone()
+    behind[..., 2, 3] = -200.0  # everything behind the source camera: nothing to compare
+    assert depth_consistency_loss(tgt, srcs, behind, K).item() == 0.0
+
+
+def test_consistency_term_joins_the_loss_with_source_disparities_and_has_gradients(
+    street_depths,
+):
+    tgt_d, srcs_d, T, K = street_depths
+    B, S, _, H, W = srcs_d.shape
+    image = torch.rand(B, 3, H, W)
+    srcs = torch.rand(B, S, 3, H, W)
+    disps = [(1 / tgt_d).requires_grad_()]
+    src_disps = (1 / srcs_d * 1.3).requires_grad_()  # sources scaled apart from the target
+    cfg = LossConfig(scales=1, consistency_weight=0.5, max_depth=100.0)
+    loss, stats = ViewSynthesisLoss(cfg)(image, srcs, disps, T, K.float(), None, src_disps)
+    assert stats["consistency"] > 0.05
+    loss.backward()
+    assert torch.isfinite(src_disps.grad).all() and src_disps.grad.abs().sum() > 0
+    _, without = ViewSynthesisLoss(cfg)(image, srcs, disps, T, K.float())  # held-out checks
+    assert "consistency" not in without
+    with pytest.raises(InputError, match="src_disps"):
+        ViewSynthesisLoss(cfg)(image, srcs, disps, T, K.float(), None, src_disps[:, :1])

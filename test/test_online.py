@@ -245,6 +245,20 @@ def test_replay_of_original_data_and_anchor_to_the_start(small_checkpoint, corri
     assert first.stats["scale"] < 1e-10 < second.stats["scale"]
 
 
+def test_geometry_consistency_is_trained_on_request(small_checkpoint, corridor, tmp_path):
+    for weight in (0.0, 0.5):
+        adapter = make_adapter(small_checkpoint, tmp_path / str(weight), lr=1e-3,
+                               consistency_weight=weight)  # fmt: skip
+        feed(adapter, corridor, 6)
+        result = adapter.step_once()
+        assert not result.skipped
+        assert (
+            result.stats.get("consistency", 0.0) > 0
+            if weight
+            else "consistency" not in result.stats
+        )
+
+
 def test_default_replay_is_synthetic_rendered_lazily_at_the_adaptation_size(
     small_checkpoint, corridor, tmp_path
 ):

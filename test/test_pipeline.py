@@ -303,6 +303,43 @@ def test_odometry_and_fixed_scale_sources(street):
     assert r.metric and r.scale_source == "fixed"
 
 
+class JitteryEstimator(GroundTruthEstimator):
+    """True motion whose translation length jitters by 15 % (a network's per-snippet scale)."""
+
+    def __init__(self, seq) -> None:
+        super().__init__(seq)
+        self.rng = np.random.default_rng(3)
+        self.raw: list[np.ndarray] = []
+
+    def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
+        out = super().step(image, K, stamp_ns, with_flow)
+        if out.T_prev_cur is not None:
+            out.T_prev_cur[:3, 3] *= 1 + 0.15 * self.rng.standard_normal()
+            self.raw.append(out.T_prev_cur.copy())
+        return out
+
+
+def test_velocity_smoothing_removes_speed_jitter_and_restarts_after_a_gap():
+    seq = render_sequence("street", 21, seed=2, height=32, width=96)
+    truth = se3_inverse(seq.T_world_cam[:-1]) @ seq.T_world_cam[1:]
+    errors = {}
+    for tau in (0.0, 1.0):
+        estimator = JitteryEstimator(seq)
+        pipe = DepthOdometryPipeline(
+            PipelineConfig.from_mapping({"velocity_smoothing_s": tau}), TYPES, estimator
+        )
+        pipe.on_camera_info(info_msg(seq.K, 96, 32))
+        # frames 0-13, then a 0.6 s gap (the chain and the smoothing restart), then 19-20
+        results = [pipe.process(image_msg(seq.images[i], int(seq.stamps_ns[i]))) for i in range(14)]
+        T = np.stack([r.T_prev_cur for r in results[1:]])
+        errors[tau] = np.linalg.norm(T[:, :3, 3] / UNKNOWN - truth[:13, :3, 3], axis=1)[4:].mean()
+        np.testing.assert_allclose(T[:, :3, :3], truth[:13, :3, :3], atol=1e-9)  # not smoothed
+        after = [pipe.process(image_msg(seq.images[i], int(seq.stamps_ns[i]))) for i in (19, 20)]
+        assert after[0].T_prev_cur is None and pipe.stats.resets == 1
+        np.testing.assert_allclose(after[1].T_prev_cur, estimator.raw[-1])
+    assert errors[1.0] < 0.5 * errors[0.0]
+
+
 def test_config_validation_and_descriptions():
     desc = PipelineConfig.descriptions()
     assert set(desc) == set(PipelineConfig.defaults()) and all(desc.values())
@@ -314,6 +351,7 @@ def test_config_validation_and_descriptions():
         ({"min_depth": 10.0, "max_depth": 5.0}, "min_depth"),
         ({"publish_tf": "yes"}, "publish_tf"),
         ({"fallback_intrinsics": [1.0, 2.0]}, "fallback_intrinsics"),
+        ({"velocity_smoothing_s": -0.5}, "velocity_smoothing_s"),
         ({"not_a_param": 1}, "unknown parameter"),
     ):
         with pytest.raises(ConfigError, match=match):

@@ -136,6 +136,17 @@ def test_velocity_supervision_needs_true_poses_and_logs_its_error(tmp_path: Path
         Trainer(load_config(overrides=tiny_overrides(tmp_path / "b", **no_poses)), progress=False)
 
 
+def test_geometry_consistency_runs_depth_on_the_sources_and_logs_its_term(tmp_path: Path) -> None:
+    cfg = load_config(overrides=tiny_overrides(tmp_path, **{"loss.consistency_weight": 0.5}))
+    trainer = Trainer(cfg, progress=False)
+    batch = _StepBatches(trainer.train_set, batch_size=2, seed=0, rank=0)[0]
+    out = forward_snippets(trainer.depth_net, trainer.pose_net, batch["tgt"], batch["srcs"], True)
+    B, S, _, H, W = batch["srcs"].shape
+    assert out.src_disps.shape == (B, S, 1, H, W) and out.disps[0].shape == (B, 1, H, W)
+    stats = trainer.train_step(batch)
+    assert stats is not None and stats["consistency"] > 0
+
+
 def test_run_writes_versioned_checkpoints_logs_and_previews(tmp_path: Path) -> None:
     cfg = load_config(overrides=tiny_overrides(tmp_path, steps=4, **{"log.val_every": 2}))
     summary = Trainer(cfg, progress=False).run()

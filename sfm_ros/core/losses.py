@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sfm_ros.core.errors import ConfigError, InputError
-from sfm_ros.core.geometry import depth_from_disp, inverse_warp, scale_intrinsics
+from sfm_ros.core.geometry import backproject, depth_from_disp, inverse_warp, scale_intrinsics
 from sfm_ros.core.params import Params, param
 
 
@@ -127,6 +127,13 @@ class LossConfig(Params):
         "source frame, on training data with true poses (synthetic); it fixes the monocular "
         "scale, which otherwise drifts until depth sits at min_depth; 0 = off",
     )
+    consistency_weight: float = param(
+        0.0,
+        "geometry consistency (SC-SfMLearner): weight of |D_moved - D_src| / (D_moved + D_src), "
+        "the target's depth moved into each source camera against the source's own depth "
+        "there; it keeps depth, and so the translation scale, consistent from frame to frame; "
+        "runs the depth network on the sources too; 0 = off",
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -138,8 +145,12 @@ class LossConfig(Params):
             )
         if not 0.0 <= self.ssim_weight <= 1.0:
             raise ConfigError(f"loss ssim_weight must be in [0, 1], got {self.ssim_weight}")
-        if min(self.smooth_weight, self.mask_weight, self.velocity_weight) < 0:
-            raise ConfigError("loss smooth_weight, mask_weight and velocity_weight must be >= 0")
+        weights = (self.smooth_weight, self.mask_weight, self.velocity_weight)
+        if min(*weights, self.consistency_weight) < 0:
+            raise ConfigError(
+                "loss smooth_weight, mask_weight, velocity_weight and consistency_weight must "
+                "be >= 0"
+            )
         if self.scales < 1:
             raise ConfigError(f"loss scales must be >= 1, got {self.scales}")
         if not 0 < self.min_depth < self.max_depth:
@@ -179,6 +190,35 @@ def velocity_loss(pred_T_src_tgt: torch.Tensor, true_T_src_tgt: torch.Tensor) ->
     return (pred - true).abs().mean()
 
 
+def depth_consistency_loss(
+    depth_tgt: torch.Tensor, depth_srcs: torch.Tensor, T_src_tgt: torch.Tensor, K: torch.Tensor
+) -> torch.Tensor:
+    """SC-SfMLearner's geometry consistency (Bian et al., NeurIPS 2019).
+
+    Each target pixel is moved into every source camera with its depth and ``T_src_tgt``; its
+    depth there, ``D_moved``, is compared with the source's own depth sampled where it lands:
+    ``|D_moved - D_src| / (D_moved + D_src)`` in [0, 1], averaged over the pixels that land in
+    view. Zero for true depths and poses; a frame whose depth is scaled differently from its
+    neighbours' pays, whatever the images.
+
+    Args:
+        depth_tgt: (B, 1, H, W) metres; depth_srcs: (B, S, 1, H, W) metres;
+        T_src_tgt: (B, S, 4, 4); K: (B, 3, 3) for (H, W).
+    """
+    B, S, _, H, W = depth_srcs.shape
+    depth = depth_tgt.unsqueeze(1).expand(B, S, 1, H, W).flatten(0, 1)
+    K_rep = K.unsqueeze(1).expand(B, S, 3, 3).flatten(0, 1)
+    T = T_src_tgt.flatten(0, 1)
+    sampled, valid = inverse_warp(depth_srcs.flatten(0, 1), depth, T, K_rep)
+    points = backproject(depth, torch.linalg.inv(K_rep))
+    moved = (T[:, 2:3, :3] @ points + T[:, 2:3, 3:]).reshape(B * S, 1, H, W)
+    # The floor keeps the ratio finite (and its gradient too) behind the source camera,
+    # where `valid` drops the pixel anyway.
+    diff = (moved - sampled).abs() / (moved + sampled).clamp(min=1e-3)
+    valid = valid > 0
+    return torch.where(valid, diff, 0.0).sum() / valid.sum().clamp(min=1)
+
+
 class ViewSynthesisLoss(nn.Module):
     """Multi-scale photometric + smoothness (+ explainability) loss.
 
@@ -194,6 +234,10 @@ class ViewSynthesisLoss(nn.Module):
     ``use_mask`` each source's error is weighted by its explainability mask (before the
     minimum) and the regulariser is added. Smoothness is taken on ``disps[s]`` with
     weight ``smooth_weight / 2**s``. The total is the mean over scales.
+
+    With ``consistency_weight`` and the sources' full-resolution disparities, the weighted
+    `depth_consistency_loss` is added (``consistency`` in the stats); held-out evaluation
+    leaves it out by not passing them.
 
     After each forward, ``self.last_warped`` holds the scale-0 warped sources (B, S, 3, H, W),
     detached, for logging.
@@ -212,9 +256,11 @@ class ViewSynthesisLoss(nn.Module):
         T_src_tgt: torch.Tensor,
         K: torch.Tensor,
         masks: list[torch.Tensor] | None = None,
+        src_disps: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Args: tgt (B,3,H,W); srcs (B,S,3,H,W); disps list of (B,1,h,w), full resolution first;
-        T_src_tgt (B,S,4,4); K (B,3,3) for (H, W); masks list of (B,S,h,w) or None.
+        T_src_tgt (B,S,4,4); K (B,3,3) for (H, W); masks list of (B,S,h,w) or None;
+        src_disps (B,S,1,H,W) or None.
 
         Returns: (total loss scalar tensor, stats): ``photo/s{i}``, ``smooth`` (weighted),
         ``mask_reg`` (weighted, with ``use_mask``), ``automask_fraction`` (with ``automask``),
@@ -270,11 +316,27 @@ class ViewSynthesisLoss(nn.Module):
         if cfg.use_mask:
             stats["mask_reg"] = sum(mask_terms) / n
             total = total + stats["mask_reg"]
+        if cfg.consistency_weight > 0 and src_disps is not None:
+            if src_disps.shape != (B, S, 1, H, W):
+                raise InputError(
+                    f"src_disps must be {(B, S, 1, H, W)}, got {tuple(src_disps.shape)}"
+                )
+            stats["consistency"] = cfg.consistency_weight * depth_consistency_loss(
+                self.depth(F.interpolate(disps[0], (H, W), mode="bilinear", align_corners=False)),
+                self.depth(src_disps),
+                T_src_tgt,
+                K,
+            )
+            total = total + stats["consistency"]
         if cfg.automask:
             stats["automask_fraction"] = sum(masked_fractions) / n
         stats["total"] = total
         values = torch.stack([v.detach().float() for v in stats.values()]).tolist()
         return total, dict(zip(stats, values, strict=True))
+
+    def depth(self, disp: torch.Tensor) -> torch.Tensor:
+        """Depth (metres) used for warping: ``1 / disp`` within [min_depth, max_depth]."""
+        return depth_from_disp(disp.clamp(max=1 / self.cfg.min_depth), eps=1 / self.cfg.max_depth)
 
     def _photometric(
         self,
@@ -291,7 +353,7 @@ class ViewSynthesisLoss(nn.Module):
         """
         cfg = self.cfg
         B, S, C, h, w = srcs.shape
-        depth = depth_from_disp(disp.clamp(max=1 / cfg.min_depth), eps=1 / cfg.max_depth)
+        depth = self.depth(disp)
         depth = depth.unsqueeze(1).expand(B, S, 1, h, w).flatten(0, 1)
         K_rep = K.unsqueeze(1).expand(B, S, 3, 3).flatten(0, 1)
         warped, valid = inverse_warp(srcs.flatten(0, 1), depth, T_src_tgt.flatten(0, 1), K_rep)

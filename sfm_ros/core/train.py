@@ -53,6 +53,8 @@ class SnippetOutputs:
     """(B, S, 4, 4) predicted source-from-target poses."""
     masks: list[torch.Tensor] | None
     """Explainability masks (B, S, H/2^s, W/2^s) or None."""
+    src_disps: torch.Tensor | None = None
+    """Full-resolution disparities of the sources (B, S, 1, H, W), when asked for."""
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:
@@ -73,12 +75,23 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 
 def forward_snippets(
-    depth_net: nn.Module, pose_net: nn.Module, tgt: torch.Tensor, srcs: torch.Tensor
+    depth_net: nn.Module,
+    pose_net: nn.Module,
+    tgt: torch.Tensor,
+    srcs: torch.Tensor,
+    source_depth: bool = False,
 ) -> SnippetOutputs:
-    """Run both networks on target (B, 3, H, W) and sources (B, S, 3, H, W)."""
-    disps = depth_net(tgt)
+    """Run both networks on target (B, 3, H, W) and sources (B, S, 3, H, W); with
+    `source_depth` the depth network sees the sources too (in the same batch)."""
+    if not source_depth:
+        disps = depth_net(tgt)
+        T_src_tgt, masks = pose_net(tgt, srcs)
+        return SnippetOutputs(disps=list(disps), T_src_tgt=T_src_tgt, masks=masks)
+    B, S = srcs.shape[:2]
+    both = depth_net(torch.cat([tgt, srcs.flatten(0, 1)]))
     T_src_tgt, masks = pose_net(tgt, srcs)
-    return SnippetOutputs(disps=list(disps), T_src_tgt=T_src_tgt, masks=masks)
+    src_disps = both[0][B:].unflatten(0, (B, S))
+    return SnippetOutputs([d[:B] for d in both], T_src_tgt, masks, src_disps)
 
 
 class CollapseMonitor:
@@ -288,11 +301,16 @@ class Trainer:
         if self.device.type == "cuda":
             tgt = tgt.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            out = forward_snippets(self.depth_net, self.pose_net, tgt, srcs)
+            out = forward_snippets(
+                self.depth_net, self.pose_net, tgt, srcs, self.cfg.loss.consistency_weight > 0
+            )
         # The loss runs in fp32: warping and SSIM are precision sensitive.
         disps = [d.float() for d in out.disps]
         masks = [m.float() for m in out.masks] if out.masks is not None else None
-        loss, stats = self.loss_fn(tgt.float(), srcs, disps, out.T_src_tgt.float(), K, masks)
+        src_disps = out.src_disps.float() if out.src_disps is not None else None
+        loss, stats = self.loss_fn(
+            tgt.float(), srcs, disps, out.T_src_tgt.float(), K, masks, src_disps
+        )
         if self.cfg.loss.velocity_weight > 0:
             true_T = batch["T_src_tgt"].to(self.device, non_blocking=True)
             velocity = velocity_loss(out.T_src_tgt.float(), true_T)

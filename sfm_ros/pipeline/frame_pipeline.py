@@ -25,7 +25,8 @@ Hessian then sets the odometry covariance. ``depth_source`` picks the published 
 depth network's, or multi-view depth (a plane sweep over the keyframe and recent frames fused
 with the network's). ``depth/confidence`` is the multi-view confidence (0 where geometry says
 nothing: no texture, no parallax); it needs the tracker, which runs whenever refinement,
-multi-view depth or the confidence output is wanted.
+multi-view depth or the confidence output is wanted. ``velocity_smoothing_s`` then smooths the
+motion's translational velocity over time (a vehicle's inertia, `core/velocity_filter.py`).
 
 Image outputs have the input image's stamp, frame_id and resolution (REP 118). A distorted
 input (CameraInfo D not zero and ``rectified`` not "true") is undistorted first, so every output
@@ -64,6 +65,7 @@ from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
 from sfm_ros.core.params import Params, param
 from sfm_ros.core.scale import OdometryScale, ScaleFilter, ground_plane_scale
 from sfm_ros.core.undistort import undistorter_for
+from sfm_ros.core.velocity_filter import VelocitySmoother
 from sfm_ros.core.visualize import colormap_depth
 
 SCALE_SOURCES = ("none", "fixed", "camera_height", "odometry")
@@ -160,6 +162,12 @@ class PipelineConfig(Params):
         "frames fused with the network's depth)",
         choices=DEPTH_SOURCES,
     )
+    velocity_smoothing_s: float = param(
+        0.0,
+        "time constant (s) smoothing the translational velocity of the odometry (a vehicle's "
+        "inertia; rotation is never smoothed): about 0.5-1 for cars and wheeled robots, 0 (off) "
+        "for handheld cameras and drones",
+    )
     publish_confidence: bool = param(
         False,
         "publish depth/confidence (32FC1, multi-view; runs the tracker, about 3x the network's "
@@ -184,6 +192,10 @@ class PipelineConfig(Params):
             raise ConfigError(f"ground_region must be in [0, 1), got {self.ground_region}")
         if self.point_decimation < 1:
             raise ConfigError(f"point_decimation must be >= 1, got {self.point_decimation}")
+        if not 0 <= self.velocity_smoothing_s < math.inf:
+            raise ConfigError(
+                f"velocity_smoothing_s must be finite and >= 0, got {self.velocity_smoothing_s}"
+            )
         if not self.max_time_gap_s > 0:
             raise ConfigError(f"max_time_gap_s must be > 0, got {self.max_time_gap_s}")
         if len(self.fallback_intrinsics) not in (0, 4):
@@ -287,6 +299,7 @@ class DepthOdometryPipeline:
         )
         self.last_track: TrackDiagnostics | None = None
         self.odometry = OdometryIntegrator(T_BODY_OPTICAL, metric=cfg.scale_source == "fixed")
+        self.velocity_smoother = VelocitySmoother(cfg.velocity_smoothing_s)
         self._extrinsics_given = self._assumption_logged = False
         self.scale_filter = ScaleFilter()
         self.odometry_scale = OdometryScale()
@@ -362,6 +375,7 @@ class DepthOdometryPipeline:
         self.estimator.reset()
         self.tracker.reset()
         self.odometry.reset()
+        self.velocity_smoother.reset()
         self.odometry_scale.reset()
         self._last = None
         self.stats.resets += 1
@@ -501,10 +515,15 @@ class DepthOdometryPipeline:
         except InputError as exc:
             self._skip("inference", "inference", str(exc))
             return None
+        last_stamp = self._last[2] if self._last is not None else None
         self._last = (in_frame, (H, W), stamp_ns)
         if valid is not None:  # undistorted pixels sampled outside the raw image
             out.depth_m[~valid] = np.nan
         depth_raw, T_raw, cov_raw, confidence = self._geometry(image, camera, out, wanted)
+        if T_raw is None or last_stamp is None:
+            self.velocity_smoother.reset()
+        else:
+            T_raw = self.velocity_smoother.update(T_raw, (stamp_ns - last_stamp) * 1e-9)
         self._update_scale(depth_raw, camera, T_raw, stamp_ns)
         scale = self.scale
         depth = depth_raw * np.float32(scale)

@@ -39,7 +39,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -294,7 +294,8 @@ class OnlineAdapter:
         self._params = [p for net in (self.depth_net, self.pose_net) for p in net.parameters()]
         self._buffers = [b for net in (self.depth_net, self.pose_net) for b in net.buffers()]
         self.optimizer = self._make_optimizer()
-        self.loss_fn = ViewSynthesisLoss(self.train_cfg.loss).to(self.device)
+        loss_cfg = replace(self.train_cfg.loss, consistency_weight=self.cfg.consistency_weight)
+        self.loss_fn = ViewSynthesisLoss(loss_cfg).to(self.device)
 
         online = resumed.get("online", {}) if resumed is not None else {}
         self.version = int(online.get("version", 0))
@@ -471,8 +472,11 @@ class OnlineAdapter:
             self._train_mode()
             buffers = [b.clone() for b in self._buffers]  # BatchNorm statistics, restored on skip
             tgt, srcs, K = batch["tgt"], batch["srcs"], batch["K"]
-            out = forward_snippets(self.depth_net, self.pose_net, tgt, srcs)
-            loss, stats = self.loss_fn(tgt, srcs, out.disps, out.T_src_tgt, K, out.masks)
+            consistency = self.cfg.consistency_weight > 0
+            out = forward_snippets(self.depth_net, self.pose_net, tgt, srcs, consistency)
+            loss, stats = self.loss_fn(
+                tgt, srcs, out.disps, out.T_src_tgt, K, out.masks, out.src_disps
+            )
             if ref_scales is not None:
                 scale = self.cfg.scale_weight * (_mean_log(out.disps[0]) - ref_scales).pow(2).mean()
                 stats["scale"] = float(scale.detach())

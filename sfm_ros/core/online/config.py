@@ -128,6 +128,13 @@ class OnlineConfig(Params):
         "monocular scale is free and otherwise drifts until depth saturates); 0 = off",
     )
     anchor_weight: float = param(0.0, "L2 pull of the weights towards the starting ones; 0 = off")
+    consistency_weight: float = param(
+        0.0,
+        "geometry consistency (SC-SfMLearner): each frame's depth must agree with its "
+        "neighbours' where they overlap, so depth and translation keep one scale from frame "
+        "to frame; the depth network also runs on the sources (about 1.5x the step time); "
+        "0 = off",
+    )
     replay_data: str = param(
         DEFAULT_REPLAY,
         "original training data mixed into batches so the model does not forget it: sources "
@@ -160,7 +167,8 @@ class OnlineConfig(Params):
         non_negative = ("threads", "warmup_snippets", "max_steps_per_s", "min_motion")
         non_negative += ("min_texture", "divergence_threshold", "collapse_min_rel_std")
         non_negative += ("collapse_min_mask", "max_saturation_increase", "max_scale_change")
-        non_negative += ("scale_weight", "anchor_weight", "seed", "adapt_pixels")
+        non_negative += ("scale_weight", "anchor_weight", "consistency_weight", "seed")
+        non_negative += ("adapt_pixels",)
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
