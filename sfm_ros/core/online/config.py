@@ -132,7 +132,7 @@ class OnlineConfig(Params):
         0.0,
         "geometry consistency (SC-SfMLearner): each frame's depth must agree with its "
         "neighbours' where they overlap, so depth and translation keep one scale from frame "
-        "to frame; the depth network also runs on the sources (about 1.5x the step time); "
+        "to frame; the depth network also runs on the sources (about 1.2x the step time); "
         "0 = off",
     )
     replay_data: str = param(
