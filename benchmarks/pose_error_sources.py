@@ -8,6 +8,8 @@ direction of translation or its length carries the error:
 - with ``--checkpoint``: the network's motions (the estimator's stream, as ``sfm-ros eval pose``
   without refinement) and the same with the true speed or the true direction put back, the
   mean direction error and how the length of its translations drifts;
+- with ``--checkpoint``, the start of a stream: the length of the first motion after a reset
+  against the same motion seen with its real predecessor (1 = no start-up error);
 - with ``--jitter``: the truth with that much random error in the length and direction of each
   translation, raw and through `VelocitySmoother` at a few time constants (what smoothing does
   to a good estimator on this platform).
@@ -37,6 +39,22 @@ def with_translation(T: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def unit(t: np.ndarray) -> np.ndarray:
     return t / np.linalg.norm(t, axis=1, keepdims=True)
+
+
+def first_motion_ratios(estimator: DepthPoseEstimator, frames: list) -> np.ndarray:
+    """Length of the first motion of a stream started at frame k, over the length of the same
+    motion (k -> k+1) when frame k-1 came before it, for every other k."""
+    ratios = []
+    for k in range(1, len(frames) - 1, 2):
+        lengths = []
+        for start in (k, k - 1):
+            estimator.reset()
+            for frame in frames[start : k + 2]:
+                T = estimator.step(frame.image, frame.K).T_prev_cur
+            lengths.append(np.linalg.norm(T[:3, 3]))
+        ratios.append(lengths[0] / lengths[1])
+    estimator.reset()
+    return np.array(ratios)
 
 
 def main() -> None:
@@ -87,6 +105,11 @@ def main() -> None:
             f"direction error {angle.mean():.2f} deg (median {np.median(angle):.2f}); length / "
             f"true length varies by {ratio.std():.3f} (frame-to-frame {np.abs(change).mean():.3f},"
             f" lag-1 autocorrelation {drift:.2f})"
+        )
+        ratios = first_motion_ratios(estimator, [seq.load(i) for i in range(len(seq))][:61])
+        print(
+            f"first motion of a stream / the same motion mid-stream: {ratios.mean():.2f} "
+            f"+- {ratios.std():.2f} ({len(ratios)} starts)"
         )
 
     if args.jitter > 0:
