@@ -106,7 +106,14 @@ def main() -> None:
             f"true length varies by {ratio.std():.3f} (frame-to-frame {np.abs(change).mean():.3f},"
             f" lag-1 autocorrelation {drift:.2f})"
         )
-        ratios = first_motion_ratios(estimator, [seq.load(i) for i in range(len(seq))][:61])
+        frames = [seq.load(i) for i in range(len(seq))]
+        median = np.array([np.nanmedian(estimator.depth(f.image, f.K)) for f in frames[:-1]])
+        steadied = ratio / median  # the motion t-1 -> t is predicted in frame t-1's scale
+        print(
+            f"divided by frame t-1's median depth, the length varies by "
+            f"{(steadied / steadied.mean()).std():.3f}"
+        )
+        ratios = first_motion_ratios(estimator, frames[:61])
         print(
             f"first motion of a stream / the same motion mid-stream: {ratios.mean():.2f} "
             f"+- {ratios.std():.2f} ({len(ratios)} starts)"
