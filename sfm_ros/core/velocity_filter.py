@@ -1,10 +1,10 @@
 """Exponential smoothing of the camera's translational velocity: the inertia of a vehicle.
 
 A monocular pose network estimates each frame-to-frame motion on its own, and the length of its
-translations wanders with the scene (by about 10 % on KITTI, 5 % from one frame to the next),
-although a car's speed barely changes within a tenth of a second. Smoothing the translational
-velocity over a time constant removes much of that; rotation is left as measured (smoothing it
-lags every turn). Scale-free: it works in network units as in metres.
+translations wanders (by about 10 % on KITTI, 5 % from one frame to the next), although a
+car's speed barely changes within a tenth of a second. Smoothing the translational velocity over
+a time constant removes much of that; rotation is left as measured (smoothing it lags every
+turn). Scale-free: it works in network units as in metres.
 
 Not for handheld cameras or drones, whose speed changes within a few frames: there the lag
 costs more than the jitter (see `benchmarks/RESULTS.md`).
