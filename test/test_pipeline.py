@@ -304,7 +304,7 @@ def test_odometry_and_fixed_scale_sources(street):
 
 
 class JitteryEstimator(GroundTruthEstimator):
-    """True motion whose translation length jitters by 15 % (a network's per-snippet scale)."""
+    """True motion whose translation length jitters by 15 %, as a pose network's does."""
 
     def __init__(self, seq) -> None:
         super().__init__(seq)
