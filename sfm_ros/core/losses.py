@@ -146,7 +146,7 @@ class LossConfig(Params):
         if not 0.0 <= self.ssim_weight <= 1.0:
             raise ConfigError(f"loss ssim_weight must be in [0, 1], got {self.ssim_weight}")
         weights = (self.smooth_weight, self.mask_weight, self.velocity_weight)
-        if min(*weights, self.consistency_weight) < 0:
+        if min(weights) < 0 or self.consistency_weight < 0:
             raise ConfigError(
                 "loss smooth_weight, mask_weight, velocity_weight and consistency_weight must "
                 "be >= 0"

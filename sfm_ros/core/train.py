@@ -83,15 +83,13 @@ def forward_snippets(
 ) -> SnippetOutputs:
     """Run both networks on target (B, 3, H, W) and sources (B, S, 3, H, W); with
     `source_depth` the depth network sees the sources too (in the same batch)."""
-    if not source_depth:
-        disps = depth_net(tgt)
-        T_src_tgt, masks = pose_net(tgt, srcs)
-        return SnippetOutputs(disps=list(disps), T_src_tgt=T_src_tgt, masks=masks)
     B, S = srcs.shape[:2]
-    both = depth_net(torch.cat([tgt, srcs.flatten(0, 1)]))
+    disps = list(depth_net(torch.cat([tgt, srcs.flatten(0, 1)]) if source_depth else tgt))
     T_src_tgt, masks = pose_net(tgt, srcs)
-    src_disps = both[0][B:].unflatten(0, (B, S))
-    return SnippetOutputs([d[:B] for d in both], T_src_tgt, masks, src_disps)
+    if not source_depth:
+        return SnippetOutputs(disps, T_src_tgt, masks)
+    src_disps = disps[0][B:].unflatten(0, (B, S))
+    return SnippetOutputs([d[:B] for d in disps], T_src_tgt, masks, src_disps)
 
 
 class CollapseMonitor:
