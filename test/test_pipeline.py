@@ -573,10 +573,22 @@ def test_refined_pose_and_multiview_depth_with_confidence(street_large):
     assert int(diag["refinement iterations"]) > 0 and "keyframe switches" in diag
 
 
-def test_refinement_falls_back_on_blank_frames_without_jumps(street_large):
+def test_refined_rotation_keeps_the_network_translation(street_large):
+    seq = street_large
+    network = run_sequence(make(NoisyMotionEstimator(seq)), seq)
+    pipe = make(NoisyMotionEstimator(seq), pose_source="refined_rotation")
+    hybrid = run_sequence(pipe, seq)
+    assert rotation_errors_deg(hybrid, seq).max() < 0.15  # the network's error is 0.5 degree
+    for net, hyb in zip(network[1:], hybrid[1:], strict=True):
+        np.testing.assert_allclose(hyb.T_prev_cur[:3, 3], net.T_prev_cur[:3, 3], atol=1e-9)
+    assert pipe.diagnostics()["pose source"] == "refined_rotation"
+
+
+@pytest.mark.parametrize("pose_source", ["refined", "refined_rotation"])
+def test_refinement_falls_back_on_blank_frames_without_jumps(street_large, pose_source):
     seq = street_large
     blank = np.full_like(seq.images, 128)
-    pipe = make(NoisyMotionEstimator(seq), pose_source="refined")
+    pipe = make(NoisyMotionEstimator(seq), pose_source=pose_source)
     results = run_sequence(pipe, seq, blank)
     net = NoisyMotionEstimator(seq)
     for i, r in enumerate(results):

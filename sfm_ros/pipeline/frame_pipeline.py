@@ -19,9 +19,10 @@ flow                   sensor_msgs/Image 32FC2     rigid flow to the previous fr
 explainability         sensor_msgs/Image 32FC1     explainability mask in [0, 1]
 =====================  ==========================  ==========================================
 
-``pose_source`` picks the motion that odometry chains: the pose network's, or the network's
+``pose_source`` picks the motion that odometry chains: the pose network's, the network's
 refined by direct photometric alignment against a keyframe (`core/keyframes.py`), whose inverse
-Hessian then sets the odometry covariance. ``depth_source`` picks the published depth: the
+Hessian then sets the odometry covariance, or the refined rotation with the network's
+translation (covariance from the noise model). ``depth_source`` picks the published depth: the
 depth network's, or multi-view depth (a plane sweep over the keyframe and recent frames fused
 with the network's). ``depth/confidence`` is the multi-view confidence (0 where geometry says
 nothing: no texture, no parallax); it needs the tracker, which runs whenever refinement,
@@ -85,7 +86,7 @@ OUTPUTS = tuple(OUTPUT_TYPES)
 WARN_PERIOD_S = 5.0
 RECTIFIED = {"auto": None, "true": True, "false": False}
 """Values of the ``rectified`` parameter -> ``camera_from_camera_info(rectified=...)``."""
-POSE_SOURCES = ("network", "refined")
+POSE_SOURCES = ("network", "refined", "refined_rotation")
 DEPTH_SOURCES = ("network", "multiview")
 FALLBACKS = tuple(r for r in TRACK_REASONS if r not in ("ok", "first_frame", "unrefined"))
 """Tracker outcomes where refinement fell back to the initial motion."""
@@ -152,8 +153,9 @@ class PipelineConfig(Params):
     )
     pose_source: str = param(
         "network",
-        "motion for odometry: network (pose network) or refined (photometric refinement "
-        "against a keyframe, covariance from its inverse Hessian)",
+        "motion for odometry: network (pose network), refined (photometric refinement "
+        "against a keyframe, covariance from its inverse Hessian) or refined_rotation (the "
+        "refined rotation with the network's translation)",
         choices=POSE_SOURCES,
     )
     depth_source: str = param(
@@ -294,7 +296,7 @@ class DepthOdometryPipeline:
             )  # fmt: skip
         self.estimator = estimator
         self.tracker = KeyframeTracker(
-            KeyframeConfig(refine_poses=cfg.pose_source == "refined"),
+            KeyframeConfig(refine_poses=cfg.pose_source != "network"),
             device=str(getattr(estimator, "device", "cpu")),
         )
         self.last_track: TrackDiagnostics | None = None
@@ -585,7 +587,7 @@ class DepthOdometryPipeline:
         from the configured sources; the tracker runs only when something needs it."""
         cfg = self.cfg
         needed = (
-            cfg.pose_source == "refined"
+            cfg.pose_source != "network"
             or cfg.depth_source == "multiview"
             or "depth/confidence" in wanted
         )
@@ -598,18 +600,19 @@ class DepthOdometryPipeline:
             self.tracker.reset()
             return out.depth_m, out.T_prev_cur, None, None
         diag = self.last_track = track.diagnostics
-        if cfg.pose_source == "refined" and diag.reason in FALLBACKS:
+        if cfg.pose_source != "network" and diag.reason in FALLBACKS:
             self._throttle.warn(
                 "refine:" + diag.reason,
                 f"pose refinement fell back to the {diag.init_source} motion: {diag.reason}",
             )
-        refined = cfg.pose_source == "refined"
-        return (
-            track.depth_m if cfg.depth_source == "multiview" else out.depth_m,
-            track.T_prev_cur if refined else out.T_prev_cur,
-            track.covariance if refined else None,
-            track.confidence,
-        )
+        T, covariance = out.T_prev_cur, None
+        if cfg.pose_source == "refined":
+            T, covariance = track.T_prev_cur, track.covariance
+        elif cfg.pose_source == "refined_rotation" and T is not None and diag.reason == "ok":
+            T = T.copy()  # the translation's uncertainty is the network's: the noise model's
+            T[:3, :3] = track.T_prev_cur[:3, :3]
+        depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
+        return depth, T, covariance, track.confidence
 
     def _messages(
         self,
