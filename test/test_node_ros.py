@@ -110,13 +110,15 @@ def test_node_publishes_depth_and_odometry(node_and_probe):
     assert node.frames_dropped == 0
 
 
-def test_refined_pose_and_confidence_on_demand(ros, tiny_checkpoint):
-    """pose_source refined and depth/confidence, published while subscribed."""
+@pytest.mark.parametrize("pose_source", ["refined", "refined_rotation"])
+def test_refined_pose_and_confidence_on_demand(ros, tiny_checkpoint, pose_source):
+    """pose_source refined (or its rotation only) and depth/confidence, published while
+    subscribed."""
     node = DepthOdometryNode(
         parameter_overrides=[
             Parameter("checkpoint", value=str(tiny_checkpoint)),
             Parameter("device", value="cpu"),
-            Parameter("pose_source", value="refined"),
+            Parameter("pose_source", value=pose_source),
             Parameter("publish_confidence", value=True),
             Parameter("rectified", value=True),  # a bool for the auto/true/false choice
         ]
