@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 import torch
 
+from sfm_ros.core.classical_vo import orb_essential_motions, orb_matches
 from sfm_ros.core.data.kitti import KittiOdometrySequence
 from sfm_ros.core.evaluate import segment_lengths, trajectory_metrics
 from sfm_ros.core.geometry import scale_intrinsics
@@ -137,32 +138,14 @@ def run_tracker(clip: Clip, depths: list, inits: list | None, config: KeyframeCo
     }
 
 
-def _orb_matches(
-    orb: cv2.ORB, matcher: cv2.BFMatcher, a: np.ndarray, b: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Matched pixel coordinates (M, 2) in grey images a and b (ratio test)."""
-    ka, da = orb.detectAndCompute(a, None)
-    kb, db = orb.detectAndCompute(b, None)
-    if da is None or db is None or len(ka) < 8 or len(kb) < 8:
-        return np.zeros((0, 2)), np.zeros((0, 2))
-    pairs = [m for m in matcher.knnMatch(da, db, k=2) if len(m) == 2]
-    good = [m for m, n in pairs if m.distance < 0.8 * n.distance]
-    pa = np.float64([ka[m.queryIdx].pt for m in good]).reshape(-1, 2)
-    pb = np.float64([kb[m.trainIdx].pt for m in good]).reshape(-1, 2)
-    return pa, pb
-
-
-def _grey(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-
-
 def run_pnp(clip: Clip, depths: list, fallback: list) -> tuple[list, float, float]:
     """PnP-RANSAC motions on the previous frame's network depth, the share of frames where it
     failed (network motion used instead, %) and the mean time per frame (s)."""
     orb, matcher = cv2.ORB_create(1000), cv2.BFMatcher(cv2.NORM_HAMMING)
     motions, failed, start = [], 0, time.process_time()
     for i in range(1, len(clip.images)):
-        pa, pb = _orb_matches(orb, matcher, _grey(clip.images[i - 1]), _grey(clip.images[i]))
+        prev, cur = (cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in clip.images[i - 1 : i + 1])
+        pa, pb = orb_matches(orb, matcher, prev, cur)
         T = None
         if len(pa) >= 12:
             u, v = np.round(pa).astype(int).T
@@ -189,32 +172,12 @@ def run_pnp(clip: Clip, depths: list, fallback: list) -> tuple[list, float, floa
 
 
 def run_orb_essential(clip: Clip) -> tuple[list, float, float]:
-    """Unit-length ORB + essential-matrix motions (the previous motion where it fails)."""
-    orb, matcher = cv2.ORB_create(2000), cv2.BFMatcher(cv2.NORM_HAMMING)
-    K = clip.K_full
-    motions, last, failed, start = [], np.eye(4), 0, time.process_time()
-    for i in range(1, len(clip.full_images)):
-        pa, pb = _orb_matches(
-            orb, matcher, _grey(clip.full_images[i - 1]), _grey(clip.full_images[i])
-        )
-        T = None
-        if len(pa) >= 8:
-            E, mask = cv2.findEssentialMat(pa, pb, K, cv2.RANSAC, 0.999, 1.0)
-            if E is not None and E.shape == (3, 3):
-                n, R, t, _ = cv2.recoverPose(E, pa, pb, K, mask=mask)
-                if n >= 8:
-                    T_cur_prev = np.eye(4)
-                    T_cur_prev[:3, :3], T_cur_prev[:3, 3] = (
-                        R,
-                        t[:, 0] / max(np.linalg.norm(t), 1e-12),
-                    )
-                    T = se3_inverse(T_cur_prev)
-        if T is None:
-            T, failed = last, failed + 1
-        motions.append(T)
-        last = T
+    """Unit-length ORB + essential-matrix motions at full resolution (`core/classical_vo.py`,
+    the baseline `sfm-ros eval pose` prints), the failed share (%) and the time per frame (s)."""
+    start = time.process_time()
+    motions, failed = orb_essential_motions(clip.full_images, clip.K_full)
     n = max(len(clip.full_images) - 1, 1)
-    return motions, 100.0 * failed / n, (time.process_time() - start) / n
+    return list(motions), 100.0 * failed / n, (time.process_time() - start) / n
 
 
 # ------------------------------------------------------------------------------------ metrics

@@ -88,6 +88,8 @@ def test_train_then_eval_depth_and_pose(tmp_path: Path, capsys) -> None:
     (entry,) = pose["sequences"].values()
     assert {"ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent"} <= set(entry["model"])
     assert "baseline: constant velocity" in entry and entry["frames_without_motion"] == 0
+    classical = entry["baseline: ORB + essential matrix"]  # the classical baseline beside it
+    assert np.isfinite(classical["re_mean"]) and entry["classical_failed_pairs"] >= 0
     assert pose["pipeline"]["pose_source"] == "network"
     assert list(tmp_path.glob("trajectory_*.png"))
 

@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from sfm_ros.core.classical_vo import orb_essential_motions
 from sfm_ros.core.data import Frame, FrameSequence, has_depth, has_poses
 from sfm_ros.core.errors import DatasetError
 from sfm_ros.core.inference import DepthPoseEstimator
@@ -32,6 +33,7 @@ from sfm_ros.core.metrics import (
 )
 
 LEGACY_SNIPPET = 5
+CLASSICAL = "baseline: ORB + essential matrix"
 
 
 @dataclass
@@ -206,7 +208,8 @@ def evaluate_pose_sequences(
 ) -> dict:
     """Legacy 5-frame snippet ATE and rotation error RE (SfMLearner's, per snippet, radians)
     from the chained frame-to-frame motions, and whole-trajectory metrics per sequence, with
-    the constant-velocity baseline beside each."""
+    two baselines beside each: constant velocity and classical ORB + essential-matrix VO
+    (`classical_vo.py`, unit steps; its failed frame pairs under ``classical_failed_pairs``)."""
     predictor = as_predictor(model)
     usable = [s for s in sequences if has_poses(s) and len(s) >= LEGACY_SNIPPET]
     if not usable:
@@ -221,11 +224,15 @@ def evaluate_pose_sequences(
         pred, missing = predict_trajectory(predictor, seq)
         legacy_pred = np.linalg.inv(pred[:-1]) @ pred[1:]
         baseline = constant_velocity_baseline(gt)
+        classical, failed = orb_essential_motions(
+            (seq.load(i).image for i in range(len(seq))), seq.load(0).K
+        )
         lengths = segment_lengths(gt)
         entry = {}
         for name, trajectory, legacy in (
             ("model", pred, legacy_pred),
             ("baseline: constant velocity", baseline, np.linalg.inv(baseline[:-1]) @ baseline[1:]),
+            (CLASSICAL, chain_relative_poses(classical), classical),
         ):
             ate_mean, ate_std = evaluate_snippets(gt, legacy, LEGACY_SNIPPET)
             re_mean, re_std = evaluate_snippets_rotation(gt, legacy, LEGACY_SNIPPET)
@@ -238,6 +245,7 @@ def evaluate_pose_sequences(
             }
             rows[f"{seq.name}: {name}"] = entry[name]
         entry["frames_without_motion"] = missing
+        entry["classical_failed_pairs"] = failed
         entry["segment_lengths_m"] = list(lengths)
         entry["trajectory_xyz"] = {"gt": gt[:, :3, 3].tolist(), "pred": pred[:, :3, 3].tolist()}
         report["sequences"][seq.name] = entry

@@ -1,0 +1,97 @@
+"""The classical baseline: monocular ORB + essential-matrix visual odometry (OpenCV).
+
+Frame to frame: ORB features matched with Lowe's ratio test, `cv2.findEssentialMat` (RANSAC)
+and `cv2.recoverPose`. A monocular essential matrix has no scale, so every step has unit
+length; the pose metrics fit the scale (per snippet for the 5-frame ATE, Sim(3) for the whole
+trajectory). Where a pair fails (too few matches or inliers) the previous motion is repeated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import cv2
+import numpy as np
+
+from sfm_ros.core.errors import InputError
+
+MIN_POINTS = 8
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 from (H, W), (H, W, 1) or (H, W, 3) RGB, uint8 or float in [0, 1]."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[..., 0]
+    if image.ndim == 2:
+        return image
+    raise InputError(f"image must be (H, W), (H, W, 1) or (H, W, 3), got {image.shape}")
+
+
+def orb_matches(
+    orb: cv2.ORB, matcher: cv2.BFMatcher, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Matched pixel coordinates (M, 2) in grey images a and b (ratio test 0.8)."""
+    ka, da = orb.detectAndCompute(a, None)
+    kb, db = orb.detectAndCompute(b, None)
+    if da is None or db is None or len(ka) < MIN_POINTS or len(kb) < MIN_POINTS:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    pairs = [m for m in matcher.knnMatch(da, db, k=2) if len(m) == 2]
+    good = [m for m, n in pairs if m.distance < 0.8 * n.distance]
+    pa = np.float64([ka[m.queryIdx].pt for m in good]).reshape(-1, 2)
+    pb = np.float64([kb[m.trainIdx].pt for m in good]).reshape(-1, 2)
+    return pa, pb
+
+
+def _relative_motion(pa: np.ndarray, pb: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+    """(4, 4) T_prev_cur with a unit translation from matches prev -> cur, or None."""
+    if len(pa) < MIN_POINTS:
+        return None
+    E, mask = cv2.findEssentialMat(pa, pb, K, cv2.RANSAC, 0.999, 1.0)
+    if E is None or E.shape != (3, 3):
+        return None
+    n, R, t, _ = cv2.recoverPose(E, pa, pb, K, mask=mask)
+    if n < MIN_POINTS:
+        return None
+    # recoverPose gives x_cur = R x_prev + t; invert to the previous frame's view of the current
+    T_prev_cur = np.eye(4)
+    T_prev_cur[:3, :3] = R.T
+    T_prev_cur[:3, 3] = -R.T @ (t[:, 0] / max(np.linalg.norm(t), 1e-12))
+    return T_prev_cur
+
+
+def orb_essential_motions(
+    images: Iterable[np.ndarray], K: np.ndarray, features: int = 2000
+) -> tuple[np.ndarray, int]:
+    """Frame-to-frame motions of an image stream with one camera matrix.
+
+    Args:
+        images: (H, W) grey or (H, W, 3) RGB frames, uint8 or float in [0, 1]; read one at a
+            time (a generator keeps memory flat on long clips).
+        K: (3, 3) intrinsics of the images.
+        features: ORB features per image.
+
+    Returns:
+        (N-1, 4, 4) float64 ``T_prev_cur`` motions in the camera optical frame with unit-length
+        translations (the previous motion, or identity at the start, where a pair failed), and
+        the number of failed pairs.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+        raise InputError(f"K must be a finite (3, 3) matrix, got {K.shape}")
+    orb, matcher = cv2.ORB_create(features), cv2.BFMatcher(cv2.NORM_HAMMING)
+    motions, previous, last, failed = [], None, np.eye(4), 0
+    for image in images:
+        grey = _grey(image)
+        if previous is not None:
+            T = _relative_motion(*orb_matches(orb, matcher, previous, grey), K)
+            if T is None:
+                T, failed = last, failed + 1
+            motions.append(T)
+            last = T
+        previous = grey
+    return np.array(motions, dtype=np.float64).reshape(-1, 4, 4), failed

@@ -1,0 +1,44 @@
+"""The classical ORB + essential-matrix baseline on a rendered corridor with turns."""
+
+import numpy as np
+import pytest
+
+from sfm_ros.core.classical_vo import orb_essential_motions
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.metrics import rotation_error_deg
+from sfm_ros.core.synthetic import render_sequence
+
+
+@pytest.fixture(scope="module")
+def corridor():
+    return render_sequence("corridor", 8, seed=3, height=192, width=640)
+
+
+def test_recovers_turns_and_direction_of_travel_with_unit_steps(corridor):
+    T, failed = orb_essential_motions(corridor.images, corridor.K)
+    true = np.linalg.inv(corridor.T_world_cam[:-1]) @ corridor.T_world_cam[1:]
+    assert T.shape == (7, 4, 4) and failed == 0
+    np.testing.assert_allclose(np.linalg.norm(T[:, :3, 3], axis=1), 1.0, rtol=1e-9)
+    rot_err = [rotation_error_deg(a, b) for a, b in zip(T, true, strict=True)]
+    turned = [rotation_error_deg(np.eye(4), b) for b in true]  # 0.6 to 2.4 degrees a frame
+    assert np.median(rot_err) < 0.5 and np.median(rot_err) < 0.3 * np.median(turned)
+    t_true = true[:, :3, 3] / np.linalg.norm(true[:, :3, 3], axis=1, keepdims=True)
+    cos = np.clip((T[:, :3, 3] * t_true).sum(1), -1, 1)
+    assert np.median(np.degrees(np.arccos(cos))) < 10
+
+
+def test_float_images_match_uint8_and_failures_repeat_the_last_motion(corridor):
+    T8, _ = orb_essential_motions(corridor.images[:3], corridor.K)
+    Tf, _ = orb_essential_motions(corridor.images[:3].astype(np.float32) / 255, corridor.K)
+    np.testing.assert_allclose(Tf, T8, atol=1e-9)
+    frames = [corridor.images[0], corridor.images[1], np.full_like(corridor.images[0], 128)]
+    T, failed = orb_essential_motions(frames, corridor.K)  # a blank frame has no features
+    assert failed == 1
+    np.testing.assert_array_equal(T[1], T[0])
+
+
+def test_bad_input_raises_input_error(corridor):
+    with pytest.raises(InputError):
+        orb_essential_motions(corridor.images[:2], np.eye(2))
+    with pytest.raises(InputError):
+        orb_essential_motions([np.zeros((4, 4, 2), np.uint8)] * 2, corridor.K)
