@@ -8,6 +8,7 @@ refinement, multi-view depth, scale source) from `sfm_ros.pipeline.evaluate`, wh
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -201,6 +202,23 @@ def segment_lengths(gt: np.ndarray) -> tuple[float, ...]:
     return tuple(round(total * k / 10, 2) for k in range(1, 9))
 
 
+def _poses_and_classical_vo(seq: FrameSequence) -> tuple[np.ndarray, np.ndarray, int]:
+    """Ground-truth ``T_world_cam`` (N, 4, 4) and the ORB + essential-matrix motions (N-1, 4, 4)
+    with their failed pairs, from one pass over the frames (each is loaded once)."""
+    first = seq.load(0)
+    poses = [first.T_world_cam]
+
+    def images() -> Iterator[np.ndarray]:
+        yield first.image
+        for i in range(1, len(seq)):
+            frame = seq.load(i)
+            poses.append(frame.T_world_cam)
+            yield frame.image
+
+    motions, failed = orb_essential_motions(images(), first.K)
+    return np.stack(poses), motions, failed
+
+
 def evaluate_pose_sequences(
     model: FramePredictor | DepthPoseEstimator,
     sequences: list[FrameSequence],
@@ -219,14 +237,11 @@ def evaluate_pose_sequences(
     report: dict = {"sequences": {}}
     rows: dict[str, dict[str, float]] = {}
     for seq in tqdm(usable, desc="pose", disable=not progress):
-        gt_world = np.stack([seq.load(i).T_world_cam for i in range(len(seq))])
+        gt_world, classical, failed = _poses_and_classical_vo(seq)
         gt = np.linalg.inv(gt_world[0]) @ gt_world
         pred, missing = predict_trajectory(predictor, seq)
         legacy_pred = np.linalg.inv(pred[:-1]) @ pred[1:]
         baseline = constant_velocity_baseline(gt)
-        classical, failed = orb_essential_motions(
-            (seq.load(i).image for i in range(len(seq))), seq.load(0).K
-        )
         lengths = segment_lengths(gt)
         entry = {}
         for name, trajectory, legacy in (
