@@ -10,8 +10,12 @@ and the starting and the adapted model are measured the same way:
   ATE, beside constant velocity;
 - depth on the clip (no ground truth there): the fraction of pixels the depth node would publish
   as NaN, the median depth and the spread of log depth;
-- forgetting: Abs Rel / delta1 (median-scaled) on held-out synthetic sequences of each domain
-  (seed 1000, never trained on), beside a constant depth;
+- forgetting: Abs Rel / delta1 (median-scaled) on held-out synthetic frames of each domain
+  (``--eval-seeds`` trajectories from seed 1000 on, never trained on, ``--eval-frames`` frames
+  each: many places, since one trajectory's neighbouring frames show one place and its Abs
+  Rel moves by 10-20 % from one place to another), beside a constant depth, and the worst
+  domain's change against the starting model with its standard error (paired over the
+  trajectories);
 - seconds per training step, versions published and rollbacks (with the last reason);
 - depth previews (PNG): for a few clip frames the image, then depth before and after each budget.
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -82,11 +87,31 @@ def measure(checkpoint: Path, clip: list, frames: list, synthetic: dict, device:
         report = evaluate_depth_sequences(
             estimator, sequences, DepthEvalOptions(max_depth=80.0), progress=False
         )
+        per_trajectory = [
+            evaluate_depth_sequences(
+                estimator, [seq], DepthEvalOptions(max_depth=80.0), progress=False
+            )["model"]["median_scaled"]["abs_rel"]
+            for seq in sequences
+        ]
         result["synthetic"][domain] = {
             "model": report["model"]["median_scaled"],
             "baseline": report["baseline_mean_depth"]["median_scaled"],
+            "abs_rel_per_trajectory": per_trajectory,
         }
     return result
+
+
+def forgetting(after: dict, before: dict) -> tuple[float, float, str]:
+    """The worst domain's relative change of Abs Rel (mean over trajectories) from ``before``
+    to ``after``, its standard error (paired over the same trajectories) and the domain."""
+    worst = (-math.inf, 0.0, "")
+    for d in DOMAINS:
+        a = np.asarray(after[d]["abs_rel_per_trajectory"])
+        b = np.asarray(before[d]["abs_rel_per_trajectory"])
+        change = a.mean() / b.mean() - 1.0
+        stderr = (a - (1.0 + change) * b).std(ddof=1) / np.sqrt(len(a)) / b.mean()
+        worst = max(worst, (float(change), float(stderr), d))
+    return worst
 
 
 def previews(out: Path, frames: list, models: dict[str, Path], device: str) -> list[Path]:
@@ -116,23 +141,29 @@ def pose_cells(pose: dict) -> str:
 def table(results: dict, budgets: list[int]) -> list[str]:
     head = "| model | steps | s/step | versions / rollbacks | ATE5 (m) | RE (rad) "
     head += "| rot. (deg/frame) | ATE Sim(3) (m) | clip NaN % | clip median depth "
-    head += "| clip log spread | "
+    head += "| clip log spread | worst forgetting | "
     head += " | ".join(f"{d} Abs Rel / d1" for d in DOMAINS) + " |"
-    lines = [head, "|" + "---|" * (11 + len(DOMAINS))]
+    lines = [head, "|" + "---|" * (12 + len(DOMAINS))]
+    before = results["before"]["synthetic"]
 
-    def row(name: str, r: dict, steps: str, speed: str, versions: str) -> str:
+    def row(name: str, r: dict, steps: str = "-", speed: str = "-", versions: str = "-") -> str:
         c = r["clip_depth"]
         synth = " | ".join(
             f"{r['synthetic'][d]['model']['abs_rel']:.3f} / {r['synthetic'][d]['model']['a1']:.3f}"
             for d in DOMAINS
         )
+        change, stderr, domain = forgetting(r["synthetic"], before)
+        worst = f"{100 * change:+.1f} ± {100 * stderr:.1f} % ({domain})"
+        if r is results["before"]:
+            worst = "-"
         return (
             f"| {name} | {steps} | {speed} | {versions} | {pose_cells(r['pose']['model'])} | "
             f"{100 * c['nan_fraction']:.1f} | {c['median_depth']:.3g} | {c['log_spread']:.3f} | "
-            f"{synth} |"
+            f"{worst} | {synth} |"
         )
 
-    lines.append(row("before", results["before"], "0", "-", "-"))
+    lines.append(row("before", results["before"], "0"))
+    lines += [row(f"measured: {path}", r) for path, r in results["measured"].items()]
     for n in budgets:
         r, a = results[f"after_{n}"], results[f"after_{n}"]["adaptation"]
         lines.append(
@@ -152,7 +183,7 @@ def table(results: dict, budgets: list[int]) -> list[str]:
     )
     lines.append(
         f"| baselines (constant velocity / constant depth) | - | - | - | "
-        f"{pose_cells(base['pose'][CV])} | - | - | - | {synth} |"
+        f"{pose_cells(base['pose'][CV])} | - | - | - | - | {synth} |"
     )
     return lines
 
@@ -163,9 +194,14 @@ def main() -> int:
     parser.add_argument("--clip", default=str(DATA / "kitti_odometry_06"), help="real clip")
     parser.add_argument("--steps", default="200", help="step budgets, e.g. 200,1000 (0: none)")
     parser.add_argument("--steps-per-frame", type=int, default=1)
+    parser.add_argument(
+        "--measure", nargs="+", default=[], metavar="CKPT",
+        help="earlier warm-ups' checkpoints, measured beside the starting model (no training)",
+    )  # fmt: skip
     parser.add_argument("--out", default="runs/warmup")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
-    parser.add_argument("--eval-frames", type=int, default=20, help="frames per synthetic domain")
+    parser.add_argument("--eval-seeds", type=int, default=25, help="trajectories per domain")
+    parser.add_argument("--eval-frames", type=int, default=4, help="frames per trajectory")
     parser.add_argument("--previews", type=int, default=3, help="clip frames to preview")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
@@ -184,18 +220,27 @@ def main() -> int:
     clip = open_source(args.clip)
     picks = np.linspace(0, len(clip[0]) - 1, args.previews + 2).round().astype(int)[1:-1]
     frames = [clip[0].load(int(i)) for i in picks]
+    seeds = range(1000, 1000 + args.eval_seeds)
     synthetic = {
-        d: open_source(f"synthetic:{d}:{args.eval_frames}:1000", height=128, width=416)
+        d: [
+            seq
+            for seed in seeds
+            for seq in open_source(
+                f"synthetic:{d}:{args.eval_frames}:{seed}", height=128, width=416
+            )
+        ]
         for d in DOMAINS
     }
+    data = clip, frames, synthetic
     results: dict = {
         "command": " ".join(shlex.quote(a) for a in sys.argv),
         "checkpoint": str(base),
         "clip": args.clip,
         "settings": OnlineConfig().replace(**overrides).to_dict(),
         "before": measure(base, clip, frames, synthetic, args.device),
+        "measured": {p: measure(Path(p), *data, args.device) for p in args.measure},
     }
-    models = {"before": base}
+    models = {"before": base, **{p: Path(p) for p in args.measure}}
     for n in budgets:
         cfg = OnlineConfig().replace(**{
             **overrides, "checkpoint": str(base), "out_dir": str(out / f"steps_{n}"),

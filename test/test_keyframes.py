@@ -1,5 +1,7 @@
 """KeyframeTracker on an analytically rendered sequence (refine_scenes.py)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import refine_scenes as rs
@@ -11,7 +13,9 @@ from sfm_ros.core.lie import se3_exp, so3_log
 from sfm_ros.core.metrics import chain_relative_poses, rotation_error_deg
 
 N, H, W = 10, 48, 160
-NO_MULTIVIEW = KeyframeConfig(multiview=None)
+# The scene's depth is exact: no depth uncertainty (the default, 0.3, is a depth network's).
+EXACT = replace(KeyframeConfig().refine, depth_uncertainty=0.0)
+NO_MULTIVIEW = KeyframeConfig(multiview=None, refine=EXACT)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,7 +62,7 @@ def _check_finite(outs: list) -> None:
 
 
 def test_switches_keyframes_and_chains_close_to_truth(sequence):
-    outs = _track(sequence, KeyframeConfig())
+    outs = _track(sequence, KeyframeConfig(refine=EXACT))
     _check_finite(outs)
     assert [o.diagnostics.reason for o in outs[1:]] == ["ok"] * (N - 1)
     assert outs[-1].diagnostics.keyframe_switches >= 2

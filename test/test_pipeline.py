@@ -553,7 +553,7 @@ def test_refined_pose_and_multiview_depth_with_confidence(street_large):
     network = run_sequence(make(NoisyMotionEstimator(seq)), seq)
     refined_pipe = make(
         NoisyMotionEstimator(seq), pose_source="refined", depth_source="multiview",
-        publish_confidence=True,
+        publish_confidence=True, depth_uncertainty=0.0,  # true depth
     )  # fmt: skip
     refined = run_sequence(refined_pipe, seq)
     assert rotation_errors_deg(network, seq).mean() == pytest.approx(0.5, abs=0.05)
@@ -576,7 +576,7 @@ def test_refined_pose_and_multiview_depth_with_confidence(street_large):
 def test_refined_rotation_keeps_the_network_translation(street_large):
     seq = street_large
     network = run_sequence(make(NoisyMotionEstimator(seq)), seq)
-    pipe = make(NoisyMotionEstimator(seq), pose_source="refined_rotation")
+    pipe = make(NoisyMotionEstimator(seq), pose_source="refined_rotation", depth_uncertainty=0.0)
     hybrid = run_sequence(pipe, seq)
     assert rotation_errors_deg(hybrid, seq).max() < 0.15  # the network's error is 0.5 degree
     for net, hyb in zip(network[1:], hybrid[1:], strict=True):

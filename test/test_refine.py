@@ -157,6 +157,61 @@ def test_analytic_jacobian_matches_finite_differences(pair):
     assert torch.all(J[~inside] == 0) and torch.all(r[~inside] == 0)
 
 
+def _linear_target(pair) -> torch.Tensor:
+    """A target linear in (u, v): bilinear sampling and central differences are exact."""
+    v_idx, u_idx = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
+    return (0.2 + 0.003 * u_idx + 0.005 * v_idx)[None, None]
+
+
+def test_a_depth_error_moves_residuals_by_the_gradient_along_the_translation(pair):
+    # What depth_uncertainty models: scaling a pixel's depth by (1 + e) moves its residual by
+    # -e (dr/dX . t) = -e (J_v . t), nothing along the ray.
+    K, T = pair["K"][None].double(), pair["T_true"]
+    depth = pair["depth"][:1].double()
+    exact = prepare_reference(pair["images"][:1].double(), depth, K)
+    r, J, inside = linearize(exact, _linear_target(pair), T)
+    e = 1e-4
+    moved = prepare_reference(pair["images"][:1].double(), depth * (1 + e), K)
+    r_moved, _, inside_moved = linearize(moved, _linear_target(pair), T)
+    both = inside & inside_moved
+    predicted = -e * (J[..., :3] @ T[:, :3, 3:])[..., 0]
+    assert predicted[both].abs().max() > 1e-6
+    torch.testing.assert_close(r_moved[both] - r[both], predicted[both], rtol=1e-3, atol=1e-9)
+
+
+def test_depth_uncertainty_weights_down_only_residuals_that_depend_on_depth(pair):
+    K = pair["K"][None].double()
+    ref = prepare_reference(pair["images"][:1].double(), pair["depth"][:1].double(), K)
+    tgt = pair["images"][1:2].double()
+    weighted = RefineConfig(depth_uncertainty=0.3)
+    rotation = pair["T_true"].clone()
+    rotation[:, :3, 3] = 0  # no translation: depth does not matter, nothing is weighted
+    for T, changed in ((rotation, False), (pair["T_true"], True)):
+        r, J, inside = linearize(ref, tgt, T)
+        r_w, J_w, inside_w = linearize(ref, tgt, T, config=weighted)
+        assert torch.equal(inside, inside_w)
+        assert torch.all(r_w.abs() <= r.abs()) and torch.all(J_w.abs() <= J.abs() + 1e-12)
+        assert bool((r_w.abs() < 0.9 * r.abs()).any()) == changed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_depth_uncertainty_keeps_rotation_when_the_depth_is_wrong(pair, seed):
+    # A network's depth: smooth relative errors of about 20 % over the image.
+    g = torch.Generator().manual_seed(seed)
+    smooth = F.interpolate(torch.randn(1, 1, 4, 12, generator=g), size=(H, W), mode="bilinear")
+    wrong = pair["depth"][:1] * torch.exp(0.2 * smooth)
+    rot, _ = _errors(_run(pair, depth=wrong).T_tgt_ref, pair["T_true"])
+    res = _run(pair, depth=wrong, config=RefineConfig(depth_uncertainty=0.3))
+    rot_w, _ = _errors(res.T_tgt_ref, pair["T_true"])
+    assert res.reason == ["ok"] and rot_w < 0.8 * rot and rot_w < 0.7  # from 2.1 degrees
+    # The price with exact depth: fewer pixels fully trusted, still well within 0.2 degrees.
+    exact = _run(pair, config=RefineConfig(depth_uncertainty=0.3))
+    rot_exact, direction = _errors(exact.T_tgt_ref, pair["T_true"])
+    assert exact.reason == ["ok"] and rot_exact < 0.2 and direction < 2.0
+
+
 def test_covariance_is_symmetric_positive_definite_and_grows_with_noise(pair):
     clean = _run(pair)
     g = torch.Generator().manual_seed(1)
@@ -169,6 +224,21 @@ def test_covariance_is_symmetric_positive_definite_and_grows_with_noise(pair):
         assert torch.linalg.eigvalsh(cov).min() > 0
         assert cov.diagonal()[3:].sqrt().max() < math.radians(1)  # rotation std < 1 degree
     assert noisy.covariance[0].trace() > 2 * clean.covariance[0].trace()
+
+
+def test_identical_frames_do_not_make_the_covariance_vanish(pair):
+    # A repeated frame leaves no residual at all; the covariance must still be what one grey
+    # level of image noise gives, not zero (a filter would then trust this step absolutely).
+    eye = torch.eye(4, dtype=torch.float64)[None]
+    ref = pair["images"][:1]
+    same = _run(pair, tgt=ref, T0=(PERTURB @ eye).float())
+    assert same.reason == ["ok"] and same.final_cost[0] < 1e-9
+    assert rotation_error_deg(same.T_tgt_ref[0].double().numpy(), np.eye(4)) < 0.01
+    g = torch.Generator().manual_seed(0)
+    grey_level = (ref + torch.randn(ref.shape, generator=g) / 255).clamp(0, 1)
+    noisy = _run(pair, tgt=grey_level, T0=(PERTURB @ eye).float())
+    ratio = same.covariance[0].diagonal() / noisy.covariance[0].diagonal()
+    assert torch.all((ratio > 0.5) & (ratio < 2))
 
 
 def test_bad_arguments_raise_input_error(pair):

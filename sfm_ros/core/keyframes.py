@@ -53,12 +53,15 @@ class KeyframeConfig:
     """Refine each frame's motion; False = use the initial motion (network or constant
     velocity) as it is, for the multi-view depth only."""
     refine: RefineConfig = field(
-        default_factory=lambda: RefineConfig(max_rotation_deg=1.0, max_translation_ratio=0.15)
+        default_factory=lambda: RefineConfig(
+            max_rotation_deg=1.0, max_translation_ratio=0.15, depth_uncertainty=0.3
+        )
     )
     """Photometric refinement. Its sanity limits bound how far a frame may move from its
     initial pose: 1 degree from the network's motion (larger corrections were, on real KITTI
     frames with the packaged model's depth, mostly wrong) and 15 % of the median keyframe
-    depth."""
+    depth. Its depth is a network's, about 30 % wrong (Abs Rel 0.15-0.45 on the synthetic
+    domains, worse on real images): ``depth_uncertainty`` 0.3 weights residuals accordingly."""
     max_rotation_deg_without_network: float = 5.0
     """The rotation limit when the initial motion is constant velocity or identity."""
     multiview: MultiViewConfig | None = field(default_factory=MultiViewConfig)
@@ -84,13 +87,13 @@ class KeyframeConfig:
     """The network's motion disagrees with constant velocity beyond this rotation..."""
     max_init_translation_ratio: float = 0.5
     """... or this translation difference relative to the longer of the two steps."""
-    covariance_scale: tuple[float, float] = (50.0, 20.0)
+    covariance_scale: tuple[float, float] = (12.0, 5.5)
     """Factors on the variances of a refined step's inverse-Hessian covariance (translation,
     rotation). The inverse Hessian assumes independent pixel errors, but the errors of a depth
     network are correlated over the image: on held-out synthetic sequences (five domains, the
-    packaged model's depth) the unscaled covariance was overconfident, mean squared error per
-    predicted variance 58 (translation) and 19 (rotation) per axis. These factors bring both
-    to about 1 (`benchmarks/RESULTS.md`)."""
+    packaged model's depth, ``depth_uncertainty`` 0.3) the unscaled covariance was
+    overconfident, mean squared error per predicted variance 11.7 (translation) and 5.5
+    (rotation) per axis. These factors bring both to about 1 (`benchmarks/RESULTS.md`)."""
     fallback_rotation_std_rad: float = 0.02
     """Rotation standard deviation (per axis) of a step that kept its initial motion."""
     fallback_translation_std: float = 0.3

@@ -11,6 +11,11 @@ Levenberg-Marquardt on SE(3) with the left update ``T <- exp(xi) @ T``, ``xi = (
 fine over an image pyramid, with analytic Jacobians: target-image gradient x projection
 Jacobian (2x3) x point Jacobian ``[I | -[X]x]``.
 
+With ``depth_uncertainty`` (the reference depth's relative error, e.g. a network's) each
+residual is divided by its standard deviation including what that depth error would cause
+(LSD-SLAM's variance-normalised residual): pixels whose residual a depth error moves, along the
+translation, count less, and rotation is no longer pulled off by the depth's errors.
+
 A result that fails a sanity check keeps the initial pose and names the reason (one of
 `REASONS`), so that callers can count them. Images are grey or RGB in [0, 1]; translations are
 in the unit of the depth. `prepare_reference` + `refine_with_reference` let a caller align
@@ -34,6 +39,10 @@ REASONS = ("ok", "few_pixels", "low_texture", "diverged", "non_finite", "no_impr
 """Outcomes of a refinement; everything but "ok" means the initial pose was returned."""
 FALLBACK_VARIANCE = 1.0
 """Variance (unit^2, rad^2) on the diagonal of the covariance returned with a fallback."""
+MIN_RESIDUAL_STD = 1 / 255
+"""The residual standard deviation behind the covariance is never taken below one 8-bit grey
+level: two identical frames (a repeated frame, a camera that stopped) leave no residual, which
+says nothing about a motion the images cannot show."""
 
 _GREY = (0.299, 0.587, 0.114)
 _Z_MIN = 1e-3  # depth units: points closer to the target camera count as out of view
@@ -62,6 +71,12 @@ class RefineConfig:
     adaptive_scale: bool = True
     """Set the scale from the residuals at the start of each level: 1.345 (Huber) or 2.385
     (Cauchy) times their robust standard deviation (1.4826 median |r|)."""
+    depth_uncertainty: float = 0.0
+    """Relative error of the reference depth (0 = exact). A depth error moves a pixel along its
+    epipolar line, so each residual's standard deviation grows by this times |grad r . t| (t the
+    translation); residuals are weighted by ``robust_scale`` over that combined deviation
+    (LSD-SLAM's variance-normalised residual), which trusts pixels that constrain rotation
+    whatever the depth."""
     affine_brightness: bool = True
     """Estimate a global gain and bias between the two images (exposure changes)."""
     initial_damping: float = 1e-3
@@ -89,6 +104,8 @@ class RefineConfig:
             raise InputError(f"robust must be 'huber' or 'cauchy', got {self.robust!r}")
         if self.max_pixels < 1 or self.min_pixels < 1 or self.robust_scale <= 0:
             raise InputError("max_pixels, min_pixels and robust_scale must be positive")
+        if not self.depth_uncertainty >= 0:
+            raise InputError(f"depth_uncertainty must be >= 0, got {self.depth_uncertainty}")
 
 
 @dataclass
@@ -209,7 +226,7 @@ class Reference:
 class _Eval:
     """Residuals at one pose and what their Jacobian needs."""
 
-    r: torch.Tensor  # (B, N) residuals, 0 where not in view
+    r: torch.Tensor  # (B, N) residuals (weighted by depth_sqrt_w), 0 where not in view
     inside: torch.Tensor  # (B, N) bool: selected and projected inside the target image
     cost: torch.Tensor  # (B,) float64 mean robust residual, out-of-view pixels at a penalty
     scale: torch.Tensor  # (B, 1) robust scale of the cost
@@ -217,6 +234,8 @@ class _Eval:
     pix: torch.Tensor  # (B, 2, N) their target pixels
     sample: torch.Tensor  # (B, 3, N) target I, dI/du, dI/dv there
     gain: torch.Tensor  # (B, 1) exp(a)
+    dr_dpoint: torch.Tensor  # (B, 3, N) d(unweighted r)/dX: gain * grad I . d pix / dX
+    depth_sqrt_w: torch.Tensor  # (B, N) sqrt of the depth-uncertainty weight (1 when exact)
 
 
 def _select_pixels(
@@ -278,25 +297,31 @@ def _residuals(
     sample = F.grid_sample(target, grid[:, None], align_corners=False, padding_mode="border")
     sample = sample[:, :, 0]
     gain = torch.exp(gain_bias[:, :1]).to(dtype)
-    r = (gain * sample[:, 0] + gain_bias[:, 1:].to(dtype) - level.I_ref) * inside
+    # d(u, v)/dX = (K[:2] - [u, v] e_z^T) / z  (K's last row is [0, 0, 1]); dr/dX = grad I . that
+    zi = 1 / z.clamp(min=_Z_MIN)  # (B, 1, N)
+    g = gain[..., None] * sample[:, 1:]  # (B, 2, N) gain * (dI/du, dI/dv)
+    gX = (level.K[:, :2].transpose(1, 2) @ g) * zi  # (B, 3, N)
+    gX[:, 2] -= (g * pix).sum(1) * zi[:, 0]
+    # A relative depth error e shifts r by e * gX . t (gX . X = 0: moving along the ray does not
+    # move the pixel), so sigma_r^2 = robust_scale^2 + (e gX . t)^2.
+    depth_sigma = cfg.depth_uncertainty * (gX * T_tgt_ref[:, :3, 3:].to(dtype)).sum(1)
+    sqrt_w = torch.rsqrt(1 + (depth_sigma / cfg.robust_scale) ** 2)
+    r = (gain * sample[:, 0] + gain_bias[:, 1:].to(dtype) - level.I_ref) * inside * sqrt_w
     scale = _robust_scale(r, inside, cfg) if scale is None else scale
     rho = robust_loss(r, cfg.robust, scale).sum(1).double()
     n_out = level.n_selected - inside.sum(1)
     cost = (rho + _penalty(scale, cfg) * n_out) / level.n_selected.clamp(min=1)
-    return _Eval(r, inside, cost, scale, X, pix, sample, gain)
+    return _Eval(r, inside, cost, scale, X, pix, sample, gain, gX, sqrt_w)
 
 
-def _jacobian(level: _Level, ev: _Eval, cfg: RefineConfig) -> torch.Tensor:
-    """(B, N, P) d r / d (v, w[, a, b]), zero rows outside the view."""
-    zi = 1 / ev.X[:, 2:3].clamp(min=_Z_MIN)  # (B, 1, N)
-    # d(u, v)/dX = (K[:2] - [u, v] e_z^T) / z  (K's last row is [0, 0, 1]); dr/dX = grad I . that
-    g = ev.gain[..., None] * ev.sample[:, 1:]  # (B, 2, N) gain * (dI/du, dI/dv)
-    gX = (level.K[:, :2].transpose(1, 2) @ g) * zi  # (B, 3, N)
-    gX[:, 2] -= (g * ev.pix).sum(1) * zi[:, 0]
+def _jacobian(ev: _Eval, cfg: RefineConfig) -> torch.Tensor:
+    """(B, N, P) d r / d (v, w[, a, b]), zero rows outside the view; the depth-uncertainty
+    weights are held constant (iteratively reweighted)."""
+    gX = ev.dr_dpoint
     cols = [gX, torch.linalg.cross(ev.X, gX, dim=1)]  # dr/dv = gX, dr/dw = X x gX
     if cfg.affine_brightness:
         cols += [(ev.gain * ev.sample[:, 0])[:, None], torch.ones_like(ev.r)[:, None]]
-    return torch.cat(cols, 1).transpose(1, 2) * ev.inside[..., None]
+    return torch.cat(cols, 1).transpose(1, 2) * (ev.inside * ev.depth_sqrt_w)[..., None]
 
 
 def _normal_equations(
@@ -312,7 +337,7 @@ def _covariance(ev: _Eval, J: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
     """(B, 6, 6) ``sigma^2 H^-1`` twist block (gain and bias marginalised); NaN if singular."""
     H, _, W = _normal_equations(ev, J, cfg)
     dof = (ev.inside.sum(1) - H.shape[-1]).clamp(min=1)
-    sigma2 = (W * ev.r**2).sum(1).double() / dof
+    sigma2 = ((W * ev.r**2).sum(1).double() / dof).clamp(min=MIN_RESIDUAL_STD**2)
     L, info = torch.linalg.cholesky_ex(H)
     L = _select(info == 0, L, torch.eye(H.shape[-1], dtype=H.dtype, device=H.device))
     cov = torch.cholesky_inverse(L)[:, :6, :6] * sigma2[:, None, None]
@@ -352,7 +377,7 @@ def _levenberg_marquardt(
     """
     B = T.shape[0]
     ev = _residuals(level, target, T, ab, cfg, scale)
-    J = _jacobian(level, ev, cfg)
+    J = _jacobian(ev, cfg)
     lam = torch.full((B,), cfg.initial_damping, dtype=torch.float64, device=T.device)
     steps = torch.zeros(B, dtype=torch.long, device=T.device)
     converged = torch.zeros(B, dtype=torch.bool, device=T.device)
@@ -373,10 +398,10 @@ def _levenberg_marquardt(
         # a step that changes the cost by less than the tolerance, taken or not: a minimum
         flat = finite & ((ev.cost - ev_new.cost).abs() < tolerance * ev.cost)
         if accept.all():
-            T, ab, ev, J = T_new, ab_new, ev_new, _jacobian(level, ev_new, cfg)
+            T, ab, ev, J = T_new, ab_new, ev_new, _jacobian(ev_new, cfg)
         elif accept.any():
             T, ab = _select(accept, T_new, T), _select(accept, ab_new, ab)
-            J = _select(accept, _jacobian(level, ev_new, cfg), J)
+            J = _select(accept, _jacobian(ev_new, cfg), J)
             ev = _merge(accept, ev_new, ev)
         lam = torch.where(accept, (lam / 4).clamp(min=1e-7), lam * 8)
         small = delta[:, :6].norm(dim=1) < cfg.step_tolerance
@@ -568,7 +593,9 @@ def linearize(
 
     Returns r (B, N), J (B, N, P) with columns d/d(v, w) of the left update ``exp(xi) @ T``
     (then log gain and bias when ``config.affine_brightness``), and inside (B, N) bool: the
-    selected pixels that project into the target image (r and J are 0 elsewhere).
+    selected pixels that project into the target image (r and J are 0 elsewhere). With
+    ``config.depth_uncertainty`` both r and J are weighted as the solver weights them (J with
+    the weights held constant).
     """
     cfg = config or RefineConfig()
     target = _target_pyramid(to_grey(tgt_image.to(reference.K.dtype)), 1)[0]
@@ -576,4 +603,4 @@ def linearize(
     ab = gain_bias.double() if gain_bias is not None else torch.zeros(B, 2, dtype=torch.float64)
     ab = ab.to(T_tgt_ref.device)
     ev = _residuals(reference.levels[0], target, T_tgt_ref.double(), ab, cfg)
-    return ev.r, _jacobian(reference.levels[0], ev, cfg), ev.inside
+    return ev.r, _jacobian(ev, cfg), ev.inside

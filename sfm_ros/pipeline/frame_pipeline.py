@@ -45,7 +45,7 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +164,12 @@ class PipelineConfig(Params):
         "frames fused with the network's depth)",
         choices=DEPTH_SOURCES,
     )
+    depth_uncertainty: float = param(
+        0.3,
+        "relative error of the depth that pose refinement aligns with: residuals that a depth "
+        "error would move (along the translation) count less; about 0.3 for a depth network, "
+        "0 for exact depth",
+    )
     velocity_smoothing_s: float = param(
         0.0,
         "time constant (s) smoothing the translational velocity of the odometry (a vehicle's "
@@ -197,6 +203,10 @@ class PipelineConfig(Params):
         if not 0 <= self.velocity_smoothing_s < math.inf:
             raise ConfigError(
                 f"velocity_smoothing_s must be finite and >= 0, got {self.velocity_smoothing_s}"
+            )
+        if not 0 <= self.depth_uncertainty < math.inf:
+            raise ConfigError(
+                f"depth_uncertainty must be finite and >= 0, got {self.depth_uncertainty}"
             )
         if not self.max_time_gap_s > 0:
             raise ConfigError(f"max_time_gap_s must be > 0, got {self.max_time_gap_s}")
@@ -296,7 +306,10 @@ class DepthOdometryPipeline:
             )  # fmt: skip
         self.estimator = estimator
         self.tracker = KeyframeTracker(
-            KeyframeConfig(refine_poses=cfg.pose_source != "network"),
+            KeyframeConfig(
+                refine_poses=cfg.pose_source != "network",
+                refine=replace(KeyframeConfig().refine, depth_uncertainty=cfg.depth_uncertainty),
+            ),
             device=str(getattr(estimator, "device", "cpu")),
         )
         self.last_track: TrackDiagnostics | None = None
