@@ -8,8 +8,9 @@ over each clip and compares every refined step (reason "ok") with the ground tru
 rotation error and the translation error (after one scale for the clip, the median ratio of
 true to estimated step length) in the current camera frame, each divided by the standard
 deviation the tracker predicts on that axis. A consistent covariance gives a mean squared
-ratio near 1; above 1 it is overconfident. The default clips are the five synthetic domains
-(held-out seed 1000), on which `KeyframeConfig.covariance_scale` was set.
+ratio near 1; above 1 it is overconfident. Repeated frames are skipped, as the node skips
+them. The default clips are the five synthetic domains (held-out seed 1000), on which
+`KeyframeConfig.covariance_scale` was set.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ def squared_ratios(
     seq = open_source(source)[0]
     tracker = KeyframeTracker(config)
     estimator.reset()
-    true, est, cov, prev = [], [], [], None
+    true, est, cov, prev, prev_image = [], [], [], None, None
     n = min(frames, len(seq))
     for i in range(n):
         frame = seq.load(i)
+        if prev_image is not None and np.array_equal(frame.image, prev_image):
+            continue  # a repeated frame, which the node skips
+        prev_image = frame.image
         out = estimator.step(frame.image, frame.K, i * 100_000_000)
         track = tracker.track(frame.image, out.depth_m, frame.K, out.T_prev_cur)
         if prev is not None and track.diagnostics.reason == "ok":

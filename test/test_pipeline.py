@@ -135,13 +135,13 @@ def test_resets_on_resolution_change_time_jumps_and_frame_change(estimator, stre
         np.testing.assert_array_equal(r.odometry.T_odom_base, states[-1].T_odom_base)
         assert pipe.process(image_msg(np.repeat(street.images[4], 2, axis=0), 2 * dt)) is not None
         assert pipe.stats.resets == 2 and "time went backwards (-0.100 s)" in caplog.text
-        big = np.repeat(street.images[5], 2, axis=0)
-        assert pipe.process(image_msg(big, 3 * dt)) is not None
-        assert pipe.process(image_msg(big, 3 * dt + 10**9)) is not None
+        big = [np.repeat(street.images[i], 2, axis=0) for i in range(6)]  # distinct frames
+        assert pipe.process(image_msg(big[5], 3 * dt)) is not None
+        assert pipe.process(image_msg(big[0], 3 * dt + 10**9)) is not None
         assert pipe.stats.resets == 3 and "gap of 1.000 s" in caplog.text
-        assert pipe.process(image_msg(big, 3 * dt + 10**9 + dt, "other")) is not None
+        assert pipe.process(image_msg(big[1], 3 * dt + 10**9 + dt, "other")) is not None
         assert pipe.stats.resets == 4 and "frame_id changed" in caplog.text
-    r = pipe.process(image_msg(big, 3 * dt + 10**9 + 2 * dt, "other"))
+    r = pipe.process(image_msg(big[2], 3 * dt + 10**9 + 2 * dt, "other"))
     assert r.odometry.distance > states[-1].distance and pipe.stats.resets == 4
 
 
@@ -237,6 +237,24 @@ class GroundTruthEstimator:
 
     def reset(self) -> None:
         self.prev = None
+
+
+def test_a_repeated_frame_is_skipped_and_the_next_motion_spans_both_intervals(street):
+    # Cameras and recordings repeat frames (7-Scenes RedKitchen: 90 of 1000), while the camera
+    # keeps moving: a repeat shows no motion, so it is skipped rather than published as a stop.
+    pipe = make(GroundTruthEstimator(street))
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    images = list(street.images)
+    images[3] = images[2].copy()
+    results = [
+        pipe.process(image_msg(im, int(t))) for im, t in zip(images, street.stamps_ns, strict=True)
+    ]
+    assert results[3] is None and pipe.stats.skipped_by_reason["repeated"] == 1
+    assert all(r is not None and r.T_prev_cur is not None for r in results[1:3] + results[4:])
+    true = se3_inverse(street.T_world_cam[2]) @ street.T_world_cam[4]
+    np.testing.assert_allclose(results[4].T_prev_cur[:3, :3], true[:3, :3], atol=1e-6)
+    np.testing.assert_allclose(results[4].T_prev_cur[:3, 3], UNKNOWN * true[:3, 3], atol=1e-6)
+    assert "repeated=1" in pipe.diagnostics()["skipped by reason"]
 
 
 def gt_base_poses(seq) -> np.ndarray:
@@ -499,11 +517,12 @@ def test_external_odometry_from_another_thread_while_processing(street):
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
     try:
-        image = image_msg(street.images[0], 0)
+        images = [image_msg(street.images[k], 0) for k in range(2)]  # no repeated frames
         for i in range(frames):
             frame_stamp[0] = i * frame_ns
             while ref_stamp[0] < frame_stamp[0] and feeder.is_alive():
                 time.sleep(0)
+            image = images[i % 2]
             image.header = cv.header(TYPES, frame_stamp[0], FRAME)
             assert pipe.process(image, outputs={"odom"}) is not None
     finally:

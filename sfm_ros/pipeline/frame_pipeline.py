@@ -29,6 +29,9 @@ nothing: no texture, no parallax); it needs the tracker, which runs whenever ref
 multi-view depth or the confidence output is wanted. ``velocity_smoothing_s`` then smooths the
 motion's translational velocity over time (a vehicle's inertia, `core/velocity_filter.py`).
 
+An image identical to the previous one of its camera (a repeated frame) is skipped: it shows
+no motion although the camera may have moved, so the next image's motion spans both intervals.
+
 Image outputs have the input image's stamp, frame_id and resolution (REP 118). A distorted
 input (CameraInfo D not zero and ``rectified`` not "true") is undistorted first, so every output
 and ``depth/camera_info`` (D zero, P = [K | 0]) describe the undistorted pixels.
@@ -324,6 +327,7 @@ class DepthOdometryPipeline:
         )
         self._side_inputs: deque[tuple[str, Any]] = deque(maxlen=SIDE_INPUT_QUEUE)
         self._last: tuple[str, tuple[int, int], int] | None = None  # frame_id, (H, W), stamp
+        self._previous_image: tuple[str, np.ndarray] | None = None  # frame_id, decoded rgb8
         self._stamps: deque[int] = deque(maxlen=30)
         self._latencies: deque[float] = deque(maxlen=30)
         self._ray_cache: tuple[tuple, np.ndarray] | None = None
@@ -392,7 +396,7 @@ class DepthOdometryPipeline:
         self.odometry.reset()
         self.velocity_smoother.reset()
         self.odometry_scale.reset()
-        self._last = None
+        self._last = self._previous_image = None
         self.stats.resets += 1
         self.log.warning("%s: pose history reset (odometry continues from its last pose)", reason)
 
@@ -401,6 +405,18 @@ class DepthOdometryPipeline:
         self.stats.frames_skipped += 1
         self.stats.skipped_by_reason[reason] += 1
         self._throttle.warn(key, f"skipping image: {msg}")
+
+    def _is_repeat(self, frame_id: str, image: np.ndarray) -> bool:
+        """True when ``image`` equals the last processed image of ``frame_id`` pixel for pixel:
+        a repeated frame shows no motion, whatever the camera did meanwhile. Uniform images
+        (a covered lens, a saturated sensor) are no repeat: they are the same by nature."""
+        previous = self._previous_image
+        return (
+            previous is not None
+            and previous[0] == frame_id
+            and np.array_equal(previous[1], image)
+            and image.min() != image.max()
+        )
 
     def _pinhole(
         self, image: np.ndarray, frame_id: str
@@ -511,13 +527,21 @@ class DepthOdometryPipeline:
         self._stamps.append(stamp_ns)
         try:
             if hasattr(image_msg, "format"):
-                image = cv.compressed_to_rgb8(image_msg)
+                decoded = cv.compressed_to_rgb8(image_msg)
             else:
-                image = cv.image_to_rgb8(image_msg)
+                decoded = cv.image_to_rgb8(image_msg)
         except InputError as exc:
             self._skip("decode", "decode:" + str(exc).split(":")[0], str(exc))
             return None
-        pinhole = self._pinhole(image, in_frame)
+        if self._is_repeat(in_frame, decoded):
+            self._skip(
+                "repeated",
+                "repeated",
+                "identical to the previous image (the camera or the recording repeated a frame); "
+                "the next image's motion covers both intervals",
+            )
+            return None
+        pinhole = self._pinhole(decoded, in_frame)
         if pinhole is None:
             return None
         image, camera, valid = pinhole
@@ -532,6 +556,7 @@ class DepthOdometryPipeline:
             return None
         last_stamp = self._last[2] if self._last is not None else None
         self._last = (in_frame, (H, W), stamp_ns)
+        self._previous_image = (in_frame, decoded.copy())  # the message's buffer may be reused
         if valid is not None:  # undistorted pixels sampled outside the raw image
             out.depth_m[~valid] = np.nan
         depth_raw, T_raw, cov_raw, confidence = self._geometry(image, camera, out, wanted)
