@@ -231,7 +231,6 @@ class _Eval:
     cost: torch.Tensor  # (B,) float64 mean robust residual, out-of-view pixels at a penalty
     scale: torch.Tensor  # (B, 1) robust scale of the cost
     X: torch.Tensor  # (B, 3, N) points in the target camera
-    pix: torch.Tensor  # (B, 2, N) their target pixels
     sample: torch.Tensor  # (B, 3, N) target I, dI/du, dI/dv there
     gain: torch.Tensor  # (B, 1) exp(a)
     dr_dpoint: torch.Tensor  # (B, 3, N) d(unweighted r)/dX: gain * grad I . d pix / dX
@@ -311,7 +310,7 @@ def _residuals(
     rho = robust_loss(r, cfg.robust, scale).sum(1).double()
     n_out = level.n_selected - inside.sum(1)
     cost = (rho + _penalty(scale, cfg) * n_out) / level.n_selected.clamp(min=1)
-    return _Eval(r, inside, cost, scale, X, pix, sample, gain, gX, sqrt_w)
+    return _Eval(r, inside, cost, scale, X, sample, gain, gX, sqrt_w)
 
 
 def _jacobian(ev: _Eval, cfg: RefineConfig) -> torch.Tensor:
