@@ -80,6 +80,25 @@ def test_switches_keyframes_and_chains_close_to_truth(sequence):
     assert np.nanmean(rel) < 0.05 and last.confidence.max() > 0.5
 
 
+def test_without_fused_depth_the_poses_are_the_same(sequence):
+    # Pose-only tracking fuses multi-view depth only for new keyframes (their alignment depth).
+    config = KeyframeConfig(refine=EXACT)
+    full = _track(sequence, config)
+    tracker, lean = KeyframeTracker(config), []
+    for i, T in enumerate([None, *sequence["net"]]):
+        image, depth = sequence["images"][i], sequence["depth"][i]
+        lean.append(tracker.track(image, depth, sequence["K"], T, fuse_depth=False))
+    assert full[-1].diagnostics.keyframe_switches == lean[-1].diagnostics.keyframe_switches >= 2
+    for f, lt, depth in zip(full[1:], lean[1:], sequence["depth"][1:], strict=True):
+        np.testing.assert_array_equal(lt.T_prev_cur, f.T_prev_cur)
+        np.testing.assert_array_equal(lt.covariance, f.covariance)
+        if lt.diagnostics.keyframe_switched:  # fused: the new keyframe's depth
+            np.testing.assert_array_equal(lt.depth_m, f.depth_m)
+        else:
+            np.testing.assert_array_equal(lt.depth_m, depth)
+            assert not lt.confidence.any() and f.confidence.max() > 0.5
+
+
 def test_without_network_motion_uses_constant_velocity(sequence):
     outs = _track(sequence, NO_MULTIVIEW, net=None)
     _check_finite(outs)

@@ -337,6 +337,7 @@ class KeyframeTracker:
         depth_m: np.ndarray,
         K: np.ndarray,
         T_prev_cur: np.ndarray | None = None,
+        fuse_depth: bool = True,
     ) -> TrackResult:
         """Process the next frame.
 
@@ -345,6 +346,9 @@ class KeyframeTracker:
             depth_m: (H, W) network depth; NaN or <= 0 invalid.
             K: (3, 3) intrinsics of the image.
             T_prev_cur: (4, 4) network motion from the previous frame, or None.
+            fuse_depth: compute this frame's multi-view depth and confidence. False: only when
+                the frame becomes a keyframe (whose alignment depth it is); the result then
+                carries the network depth with confidence 0, and the poses are the same.
 
         Returns:
             `TrackResult`; a resolution change resets the tracker (first-frame result).
@@ -422,14 +426,18 @@ class KeyframeTracker:
             T_kf_cur = se3_inverse(kf.frame.T_world_cam) @ frame.T_world_cam
             overlap = self._overlap(se3_inverse(T_kf_cur), K_t, tuple(grey.shape[-2:]))
             baseline = np.linalg.norm(T_kf_cur[:3, 3]) / max(kf.median_depth, 1e-9)
-        fused, confidence, fused_t = self._multiview(frame, depth, K_t, depth_m)
-
-        switched = False
-        if (
+        switch = (
             overlap < self.config.min_overlap
             or baseline > self.config.max_baseline_ratio
             or self._failures >= self.config.max_failures
-        ):
+        )
+        if fuse_depth or (switch and self.config.keyframe_depth == "multiview"):
+            fused, confidence, fused_t = self._multiview(frame, depth, K_t, depth_m)
+        else:
+            fused, confidence, fused_t = depth_m, np.zeros_like(depth_m), depth
+
+        switched = False
+        if switch:
             kf_depth = fused_t if self.config.keyframe_depth == "multiview" else depth
             new_kf = self._make_keyframe(frame, kf_depth, K_t)
             if new_kf is not None:

@@ -624,15 +624,11 @@ class DepthOdometryPipeline:
         """(depth, motion, its covariance or None, confidence or None), all in network units,
         from the configured sources; the tracker runs only when something needs it."""
         cfg = self.cfg
-        needed = (
-            cfg.pose_source != "network"
-            or cfg.depth_source == "multiview"
-            or "depth/confidence" in wanted
-        )
-        if not needed:
+        fuse = cfg.depth_source == "multiview" or "depth/confidence" in wanted
+        if cfg.pose_source == "network" and not fuse:
             return out.depth_m, out.T_prev_cur, None, None
         try:
-            track = self.tracker.track(image, out.depth_m, camera.K, out.T_prev_cur)
+            track = self.tracker.track(image, out.depth_m, camera.K, out.T_prev_cur, fuse)
         except InputError as exc:  # the network's outputs still stand
             self._throttle.warn("tracker", f"pose refinement / multi-view depth skipped: {exc}")
             self.tracker.reset()
@@ -650,7 +646,7 @@ class DepthOdometryPipeline:
             T = T.copy()  # the translation's uncertainty is the network's: the noise model's
             T[:3, :3] = track.T_prev_cur[:3, :3]
         depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
-        return depth, T, covariance, track.confidence
+        return depth, T, covariance, track.confidence if fuse else None
 
     def _messages(
         self,
