@@ -37,6 +37,9 @@ from sfm_ros.core.refine import (
     to_grey,
 )
 
+NETWORK_DEPTH_UNCERTAINTY = 0.3
+"""Relative error of a depth network's depth that refinement assumes (`RefineConfig`): Abs Rel
+is 0.15-0.45 on the synthetic domains, worse on real images."""
 INIT_SOURCES = ("network", "constant_velocity", "identity")
 """Where a frame's initial motion came from."""
 TRACK_REASONS = ("first_frame", "no_keyframe", "unrefined", *REASONS)
@@ -54,14 +57,15 @@ class KeyframeConfig:
     velocity) as it is, for the multi-view depth only."""
     refine: RefineConfig = field(
         default_factory=lambda: RefineConfig(
-            max_rotation_deg=1.0, max_translation_ratio=0.15, depth_uncertainty=0.3
+            max_rotation_deg=1.0,
+            max_translation_ratio=0.15,
+            depth_uncertainty=NETWORK_DEPTH_UNCERTAINTY,
         )
     )
     """Photometric refinement. Its sanity limits bound how far a frame may move from its
     initial pose: 1 degree from the network's motion (larger corrections were, on real KITTI
     frames with the packaged model's depth, mostly wrong) and 15 % of the median keyframe
-    depth. Its depth is a network's, about 30 % wrong (Abs Rel 0.15-0.45 on the synthetic
-    domains, worse on real images): ``depth_uncertainty`` 0.3 weights residuals accordingly."""
+    depth. Its depth is a network's: ``depth_uncertainty`` weights residuals accordingly."""
     max_rotation_deg_without_network: float = 5.0
     """The rotation limit when the initial motion is constant velocity or identity."""
     multiview: MultiViewConfig | None = field(default_factory=MultiViewConfig)

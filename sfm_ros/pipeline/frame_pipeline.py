@@ -60,6 +60,7 @@ from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL
 from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
 from sfm_ros.core.keyframes import (
+    NETWORK_DEPTH_UNCERTAINTY,
     TRACK_REASONS,
     KeyframeConfig,
     KeyframeTracker,
@@ -168,7 +169,7 @@ class PipelineConfig(Params):
         choices=DEPTH_SOURCES,
     )
     depth_uncertainty: float = param(
-        0.3,
+        NETWORK_DEPTH_UNCERTAINTY,
         "relative error of the depth that pose refinement aligns with: residuals that a depth "
         "error would move (along the translation) count less; about 0.3 for a depth network, "
         "0 for exact depth",
