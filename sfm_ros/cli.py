@@ -116,7 +116,7 @@ def cmd_eval_pose(args: argparse.Namespace) -> int:
 
         for name, entry in report["sequences"].items():
             path = Path(args.plot) / f"trajectory_{name}.png"
-            plot_trajectories(path, entry["trajectory_xyz"], title=name)
+            plot_trajectories(path, entry["trajectory_xyz"], title=f"{name} (Sim(3)-aligned)")
             print(f"wrote {path}")
     _write_json(args.json, {**report, "pipeline": _describe(predictor), "data": args.data})
     return 0

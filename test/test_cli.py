@@ -88,10 +88,16 @@ def test_train_then_eval_depth_and_pose(tmp_path: Path, capsys) -> None:
     (entry,) = pose["sequences"].values()
     assert {"ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent"} <= set(entry["model"])
     assert "baseline: constant velocity" in entry and entry["frames_without_motion"] == 0
-    classical = entry["baseline: ORB + essential matrix"]  # the classical baseline beside it
+    classical_name = "baseline: ORB + essential matrix"
+    classical = entry[classical_name]  # the classical baseline beside it
     assert np.isfinite(classical["re_mean"]) and entry["classical_failed_pairs"] >= 0
     assert pose["pipeline"]["pose_source"] == "network"
     assert list(tmp_path.glob("trajectory_*.png"))
+    # plotted as the ATE sees them: each method Sim(3)-aligned to the ground truth
+    xyz = {k: np.array(v) for k, v in entry["trajectory_xyz"].items()}
+    assert set(xyz) == {"ground truth", "model", "baseline: constant velocity", classical_name}
+    rmse = np.sqrt(np.mean(np.sum((xyz["model"] - xyz["ground truth"]) ** 2, axis=1)))
+    assert rmse == pytest.approx(entry["model"]["ate_rmse_sim3"], rel=1e-6)
 
 
 def test_eval_runs_the_nodes_pipeline_with_its_parameters(
@@ -109,7 +115,7 @@ def test_eval_runs_the_nodes_pipeline_with_its_parameters(
         reports[source] = json.loads(out.read_text())
     assert reports["refined"]["pipeline"]["pose_source"] == "refined"
     (net,), (ref,) = (r["sequences"].values() for r in reports.values())
-    assert net["trajectory_xyz"]["pred"] != ref["trajectory_xyz"]["pred"]
+    assert net["trajectory_xyz"]["model"] != ref["trajectory_xyz"]["model"]
     params = tmp_path / "params.yaml"
     params.write_text("depth_odometry:\n  ros__parameters:\n    min_depth: 500.0\n")
     assert main(["eval", "depth", *data, "--params", str(params), "--set", "max_depth=600"]) == 2

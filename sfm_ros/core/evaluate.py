@@ -21,6 +21,7 @@ from sfm_ros.core.errors import DatasetError
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.metrics import (
     KITTI_LENGTHS,
+    aligned_positions,
     chain_relative_poses,
     constant_velocity_baseline,
     evaluate_depth,
@@ -227,7 +228,9 @@ def evaluate_pose_sequences(
     """Legacy 5-frame snippet ATE and rotation error RE (SfMLearner's, per snippet, radians)
     from the chained frame-to-frame motions, and whole-trajectory metrics per sequence, with
     two baselines beside each: constant velocity and classical ORB + essential-matrix VO
-    (`classical_vo.py`, unit steps; its failed frame pairs under ``classical_failed_pairs``)."""
+    (`classical_vo.py`, unit steps; its failed frame pairs under ``classical_failed_pairs``).
+    ``trajectory_xyz`` has the ground-truth positions and each method's, Sim(3)-aligned to them
+    as the ATE aligns them (a monocular trajectory has no scale of its own)."""
     predictor = as_predictor(model)
     usable = [s for s in sequences if has_poses(s) and len(s) >= LEGACY_SNIPPET]
     if not usable:
@@ -243,7 +246,7 @@ def evaluate_pose_sequences(
         legacy_pred = np.linalg.inv(pred[:-1]) @ pred[1:]
         baseline = constant_velocity_baseline(gt)
         lengths = segment_lengths(gt)
-        entry = {}
+        entry, xyz = {}, {"ground truth": gt[:, :3, 3].tolist()}
         for name, trajectory, legacy in (
             ("model", pred, legacy_pred),
             ("baseline: constant velocity", baseline, np.linalg.inv(baseline[:-1]) @ baseline[1:]),
@@ -259,10 +262,11 @@ def evaluate_pose_sequences(
                 **trajectory_metrics(gt, trajectory, lengths),
             }
             rows[f"{seq.name}: {name}"] = entry[name]
+            xyz[name] = aligned_positions(gt, trajectory)[1].tolist()
         entry["frames_without_motion"] = missing
         entry["classical_failed_pairs"] = failed
         entry["segment_lengths_m"] = list(lengths)
-        entry["trajectory_xyz"] = {"gt": gt[:, :3, 3].tolist(), "pred": pred[:, :3, 3].tolist()}
+        entry["trajectory_xyz"] = xyz
         report["sequences"][seq.name] = entry
     report["table"] = format_table(rows)
     return report

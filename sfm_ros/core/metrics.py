@@ -421,11 +421,10 @@ def umeyama_alignment(
     return s, R, t
 
 
-def rmse_ate(
+def aligned_positions(
     gt_T_world_cam: np.ndarray, pred_T_world_cam: np.ndarray, align: str = "sim3"
-) -> float:
-    """Root mean square of position errors (metres) after aligning the prediction to the
-    ground truth.
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) ground-truth positions and (N, 3) predicted positions aligned to them.
 
     ``align``: "sim3" (Umeyama with scale, monocular), "se3" (rigid), "scale" (least-squares
     scale about the origin only) or "none".
@@ -442,6 +441,15 @@ def rmse_ate(
         pred = pred * (np.sum(gt * pred) / norm if norm > 0 else 0.0)
     elif align != "none":
         raise InputError(f"align must be 'sim3', 'se3', 'scale' or 'none', got {align!r}")
+    return gt, pred
+
+
+def rmse_ate(
+    gt_T_world_cam: np.ndarray, pred_T_world_cam: np.ndarray, align: str = "sim3"
+) -> float:
+    """Root mean square of position errors (metres) after aligning the prediction to the
+    ground truth (`aligned_positions`)."""
+    gt, pred = aligned_positions(gt_T_world_cam, pred_T_world_cam, align)
     return float(np.sqrt(np.mean(np.sum((pred - gt) ** 2, axis=1))))
 
 
