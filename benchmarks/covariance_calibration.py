@@ -24,6 +24,7 @@ from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker
 from sfm_ros.core.lie import se3_inverse, so3_log
 from sfm_ros.messages.sources import open_source
+from sfm_ros.pipeline.frame_pipeline import is_repeat
 
 DOMAINS = ("street", "corridor", "field", "warehouse", "rural")
 
@@ -39,8 +40,8 @@ def squared_ratios(
     n = min(frames, len(seq))
     for i in range(n):
         frame = seq.load(i)
-        if prev_image is not None and np.array_equal(frame.image, prev_image):
-            continue  # a repeated frame, which the node skips
+        if is_repeat(prev_image, frame.image):
+            continue  # the node skips it too
         prev_image = frame.image
         out = estimator.step(frame.image, frame.K, i * 100_000_000)
         track = tracker.track(frame.image, out.depth_m, frame.K, out.T_prev_cur)

@@ -435,10 +435,8 @@ class KeyframeTracker:
             or baseline > self.config.max_baseline_ratio
             or self._failures >= self.config.max_failures
         )
-        if fuse_depth or (switch and self.config.keyframe_depth == "multiview"):
-            fused, confidence, fused_t = self._multiview(frame, depth, K_t, depth_m)
-        else:
-            fused, confidence, fused_t = depth_m, np.zeros_like(depth_m), depth
+        wanted = fuse_depth or (switch and self.config.keyframe_depth == "multiview")
+        fused, confidence, fused_t = self._multiview(frame, depth, K_t, depth_m, wanted)
 
         switched = False
         if switch:
@@ -481,14 +479,19 @@ class KeyframeTracker:
         )
 
     def _multiview(
-        self, frame: _Frame, depth: torch.Tensor, K: torch.Tensor, depth_m: np.ndarray
+        self,
+        frame: _Frame,
+        depth: torch.Tensor,
+        K: torch.Tensor,
+        depth_m: np.ndarray,
+        wanted: bool,
     ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """Fused depth and confidence (H, W) of a frame against the keyframe and recent
-        frames (the network depth with confidence 0 when there is no source view), and the
-        fused depth (1, 1, h, w) at the working size."""
+        frames (the network depth with confidence 0 when not ``wanted`` or there is no source
+        view), and the fused depth (1, 1, h, w) at the working size."""
         none = (depth_m, np.zeros_like(depth_m), depth)
         cfg = self.config.multiview
-        if cfg is None or self._keyframe is None:
+        if cfg is None or self._keyframe is None or not wanted:
             return none
         sources = [self._keyframe.frame, *list(self._recent)[::-1]][: self.config.num_views]
         T_src_cur = np.stack([se3_inverse(s.T_world_cam) @ frame.T_world_cam for s in sources])

@@ -262,6 +262,13 @@ class PipelineResult:
     odometry: OdometryState | None = None
 
 
+def is_repeat(previous: np.ndarray | None, image: np.ndarray) -> bool:
+    """True when ``image`` equals ``previous`` (the last processed image of its camera) pixel for
+    pixel: a repeated frame shows no motion, whatever the camera did meanwhile. Uniform images
+    (a covered lens, a saturated sensor) are no repeat: they are the same by nature."""
+    return previous is not None and np.array_equal(previous, image) and image.min() != image.max()
+
+
 class _Throttled:
     """Warnings that repeat at most once per ``period_s`` per key, with a suppressed count."""
 
@@ -407,18 +414,6 @@ class DepthOdometryPipeline:
         self.stats.skipped_by_reason[reason] += 1
         self._throttle.warn(key, f"skipping image: {msg}")
 
-    def _is_repeat(self, frame_id: str, image: np.ndarray) -> bool:
-        """True when ``image`` equals the last processed image of ``frame_id`` pixel for pixel:
-        a repeated frame shows no motion, whatever the camera did meanwhile. Uniform images
-        (a covered lens, a saturated sensor) are no repeat: they are the same by nature."""
-        previous = self._previous_image
-        return (
-            previous is not None
-            and previous[0] == frame_id
-            and np.array_equal(previous[1], image)
-            and image.min() != image.max()
-        )
-
     def _pinhole(
         self, image: np.ndarray, frame_id: str
     ) -> tuple[np.ndarray, Camera, np.ndarray | None] | None:
@@ -534,7 +529,8 @@ class DepthOdometryPipeline:
         except InputError as exc:
             self._skip("decode", "decode:" + str(exc).split(":")[0], str(exc))
             return None
-        if self._is_repeat(in_frame, decoded):
+        previous = self._previous_image
+        if previous is not None and previous[0] == in_frame and is_repeat(previous[1], decoded):
             self._skip(
                 "repeated",
                 "repeated",
