@@ -92,11 +92,8 @@ def test_without_fused_depth_the_poses_are_the_same(sequence):
     for f, lt, depth in zip(full[1:], lean[1:], sequence["depth"][1:], strict=True):
         np.testing.assert_array_equal(lt.T_prev_cur, f.T_prev_cur)
         np.testing.assert_array_equal(lt.covariance, f.covariance)
-        if lt.diagnostics.keyframe_switched:  # fused: the new keyframe's depth
-            np.testing.assert_array_equal(lt.depth_m, f.depth_m)
-        else:
-            np.testing.assert_array_equal(lt.depth_m, depth)
-            assert not lt.confidence.any() and f.confidence.max() > 0.5
+        np.testing.assert_array_equal(lt.depth_m, depth)
+        assert not lt.confidence.any() and f.confidence.max() > 0.5
 
 
 def test_without_network_motion_uses_constant_velocity(sequence):

@@ -42,6 +42,11 @@ def _abs_rel(depth: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> flo
     return float(((depth - true).abs() / true)[mask].mean())
 
 
+def _scaled_abs_rel(depth: torch.Tensor, true: torch.Tensor, mask: torch.Tensor) -> float:
+    """Abs Rel after scaling ``depth`` by its median ratio to ``true`` (shape, not scale)."""
+    return _abs_rel(depth * (true[mask] / depth[mask]).median(), true, mask)
+
+
 def _textureless_interior(flat: torch.Tensor, margin: int = 8) -> torch.Tensor:
     """Flat pixels at least ``margin`` pixels away from any textured one."""
     textured = (~flat).float()
@@ -58,10 +63,37 @@ def test_recovers_true_depth_from_wrong_prior(scene):
         scene["T_src_key"],
     )
     assert _abs_rel(scene["prior"], true, textured) > 0.15
-    assert _abs_rel(out.depth_m, true, textured) < 0.05
+    # the fused depth has the true shape in the prior's scale; the geometric depth the poses'
+    assert _scaled_abs_rel(out.depth_m, true, textured) < 0.025
+    assert float((out.depth_m / scene["prior"])[textured].median()) == pytest.approx(1, abs=0.02)
     geo_ok = textured & torch.isfinite(out.geometric_depth_m)
     assert _abs_rel(out.geometric_depth_m, true, geo_ok) < 0.05
     assert out.parallax_px[textured].median() > 4
+
+
+@pytest.mark.parametrize("scale", [0.6, 1.6])
+def test_a_prior_scale_beyond_the_sweep_range_is_aligned_to_the_poses(scene, scale):
+    """A network's depth has a scale of its own; the poses' scale may differ by more than the
+    sweep's +-30 %: aligned, the sweep still finds the shape, and the prior's scale is kept."""
+    true, textured = scene["depth"][:1], ~scene["flat"][:1]
+    g = torch.Generator().manual_seed(1)
+    smooth = F.interpolate(torch.randn(1, 1, 6, 20, generator=g), size=(H, W), mode="bilinear")
+    prior = true * scale * (1 + 0.15 * smooth)  # wrong scale, wrong shape
+    args = (scene["images"][:1], prior, scene["K"], scene["images"][None, 1:], scene["T_src_key"])
+    aligned = multiview_depth(*args)
+    unaligned = multiview_depth(*args, MultiViewConfig(align_prior_scale=False))
+    in_scale = multiview_depth(args[0], prior / scale, *args[2:])  # in the poses' scale
+    error = _scaled_abs_rel(prior, true, textured)
+    assert error > 0.08
+    assert _scaled_abs_rel(aligned.depth_m, true, textured) < 0.7 * error
+    assert _scaled_abs_rel(aligned.depth_m, true, textured) == pytest.approx(
+        _scaled_abs_rel(in_scale.depth_m, true, textured), rel=0.1
+    )
+    assert aligned.confidence[textured].mean() > 0.8
+    # without aligning, the truth lies outside most of the sweep, and the fusion mixes scales
+    assert unaligned.confidence[textured].mean() < 0.3
+    assert _scaled_abs_rel(unaligned.depth_m, true, textured) > error
+    assert float((aligned.depth_m / prior)[textured].median()) == pytest.approx(1, abs=0.05)
 
 
 def test_confidence_is_low_on_textureless_and_high_on_textured(scene):
@@ -114,7 +146,7 @@ def test_reduced_resolution_sweep_and_list_inputs():
         MultiViewConfig(sweep_pixels=8000),  # 96x320 -> a 48x160 sweep
     )
     assert out.depth_m.shape == (1, 1, 96, 320)
-    assert _abs_rel(out.depth_m, true, textured) < 0.05
+    assert _scaled_abs_rel(out.depth_m, true, textured) < 0.05
 
 
 def test_invalid_prior_pixels(scene):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,16 @@ class MultiViewConfig:
     """... and with full confidence."""
     full_distinctiveness: float = 0.5
     """``(mean cost - min cost) / mean cost`` of the cost curve with full confidence."""
+    align_prior_scale: bool = True
+    """Sweep around the prior rescaled to the poses' scale: a monocular network's depth has a
+    scale of its own in every frame and the poses have the trajectory's, which differ by 10-50 %
+    (synthetic field, refined poses), enough to push the true depth out of the sweep range. The
+    ratio is the median geometric / prior inverse depth over the confident pixels of a first,
+    wider sweep at half resolution; the fused depth keeps the prior's scale."""
+    align_range: float = 0.7
+    """``inverse_depth_range`` of that first sweep (prior inverse depth x 0.3 to 1.7)."""
+    min_align_fraction: float = 0.02
+    """Fraction of the pixels that must be confident (above 0.5) to align the scale."""
 
     def __post_init__(self) -> None:
         if self.num_bins < 3:
@@ -68,6 +78,10 @@ class MultiViewConfig:
             raise InputError(f"best_view_fraction must be in (0, 1], got {self.best_view_fraction}")
         if self.full_texture <= self.min_texture or self.full_parallax_px <= self.min_parallax_px:
             raise InputError("full_texture and full_parallax_px must exceed their minimums")
+        if not 0 < self.align_range < 1:
+            raise InputError(f"align_range must be in (0, 1), got {self.align_range}")
+        if not 0 < self.min_align_fraction <= 1:
+            raise InputError(f"min_align_fraction must be in (0, 1], got {self.min_align_fraction}")
         if self.patch_radius < 1 or self.sweep_pixels < 64:
             raise InputError("patch_radius must be >= 1 and sweep_pixels >= 64")
 
@@ -215,6 +229,29 @@ def _sweep(
     return s, torch.nan_to_num(confidence, nan=0.0), n_seen, parallax
 
 
+def _prior_scale(
+    key: torch.Tensor,
+    inv_centre: torch.Tensor,
+    K: torch.Tensor,
+    src: torch.Tensor,
+    T: torch.Tensor,
+    cfg: MultiViewConfig,
+) -> torch.Tensor:
+    """(B, 1, 1, 1) geometric / prior inverse depth: the median of ``1 + s`` over the confident
+    pixels of a wide sweep at half the sweep resolution (1 where too few are confident)."""
+    B, N, _, h, w = src.shape
+    if min(h, w) >= 32:
+        key, inv_centre = F.avg_pool2d(key, 2), F.avg_pool2d(inv_centre, 2)
+        src = F.avg_pool2d(src.flatten(0, 1), 2).view(B, N, 1, h // 2, w // 2)
+        K = scale_intrinsics(K, 0.5, 0.5)
+    wide = replace(cfg, inverse_depth_range=cfg.align_range)
+    s, confidence, _, _ = _sweep(key, inv_centre, K, src, T, wide)
+    confident = confidence > 0.5
+    ratio = torch.where(confident, 1 + s, math.nan).flatten(1).nanmedian(1).values
+    enough = confident.flatten(1).float().mean(1) >= cfg.min_align_fraction
+    return torch.where(enough, ratio, 1.0).view(B, 1, 1, 1)
+
+
 @torch.no_grad()
 def multiview_depth(
     key_image: torch.Tensor,
@@ -260,21 +297,24 @@ def multiview_depth(
     fill = torch.where(valid > 0, inv_s, math.nan).flatten(1).nanmedian(1).values
     fill = torch.nan_to_num(fill, nan=0.1).view(B, 1, 1, 1)
     inv_centre = torch.where(valid > 0, inv_s, fill)
-    s, confidence, n_seen, parallax = _sweep(
-        key_s, inv_centre, K_s, src_s.view(B, N, 1, h, w), T.to(dtype), cfg
-    )
+    src_s, T = src_s.view(B, N, 1, h, w), T.to(dtype)
+    ratio = torch.ones(B, 1, 1, 1, dtype=dtype, device=key.device)
+    if cfg.align_prior_scale:
+        ratio = _prior_scale(key_s, inv_centre, K_s, src_s, T, cfg)
+    s, confidence, n_seen, parallax = _sweep(key_s, inv_centre * ratio, K_s, src_s, T, cfg)
     if factor > 1:
         up = dict(size=(H, W), mode="bilinear", align_corners=False)
         s, confidence = F.interpolate(s, **up), F.interpolate(confidence, **up)
         parallax = F.interpolate(parallax, **up) * factor
         n_seen = F.interpolate(n_seen.to(dtype), size=(H, W), mode="nearest")
-    inv_full = torch.where(prior_ok, inv_prior, fill)
-    inv_geo = inv_full * (1 + s)
+    # The correction s is relative to the rescaled prior: applied to the prior, it keeps the
+    # prior's scale; the geometric depth is in the poses' scale.
+    inv_geo = torch.where(prior_ok, inv_prior, fill) * (1 + s)
     inv_fused = torch.where(prior_ok, inv_prior * (1 + confidence * s), inv_geo)
     nan = torch.full_like(inv_geo, math.nan)
     return MultiViewDepth(
         depth_m=torch.where(prior_ok | (confidence > 0), 1 / inv_fused, nan),
         confidence=confidence,
-        geometric_depth_m=torch.where(n_seen > 0, 1 / inv_geo, nan),
+        geometric_depth_m=torch.where(n_seen > 0, 1 / (inv_geo * ratio), nan),
         parallax_px=parallax,
     )
