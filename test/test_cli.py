@@ -91,7 +91,7 @@ def test_train_then_eval_depth_and_pose(tmp_path: Path, capsys) -> None:
     classical_name = "baseline: ORB + essential matrix"
     classical = entry[classical_name]  # the classical baseline beside it
     assert np.isfinite(classical["re_mean"]) and entry["classical_failed_pairs"] >= 0
-    assert pose["pipeline"]["pose_source"] == "network"
+    assert pose["pipeline"]["pose_source"] == "fused"  # the default
     assert list(tmp_path.glob("trajectory_*.png"))
     # plotted as the ATE sees them: each method Sim(3)-aligned to the ground truth
     xyz = {k: np.array(v) for k, v in entry["trajectory_xyz"].items()}

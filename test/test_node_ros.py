@@ -110,7 +110,7 @@ def test_node_publishes_depth_and_odometry(node_and_probe):
     assert node.frames_dropped == 0
 
 
-@pytest.mark.parametrize("pose_source", ["refined", "refined_rotation"])
+@pytest.mark.parametrize("pose_source", ["refined", "refined_rotation", "fused"])
 def test_refined_pose_and_confidence_on_demand(ros, tiny_checkpoint, pose_source):
     """pose_source refined (or its rotation only) and depth/confidence, published while
     subscribed."""

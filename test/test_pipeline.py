@@ -344,7 +344,9 @@ def test_velocity_smoothing_removes_speed_jitter_and_restarts_after_a_gap():
     for tau in (0.0, 1.0):
         estimator = JitteryEstimator(seq)
         pipe = DepthOdometryPipeline(
-            PipelineConfig.from_mapping({"velocity_smoothing_s": tau}), TYPES, estimator
+            PipelineConfig.from_mapping({"velocity_smoothing_s": tau, "pose_source": "network"}),
+            TYPES,
+            estimator,
         )
         pipe.on_camera_info(info_msg(seq.K, 96, 32))
         # frames 0-13, then a 0.6 s gap (the chain and the smoothing restart), then 19-20
@@ -388,7 +390,9 @@ def test_model_loading(estimator, tiny_checkpoint, monkeypatch, tmp_path):
 
 
 def test_camera_extrinsics_rotate_the_odometry(street, caplog):
-    cfg = PipelineConfig.from_mapping({"scale_source": "fixed", "scale_factor": 1 / UNKNOWN})
+    cfg = PipelineConfig.from_mapping(
+        {"scale_source": "fixed", "scale_factor": 1 / UNKNOWN, "pose_source": "network"}
+    )
     pipe = DepthOdometryPipeline(cfg, TYPES, GroundTruthEstimator(street))
     with caplog.at_level(logging.INFO):
         pipe.set_camera_extrinsics(None)
@@ -569,7 +573,7 @@ def rotation_errors_deg(results, seq) -> np.ndarray:
 
 def test_refined_pose_and_multiview_depth_with_confidence(street_large):
     seq = street_large
-    network = run_sequence(make(NoisyMotionEstimator(seq)), seq)
+    network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)
     refined_pipe = make(
         NoisyMotionEstimator(seq), pose_source="refined", depth_source="multiview",
         publish_confidence=True, depth_uncertainty=0.0,  # true depth
@@ -594,7 +598,7 @@ def test_refined_pose_and_multiview_depth_with_confidence(street_large):
 
 def test_refined_rotation_keeps_the_network_translation(street_large):
     seq = street_large
-    network = run_sequence(make(NoisyMotionEstimator(seq)), seq)
+    network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)
     pipe = make(NoisyMotionEstimator(seq), pose_source="refined_rotation", depth_uncertainty=0.0)
     hybrid = run_sequence(pipe, seq)
     assert rotation_errors_deg(hybrid, seq).max() < 0.15  # the network's error is 0.5 degree
@@ -603,7 +607,23 @@ def test_refined_rotation_keeps_the_network_translation(street_large):
     assert pipe.diagnostics()["pose source"] == "refined_rotation"
 
 
-@pytest.mark.parametrize("pose_source", ["refined", "refined_rotation"])
+def test_fused_rotation_leans_on_the_better_estimate(street_large):
+    # the network's rotation is 0.5 degree off, the refinement (true depth) far better
+    seq = street_large
+    network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)
+    pipe = make(NoisyMotionEstimator(seq), pose_source="fused", depth_uncertainty=0.0)
+    fused = run_sequence(pipe, seq)
+    assert rotation_errors_deg(fused, seq).mean() < 0.3 * rotation_errors_deg(network, seq).mean()
+    for net, fus in zip(network[1:], fused[1:], strict=True):
+        np.testing.assert_allclose(fus.T_prev_cur[:3, 3], net.T_prev_cur[:3, 3], atol=1e-9)
+    diag = pipe.diagnostics()
+    assert diag["pose source"] == "fused"
+    assert float(diag["rotation weight of the refinement"]) > 0.8
+    # per axis: the 0.5 degree error about one axis is 0.5 / sqrt(3) RMS over three
+    assert float(diag["network rotation sigma (deg)"]) == pytest.approx(0.5 / 3**0.5, rel=0.2)
+
+
+@pytest.mark.parametrize("pose_source", ["refined", "refined_rotation", "fused"])
 def test_refinement_falls_back_on_blank_frames_without_jumps(street_large, pose_source):
     seq = street_large
     blank = np.full_like(seq.images, 128)

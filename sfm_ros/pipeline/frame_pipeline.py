@@ -21,13 +21,15 @@ explainability         sensor_msgs/Image 32FC1     explainability mask in [0, 1]
 
 ``pose_source`` picks the motion that odometry chains: the pose network's, the network's
 refined by direct photometric alignment against a keyframe (`core/keyframes.py`), whose inverse
-Hessian then sets the odometry covariance, or the refined rotation with the network's
-translation (covariance from the noise model). ``depth_source`` picks the published depth: the
-depth network's, or multi-view depth (a plane sweep over the keyframe and recent frames fused
-with the network's). ``depth/confidence`` is the multi-view confidence (0 where geometry says
-nothing: no texture, no parallax); it needs the tracker, which runs whenever refinement,
-multi-view depth or the confidence output is wanted. ``velocity_smoothing_s`` then smooths the
-motion's translational velocity over time (a vehicle's inertia, `core/velocity_filter.py`).
+Hessian then sets the odometry covariance, the refined rotation with the network's translation
+(covariance from the noise model), or the network's and the refined rotation fused by their
+variances (`core/rotation_fusion.py`) with the network's translation. ``depth_source`` picks
+the published depth: the depth network's, or multi-view depth (a plane sweep over the keyframe
+and recent frames fused with the network's). ``depth/confidence`` is the multi-view
+confidence (0 where geometry says nothing: no texture, no parallax); it needs the tracker,
+which runs whenever refinement, multi-view depth or the confidence output is wanted.
+``velocity_smoothing_s`` then smooths the motion's translational velocity over time (a
+vehicle's inertia, `core/velocity_filter.py`).
 
 An image identical to the previous one of its camera (a repeated frame) is skipped: it shows
 no motion although the camera may have moved, so the next image's motion spans both intervals.
@@ -68,6 +70,7 @@ from sfm_ros.core.keyframes import (
 )
 from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
 from sfm_ros.core.params import Params, param
+from sfm_ros.core.rotation_fusion import RotationFusion
 from sfm_ros.core.scale import OdometryScale, ScaleFilter, ground_plane_scale
 from sfm_ros.core.undistort import undistorter_for
 from sfm_ros.core.velocity_filter import VelocitySmoother
@@ -90,7 +93,7 @@ OUTPUTS = tuple(OUTPUT_TYPES)
 WARN_PERIOD_S = 5.0
 RECTIFIED = {"auto": None, "true": True, "false": False}
 """Values of the ``rectified`` parameter -> ``camera_from_camera_info(rectified=...)``."""
-POSE_SOURCES = ("network", "refined", "refined_rotation")
+POSE_SOURCES = ("network", "refined", "refined_rotation", "fused")
 DEPTH_SOURCES = ("network", "multiview")
 FALLBACKS = tuple(r for r in TRACK_REASONS if r not in ("ok", "first_frame", "unrefined"))
 """Tracker outcomes where refinement fell back to the initial motion."""
@@ -156,10 +159,11 @@ class PipelineConfig(Params):
         False, "subscribe to <image>/compressed (sensor_msgs/CompressedImage)"
     )
     pose_source: str = param(
-        "network",
+        "fused",
         "motion for odometry: network (pose network), refined (photometric refinement "
-        "against a keyframe, covariance from its inverse Hessian) or refined_rotation (the "
-        "refined rotation with the network's translation)",
+        "against a keyframe, covariance from its inverse Hessian), refined_rotation (the "
+        "refined rotation with the network's translation) or fused (the network's and the "
+        "refined rotation fused by their variances, with the network's translation)",
         choices=POSE_SOURCES,
     )
     depth_source: str = param(
@@ -324,8 +328,10 @@ class DepthOdometryPipeline:
             device=str(getattr(estimator, "device", "cpu")),
         )
         self.last_track: TrackDiagnostics | None = None
+        self.last_fusion_weight: float | None = None
         self.odometry = OdometryIntegrator(T_BODY_OPTICAL, metric=cfg.scale_source == "fixed")
         self.velocity_smoother = VelocitySmoother(cfg.velocity_smoothing_s)
+        self.rotation_fusion = RotationFusion()
         self._extrinsics_given = self._assumption_logged = False
         self.scale_filter = ScaleFilter()
         self.odometry_scale = OdometryScale()
@@ -394,6 +400,7 @@ class DepthOdometryPipeline:
     def load_model(self, path: str | Path) -> int:
         """Swap in the weights of another checkpoint (same architecture); returns the version."""
         version = self.estimator.load_weights(path)
+        self.rotation_fusion.reset()  # the network's rotation variance is the old model's
         self.log.info("loaded model %s (version %d)", path, version)
         return version
 
@@ -639,9 +646,16 @@ class DepthOdometryPipeline:
         T, covariance = out.T_prev_cur, None
         if cfg.pose_source == "refined":
             T, covariance = track.T_prev_cur, track.covariance
-        elif cfg.pose_source == "refined_rotation" and T is not None and diag.reason == "ok":
+        elif cfg.pose_source != "network" and T is not None and diag.reason == "ok":
             T = T.copy()  # the translation's uncertainty is the network's: the noise model's
-            T[:3, :3] = track.T_prev_cur[:3, :3]
+            R_refined = track.T_prev_cur[:3, :3]
+            if cfg.pose_source == "refined_rotation":
+                T[:3, :3] = R_refined
+            else:
+                var = float(np.trace(track.covariance[3:, 3:])) / 3
+                T[:3, :3], self.last_fusion_weight = self.rotation_fusion.fuse(
+                    T[:3, :3], R_refined, var
+                )
         depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
         return depth, T, covariance, track.confidence if fuse else None
 
@@ -766,4 +780,14 @@ class DepthOdometryPipeline:
             "refinement fallbacks": str(sum(fallbacks.values())),
             "fallbacks by reason": ", ".join(f"{k}={v}" for k, v in fallbacks.items()) or "none",
             "keyframe switches": str(track.keyframe_switches),
+            **self._fusion_diagnostics(),
+        }
+
+    def _fusion_diagnostics(self) -> dict[str, str]:
+        if self.last_fusion_weight is None:
+            return {}
+        sigma_deg = math.degrees(math.sqrt(self.rotation_fusion.network_variance))
+        return {
+            "rotation weight of the refinement": f"{self.last_fusion_weight:.2f}",
+            "network rotation sigma (deg)": f"{sigma_deg:.3g}",
         }

@@ -1,0 +1,59 @@
+"""Fusing the network's and the refined rotation by their (estimated) variances."""
+
+import numpy as np
+import pytest
+
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.lie import so3_exp, so3_log
+from sfm_ros.core.rotation_fusion import RotationFusion
+
+
+def _noisy(R: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    return R @ so3_exp(rng.normal(scale=sigma, size=3))
+
+
+def _run(sigma_net: float, sigma_ref: float, frames: int = 400, seed: int = 0) -> dict:
+    """RMS angle errors (rad) of the network, refined and fused rotations of random motions
+    (after the first 50 frames, while the variance estimate settles)."""
+    rng = np.random.default_rng(seed)
+    fusion, errors = RotationFusion(), {"network": [], "refined": [], "fused": []}
+    for i in range(frames):
+        R = so3_exp(rng.normal(scale=0.05, size=3))
+        R_net, R_ref = _noisy(R, sigma_net, rng), _noisy(R, sigma_ref, rng)
+        R_fused, weight = fusion.fuse(R_net, R_ref, sigma_ref**2)
+        assert 0 <= weight <= 1
+        if i >= 50:
+            for name, est in (("network", R_net), ("refined", R_ref), ("fused", R_fused)):
+                errors[name].append(np.linalg.norm(so3_log(R.T @ est)))
+    rms = {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in errors.items()}
+    return {**rms, "network_variance": fusion.network_variance}
+
+
+def test_equal_errors_average_out():
+    r = _run(0.002, 0.002)
+    assert r["network_variance"] == pytest.approx(0.002**2, rel=0.3)
+    assert r["fused"] < 0.8 * min(r["network"], r["refined"])  # 1 / sqrt(2) in theory
+
+
+@pytest.mark.parametrize(("sigma_net", "sigma_ref"), [(0.006, 0.002), (0.002, 0.006)])
+def test_the_better_estimate_dominates(sigma_net, sigma_ref):
+    r = _run(sigma_net, sigma_ref)
+    assert r["network_variance"] == pytest.approx(sigma_net**2, rel=0.3)
+    assert r["fused"] < 1.05 * min(r["network"], r["refined"])
+
+
+def test_agreeing_rotations_are_kept_and_bad_input_leaves_the_state():
+    fusion = RotationFusion()
+    R = so3_exp(np.array([0.01, -0.02, 0.03]))
+    fused, _ = fusion.fuse(R, R, 1e-6)
+    np.testing.assert_allclose(fused, R, atol=1e-12)
+    before = fusion.network_variance
+    bad = R.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(InputError):
+        fusion.fuse(bad, R, 1e-6)
+    with pytest.raises(InputError):
+        fusion.fuse(R, R, 0.0)
+    assert fusion.network_variance == before
+    with pytest.raises(InputError):
+        RotationFusion(window=0.5)
