@@ -653,9 +653,10 @@ class DepthOdometryPipeline:
                 T[:3, :3] = R_refined
             else:
                 var = float(np.trace(track.covariance[3:, 3:])) / 3
-                T[:3, :3], self.last_fusion_weight = self.rotation_fusion.fuse(
-                    T[:3, :3], R_refined, var
-                )
+                if var > 0 and np.isfinite(T).all():  # else the network's rotation stays
+                    T[:3, :3], self.last_fusion_weight = self.rotation_fusion.fuse(
+                        T[:3, :3], R_refined, var
+                    )
         depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
         return depth, T, covariance, track.confidence if fuse else None
 
