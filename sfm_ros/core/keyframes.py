@@ -509,8 +509,9 @@ class KeyframeTracker:
             torch.stack([s.grey for s in sources], 1),
             torch.as_tensor(T_src_cur, dtype=torch.float32, device=self.device)[None],
         )
-        kf_cfg = replace(cfg, align_prior_scale=False)
-        kf_depth = multiview_depth(*args, kf_cfg).depth_m if for_keyframe else depth
+        kf_depth = depth
+        if for_keyframe:
+            kf_depth = multiview_depth(*args, replace(cfg, align_prior_scale=False)).depth_m
         if not fuse_depth:
             return depth_m, np.zeros_like(depth_m), kf_depth
         out = multiview_depth(*args, cfg)

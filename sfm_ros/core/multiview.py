@@ -7,12 +7,16 @@ is blind to gain and bias changes); the per-view costs are averaged over the bes
 views that see the pixel (occlusion handling), and the winning bin is refined to sub-bin
 precision with a parabola. The sweep runs on images reduced to at most ``sweep_pixels`` pixels
 (by 2x2 averaging, K scaled exactly); its relative correction is upsampled to full resolution.
+The prior's scale is first aligned to the poses' (``align_prior_scale``): a coarse, wide sweep
+gives the median ratio of geometric to prior inverse depth, and the sweep runs around the
+rescaled prior; the correction it finds is then applied to the prior as it was.
 
 The geometric estimate is fused with the prior in inverse depth,
-``1/d = c / d_geo + (1 - c) / d_prior``, where the confidence ``c`` in [0, 1] is the product of:
-texture (local contrast of the keyframe), parallax (how many pixels the sweep moves along the
-epipolar line in the best view), a valid view (the pixel projects into some source image), a
-winner inside the sweep range (not at its ends), and the distinctiveness of the cost minimum.
+``1/d = c / d_geo + (1 - c) / d_prior`` (``d_geo`` in the prior's scale), where the confidence
+``c`` in [0, 1] is the product of: texture (local contrast of the keyframe), parallax (how many
+pixels the sweep moves along the epipolar line in the best view), a valid view (the pixel
+projects into some source image), a winner inside the sweep range (not at its ends), and the
+distinctiveness of the cost minimum.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The two err differently: the network from what it learnt (its rotation is good on straight roads,
 worse in turns), the refinement from the depth it aligns with (good in turns and with texture,
 noisy where the depth is poor). Fused by inverse variance, the rotation is better than either
-where their errors are about equal (KITTI 06: RE 0.0016 against 0.0026 and 0.0027) and close
+where their errors are about equal (KITTI 06: RE 0.0019 against 0.0026 and 0.0027) and close
 to the better one where they are not (`benchmarks/RESULTS.md`).
 
 The refinement publishes a (calibrated) covariance, the network none. Its variance is the part
