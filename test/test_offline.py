@@ -101,6 +101,8 @@ def test_bag_end_to_end(bags, tiny_checkpoint, tmp_path, capsys):
     assert len(list(previews.glob("depth_*.png"))) == 2
     summary = json.loads((previews / "summary.json").read_text())
     assert summary["frames_processed"] == FRAMES and summary["topics"]["/sfm/odom"] == FRAMES
+    assert summary["pose_source"] == "fused"  # the default: the tracker ran, its counts are kept
+    assert summary["tracking"]["refinement outcome"] in pl.TRACK_REASONS
 
     # The output exists now: refused without --overwrite, replaced with it.
     assert main(args) == 2

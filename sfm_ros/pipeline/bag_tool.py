@@ -80,6 +80,10 @@ class BagSummary:
     """Output bag topic -> message count."""
     scale_source: str
     scale: float
+    pose_source: str
+    tracking: dict[str, str] = field(default_factory=dict)
+    """The keyframe tracker's counts at the end (refinement fallbacks, keyframe switches, the
+    fused rotation's weight), as on `/diagnostics`; empty for ``pose_source: network``."""
     previews: list[str] = field(default_factory=list)
     plot: str | None = None
 
@@ -94,7 +98,11 @@ class BagSummary:
             f"throughput: {self.fps:.1f} frames/s ({self.wall_s:.1f} s)",
             f"per frame (ms): {stages}",
             f"scale: {self.scale_source} = {self.scale:.4g}",
+            f"pose source: {self.pose_source}",
         ]
+        if self.tracking:
+            keys = ("refinement fallbacks", "fallbacks by reason", "keyframe switches")
+            lines[-1] += " (" + ", ".join(f"{k} {self.tracking[k]}" for k in keys) + ")"
         if self.plot:
             lines.append(f"previews and trajectory plot in {Path(self.plot).parent}")
         return "\n".join(lines)
@@ -323,6 +331,8 @@ class _BagRun:
             topics=dict(self.counts),
             scale_source=self.pipeline.cfg.scale_source,
             scale=self.pipeline.scale,
+            pose_source=self.pipeline.cfg.pose_source,
+            tracking=self.pipeline.tracking_diagnostics(),
         )
 
     def write_previews(self, folder: Path) -> list[str]:

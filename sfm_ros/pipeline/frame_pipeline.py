@@ -765,10 +765,11 @@ class DepthOdometryPipeline:
             "device": str(getattr(est, "device", "?")),
             "pose source": self.cfg.pose_source,
             "depth source": self.cfg.depth_source,
-            **self._tracking_diagnostics(),
+            **self.tracking_diagnostics(),
         }
 
-    def _tracking_diagnostics(self) -> dict[str, str]:
+    def tracking_diagnostics(self) -> dict[str, str]:
+        """The keyframe tracker's last outcome and counts (empty before it ran)."""
         track = self.last_track
         if track is None:
             return {}
