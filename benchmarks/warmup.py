@@ -7,7 +7,8 @@ and the starting and the adapted model are measured the same way:
 
 - pose on the clip against its ground truth: the legacy 5-frame ATE and RE (SfMLearner's
   snippet rotation error, radians), the rotation error per frame and the Sim(3)-aligned RMSE
-  ATE, beside constant velocity;
+  ATE of the pose network, beside constant velocity, and ATE5 / RE of what the node publishes
+  with its default parameters (``pose_source: fused``, the keyframe tracker);
 - depth on the clip (no ground truth there): the fraction of pixels the depth node would publish
   as NaN, the median depth and the spread of log depth;
 - forgetting: Abs Rel / delta1 (median-scaled) on held-out synthetic frames of each domain
@@ -50,6 +51,8 @@ from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig, adapt_sequences
 from sfm_ros.core.visualize import colorize_depth, save_png
 from sfm_ros.messages.sources import open_source
+from sfm_ros.pipeline.evaluate import PipelinePredictor
+from sfm_ros.pipeline.frame_pipeline import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -78,8 +81,10 @@ def measure(checkpoint: Path, clip: list, frames: list, synthetic: dict, device:
     """Pose on the clip, depth statistics on the clip, depth per synthetic domain."""
     estimator = DepthPoseEstimator.from_checkpoint(checkpoint, device=device)
     (pose,) = evaluate_pose_sequences(estimator, clip, progress=False)["sequences"].values()
+    node = PipelinePredictor(PipelineConfig(checkpoint=str(checkpoint), device=device))
+    (node_pose,) = evaluate_pose_sequences(node, clip, progress=False)["sequences"].values()
     result = {
-        "pose": {k: pose[k] for k in ("model", CV)},
+        "pose": {k: pose[k] for k in ("model", CV)} | {"node": node_pose["model"]},
         "clip_depth": clip_depth(estimator, frames),
         "synthetic": {},
     }
@@ -140,10 +145,10 @@ def pose_cells(pose: dict) -> str:
 
 def table(results: dict, budgets: list[int]) -> list[str]:
     head = "| model | steps | s/step | versions / rollbacks | ATE5 (m) | RE (rad) "
-    head += "| rot. (deg/frame) | ATE Sim(3) (m) | clip NaN % | clip median depth "
-    head += "| clip log spread | worst forgetting | "
+    head += "| rot. (deg/frame) | ATE Sim(3) (m) | node's ATE5 / RE | clip NaN % "
+    head += "| clip median depth | clip log spread | worst forgetting | "
     head += " | ".join(f"{d} Abs Rel / d1" for d in DOMAINS) + " |"
-    lines = [head, "|" + "---|" * (12 + len(DOMAINS))]
+    lines = [head, "|" + "---|" * (13 + len(DOMAINS))]
     before = results["before"]["synthetic"]
 
     def row(name: str, r: dict, steps: str = "-", speed: str = "-", versions: str = "-") -> str:
@@ -156,10 +161,11 @@ def table(results: dict, budgets: list[int]) -> list[str]:
         worst = f"{100 * change:+.1f} ± {100 * stderr:.1f} % ({domain})"
         if r is results["before"]:
             worst = "-"
+        node = r["pose"]["node"]
         return (
             f"| {name} | {steps} | {speed} | {versions} | {pose_cells(r['pose']['model'])} | "
-            f"{100 * c['nan_fraction']:.1f} | {c['median_depth']:.3g} | {c['log_spread']:.3f} | "
-            f"{worst} | {synth} |"
+            f"{node['ate5_mean']:.4f} / {node['re_mean']:.4f} | {100 * c['nan_fraction']:.1f} | "
+            f"{c['median_depth']:.3g} | {c['log_spread']:.3f} | {worst} | {synth} |"
         )
 
     lines.append(row("before", results["before"], "0"))
@@ -183,7 +189,7 @@ def table(results: dict, budgets: list[int]) -> list[str]:
     )
     lines.append(
         f"| baselines (constant velocity / constant depth) | - | - | - | "
-        f"{pose_cells(base['pose'][CV])} | - | - | - | - | {synth} |"
+        f"{pose_cells(base['pose'][CV])} | - | - | - | - | - | {synth} |"
     )
     return lines
 
