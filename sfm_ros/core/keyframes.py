@@ -509,14 +509,14 @@ class KeyframeTracker:
             torch.stack([s.grey for s in sources], 1),
             torch.as_tensor(T_src_cur, dtype=torch.float32, device=self.device)[None],
         )
+        out = multiview_depth(*args, cfg) if fuse_depth else None
         kf_depth = depth
-        if for_keyframe:
-            kf_depth = multiview_depth(*args, replace(cfg, align_prior_scale=False)).depth_m
-        if not fuse_depth:
+        if for_keyframe:  # the published sweep serves when it is unaligned too
+            reuse = out is not None and not cfg.align_prior_scale
+            unaligned = replace(cfg, align_prior_scale=False)
+            kf_depth = out.depth_m if reuse else multiview_depth(*args, unaligned).depth_m
+        if out is None:
             return depth_m, np.zeros_like(depth_m), kf_depth
-        out = multiview_depth(*args, cfg)
-        if for_keyframe and not cfg.align_prior_scale:
-            kf_depth = out.depth_m
         depth_out, conf = out.depth_m, out.confidence
         if depth_out.shape[-2:] != depth_m.shape:
             size = depth_m.shape
