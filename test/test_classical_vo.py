@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sfm_ros.core.classical_vo import orb_essential_motions
+from sfm_ros.core.classical_vo import OrbMotion, orb_essential_motions
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.metrics import rotation_error_deg
 from sfm_ros.core.synthetic import render_sequence
@@ -42,3 +42,28 @@ def test_bad_input_raises_input_error(corridor):
         orb_essential_motions(corridor.images[:2], np.eye(2))
     with pytest.raises(InputError):
         orb_essential_motions([np.zeros((4, 4, 2), np.uint8)] * 2, corridor.K)
+
+
+def test_a_stream_gives_the_clip_motions_and_none_where_a_pair_fails(corridor):
+    clip, _ = orb_essential_motions(corridor.images, corridor.K)
+    stream = OrbMotion()
+    steps = [stream.step(image, corridor.K) for image in corridor.images]
+    assert steps[0] is None
+    np.testing.assert_allclose(np.stack(steps[1:]), clip, atol=1e-9)
+    assert stream.step(np.full_like(corridor.images[0], 128), corridor.K) is None  # no features
+    strict = OrbMotion(min_inliers=10_000)  # more inliers than there are features
+    assert [strict.step(image, corridor.K) for image in corridor.images[:3]] == [None] * 3
+    stream.reset()
+    assert stream.step(corridor.images[0], corridor.K) is None
+    with pytest.raises(InputError):
+        stream.step(corridor.images[1], np.eye(2))
+
+
+def test_downsized_frames_keep_the_rotation():
+    street = render_sequence("street", 8, seed=3, height=256, width=832)
+    true = np.linalg.inv(street.T_world_cam[:-1]) @ street.T_world_cam[1:]
+    for max_width in (None, 416):  # half size: K is scaled with the frames
+        stream = OrbMotion(max_width=max_width)
+        steps = [stream.step(image, street.K) for image in street.images][1:]
+        rot_err = [rotation_error_deg(a, b) for a, b in zip(steps, true, strict=True)]
+        assert np.median(rot_err) < 0.2

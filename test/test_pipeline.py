@@ -611,18 +611,30 @@ def test_refined_rotation_keeps_the_network_translation(street_large):
     assert pipe.diagnostics()["pose source"] == "refined_rotation"
 
 
-def test_fused_rotation_leans_on_the_better_estimate(street_large):
-    # the network's rotation is 0.5 degree off, the refinement (true depth) far better
-    seq = street_large
+WEIGHTS = ("refinement", "classical VO")
+
+
+@pytest.mark.parametrize("fuse_classical", [True, False])
+def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
+    # the network's rotation is 0.5 degree off, the refinement (true depth) far better; with
+    # ORB + essential matrix as a third estimate (enough features from 416 px wide frames) the
+    # variances come from three disagreements
+    seq = render_sequence("street", 9, seed=5, height=128, width=416)
     network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)
-    pipe = make(NoisyMotionEstimator(seq), pose_source="fused", depth_uncertainty=0.0)
+    pipe = make(
+        NoisyMotionEstimator(seq), pose_source="fused", depth_uncertainty=0.0,
+        fuse_classical=fuse_classical,
+    )  # fmt: skip
     fused = run_sequence(pipe, seq)
     assert rotation_errors_deg(fused, seq).mean() < 0.3 * rotation_errors_deg(network, seq).mean()
     for net, fus in zip(network[1:], fused[1:], strict=True):
         np.testing.assert_allclose(fus.T_prev_cur[:3, 3], net.T_prev_cur[:3, 3], atol=1e-9)
     diag = pipe.diagnostics()
     assert diag["pose source"] == "fused"
-    assert float(diag["rotation weight of the refinement"]) > 0.8
+    assert diag["rotation variances from"] == ("three estimates" if fuse_classical else "two")
+    refined, classical = (float(diag[f"rotation weight of the {k}"]) for k in WEIGHTS)
+    assert (classical > 0) == fuse_classical
+    assert refined > classical and refined + classical > 0.8  # the network's weight is small
     # per axis: the 0.5 degree error about one axis is 0.5 / sqrt(3) RMS over three
     assert float(diag["network rotation sigma (deg)"]) == pytest.approx(0.5 / 3**0.5, rel=0.2)
 

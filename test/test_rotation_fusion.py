@@ -29,6 +29,39 @@ def _run(sigma_net: float, sigma_ref: float, frames: int = 400, seed: int = 0) -
     return {**rms, "network_variance": fusion.network_variance}
 
 
+def _run_three(
+    sigma_net: float, sigma_ref: float, sigma_cls: float, claimed: float, classical: bool
+) -> tuple[dict, RotationFusion]:
+    """As `_run`, with a classical estimate (every third one missing: failed pairs) and a
+    refined variance claimed ``claimed`` times its true value."""
+    rng = np.random.default_rng(1)
+    fusion, errors = RotationFusion(), {"network": [], "refined": [], "fused": []}
+    for i in range(400):
+        R = so3_exp(rng.normal(scale=0.05, size=3))
+        R_net, R_ref, R_cls = (_noisy(R, s, rng) for s in (sigma_net, sigma_ref, sigma_cls))
+        use = classical and i % 3 != 0
+        R_fused, _ = fusion.fuse(R_net, R_ref, claimed * sigma_ref**2, R_cls if use else None)
+        if i >= 50:
+            for name, est in (("network", R_net), ("refined", R_ref), ("fused", R_fused)):
+                errors[name].append(np.linalg.norm(so3_log(R.T @ est)))
+    return {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in errors.items()}, fusion
+
+
+def test_a_classical_estimate_makes_a_miscalibrated_refined_variance_harmless():
+    # the refinement claims a quarter of its true variance (as on real KITTI frames); the
+    # classical estimate is the worst of the three, yet it makes the variances measurable
+    two_way, _ = _run_three(0.002, 0.004, 0.006, claimed=0.25, classical=False)
+    three_way, fusion = _run_three(0.002, 0.004, 0.006, claimed=0.25, classical=True)
+    assert two_way["fused"] > 1.1 * two_way["network"]  # misled into trusting the refinement
+    assert fusion.three_cornered
+    var_net, var_ref, var_cls = fusion.variances
+    assert var_net == pytest.approx(0.002**2, rel=0.3)
+    assert var_ref == pytest.approx(0.004**2, rel=0.3)
+    assert var_cls == pytest.approx(0.006**2, rel=0.3)
+    assert three_way["fused"] < 0.95 * min(three_way["network"], three_way["refined"])
+    assert sum(fusion.last_weights) == pytest.approx(1.0)
+
+
 def test_equal_errors_average_out():
     r = _run(0.002, 0.002)
     assert r["network_variance"] == pytest.approx(0.002**2, rel=0.3)
@@ -52,8 +85,13 @@ def test_agreeing_rotations_are_kept_and_bad_input_leaves_the_state():
     bad[0, 0] = np.nan
     with pytest.raises(InputError):
         fusion.fuse(bad, R, 1e-6)
+    for var in (0.0, np.inf, np.nan):
+        with pytest.raises(InputError):
+            fusion.fuse(R, R, var)
     with pytest.raises(InputError):
-        fusion.fuse(R, R, 0.0)
+        fusion.fuse(R, R, 1e-6, bad)
+    with pytest.raises(InputError):
+        fusion.fuse(R, R, 1e-6, np.eye(2))
     assert fusion.network_variance == before
     with pytest.raises(InputError):
         RotationFusion(window=0.5)

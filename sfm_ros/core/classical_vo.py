@@ -1,6 +1,7 @@
 """The classical baseline: monocular ORB + essential-matrix visual odometry (OpenCV).
 
-Frame to frame: ORB features matched with Lowe's ratio test, `cv2.findEssentialMat` (RANSAC)
+Frame to frame (`OrbMotion` for a stream, `orb_essential_motions` for a whole clip): ORB
+features matched with Lowe's ratio test, `cv2.findEssentialMat` (RANSAC)
 and `cv2.recoverPose`. A monocular essential matrix has no scale, so every step has unit
 length; the pose metrics fit the scale (per snippet for the 5-frame ATE, Sim(3) for the whole
 trajectory). Where a pair fails (too few matches or inliers) the previous motion is repeated.
@@ -36,8 +37,76 @@ def orb_matches(
     orb: cv2.ORB, matcher: cv2.BFMatcher, a: np.ndarray, b: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Matched pixel coordinates (M, 2) in grey images a and b (ratio test 0.8)."""
-    ka, da = orb.detectAndCompute(a, None)
-    kb, db = orb.detectAndCompute(b, None)
+    return _match(matcher, orb.detectAndCompute(a, None), orb.detectAndCompute(b, None))
+
+
+def _relative_motion(
+    pa: np.ndarray, pb: np.ndarray, K: np.ndarray, min_inliers: int = MIN_POINTS
+) -> np.ndarray | None:
+    """(4, 4) T_prev_cur with a unit translation from matches prev -> cur, or None (fewer than
+    ``min_inliers`` points agree with the essential matrix)."""
+    if len(pa) < max(MIN_POINTS, min_inliers):
+        return None
+    E, mask = cv2.findEssentialMat(pa, pb, K, cv2.RANSAC, 0.999, 1.0)
+    if E is None or E.shape != (3, 3):
+        return None
+    n, R, t, _ = cv2.recoverPose(E, pa, pb, K, mask=mask)
+    if n < max(MIN_POINTS, min_inliers):
+        return None
+    # recoverPose gives x_cur = R x_prev + t; invert to the previous frame's view of the current
+    T_prev_cur = np.eye(4)
+    T_prev_cur[:3, :3] = R.T
+    T_prev_cur[:3, 3] = -R.T @ (t[:, 0] / max(np.linalg.norm(t), 1e-12))
+    return T_prev_cur
+
+
+class OrbMotion:
+    """Frame-to-frame ORB + essential-matrix motion of an image stream, one frame at a time
+    (each frame's features are detected once and kept for the next).
+
+    Args:
+        features: ORB features per image.
+        max_width: frames wider than this are downsized first (their K with them); None = full
+            size.
+        min_inliers: fewer essential-matrix inliers make a pair fail (with a few dozen, on
+            small or textureless frames, the rotation can be off by tens of degrees).
+    """
+
+    def __init__(
+        self, features: int = 2000, max_width: int | None = None, min_inliers: int = MIN_POINTS
+    ) -> None:
+        self.orb, self.matcher = cv2.ORB_create(features), cv2.BFMatcher(cv2.NORM_HAMMING)
+        self.max_width, self.min_inliers = max_width, min_inliers
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous frame (a gap or a new camera)."""
+        self._previous: tuple[list, np.ndarray | None] | None = None
+
+    def step(self, image: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+        """(4, 4) ``T_prev_cur`` with a unit translation from the previous frame to ``image``
+        ((H, W) grey or (H, W, 3) RGB, uint8 or float in [0, 1]; ``K`` (3, 3) its intrinsics),
+        or None on the first frame and where the pair fails (too few matches or inliers)."""
+        K = np.array(K, dtype=np.float64)
+        if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+            raise InputError(f"K must be a finite (3, 3) matrix, got {K.shape}")
+        grey = _grey(image)
+        if self.max_width is not None and grey.shape[1] > self.max_width:
+            factor = self.max_width / grey.shape[1]
+            grey = cv2.resize(grey, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+            K[:2] *= factor
+        current = self.orb.detectAndCompute(grey, None)
+        previous, self._previous = self._previous, current
+        if previous is None:
+            return None
+        return _relative_motion(*_match(self.matcher, previous, current), K, self.min_inliers)
+
+
+def _match(
+    matcher: cv2.BFMatcher, a: tuple[list, np.ndarray | None], b: tuple[list, np.ndarray | None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Matched pixel coordinates (M, 2) of two images' (keypoints, descriptors), ratio test 0.8."""
+    (ka, da), (kb, db) = a, b
     if da is None or db is None or len(ka) < MIN_POINTS or len(kb) < MIN_POINTS:
         return np.zeros((0, 2)), np.zeros((0, 2))
     pairs = [m for m in matcher.knnMatch(da, db, k=2) if len(m) == 2]
@@ -47,27 +116,10 @@ def orb_matches(
     return pa, pb
 
 
-def _relative_motion(pa: np.ndarray, pb: np.ndarray, K: np.ndarray) -> np.ndarray | None:
-    """(4, 4) T_prev_cur with a unit translation from matches prev -> cur, or None."""
-    if len(pa) < MIN_POINTS:
-        return None
-    E, mask = cv2.findEssentialMat(pa, pb, K, cv2.RANSAC, 0.999, 1.0)
-    if E is None or E.shape != (3, 3):
-        return None
-    n, R, t, _ = cv2.recoverPose(E, pa, pb, K, mask=mask)
-    if n < MIN_POINTS:
-        return None
-    # recoverPose gives x_cur = R x_prev + t; invert to the previous frame's view of the current
-    T_prev_cur = np.eye(4)
-    T_prev_cur[:3, :3] = R.T
-    T_prev_cur[:3, 3] = -R.T @ (t[:, 0] / max(np.linalg.norm(t), 1e-12))
-    return T_prev_cur
-
-
 def orb_essential_motions(
     images: Iterable[np.ndarray], K: np.ndarray, features: int = 2000
 ) -> tuple[np.ndarray, int]:
-    """Frame-to-frame motions of an image stream with one camera matrix.
+    """Frame-to-frame motions of an image stream with one camera matrix, at full size.
 
     Args:
         images: (H, W) grey or (H, W, 3) RGB frames, uint8 or float in [0, 1]; read one at a
@@ -83,15 +135,14 @@ def orb_essential_motions(
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3) or not np.all(np.isfinite(K)):
         raise InputError(f"K must be a finite (3, 3) matrix, got {K.shape}")
-    orb, matcher = cv2.ORB_create(features), cv2.BFMatcher(cv2.NORM_HAMMING)
-    motions, previous, last, failed = [], None, np.eye(4), 0
-    for image in images:
-        grey = _grey(image)
-        if previous is not None:
-            T = _relative_motion(*orb_matches(orb, matcher, previous, grey), K)
-            if T is None:
-                T, failed = last, failed + 1
-            motions.append(T)
-            last = T
-        previous = grey
+    stream = OrbMotion(features)
+    motions, last, failed = [], np.eye(4), 0
+    for i, image in enumerate(images):
+        T = stream.step(image, K)
+        if i == 0:
+            continue
+        if T is None:
+            T, failed = last, failed + 1
+        motions.append(T)
+        last = T
     return np.array(motions, dtype=np.float64).reshape(-1, 4, 4), failed

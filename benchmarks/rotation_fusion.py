@@ -1,0 +1,128 @@
+"""How well does `pose_source: fused` weigh its two rotations? Per-frame errors against the truth.
+
+    OMP_NUM_THREADS=1 python benchmarks/rotation_fusion.py [--checkpoint CKPT] \\
+        [--clips ../shared/data/kitti_odometry_06 synthetic:field:61:1000 ...] [--scales 1,2,3]
+
+Runs the node's pipeline (`PipelinePredictor`, default parameters: `pose_source: fused`) over
+each clip and records, for every frame the fusion ran on, the network's rotation, the refined
+one, the classical one (ORB + essential matrix, ``fuse_classical``), the refined variance the
+tracker claims and the weight the fusion gave the refinement. Against the ground truth it
+prints the RMS rotation error per axis (degrees a frame) of each and of the fusion; the
+refined covariance's calibration (mean squared error over mean claimed variance, per axis:
+1 = honest, above 1 overconfident); the refined weight the fusion used on average and the
+fixed network-refined weight that would have been best in hindsight; and the two-way fusion
+without the classical rotation replayed on the same rotations with the refined variance
+multiplied by each of ``--scales`` (x1 is the fusion before ``fuse_classical``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from sfm_ros.core.lie import se3_inverse, so3_log
+from sfm_ros.core.rotation_fusion import RotationFusion
+from sfm_ros.messages.sources import open_source
+from sfm_ros.pipeline.evaluate import PipelinePredictor
+from sfm_ros.pipeline.frame_pipeline import PipelineConfig
+
+DATA = "../shared/data"
+CLIPS = (
+    f"{DATA}/kitti_odometry_06",
+    f"{DATA}/real/kitti_odometry_00",
+    "synthetic:street:61:1000",
+    "synthetic:field:61:1000",
+)
+
+
+def record(checkpoint: str, source: str) -> dict[str, np.ndarray]:
+    """The fusion's inputs and output on every frame it ran on, with the true rotation of that
+    motion: ``R_true``, ``R_network``, ``R_refined``, ``R_fused``, ``R_classical`` (M, 3, 3;
+    NaN where ORB + E failed or is off), ``refined_var`` and ``weight`` (M,)."""
+    seq = open_source(source)[0]
+    predictor = PipelinePredictor(PipelineConfig(checkpoint=checkpoint, pose_source="fused"))
+    fusion = predictor.pipeline.rotation_fusion
+    fuse, rows, frame = fusion.fuse, [], {}
+
+    def recording_fuse(R_network, R_refined, refined_var, R_classical=None):  # noqa: ANN001, ANN202
+        inputs = (np.array(R_network), np.array(R_refined), float(refined_var))  # views: copy
+        R, weight = fuse(*inputs, R_classical)
+        classical = np.full((3, 3), np.nan) if R_classical is None else np.array(R_classical)
+        rows.append((frame["R_true"], *inputs, weight, R, classical))
+        return R, weight
+
+    fusion.fuse = recording_fuse
+    previous = None  # the last frame the pipeline took (it skips repeated ones)
+    for i in range(len(seq)):
+        current = seq.load(i)
+        if previous is not None:
+            frame["R_true"] = (se3_inverse(previous.T_world_cam) @ current.T_world_cam)[:3, :3]
+        if predictor.predict(current) is not None:
+            previous = current
+    names = ("R_true", "R_network", "R_refined", "refined_var", "weight", "R_fused", "R_classical")
+    return {name: np.array([row[k] for row in rows]) for k, name in enumerate(names)}
+
+
+def errors(R_true: np.ndarray, R_est: np.ndarray) -> np.ndarray:
+    """(M, 3) axis-angle error of each estimate (radians)."""
+    return np.stack([so3_log(a.T @ b) for a, b in zip(R_true, R_est, strict=True)])
+
+
+def rms_deg(err: np.ndarray) -> float:
+    """RMS rotation error per axis, degrees."""
+    return float(np.degrees(np.sqrt((err**2).mean())))
+
+
+def replay(rec: dict[str, np.ndarray], scale: float, classical: bool) -> tuple[np.ndarray, float]:
+    """The fusion run again with the refined variance times ``scale``, with or without the
+    classical rotation: rotations, mean refined weight."""
+    fusion, out, weights = RotationFusion(), [], []
+    inputs = zip(
+        rec["R_network"], rec["R_refined"], rec["refined_var"], rec["R_classical"], strict=True
+    )
+    for R_n, R_r, var, R_c in inputs:
+        use = classical and np.isfinite(R_c).all()
+        R, w = fusion.fuse(R_n, R_r, scale * var, R_c if use else None)
+        out.append(R)
+        weights.append(w)
+    return np.array(out), float(np.mean(weights))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="", help="empty = the packaged model")
+    parser.add_argument("--clips", nargs="*", default=list(CLIPS))
+    parser.add_argument("--scales", default="1,2,3", help="refined-variance factors to replay")
+    args = parser.parse_args()
+    scales = [float(s) for s in args.scales.split(",")]
+    print(
+        "clip | frames | RMS deg/frame: network / refined / classical / fused | refined "
+        "calibration | refined weight: used / best fixed | without classical: "
+        + " | ".join(f"x{s:g}" for s in scales)
+    )
+    for clip in args.clips:
+        rec = record(args.checkpoint, clip)
+        if not len(rec["weight"]):
+            print(f"{clip} | 0 | the fusion never ran")
+            continue
+        e_net = errors(rec["R_true"], rec["R_network"])
+        e_ref = errors(rec["R_true"], rec["R_refined"])
+        ok = np.isfinite(rec["R_classical"]).all(axis=(1, 2))
+        e_cls = errors(rec["R_true"][ok], rec["R_classical"][ok]) if ok.any() else np.nan
+        calibration = (e_ref**2).mean() / rec["refined_var"].mean()
+        grid = np.linspace(0.0, 1.0, 21)
+        best = min(grid, key=lambda w: (((1 - w) * e_net + w * e_ref) ** 2).mean())
+        replayed = [replay(rec, s, classical=False) for s in scales]
+        cells = [f"{rms_deg(errors(rec['R_true'], R)):.3f} (w {w:.2f})" for R, w in replayed]
+        fused = rms_deg(errors(rec["R_true"], rec["R_fused"]))
+        print(
+            f"{clip} | {len(rec['weight'])} | {rms_deg(e_net):.3f} / {rms_deg(e_ref):.3f} / "
+            f"{rms_deg(e_cls):.3f} ({ok.sum()}) / {fused:.3f} | {calibration:.2f} | "
+            f"{rec['weight'].mean():.2f} / {best:.2f} | " + " | ".join(cells)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
