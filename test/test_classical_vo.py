@@ -1,5 +1,6 @@
 """The classical ORB + essential-matrix baseline on a rendered corridor with turns."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -67,3 +68,15 @@ def test_downsized_frames_keep_the_rotation():
         steps = [stream.step(image, street.K) for image in street.images][1:]
         rot_err = [rotation_error_deg(a, b) for a, b in zip(steps, true, strict=True)]
         assert np.median(rot_err) < 0.2
+
+
+def test_an_opencv_error_on_a_degenerate_pair_fails_the_pair_not_the_stream(corridor, monkeypatch):
+    def solver_assertion(*args, **kwargs):
+        raise cv2.error("solvePoly: assertion failed")  # seen on a real degenerate sample
+
+    stream = OrbMotion()
+    assert stream.step(corridor.images[0], corridor.K) is None
+    monkeypatch.setattr(cv2, "findEssentialMat", solver_assertion)
+    assert stream.step(corridor.images[1], corridor.K) is None
+    T, failed = orb_essential_motions(corridor.images[:3], corridor.K)
+    assert failed == 2 and np.all(np.isfinite(T))

@@ -47,10 +47,13 @@ def _relative_motion(
     ``min_inliers`` points agree with the essential matrix)."""
     if len(pa) < max(MIN_POINTS, min_inliers):
         return None
-    E, mask = cv2.findEssentialMat(pa, pb, K, cv2.RANSAC, 0.999, 1.0)
-    if E is None or E.shape != (3, 3):
+    try:  # the five-point solver asserts on some degenerate samples (RANSAC draws at random)
+        E, mask = cv2.findEssentialMat(pa, pb, K, cv2.RANSAC, 0.999, 1.0)
+        if E is None or E.shape != (3, 3):
+            return None
+        n, R, t, _ = cv2.recoverPose(E, pa, pb, K, mask=mask)
+    except cv2.error:
         return None
-    n, R, t, _ = cv2.recoverPose(E, pa, pb, K, mask=mask)
     if n < max(MIN_POINTS, min_inliers):
         return None
     # recoverPose gives x_cur = R x_prev + t; invert to the previous frame's view of the current
