@@ -17,6 +17,10 @@ import numpy as np
 from sfm_ros.core.errors import InputError
 
 MIN_POINTS = 8
+ESSENTIAL_METHODS = (cv2.RANSAC, cv2.USAC_DEFAULT)
+"""Robust estimators of the essential matrix, the next tried when one raises: OpenCV 5.1's
+RANSAC asserts in its five-point solver on some ordinary street pairs (the same samples on
+every call), where USAC finds the motion."""
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -47,13 +51,15 @@ def _relative_motion(
     ``min_inliers`` points agree with the essential matrix)."""
     if len(pa) < max(MIN_POINTS, min_inliers):
         return None
-    try:  # the five-point solver asserts on some degenerate samples (RANSAC draws at random)
-        E, mask = cv2.findEssentialMat(pa, pb, K, cv2.RANSAC, 0.999, 1.0)
-        if E is None or E.shape != (3, 3):
-            return None
-        n, R, t, _ = cv2.recoverPose(E, pa, pb, K, mask=mask)
-    except cv2.error:
+    for method in ESSENTIAL_METHODS:
+        try:
+            E, mask = cv2.findEssentialMat(pa, pb, K, method, 0.999, 1.0)
+            break
+        except cv2.error:  # RANSAC's five-point solver asserts on some degenerate samples
+            E = None
+    if E is None or E.shape != (3, 3):
         return None
+    n, R, t, _ = cv2.recoverPose(E, pa, pb, K, mask=mask)
     if n < max(MIN_POINTS, min_inliers):
         return None
     # recoverPose gives x_cur = R x_prev + t; invert to the previous frame's view of the current
