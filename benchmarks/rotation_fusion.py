@@ -6,13 +6,17 @@
 Runs the node's pipeline (`PipelinePredictor`, default parameters: `pose_source: fused`) over
 each clip and records, for every frame the fusion ran on, the network's rotation, the refined
 one, the classical one (ORB + essential matrix, ``fuse_classical``), the refined variance the
-tracker claims and the weight the fusion gave the refinement. Against the ground truth it
-prints the RMS rotation error per axis (degrees a frame) of each and of the fusion; the
-refined covariance's calibration (mean squared error over mean claimed variance, per axis:
-1 = honest, above 1 overconfident); the refined weight the fusion used on average and the
-fixed network-refined weight that would have been best in hindsight; and the two-way fusion
-without the classical rotation replayed on the same rotations with the refined variance
-multiplied by each of ``--scales`` (x1 is the fusion before ``fuse_classical``).
+tracker claims, the weight the fusion gave the refinement and the fused rotation's variance
+(1 / sum of 1 / variance). Against the ground truth it prints the RMS rotation error per
+axis (degrees a frame) of each and of the fusion; the calibration (mean squared error over
+mean variance, per axis: 1 = honest, above 1 overconfident) of the refined covariance, of the
+fused variance (after 10 frames) and, for comparison, of the odometry noise model's rotation
+variance at the true step (what the odometry publishes as its rotation covariance), with the
+Gaussian negative log-likelihood of the fused rotation's errors under both; the refined
+weight the fusion used on average and the fixed network-refined weight that would have been best in
+hindsight; and the two-way fusion without the classical rotation replayed on the same
+rotations with the refined variance multiplied by each of ``--scales`` (x1 is the fusion
+before ``fuse_classical``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import numpy as np
 
 from sfm_ros.core.lie import se3_inverse, so3_log
+from sfm_ros.core.odometry import OdometryNoise
 from sfm_ros.core.rotation_fusion import RotationFusion
 from sfm_ros.messages.sources import open_source
 from sfm_ros.pipeline.evaluate import PipelinePredictor
@@ -49,7 +54,8 @@ def record(checkpoint: str, source: str) -> dict[str, np.ndarray]:
         inputs = (np.array(R_network), np.array(R_refined), float(refined_var))  # views: copy
         R, weight = fuse(*inputs, R_classical)
         classical = np.full((3, 3), np.nan) if R_classical is None else np.array(R_classical)
-        rows.append((frame["R_true"], *inputs, weight, R, classical))
+        rows.append((frame["R_true"], *inputs, weight, R, classical, frame["d_true"],
+                     fusion.last_variance))  # fmt: skip
         return R, weight
 
     fusion.fuse = recording_fuse
@@ -57,10 +63,12 @@ def record(checkpoint: str, source: str) -> dict[str, np.ndarray]:
     for i in range(len(seq)):
         current = seq.load(i)
         if previous is not None:
-            frame["R_true"] = (se3_inverse(previous.T_world_cam) @ current.T_world_cam)[:3, :3]
+            T_true = se3_inverse(previous.T_world_cam) @ current.T_world_cam
+            frame["R_true"], frame["d_true"] = T_true[:3, :3], np.linalg.norm(T_true[:3, 3])
         if predictor.predict(current) is not None:
             previous = current
     names = ("R_true", "R_network", "R_refined", "refined_var", "weight", "R_fused", "R_classical")
+    names += ("d_true", "fused_var")
     return {name: np.array([row[k] for row in rows]) for k, name in enumerate(names)}
 
 
@@ -72,6 +80,26 @@ def errors(R_true: np.ndarray, R_est: np.ndarray) -> np.ndarray:
 def rms_deg(err: np.ndarray) -> float:
     """RMS rotation error per axis, degrees."""
     return float(np.degrees(np.sqrt((err**2).mean())))
+
+
+def calibration(err: np.ndarray, variance: np.ndarray, skip: int = 0) -> float:
+    """Mean squared error per axis over the mean variance (1 = honest, above 1 overconfident),
+    after the first ``skip`` frames."""
+    return float((err[skip:] ** 2).mean() / variance[skip:].mean())
+
+
+def nll(err: np.ndarray, variance: np.ndarray, skip: int = 10) -> float:
+    """Mean Gaussian negative log-likelihood per axis of (M, 3) errors under (M,) variances
+    (lower is better: honest on average and high where the errors are), after ``skip`` frames."""
+    var = variance[skip:, None]
+    return float((0.5 * (np.log(2 * np.pi * var) + err[skip:] ** 2 / var)).mean())
+
+
+def noise_model_variance(rec: dict[str, np.ndarray]) -> np.ndarray:
+    """(M,) rotation variance per axis of the odometry's noise model at each true step."""
+    noise, angles = OdometryNoise(), [np.linalg.norm(so3_log(R)) for R in rec["R_true"]]
+    stds = [noise.step_stds(d, a)[1] for d, a in zip(rec["d_true"], angles, strict=True)]
+    return np.square(stds)
 
 
 def replay(rec: dict[str, np.ndarray], scale: float, classical: bool) -> tuple[np.ndarray, float]:
@@ -97,8 +125,10 @@ def main() -> int:
     args = parser.parse_args()
     scales = [float(s) for s in args.scales.split(",")]
     print(
-        "clip | frames | RMS deg/frame: network / refined / classical / fused | refined "
-        "calibration | refined weight: used / best fixed | without classical: "
+        "clip | frames | RMS deg/frame: network / refined / classical / fused | calibration "
+        "(1 = honest): refined covariance / fused variance / noise model at the true step | "
+        "NLL per axis of the fused rotation: fused variance / noise model | "
+        "refined weight: used / best fixed | without classical: "
         + " | ".join(f"x{s:g}" for s in scales)
     )
     for clip in args.clips:
@@ -110,15 +140,24 @@ def main() -> int:
         e_ref = errors(rec["R_true"], rec["R_refined"])
         ok = np.isfinite(rec["R_classical"]).all(axis=(1, 2))
         e_cls = errors(rec["R_true"][ok], rec["R_classical"][ok]) if ok.any() else np.nan
-        calibration = (e_ref**2).mean() / rec["refined_var"].mean()
+        e_fused = errors(rec["R_true"], rec["R_fused"])
+        noise_var = noise_model_variance(rec)
+        calibrations = (
+            calibration(e_ref, rec["refined_var"]),
+            calibration(e_fused, rec["fused_var"], skip=10),  # while the variances settle
+            calibration(e_fused, noise_var),
+        )
+        likelihoods = (nll(e_fused, rec["fused_var"]), nll(e_fused, noise_var))
         grid = np.linspace(0.0, 1.0, 21)
         best = min(grid, key=lambda w: (((1 - w) * e_net + w * e_ref) ** 2).mean())
         replayed = [replay(rec, s, classical=False) for s in scales]
         cells = [f"{rms_deg(errors(rec['R_true'], R)):.3f} (w {w:.2f})" for R, w in replayed]
-        fused = rms_deg(errors(rec["R_true"], rec["R_fused"]))
+        fused = rms_deg(e_fused)
         print(
             f"{clip} | {len(rec['weight'])} | {rms_deg(e_net):.3f} / {rms_deg(e_ref):.3f} / "
-            f"{rms_deg(e_cls):.3f} ({ok.sum()}) / {fused:.3f} | {calibration:.2f} | "
+            f"{rms_deg(e_cls):.3f} ({ok.sum()}) / {fused:.3f} | "
+            + " / ".join(f"{c:.2f}" for c in calibrations)
+            + f" | {likelihoods[0]:.2f} / {likelihoods[1]:.2f} | "
             f"{rec['weight'].mean():.2f} / {best:.2f} | " + " | ".join(cells)
         )
     return 0

@@ -194,3 +194,22 @@ def test_step_covariance_from_refinement_is_used_in_the_base_frame():
     assert np.all(np.diag(wide.pose_cov) > np.diag(state.pose_cov))
     with pytest.raises(InputError, match="step_cov_cam"):
         odo.update(step, 200_000_000, step_cov_cam=np.full((6, 6), np.nan))
+
+
+def test_a_measured_rotation_variance_replaces_the_noise_models():
+    """A fusion's measured rotation variance sets the step's rotation noise; the translation
+    keeps the noise model's."""
+    step = optical_motion(0.5, 0.02)
+    model, measured = (OdometryIntegrator(T_BODY_OPTICAL, metric=True) for _ in range(2))
+    for odo in (model, measured):
+        odo.update(None, 0)
+    by_model = model.update(step, 100_000_000)
+    state = measured.update(step, 100_000_000, rotation_variance=4e-6)
+    rot_abs = measured.noise.rot_abs
+    np.testing.assert_allclose(np.diag(state.twist_cov)[3:], (4e-6 + rot_abs**2) / 0.1**2)
+    np.testing.assert_allclose(np.diag(state.twist_cov)[:3], np.diag(by_model.twist_cov)[:3])
+    assert np.all(np.diag(state.pose_cov)[3:] < np.diag(by_model.pose_cov)[3:])
+    for bad in (np.nan, np.inf, -1e-6):
+        with pytest.raises(InputError, match="rotation_variance"):
+            measured.update(step, 200_000_000, rotation_variance=bad)
+    assert measured.state().stamp_ns == 100_000_000  # refused input left the state alone

@@ -637,6 +637,15 @@ def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
     assert refined > classical and refined + classical > 0.8  # the network's weight is small
     # per axis: the 0.5 degree error about one axis is 0.5 / sqrt(3) RMS over three
     assert float(diag["network rotation sigma (deg)"]) == pytest.approx(0.5 / 3**0.5, rel=0.2)
+    # the odometry's rotation noise is the fused rotation's measured variance, below the
+    # network's
+    fusion, dt = pipe.rotation_fusion, (seq.stamps_ns[-1] - seq.stamps_ns[-2]) * 1e-9
+    assert fusion.last_variance < 0.5 * fusion.network_variance
+    np.testing.assert_allclose(
+        np.diag(fused[-1].odometry.twist_cov)[3:],
+        (fusion.last_variance + pipe.odometry.noise.rot_abs**2) / dt**2,
+        rtol=1e-9,
+    )
 
 
 @pytest.mark.parametrize("pose_source", ["refined", "refined_rotation", "fused"])

@@ -19,6 +19,7 @@ Covariances follow REP 103 / nav_msgs ordering (x, y, z, rot x, rot y, rot z):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,6 +142,7 @@ class OdometryIntegrator:
         T_prev_cur_cam: np.ndarray | None,
         stamp_ns: int,
         step_cov_cam: np.ndarray | None = None,
+        rotation_variance: float | None = None,
     ) -> OdometryState:
         """Add the camera motion since the previous frame (None for the first frame of a chain).
 
@@ -150,7 +152,11 @@ class OdometryIntegrator:
                 pose refinement gives, in the same units as the translation); None = the
                 per-step `OdometryNoise` model. The noise model's constant terms are added
                 either way, so no step is ever certain.
+            rotation_variance: with the noise model, the step's rotation variance per axis
+                (rad^2, e.g. what a rotation fusion measured) in place of the model's.
         """
+        if rotation_variance is not None and not 0 <= rotation_variance < math.inf:
+            raise InputError(f"rotation_variance must be finite and >= 0, got {rotation_variance}")
         dt = None if self._last_stamp_ns is None else (stamp_ns - self._last_stamp_ns) * 1e-9
         self._last_stamp_ns = int(stamp_ns)
         if T_prev_cur_cam is None:
@@ -169,6 +175,8 @@ class OdometryIntegrator:
             sigma_t, sigma_r = self.noise.step_stds(
                 step_len, float(np.linalg.norm(so3_log(dT[:3, :3])))
             )
+            if rotation_variance is not None:
+                sigma_r = math.sqrt(rotation_variance + self.noise.rot_abs**2)
             Q = np.diag([sigma_t**2] * 3 + [sigma_r**2] * 3)
             G[:3, :3], G[3:, 3:] = R, R_new  # translation noise in the previous base frame
         else:

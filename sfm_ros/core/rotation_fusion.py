@@ -12,7 +12,10 @@ errors the mean squared angle between two of them, per axis, is the sum of their
 - With the classical estimate (at least ``min_classical`` frames of it), the three pairwise
   disagreements give all three variances (the "three-cornered hat" of clock comparisons), so
   nothing has to be calibrated; the refined variance of a frame is its claimed one (its
-  covariance) rescaled so that the claims average to the estimated variance.
+  covariance) rescaled so that the claims average to the estimated variance. All three
+  disagreements are averaged over the same frames, those with a classical estimate: where
+  ORB + E succeeds only on some frames (the fast ones indoors), every estimate errs more there
+  than on average, and mixing the sets would charge that to the classical estimate.
 - Without it, only the sum is known: the refined variance is taken as claimed and the
   network's is the rest of the disagreement. That is only as good as the covariance's
   calibration, which varies from camera to camera (`benchmarks/RESULTS.md`).
@@ -57,10 +60,14 @@ class RotationFusion:
     def reset(self) -> None:
         """Forget the variances (a new model or camera)."""
         self._nr = self._claimed = 0.0  # network-refined disagreement, claimed refined var
-        self._nc = self._rc = 0.0  # network-classical and refined-classical disagreements
+        # over the frames with a classical estimate: the three pairwise disagreements and the
+        # claimed refined variance
+        self._nr_classical = self._nc = self._rc = self._claimed_classical = 0.0
         self._count = self._count_classical = 0
         self.last_weights = (1.0, 0.0, 0.0)
         """Weights of the network, refined and classical rotation in the last fusion."""
+        self.last_variance = math.nan
+        """Variance per axis (rad^2) of the last fused rotation: 1 / sum of 1 / variance."""
 
     @property
     def three_cornered(self) -> bool:
@@ -77,7 +84,8 @@ class RotationFusion:
         if not self.three_cornered:
             refined = max(self._claimed, floor)
             return max(self._nr - self._claimed, self.min_ratio * refined, 1e-16), refined, math.inf
-        nr, nc, rc = self._nr, self._nc, self._rc
+        nr, nc, rc = self._nr_classical, self._nc, self._rc
+        floor = max(self.min_ratio * nr, 1e-16)
         return (
             max((nr + nc - rc) / 2, floor),
             max((nr + rc - nc) / 2, floor),
@@ -119,23 +127,29 @@ class RotationFusion:
         if not (all(np.isfinite(R).all() for R in rotations) and 0 < refined_var < math.inf):
             raise InputError("rotation fusion needs finite rotations and a finite variance > 0")
         to_refined = so3_log(R_n.T @ R_r)  # (3,) axis-angle from the network's
+        network_refined = _squared_angle(to_refined)
         self._count += 1
-        self._nr = self._update(self._nr, _squared_angle(to_refined), self._count)
+        self._nr = self._update(self._nr, network_refined, self._count)
         self._claimed = self._update(self._claimed, float(refined_var), self._count)
         to_classical = None
         if R_c is not None:
             to_classical = so3_log(R_n.T @ R_c)
             self._count_classical += 1
             n = self._count_classical
+            self._nr_classical = self._update(self._nr_classical, network_refined, n)
+            self._claimed_classical = self._update(self._claimed_classical, float(refined_var), n)
             self._nc = self._update(self._nc, _squared_angle(to_classical), n)
             self._rc = self._update(self._rc, _squared_angle(so3_log(R_r.T @ R_c)), n)
         var_net, var_ref, var_cls = self.variances
         # this frame's claim, rescaled so that the claims average to the estimated variance
-        var_ref *= float(refined_var) / max(self._claimed, 1e-16)
+        # (over the frames that variance was estimated on)
+        claimed = self._claimed_classical if self.three_cornered else self._claimed
+        var_ref *= float(refined_var) / max(claimed, 1e-16)
         inverse = np.array([1 / var_net, 1 / var_ref, 0.0])
         if to_classical is not None and self.three_cornered:
             inverse[2] = 1 / var_cls
         weights = inverse / inverse.sum()
+        self.last_variance = float(1 / inverse.sum())
         delta = weights[1] * to_refined
         if weights[2] > 0:
             delta = delta + weights[2] * to_classical

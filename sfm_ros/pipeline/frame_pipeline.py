@@ -25,7 +25,8 @@ Hessian then sets the odometry covariance, the refined rotation with the network
 (covariance from the noise model), or the network's and the refined rotation fused by their
 variances (`core/rotation_fusion.py`), with ORB + essential-matrix VO's rotation as a third
 estimate that makes the variances measurable (``fuse_classical``), and the network's
-translation. ``depth_source`` picks
+translation; the odometry's rotation covariance is then the fused rotation's measured variance.
+``depth_source`` picks
 the published depth: the depth network's, or multi-view depth (a plane sweep over the keyframe
 and recent frames fused with the network's). ``depth/confidence`` is the multi-view
 confidence (0 where geometry says nothing: no texture, no parallax); it needs the tracker,
@@ -174,7 +175,8 @@ class PipelineConfig(Params):
         "against a keyframe, covariance from its inverse Hessian), refined_rotation (the "
         "refined rotation with the network's translation) or fused (the network's, the "
         "refined and the classical rotation fused by their variances, with the network's "
-        "translation)",
+        "translation; the fused rotation's measured variance is the odometry's rotation "
+        "covariance)",
         choices=POSE_SOURCES,
     )
     depth_source: str = param(
@@ -253,6 +255,23 @@ class PipelineStats:
     resets: int = 0
     last_latency_s: float = 0.0
     skipped_by_reason: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class Geometry:
+    """One frame's depth and motion from the configured sources, in network units."""
+
+    depth_m: np.ndarray
+    """(H, W) depth to publish (network or multi-view)."""
+    T_prev_cur: np.ndarray | None
+    """(4, 4) optical-frame motion; None without a previous frame."""
+    covariance: np.ndarray | None = None
+    """(6, 6) covariance of the motion (`pose_source: refined`); None = the noise model."""
+    rotation_variance: float | None = None
+    """The fused rotation's measured variance per axis (rad^2), in place of the noise
+    model's (`pose_source: fused`)."""
+    confidence: np.ndarray | None = None
+    """(H, W) multi-view confidence in [0, 1]; None when not computed."""
 
 
 @dataclass
@@ -585,7 +604,9 @@ class DepthOdometryPipeline:
         self._previous_image = (in_frame, decoded.copy())  # the message's buffer may be reused
         if valid is not None:  # undistorted pixels sampled outside the raw image
             out.depth_m[~valid] = np.nan
-        depth_raw, T_raw, cov_raw, confidence = self._geometry(image, camera, out, wanted)
+        geometry = self._geometry(image, camera, out, wanted)
+        depth_raw, T_raw, cov_raw = geometry.depth_m, geometry.T_prev_cur, geometry.covariance
+        confidence = geometry.confidence
         if T_raw is None or last_stamp is None:
             self.velocity_smoother.reset()
         else:
@@ -612,7 +633,7 @@ class DepthOdometryPipeline:
         t2 = time.perf_counter()
 
         self.odometry.metric = self.metric
-        state = self.odometry.update(T, stamp_ns, step_cov_cam=cov)
+        state = self.odometry.update(T, stamp_ns, cov, geometry.rotation_variance)
         frame = self.cfg.camera_frame or in_frame
         messages = self._messages(
             wanted, image, depth, confidence, camera, out, state, stamp_ns, frame
@@ -646,13 +667,13 @@ class DepthOdometryPipeline:
 
     def _geometry(
         self, image: np.ndarray, camera: Camera, out: EstimatorOutput, wanted: set[str]
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-        """(depth, motion, its covariance or None, confidence or None), all in network units,
-        from the configured sources; the tracker runs only when something needs it."""
+    ) -> Geometry:
+        """Depth, motion and their uncertainty from the configured sources; the tracker runs
+        only when something needs it."""
         cfg = self.cfg
         fuse = cfg.depth_source == "multiview" or "depth/confidence" in wanted
         if cfg.pose_source == "network" and not fuse:
-            return out.depth_m, out.T_prev_cur, None, None
+            return Geometry(out.depth_m, out.T_prev_cur)
         classical = None
         if cfg.pose_source == "fused" and cfg.fuse_classical:
             classical = self._classical_worker.submit(self.classical.step, image, camera.K)
@@ -663,7 +684,7 @@ class DepthOdometryPipeline:
             self._classical_result(classical)  # not left running
             self.tracker.reset()
             self.classical.reset()
-            return out.depth_m, out.T_prev_cur, None, None
+            return Geometry(out.depth_m, out.T_prev_cur)
         T_classical = self._classical_result(classical)
         diag = self.last_track = track.diagnostics
         if cfg.pose_source != "network" and diag.reason in FALLBACKS:
@@ -671,7 +692,7 @@ class DepthOdometryPipeline:
                 "refine:" + diag.reason,
                 f"pose refinement fell back to the {diag.init_source} motion: {diag.reason}",
             )
-        T, covariance = out.T_prev_cur, None
+        T, covariance, rotation_variance = out.T_prev_cur, None, None
         if cfg.pose_source == "refined":
             T, covariance = track.T_prev_cur, track.covariance
         elif cfg.pose_source != "network" and T is not None and diag.reason == "ok":
@@ -686,8 +707,10 @@ class DepthOdometryPipeline:
                     T[:3, :3], self.last_fusion_weight = self.rotation_fusion.fuse(
                         T[:3, :3], R_refined, var, R_classical
                     )
+                    rotation_variance = self.rotation_fusion.last_variance
         depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
-        return depth, T, covariance, track.confidence if fuse else None
+        confidence = track.confidence if fuse else None
+        return Geometry(depth, T, covariance, rotation_variance, confidence)
 
     def _classical_result(self, job: Future | None) -> np.ndarray | None:
         """The classical motion of this frame: None without one (off, the first frame, a
