@@ -641,6 +641,8 @@ def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
     # network's
     fusion, dt = pipe.rotation_fusion, (seq.stamps_ns[-1] - seq.stamps_ns[-2]) * 1e-9
     assert fusion.last_variance < 0.5 * fusion.network_variance
+    sigma = float(diag["fused rotation sigma (deg, odometry covariance)"])
+    assert sigma == pytest.approx(np.degrees(np.sqrt(fusion.last_variance)), rel=1e-2)
     np.testing.assert_allclose(
         np.diag(fused[-1].odometry.twist_cov)[3:],
         (fusion.last_variance + pipe.odometry.noise.rot_abs**2) / dt**2,

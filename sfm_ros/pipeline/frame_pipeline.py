@@ -853,10 +853,12 @@ class DepthOdometryPipeline:
         if self.last_fusion_weight is None:
             return {}
         fusion = self.rotation_fusion
-        sigma_deg = math.degrees(math.sqrt(fusion.network_variance))
+        network, fused = (math.degrees(math.sqrt(v)) for v in (fusion.network_variance,
+                                                                fusion.last_variance))  # fmt: skip
         return {
             "rotation weight of the refinement": f"{self.last_fusion_weight:.2f}",
             "rotation weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
             "rotation variances from": "three estimates" if fusion.three_cornered else "two",
-            "network rotation sigma (deg)": f"{sigma_deg:.3g}",
+            "network rotation sigma (deg)": f"{network:.3g}",
+            "fused rotation sigma (deg, odometry covariance)": f"{fused:.3g}",
         }
