@@ -828,8 +828,8 @@ class OnlineAdapter:
                     self.step_once()
                     step_s = time.perf_counter() - t0
                     busy += step_s
-                    self._stop.wait(self.pause_after(step_s))
-                    self.stats.duty_measured = busy / (time.perf_counter() - started)
+                    if not self._stop.wait(self.pause_after(step_s)):  # over whole cycles only
+                        self.stats.duty_measured = busy / (time.perf_counter() - started)
         except Exception as exc:  # reported in the status, not lost with the thread
             self.stats.error = f"{type(exc).__name__}: {exc}"
             self.log.error("online adaptation stopped: %s", self.stats.error)
