@@ -441,6 +441,7 @@ class DepthOdometryPipeline:
         """Swap in the weights of another checkpoint (same architecture); returns the version."""
         version = self.estimator.load_weights(path)
         self.rotation_fusion.reset()  # the network's rotation variance is the old model's
+        self.last_fusion_weight = None  # no fusion to report until the next one
         self.log.info("loaded model %s (version %d)", path, version)
         return version
 
