@@ -14,8 +14,9 @@ errors the mean squared angle between two of them, per axis, is the sum of their
   nothing has to be calibrated; the refined variance of a frame is its claimed one (its
   covariance) rescaled so that the claims average to the estimated variance. All three
   disagreements are averaged over the same frames, those with a classical estimate: where
-  ORB + E succeeds only on some frames (the fast ones indoors), every estimate errs more there
-  than on average, and mixing the sets would charge that to the classical estimate.
+  ORB + E succeeds only on some frames, the other two may err differently there than on
+  average (indoors the refinement erred 26 % more on them), and mixing the sets would charge
+  that difference to the classical estimate.
 - Without it, only the sum is known: the refined variance is taken as claimed and the
   network's is the rest of the disagreement. That is only as good as the covariance's
   calibration, which varies from camera to camera (`benchmarks/RESULTS.md`).
