@@ -11,9 +11,9 @@ tracker claims, the weight the fusion gave the refinement and the fused rotation
 axis (degrees a frame) of each and of the fusion; the calibration (mean squared error over
 mean variance, per axis: 1 = honest, above 1 overconfident) of the refined covariance, of the
 fused variance (after 10 frames) and, for comparison, of the odometry noise model's rotation
-variance at the true step (what the odometry publishes as its rotation covariance), with the
-Gaussian negative log-likelihood of the fused rotation's errors under both; the refined
-weight the fusion used on average and the fixed network-refined weight that would have been best in
+variance at the true step (what the odometry published before), with the Gaussian negative
+log-likelihood of the fused rotation's errors under both (after 10 frames); the refined weight
+the fusion used on average and the fixed network-refined weight that would have been best in
 hindsight; and the two-way fusion without the classical rotation replayed on the same
 rotations with the refined variance multiplied by each of ``--scales`` (x1 is the fusion
 before ``fuse_classical``).
