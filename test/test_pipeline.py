@@ -381,8 +381,7 @@ def test_config_validation_and_descriptions():
 def test_model_loading(estimator, tiny_checkpoint, monkeypatch, tmp_path):
     pipe = make(estimator)
     tilt = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-    # a disagreement, fused as the pipeline does: a network variance
-    _, pipe.last_fusion_weight = pipe.rotation_fusion.fuse(np.eye(3), tilt, 1e-6)
+    pipe.rotation_fusion.fuse(np.eye(3), tilt, 1e-6)  # a disagreement: a network variance
     assert pipe.rotation_fusion.network_variance > 0 and pipe._fusion_diagnostics()
     assert pipe.load_model(tiny_checkpoint) == estimator.model_version == 1
     assert pipe.rotation_fusion.network_variance == 0  # it was the old model's

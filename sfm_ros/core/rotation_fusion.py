@@ -71,6 +71,11 @@ class RotationFusion:
         """Variance per axis (rad^2) of the last fused rotation: 1 / sum of 1 / variance."""
 
     @property
+    def frames(self) -> int:
+        """Rotations fused since the last reset."""
+        return self._count
+
+    @property
     def three_cornered(self) -> bool:
         """Whether the variances come from the three pairwise disagreements."""
         return self._count_classical >= self.min_classical
@@ -81,9 +86,8 @@ class RotationFusion:
         refined one is its average (classical: inf until it is used; all 0 before a fusion)."""
         if self._count == 0:
             return 0.0, 0.0, math.inf
-        floor = max(self.min_ratio * self._nr, 1e-16)
         if not self.three_cornered:
-            refined = max(self._claimed, floor)
+            refined = max(self._claimed, self.min_ratio * self._nr, 1e-16)
             return max(self._nr - self._claimed, self.min_ratio * refined, 1e-16), refined, math.inf
         nr, nc, rc = self._nr_classical, self._nc, self._rc
         floor = max(self.min_ratio * nr, 1e-16)

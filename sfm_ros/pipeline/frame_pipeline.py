@@ -365,7 +365,6 @@ class DepthOdometryPipeline:
             device=str(getattr(estimator, "device", "cpu")),
         )
         self.last_track: TrackDiagnostics | None = None
-        self.last_fusion_weight: float | None = None
         self.odometry = OdometryIntegrator(T_BODY_OPTICAL, metric=cfg.scale_source == "fixed")
         self.velocity_smoother = VelocitySmoother(cfg.velocity_smoothing_s)
         self.rotation_fusion = RotationFusion()
@@ -441,7 +440,6 @@ class DepthOdometryPipeline:
         """Swap in the weights of another checkpoint (same architecture); returns the version."""
         version = self.estimator.load_weights(path)
         self.rotation_fusion.reset()  # the network's rotation variance is the old model's
-        self.last_fusion_weight = None  # no fusion to report until the next one
         self.log.info("loaded model %s (version %d)", path, version)
         return version
 
@@ -705,9 +703,7 @@ class DepthOdometryPipeline:
                 var = float(np.trace(track.covariance[3:, 3:])) / 3
                 if var > 0 and np.isfinite(T).all():  # else the network's rotation stays
                     R_classical = None if T_classical is None else T_classical[:3, :3]
-                    T[:3, :3], self.last_fusion_weight = self.rotation_fusion.fuse(
-                        T[:3, :3], R_refined, var, R_classical
-                    )
+                    T[:3, :3], _ = self.rotation_fusion.fuse(T[:3, :3], R_refined, var, R_classical)
                     rotation_variance = self.rotation_fusion.last_variance
         depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
         confidence = track.confidence if fuse else None
@@ -851,13 +847,13 @@ class DepthOdometryPipeline:
         }
 
     def _fusion_diagnostics(self) -> dict[str, str]:
-        if self.last_fusion_weight is None:
-            return {}
         fusion = self.rotation_fusion
+        if fusion.frames == 0:  # none since the start or the last model swap
+            return {}
         network, fused = (math.degrees(math.sqrt(v)) for v in (fusion.network_variance,
                                                                 fusion.last_variance))  # fmt: skip
         return {
-            "rotation weight of the refinement": f"{self.last_fusion_weight:.2f}",
+            "rotation weight of the refinement": f"{fusion.last_weights[1]:.2f}",
             "rotation weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
             "rotation variances from": "three estimates" if fusion.three_cornered else "two",
             "network rotation sigma (deg)": f"{network:.3g}",
