@@ -383,8 +383,14 @@ def test_model_loading(estimator, tiny_checkpoint, monkeypatch, tmp_path):
     tilt = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     pipe.rotation_fusion.fuse(np.eye(3), tilt, 1e-6)  # a disagreement: a network variance
     assert pipe.rotation_fusion.network_variance > 0 and pipe._fusion_diagnostics()
+    for _ in range(6):  # classical directions too: the direction variances are measured
+        pipe.direction_fusion.fuse(
+            np.array([0.1, 0, 1]), np.array([0, 0, 1]), np.eye(3), [0, 0.1, 1]
+        )
+    assert pipe.direction_fusion.three_cornered and pipe._direction_diagnostics()
     assert pipe.load_model(tiny_checkpoint) == estimator.model_version == 1
     assert pipe.rotation_fusion.network_variance == 0  # it was the old model's
+    assert pipe.direction_fusion.frames == 0 and pipe._direction_diagnostics() == {}
     assert pipe._fusion_diagnostics() == {}  # nothing fused since the swap: nothing to report
     assert pipe.diagnostics()["model version"] == "1"
     monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", tmp_path / "absent.pt")
@@ -628,8 +634,11 @@ def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
     )  # fmt: skip
     fused = run_sequence(pipe, seq)
     assert rotation_errors_deg(fused, seq).mean() < 0.3 * rotation_errors_deg(network, seq).mean()
-    for net, fus in zip(network[1:], fused[1:], strict=True):
-        np.testing.assert_allclose(fus.T_prev_cur[:3, 3], net.T_prev_cur[:3, 3], atol=1e-9)
+    for net, fus in zip(network[1:], fused[1:], strict=True):  # the network's length (the scale)
+        t_net, t_fused = net.T_prev_cur[:3, 3], fus.T_prev_cur[:3, 3]
+        assert np.linalg.norm(t_fused) == pytest.approx(np.linalg.norm(t_net), rel=1e-9)
+        if not fuse_classical:  # and its direction, which is only fused with the classical one
+            np.testing.assert_allclose(t_fused, t_net, atol=1e-9)
     diag = pipe.diagnostics()
     assert diag["pose source"] == "fused"
     assert diag["rotation variances from"] == ("three estimates" if fuse_classical else "two")
@@ -649,6 +658,61 @@ def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
         (fusion.last_variance + pipe.odometry.noise.rot_abs**2) / dt**2,
         rtol=1e-9,
     )
+
+
+class SidewaysEstimator(GroundTruthEstimator):
+    """True depth (times UNKNOWN) and rotation, the true translation turned 3 degrees about
+    the camera's y axis (a sideways error in the direction; the length stays true)."""
+
+    def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
+        out = super().step(image, K, stamp_ns, with_flow)
+        if out.T_prev_cur is not None:
+            c, s = np.cos(np.radians(3.0)), np.sin(np.radians(3.0))
+            out.T_prev_cur[:3, 3] = (
+                np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]) @ out.T_prev_cur[:3, 3]
+            )
+        return out
+
+
+def direction_errors_deg(results, seq) -> np.ndarray:
+    errors = []
+    for i in range(1, len(results)):
+        gt = (se3_inverse(seq.T_world_cam[i - 1]) @ seq.T_world_cam[i])[:3, 3]
+        t = results[i].T_prev_cur[:3, 3]
+        errors.append(
+            np.degrees(np.arccos(np.clip(gt @ t / np.linalg.norm(gt) / np.linalg.norm(t), -1, 1)))
+        )
+    return np.array(errors)
+
+
+@pytest.mark.parametrize("fuse_translation", [True, False])
+def test_fused_translation_direction_leans_on_the_better_estimates(fuse_translation):
+    # the network's translation direction is 3 degrees off; the refinement (true depth) and
+    # ORB + essential matrix (416 px wide frames) are better: once five classical directions
+    # make the variances measurable, the published direction moves towards the truth and the
+    # length stays the network's
+    seq = render_sequence("street", 12, seed=5, height=128, width=416)
+    pipe = make(
+        SidewaysEstimator(seq), pose_source="fused", depth_uncertainty=0.0,
+        fuse_translation=fuse_translation,
+    )  # fmt: skip
+    results = run_sequence(pipe, seq)
+    network = run_sequence(make(SidewaysEstimator(seq), pose_source="network"), seq)
+    errors, network_errors = direction_errors_deg(results, seq), direction_errors_deg(network, seq)
+    np.testing.assert_allclose(network_errors, 3.0, atol=1e-6)
+    for net, r in zip(network[1:], results[1:], strict=True):
+        t_net, t = net.T_prev_cur[:3, 3], r.T_prev_cur[:3, 3]
+        assert np.linalg.norm(t) == pytest.approx(np.linalg.norm(t_net), rel=1e-9)
+    diag = pipe.diagnostics()
+    if not fuse_translation:
+        np.testing.assert_allclose(errors, 3.0, atol=1e-6)
+        assert "network translation direction sigma (deg)" not in diag
+        return
+    fused = errors[-4:]  # the frames after the variances became measurable
+    assert fused.max() < 0.5 * 3.0
+    assert float(diag["network translation direction sigma (deg)"]) > 1.0
+    weights = [float(diag[f"translation direction weight of the {k}"]) for k in WEIGHTS]
+    assert sum(weights) > 0.6  # the network's weight is small
 
 
 @pytest.mark.parametrize("pose_source", ["refined", "refined_rotation", "fused"])

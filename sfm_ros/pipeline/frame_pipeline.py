@@ -24,8 +24,10 @@ refined by direct photometric alignment against a keyframe (`core/keyframes.py`)
 Hessian then sets the odometry covariance, the refined rotation with the network's translation
 (covariance from the noise model), or the network's and the refined rotation fused by their
 variances (`core/rotation_fusion.py`), with ORB + essential-matrix VO's rotation as a third
-estimate that makes the variances measurable (``fuse_classical``), and the network's
-translation; the odometry's rotation covariance is then the fused rotation's measured variance.
+estimate that makes the variances measurable (``fuse_classical``); the odometry's rotation
+covariance is then the fused rotation's measured variance. With the classical estimate the
+three translation directions are fused the same way (``fuse_translation``,
+`core/direction_fusion.py`); the translation's length (the scale) is always the network's.
 ``depth_source`` picks
 the published depth: the depth network's, or multi-view depth (a plane sweep over the keyframe
 and recent frames fused with the network's). ``depth/confidence`` is the multi-view
@@ -63,6 +65,7 @@ import numpy as np
 from sfm_ros import messages as cv
 from sfm_ros.core.camera import Camera
 from sfm_ros.core.classical_vo import OrbMotion
+from sfm_ros.core.direction_fusion import DirectionFusion
 from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL
 from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
@@ -72,6 +75,7 @@ from sfm_ros.core.keyframes import (
     KeyframeConfig,
     KeyframeTracker,
     TrackDiagnostics,
+    TrackResult,
 )
 from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
 from sfm_ros.core.params import Params, param
@@ -174,9 +178,9 @@ class PipelineConfig(Params):
         "motion for odometry: network (pose network), refined (photometric refinement "
         "against a keyframe, covariance from its inverse Hessian), refined_rotation (the "
         "refined rotation with the network's translation) or fused (the network's, the "
-        "refined and the classical rotation fused by their variances, with the network's "
-        "translation; the fused rotation's measured variance is the odometry's rotation "
-        "covariance)",
+        "refined and the classical rotation fused by their variances, the translation's "
+        "direction too with fuse_translation, its length the network's; the fused rotation's "
+        "measured variance is the odometry's rotation covariance)",
         choices=POSE_SOURCES,
     )
     depth_source: str = param(
@@ -191,6 +195,12 @@ class PipelineConfig(Params):
         "frames at most 800 px wide) as a third estimate; the three pairwise disagreements "
         "then give each estimate's variance, so the weights no longer depend on how well the "
         "refinement's covariance is calibrated for this camera",
+    )
+    fuse_translation: bool = param(
+        True,
+        "pose_source fused with fuse_classical: fuse the translation's direction too (the "
+        "network's, the refined and the classical one, weighted by the variances their "
+        "disagreements give); its length, the scale, stays the network's",
     )
     depth_uncertainty: float = param(
         NETWORK_DEPTH_UNCERTAINTY,
@@ -368,6 +378,7 @@ class DepthOdometryPipeline:
         self.odometry = OdometryIntegrator(T_BODY_OPTICAL, metric=cfg.scale_source == "fixed")
         self.velocity_smoother = VelocitySmoother(cfg.velocity_smoothing_s)
         self.rotation_fusion = RotationFusion()
+        self.direction_fusion = DirectionFusion()
         self.classical = OrbMotion(max_width=CLASSICAL_MAX_WIDTH, min_inliers=CLASSICAL_MIN_INLIERS)
         # OpenCV releases the GIL: the classical rotation runs beside the tracker
         self._classical_worker = ThreadPoolExecutor(1, thread_name_prefix="classical_vo")
@@ -439,7 +450,8 @@ class DepthOdometryPipeline:
     def load_model(self, path: str | Path) -> int:
         """Swap in the weights of another checkpoint (same architecture); returns the version."""
         version = self.estimator.load_weights(path)
-        self.rotation_fusion.reset()  # the network's rotation variance is the old model's
+        self.rotation_fusion.reset()  # the network's variances are the old model's
+        self.direction_fusion.reset()
         self.log.info("loaded model %s (version %d)", path, version)
         return version
 
@@ -705,9 +717,26 @@ class DepthOdometryPipeline:
                     R_classical = None if T_classical is None else T_classical[:3, :3]
                     T[:3, :3], _ = self.rotation_fusion.fuse(T[:3, :3], R_refined, var, R_classical)
                     rotation_variance = self.rotation_fusion.last_variance
+                    if cfg.fuse_translation and cfg.fuse_classical:
+                        T[:3, 3] = self._fused_translation(T[:3, 3], track, T_classical)
         depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
         confidence = track.confidence if fuse else None
         return Geometry(depth, T, covariance, rotation_variance, confidence)
+
+    def _fused_translation(
+        self, t_network: np.ndarray, track: TrackResult, T_classical: np.ndarray | None
+    ) -> np.ndarray:
+        """The network's translation with its direction fused with the refined and the
+        classical one (the network's where the inputs do not allow it)."""
+        R_refined = track.T_prev_cur[:3, :3]  # the covariance perturbs on the right
+        cov_t = R_refined @ track.covariance[:3, :3] @ R_refined.T
+        t_refined = track.T_prev_cur[:3, 3]
+        t_classical = None if T_classical is None else T_classical[:3, 3]
+        try:
+            return self.direction_fusion.fuse(t_network, t_refined, cov_t, t_classical)
+        except InputError as exc:
+            self._throttle.warn("direction", f"translation direction not fused: {exc}")
+            return t_network
 
     def _classical_result(self, job: Future | None) -> np.ndarray | None:
         """The classical motion of this frame: None without one (off, the first frame, a
@@ -858,4 +887,16 @@ class DepthOdometryPipeline:
             "rotation variances from": "three estimates" if fusion.three_cornered else "two",
             "network rotation sigma (deg)": f"{network:.3g}",
             "fused rotation sigma (deg, odometry covariance)": f"{fused:.3g}",
+            **self._direction_diagnostics(),
+        }
+
+    def _direction_diagnostics(self) -> dict[str, str]:
+        fusion = self.direction_fusion
+        if not fusion.three_cornered:  # the network's translation is kept until then
+            return {}
+        network = math.degrees(math.sqrt(fusion.variances[0]))
+        return {
+            "translation direction weight of the refinement": f"{fusion.last_weights[1]:.2f}",
+            "translation direction weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
+            "network translation direction sigma (deg)": f"{network:.3g}",
         }

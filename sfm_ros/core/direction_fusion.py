@@ -1,0 +1,120 @@
+"""One translation direction from the pose network's, the photometric refinement's and
+classical ORB + essential-matrix VO's; the length (the monocular scale) stays the network's.
+
+A monocular pose's translation direction carries most of its short-range error: with the
+packaged model, the legacy 5-frame ATE on KITTI 06 and 00 falls to a third and a fifth with the
+true direction and the network's length (`benchmarks/RESULTS.md`). The three directions err
+independently, so their variances follow from how much they disagree (`three_cornered.py`;
+disagreements are squared angles per degree of freedom, rad^2) and the unit vectors are
+averaged by inverse variance. Only with the classical estimate: without it the refined
+translation's claimed covariance would have to be calibrated, and it is not.
+
+A direction is only defined while the camera moves: frames whose network translation is shorter
+than ``min_speed_ratio`` times its running mean (a stop, a pure rotation) keep the network's
+translation and leave the variances alone (their directions would be noise, and such a frame
+would inflate all three disagreements for the next ``window`` frames).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.three_cornered import ThreeCorneredHat
+
+
+def _unit(t: np.ndarray) -> np.ndarray:
+    return t / np.linalg.norm(t)
+
+
+def _squared_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Squared angle per degree of freedom (rad^2) between (3,) unit vectors."""
+    return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b)) ** 2 / 2
+
+
+def direction_variance(t: np.ndarray, cov_t: np.ndarray) -> float:
+    """Variance per degree of freedom (rad^2) of the direction of a (3,) translation with
+    (3, 3) covariance ``cov_t`` (same frame): the part of the covariance across ``t``, over
+    its squared length."""
+    u = _unit(t)
+    across = np.eye(3) - np.outer(u, u)
+    return float(np.trace(across @ cov_t @ across)) / (2 * float(t @ t))
+
+
+class DirectionFusion(ThreeCorneredHat):
+    """Fuses the directions of (3,) translations of the same motion (arguments:
+    `ThreeCorneredHat`, and ``min_speed_ratio`` of the module docstring)."""
+
+    def __init__(
+        self,
+        window: float = 30.0,
+        min_ratio: float = 0.1,
+        min_classical: int = 5,
+        min_speed_ratio: float = 0.25,
+    ):
+        if not 0 <= min_speed_ratio < 1:
+            raise InputError(f"min_speed_ratio must be in [0, 1), got {min_speed_ratio}")
+        self.min_speed_ratio = float(min_speed_ratio)
+        super().__init__(window, min_ratio, min_classical)
+
+    def reset(self) -> None:
+        """Forget the variances and the running speed (a new model or camera)."""
+        super().reset()
+        self._speed, self._speed_count = 0.0, 0
+        self.last_weights = (1.0, 0.0, 0.0)
+        """Weights of the network's, the refined and the classical direction in the last
+        fusion ((1, 0, 0) where the network's translation was kept)."""
+
+    def fuse(
+        self,
+        t_network: np.ndarray,
+        t_refined: np.ndarray,
+        refined_cov: np.ndarray,
+        t_classical: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The fused (3,) translation: the fused direction times the network's length.
+
+        Args:
+            t_network, t_refined: (3,) translations of the same motion (any scale).
+            refined_cov: (3, 3) covariance of ``t_refined`` in its frame.
+            t_classical: (3,) classical translation (its length is ignored), or None where
+                there is none (a failed pair).
+
+        Non-finite or zero translations, or a covariance without a finite positive part
+        across ``t_refined``, raise InputError and leave the state unchanged.
+        """
+        t_n, t_r = (np.asarray(t, dtype=np.float64) for t in (t_network, t_refined))
+        t_c = None if t_classical is None else np.asarray(t_classical, dtype=np.float64)
+        cov = np.asarray(refined_cov, dtype=np.float64)
+        vectors = [t for t in (t_n, t_r, t_c) if t is not None]
+        if any(t.shape != (3,) for t in vectors) or cov.shape != (3, 3):
+            raise InputError("direction fusion needs (3,) translations and a (3, 3) covariance")
+        if not all(np.isfinite(t).all() and np.linalg.norm(t) > 0 for t in vectors):
+            raise InputError("direction fusion needs finite, non-zero translations")
+        claimed = direction_variance(t_r, cov) if np.isfinite(cov).all() else math.nan
+        if not 0 < claimed < math.inf:
+            raise InputError("direction fusion needs a finite covariance across the translation")
+        speed = float(np.linalg.norm(t_n))
+        self._speed_count += 1
+        self._speed += max(1.0 / self.window, 1.0 / self._speed_count) * (speed - self._speed)
+        self.last_weights = (1.0, 0.0, 0.0)
+        if speed < self.min_speed_ratio * self._speed:
+            return t_n
+        u_n, u_r = _unit(t_n), _unit(t_r)
+        u_c = None if t_c is None else _unit(t_c)
+        classical = (None, None)
+        if u_c is not None:
+            classical = (_squared_angle(u_n, u_c), _squared_angle(u_r, u_c))
+        self.update(_squared_angle(u_n, u_r), claimed, *classical)
+        if not self.three_cornered:
+            return t_n
+        weights, _ = self.weights(claimed, u_c is not None)
+        fused = weights[0] * u_n + weights[1] * u_r
+        if weights[2] > 0:
+            fused = fused + weights[2] * u_c
+        if not np.linalg.norm(fused) > 1e-9:  # opposite directions cancelled: no average
+            return t_n
+        self.last_weights = tuple(float(w) for w in weights)
+        return _unit(fused) * speed

@@ -1,0 +1,127 @@
+"""Variances of three estimates of one quantity from how much they disagree, and their
+inverse-variance weights.
+
+The estimates are the pose network's, the photometric refinement's and classical ORB +
+essential-matrix VO's (`rotation_fusion.py` fuses rotations with it, `direction_fusion.py`
+translation directions). For independent errors the mean squared disagreement between two
+estimates is the sum of their variances:
+- With the classical estimate (at least ``min_classical`` frames of it), the three pairwise
+  disagreements give all three variances (the "three-cornered hat" of clock comparisons), so
+  nothing has to be calibrated; the refined variance of a frame is its claimed one (from its
+  covariance) rescaled so that the claims average to the estimated variance. All three
+  disagreements are averaged over the same frames, those with a classical estimate: where
+  ORB + E succeeds only on some frames, the other two may err differently there than on
+  average (indoors the refinement erred 26 % more on them), and mixing the sets would charge
+  that difference to the classical estimate.
+- Without it, only the sum is known: the refined variance is taken as claimed and the
+  network's is the rest of the disagreement. That is only as good as the claim's calibration,
+  which varies from camera to camera (`benchmarks/RESULTS.md`).
+Each running mean is exponential over about ``window`` frames; every variance is floored at
+``min_ratio`` times the network-refined disagreement.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sfm_ros.core.errors import InputError
+
+
+class ThreeCorneredHat:
+    """Running variances of the network's, the refined and the classical estimate.
+
+    Args:
+        window: frames over which the disagreements are averaged (exponential, a running mean
+            until that many were seen).
+        min_ratio: floor of each variance, relative to the network-refined disagreement.
+        min_classical: frames with a classical estimate before it is used.
+    """
+
+    def __init__(self, window: float = 30.0, min_ratio: float = 0.1, min_classical: int = 5):
+        if not (window >= 1 and math.isfinite(window)) or not 0 < min_ratio < 1:
+            raise InputError(
+                f"window must be finite and >= 1 and min_ratio in (0, 1), got {window}, {min_ratio}"
+            )
+        self.window, self.min_ratio = float(window), float(min_ratio)
+        self.min_classical = int(min_classical)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (a new model or camera)."""
+        self._nr = self._claimed = 0.0  # network-refined disagreement, claimed refined var
+        # over the frames with a classical estimate: the three pairwise disagreements and the
+        # claimed refined variance
+        self._nr_classical = self._nc = self._rc = self._claimed_classical = 0.0
+        self._count = self._count_classical = 0
+
+    @property
+    def frames(self) -> int:
+        """Frames seen since the last reset."""
+        return self._count
+
+    @property
+    def three_cornered(self) -> bool:
+        """Whether the variances come from the three pairwise disagreements."""
+        return self._count_classical >= self.min_classical
+
+    def _update(self, mean: float, value: float, count: int) -> float:
+        return mean + max(1.0 / self.window, 1.0 / count) * (value - mean)
+
+    def update(
+        self,
+        network_refined: float,
+        claimed: float,
+        network_classical: float | None = None,
+        refined_classical: float | None = None,
+    ) -> None:
+        """Add one frame: squared disagreements (per degree of freedom) between the estimates,
+        the refined estimate's claimed variance in the same units, and the two disagreements
+        with the classical estimate where there is one (both or neither)."""
+        self._count += 1
+        self._nr = self._update(self._nr, network_refined, self._count)
+        self._claimed = self._update(self._claimed, claimed, self._count)
+        if network_classical is None or refined_classical is None:
+            return
+        self._count_classical += 1
+        n = self._count_classical
+        self._nr_classical = self._update(self._nr_classical, network_refined, n)
+        self._claimed_classical = self._update(self._claimed_classical, claimed, n)
+        self._nc = self._update(self._nc, network_classical, n)
+        self._rc = self._update(self._rc, refined_classical, n)
+
+    @property
+    def variances(self) -> tuple[float, float, float]:
+        """(network, refined, classical) variance as estimated so far: the refined one is its
+        average (classical: inf until it is used; all 0 before the first frame)."""
+        if self._count == 0:
+            return 0.0, 0.0, math.inf
+        if not self.three_cornered:
+            refined = max(self._claimed, self.min_ratio * self._nr, 1e-16)
+            return max(self._nr - self._claimed, self.min_ratio * refined, 1e-16), refined, math.inf
+        nr, nc, rc = self._nr_classical, self._nc, self._rc
+        floor = max(self.min_ratio * nr, 1e-16)
+        return (
+            max((nr + nc - rc) / 2, floor),
+            max((nr + rc - nc) / 2, floor),
+            max((nc + rc - nr) / 2, floor),
+        )
+
+    def weights(self, claimed: float, classical: bool) -> tuple[np.ndarray, float]:
+        """Inverse-variance weights (3,) of the network's, the refined and the classical
+        estimate of this frame (classical 0 where there is none or it is not used yet), and
+        the fused variance 1 / sum of 1 / variance.
+
+        Args:
+            claimed: this frame's claimed refined variance, rescaled so that the claims
+                average to the estimated refined variance (over the frames it was estimated on).
+            classical: whether this frame has a classical estimate.
+        """
+        var_net, var_ref, var_cls = self.variances
+        mean_claim = self._claimed_classical if self.three_cornered else self._claimed
+        var_ref *= claimed / max(mean_claim, 1e-16)
+        inverse = np.array([1 / var_net, 1 / var_ref, 0.0])
+        if classical and self.three_cornered:
+            inverse[2] = 1 / var_cls
+        return inverse / inverse.sum(), float(1 / inverse.sum())

@@ -1,0 +1,113 @@
+"""Translation directions fused by the variances their disagreements give."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sfm_ros.core.direction_fusion import DirectionFusion, direction_variance
+from sfm_ros.core.errors import InputError
+
+
+def _perturb(rng: np.random.Generator, u: np.ndarray, sigma: float) -> np.ndarray:
+    """``u`` turned by a random small angle of std ``sigma`` (rad) per degree of freedom."""
+    v = u + sigma * rng.standard_normal(3)
+    v -= (v - u) @ u * u  # the step across u only
+    return v / np.linalg.norm(v)
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    return math.atan2(np.linalg.norm(np.cross(a, b)), a @ b)
+
+
+def _directions(rng: np.random.Generator) -> np.ndarray:
+    u = np.array([0.1, 0.0, 1.0]) + 0.2 * rng.standard_normal(3)
+    return u / np.linalg.norm(u)
+
+
+def test_direction_variance_is_the_angle_variance_across_the_translation():
+    rng = np.random.default_rng(0)
+    t = np.array([0.3, -0.2, 2.0])
+    A = rng.standard_normal((3, 3))
+    cov = 1e-3 * (A @ A.T + np.outer(t, t))  # much of it along t: that moves no direction
+    samples = t + rng.multivariate_normal(np.zeros(3), cov, size=20000)
+    angles = [_angle(t, s) for s in samples]
+    assert direction_variance(t, cov) == pytest.approx(np.mean(np.square(angles)) / 2, rel=0.05)
+    assert direction_variance(t, np.outer(t, t)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_three_directions_are_weighted_by_their_measured_variances():
+    # the refinement claims the right variance up to an unknown factor (x4 here), the network
+    # errs 3 degrees per degree of freedom, the refinement 1, the classical estimate 4 and is
+    # missing on every third frame; lengths stay the network's
+    rng = np.random.default_rng(1)
+    sig_n, sig_r, sig_c = np.radians([3.0, 1.0, 4.0])
+    fusion, errors = DirectionFusion(window=200), {"network": [], "refined": [], "fused": []}
+    for i in range(400):
+        u = _directions(rng)
+        t_n = 2.5 * _perturb(rng, u, sig_n)
+        t_r = 0.7 * _perturb(rng, u, sig_r)
+        t_c = None if i % 3 == 0 else _perturb(rng, u, sig_c)
+        cov = 4 * sig_r**2 * 0.7**2 * np.eye(3)
+        t = fusion.fuse(t_n, t_r, cov, t_c)
+        assert np.linalg.norm(t) == pytest.approx(2.5)
+        for name, v in (("network", t_n), ("refined", t_r), ("fused", t)):
+            errors[name].append(_angle(u, v))
+    assert fusion.three_cornered
+    variances = fusion.variances
+    for got, sigma in zip(variances, (sig_n, sig_r, sig_c), strict=True):
+        assert got == pytest.approx(sigma**2, rel=0.3)
+    rms = {k: np.sqrt(np.mean(np.square(v[50:]))) for k, v in errors.items()}
+    assert rms["fused"] < 0.95 * rms["refined"] < 0.95 * rms["network"]
+    assert fusion.last_weights[1] > fusion.last_weights[0]
+
+
+def test_the_network_translation_is_kept_until_the_classical_estimate_is_in_use():
+    rng = np.random.default_rng(2)
+    fusion = DirectionFusion(min_classical=5)
+    cov = 1e-4 * np.eye(3)
+    for i in range(8):
+        u = _directions(rng)
+        t_n, t_r = _perturb(rng, u, 0.05), _perturb(rng, u, 0.01)
+        t_c = None if i < 2 else _perturb(rng, u, 0.02)  # classical from the third frame on
+        t = fusion.fuse(t_n, t_r, cov, t_c)
+        if i < 6:  # five classical frames make the variances measurable (the 7th frame)
+            np.testing.assert_array_equal(t, t_n)
+            assert fusion.last_weights == (1.0, 0.0, 0.0)
+        else:
+            assert not np.array_equal(t, t_n)
+
+
+def test_a_stop_keeps_the_network_translation_and_the_variances():
+    rng = np.random.default_rng(3)
+    fusion, cov = DirectionFusion(), 1e-4 * np.eye(3)
+    for _ in range(40):
+        u = _directions(rng)
+        fusion.fuse(_perturb(rng, u, 0.03), _perturb(rng, u, 0.01), cov, _perturb(rng, u, 0.05))
+    before = fusion.variances
+    for _ in range(10):  # standing still: tiny translations in random directions
+        t_n, t_r, t_c = 1e-3 * rng.standard_normal((3, 3))
+        np.testing.assert_array_equal(fusion.fuse(t_n, t_r, cov, t_c), t_n)
+    assert fusion.variances == before
+
+
+@pytest.mark.parametrize(
+    "t_network, t_refined, cov, t_classical",
+    [
+        ([np.nan, 0, 1], [0, 0, 1], np.eye(3), None),
+        ([0, 0, 1], [0, 0, 0], np.eye(3), None),
+        ([0, 0, 1], [0, 0, 1], np.zeros((3, 3)), None),
+        ([0, 0, 1], [0, 0, 1], np.eye(3), [np.inf, 0, 1]),
+        ([0, 0, 1], [0, 0, 1], np.eye(2), None),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(t_network, t_refined, cov, t_classical):
+    fusion = DirectionFusion()
+    fusion.fuse(np.array([0.0, 0.0, 1.0]), np.array([0.01, 0.0, 1.0]), 1e-4 * np.eye(3))
+    state = dict(vars(fusion))
+    with pytest.raises(InputError):
+        fusion.fuse(
+            np.array(t_network, float), np.array(t_refined, float), cov,
+            None if t_classical is None else np.array(t_classical, float),
+        )  # fmt: skip
+    assert vars(fusion) == state
