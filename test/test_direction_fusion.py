@@ -91,6 +91,23 @@ def test_a_stop_keeps_the_network_translation_and_the_variances():
     assert fusion.variances == before
 
 
+def test_directions_that_all_scatter_by_tens_of_degrees_keep_the_network_translation():
+    # small translations at a high frame rate: no direction is known within max_sigma, and
+    # the small-angle model behind the weights does not hold (the estimated sigmas, about 35-45
+    # degrees here, scatter too: a frame or two may pass early on)
+    rng = np.random.default_rng(4)
+    fusion, cov = DirectionFusion(max_sigma=np.radians(20)), np.radians(80) ** 2 * np.eye(3)
+    kept = []
+    for _ in range(60):
+        u = _directions(rng)
+        t_n, t_r, t_c = (_perturb(rng, u, np.radians(80)) for _ in range(3))
+        kept.append(np.array_equal(fusion.fuse(t_n, t_r, cov, t_c), t_n))
+    assert sum(kept) >= 55 and all(kept[-30:])
+    assert fusion.three_cornered and not fusion.usable
+    assert min(fusion.variances) > np.radians(20) ** 2
+    assert fusion.last_weights == (1.0, 0.0, 0.0)
+
+
 @pytest.mark.parametrize(
     "t_network, t_refined, cov, t_classical",
     [

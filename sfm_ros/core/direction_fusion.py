@@ -12,7 +12,10 @@ translation's claimed covariance would have to be calibrated, and it is not.
 A direction is only defined while the camera moves: frames whose network translation is shorter
 than ``min_speed_ratio`` times its running mean (a stop, a pure rotation) keep the network's
 translation and leave the variances alone (their directions would be noise, and such a frame
-would inflate all three disagreements for the next ``window`` frames).
+would inflate all three disagreements for the next ``window`` frames). And the variances are a
+small-angle model: while even the best of the three directions has an estimated sigma above
+``max_sigma`` (small translations at a high frame rate, as with a handheld camera at 30 Hz,
+where all three scatter by tens of degrees), the network's translation is kept.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ def direction_variance(t: np.ndarray, cov_t: np.ndarray) -> float:
 
 class DirectionFusion(ThreeCorneredHat):
     """Fuses the directions of (3,) translations of the same motion (arguments:
-    `ThreeCorneredHat`, and ``min_speed_ratio`` of the module docstring)."""
+    `ThreeCorneredHat`, and ``min_speed_ratio`` and ``max_sigma`` (rad) of the module
+    docstring)."""
 
     def __init__(
         self,
@@ -53,10 +57,14 @@ class DirectionFusion(ThreeCorneredHat):
         min_ratio: float = 0.1,
         min_classical: int = 5,
         min_speed_ratio: float = 0.25,
+        max_sigma: float = math.radians(20.0),
     ):
-        if not 0 <= min_speed_ratio < 1:
-            raise InputError(f"min_speed_ratio must be in [0, 1), got {min_speed_ratio}")
-        self.min_speed_ratio = float(min_speed_ratio)
+        if not (0 <= min_speed_ratio < 1 and max_sigma > 0):
+            raise InputError(
+                f"min_speed_ratio must be in [0, 1) and max_sigma > 0, got {min_speed_ratio}, "
+                f"{max_sigma}"
+            )
+        self.min_speed_ratio, self.max_sigma = float(min_speed_ratio), float(max_sigma)
         super().__init__(window, min_ratio, min_classical)
 
     def reset(self) -> None:
@@ -66,6 +74,12 @@ class DirectionFusion(ThreeCorneredHat):
         self.last_weights = (1.0, 0.0, 0.0)
         """Weights of the network's, the refined and the classical direction in the last
         fusion ((1, 0, 0) where the network's translation was kept)."""
+
+    @property
+    def usable(self) -> bool:
+        """Whether the variances are measured and at least one direction is known within
+        ``max_sigma``."""
+        return self.three_cornered and min(self.variances) <= self.max_sigma**2
 
     def fuse(
         self,
@@ -108,7 +122,7 @@ class DirectionFusion(ThreeCorneredHat):
         if u_c is not None:
             classical = (_squared_angle(u_n, u_c), _squared_angle(u_r, u_c))
         self.update(_squared_angle(u_n, u_r), claimed, *classical)
-        if not self.three_cornered:
+        if not self.usable:
             return t_n
         weights, _ = self.weights(claimed, u_c is not None)
         fused = weights[0] * u_n + weights[1] * u_r

@@ -895,7 +895,11 @@ class DepthOdometryPipeline:
         if not fusion.three_cornered:  # the network's translation is kept until then
             return {}
         network = math.degrees(math.sqrt(fusion.variances[0]))
+        limit = math.degrees(fusion.max_sigma)
         return {
+            "translation direction": "fused"
+            if fusion.usable
+            else (f"the network's (every direction's sigma above {limit:.0f} deg)"),
             "translation direction weight of the refinement": f"{fusion.last_weights[1]:.2f}",
             "translation direction weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
             "network translation direction sigma (deg)": f"{network:.3g}",
