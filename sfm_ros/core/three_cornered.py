@@ -114,8 +114,9 @@ class ThreeCorneredHat:
         the fused variance 1 / sum of 1 / variance.
 
         Args:
-            claimed: this frame's claimed refined variance, rescaled so that the claims
-                average to the estimated refined variance (over the frames it was estimated on).
+            claimed: this frame's claimed refined variance; it is rescaled here so that the
+                claims average to the estimated refined variance (over the frames that
+                variance was estimated on).
             classical: whether this frame has a classical estimate.
         """
         var_net, var_ref, var_cls = self.variances
