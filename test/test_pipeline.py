@@ -710,6 +710,7 @@ def test_fused_translation_direction_leans_on_the_better_estimates(fuse_translat
         return
     fused = errors[-4:]  # the frames after the variances became measurable
     assert fused.max() < 0.5 * 3.0
+    assert diag["translation direction"] == "fused"
     assert float(diag["network translation direction sigma (deg)"]) > 1.0
     weights = [float(diag[f"translation direction weight of the {k}"]) for k in WEIGHTS]
     assert sum(weights) > 0.6  # the network's weight is small
