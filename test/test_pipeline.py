@@ -242,7 +242,7 @@ class GroundTruthEstimator:
 def test_a_repeated_frame_is_skipped_and_the_next_motion_spans_both_intervals(street):
     # Cameras and recordings repeat frames (7-Scenes RedKitchen: 90 of 1000), while the camera
     # keeps moving: a repeat shows no motion, so it is skipped rather than published as a stop.
-    pipe = make(GroundTruthEstimator(street))
+    pipe = make(GroundTruthEstimator(street), anchor_length=False)  # the true lengths
     pipe.on_camera_info(info_msg(street.K, 96, 32))
     images = list(street.images)
     images[3] = images[2].copy()
@@ -264,7 +264,11 @@ def gt_base_poses(seq) -> np.ndarray:
 
 def test_camera_height_scale_gives_metric_odometry(street):
     cfg = PipelineConfig.from_mapping(
-        {"scale_source": "camera_height", "camera_height_m": street.camera_height_m}
+        {
+            "scale_source": "camera_height",
+            "camera_height_m": street.camera_height_m,
+            "anchor_length": False,  # the true lengths
+        }
     )
     pipe = DepthOdometryPipeline(cfg, TYPES, GroundTruthEstimator(street))
     pipe.on_camera_info(info_msg(street.K, 96, 32))
@@ -291,7 +295,7 @@ def test_camera_height_scale_gives_metric_odometry(street):
 
 def test_odometry_and_fixed_scale_sources(street):
     pipe = DepthOdometryPipeline(
-        PipelineConfig.from_mapping({"scale_source": "odometry"}),
+        PipelineConfig.from_mapping({"scale_source": "odometry", "anchor_length": False}),
         TYPES,
         GroundTruthEstimator(street),
     )
@@ -610,7 +614,10 @@ def test_refined_pose_and_multiview_depth_with_confidence(street_large):
 def test_refined_rotation_keeps_the_network_translation(street_large):
     seq = street_large
     network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)
-    pipe = make(NoisyMotionEstimator(seq), pose_source="refined_rotation", depth_uncertainty=0.0)
+    pipe = make(
+        NoisyMotionEstimator(seq), pose_source="refined_rotation", depth_uncertainty=0.0,
+        anchor_length=False,
+    )  # fmt: skip
     hybrid = run_sequence(pipe, seq)
     assert rotation_errors_deg(hybrid, seq).max() < 0.15  # the network's error is 0.5 degree
     for net, hyb in zip(network[1:], hybrid[1:], strict=True):
@@ -630,7 +637,7 @@ def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
     network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)
     pipe = make(
         NoisyMotionEstimator(seq), pose_source="fused", depth_uncertainty=0.0,
-        fuse_classical=fuse_classical,
+        fuse_classical=fuse_classical, anchor_length=False,
     )  # fmt: skip
     fused = run_sequence(pipe, seq)
     assert rotation_errors_deg(fused, seq).mean() < 0.3 * rotation_errors_deg(network, seq).mean()
@@ -694,7 +701,7 @@ def test_fused_translation_direction_leans_on_the_better_estimates(fuse_translat
     seq = render_sequence("street", 12, seed=5, height=128, width=416)
     pipe = make(
         SidewaysEstimator(seq), pose_source="fused", depth_uncertainty=0.0,
-        fuse_translation=fuse_translation,
+        fuse_translation=fuse_translation, anchor_length=False,
     )  # fmt: skip
     results = run_sequence(pipe, seq)
     network = run_sequence(make(SidewaysEstimator(seq), pose_source="network"), seq)
@@ -714,6 +721,42 @@ def test_fused_translation_direction_leans_on_the_better_estimates(fuse_translat
     assert float(diag["network translation direction sigma (deg)"]) > 1.0
     weights = [float(diag[f"translation direction weight of the {k}"]) for k in WEIGHTS]
     assert sum(weights) > 0.6  # the network's weight is small
+
+
+class LongEstimator(GroundTruthEstimator):
+    """True depth (times UNKNOWN) and motion, the translation 1.6x too long (a pose network
+    whose scale disagrees with its depth network's)."""
+
+    def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
+        out = super().step(image, K, stamp_ns, with_flow)
+        if out.T_prev_cur is not None:
+            out.T_prev_cur[:3, 3] *= 1.6
+        return out
+
+
+@pytest.mark.parametrize("pose_source", ["fused", "refined_rotation"])
+@pytest.mark.parametrize("anchor_length", [True, False])
+def test_anchored_length_follows_the_depth(pose_source, anchor_length):
+    # the refinement aligns with the depth, so its lengths are in the depth's units: anchored,
+    # the published translations take them; otherwise they stay the network's, 1.6x too long
+    seq = render_sequence("street", 8, seed=5, height=128, width=416)
+    pipe = make(
+        LongEstimator(seq), pose_source=pose_source, depth_uncertainty=0.0,
+        anchor_length=anchor_length,
+    )  # fmt: skip
+    results = run_sequence(pipe, seq)
+    ratios = []
+    for i in range(1, len(results)):
+        true = (se3_inverse(seq.T_world_cam[i - 1]) @ seq.T_world_cam[i])[:3, 3] * UNKNOWN
+        ratios.append(np.linalg.norm(results[i].T_prev_cur[:3, 3]) / np.linalg.norm(true))
+    diag = pipe.diagnostics()
+    if not anchor_length:
+        np.testing.assert_allclose(ratios, 1.6, rtol=1e-6)
+        assert "translation length ratio (refined / network)" not in diag
+        return
+    np.testing.assert_allclose(ratios, 1.0, atol=0.05)
+    ratio = float(diag.get("translation length ratio (refined / network)", "nan"))
+    assert ratio == pytest.approx(1 / 1.6, rel=0.05)
 
 
 @pytest.mark.parametrize("pose_source", ["refined", "refined_rotation", "fused"])

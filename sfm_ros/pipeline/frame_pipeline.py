@@ -27,7 +27,9 @@ variances (`core/rotation_fusion.py`), with ORB + essential-matrix VO's rotation
 estimate that makes the variances measurable (``fuse_classical``); the odometry's rotation
 covariance is then the fused rotation's measured variance. With the classical estimate the
 three translation directions are fused the same way (``fuse_translation``,
-`core/direction_fusion.py`); the translation's length (the scale) is always the network's.
+`core/direction_fusion.py`). The translation's length is the network's, rescaled by the ratio of
+refined to network lengths over the last frames (``anchor_length``, `core/length_anchor.py`), so
+that the trajectory's scale follows the depth's.
 ``depth_source`` picks
 the published depth: the depth network's, or multi-view depth (a plane sweep over the keyframe
 and recent frames fused with the network's). ``depth/confidence`` is the multi-view
@@ -77,6 +79,7 @@ from sfm_ros.core.keyframes import (
     TrackDiagnostics,
     TrackResult,
 )
+from sfm_ros.core.length_anchor import LengthAnchor
 from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
 from sfm_ros.core.params import Params, param
 from sfm_ros.core.rotation_fusion import RotationFusion
@@ -179,8 +182,9 @@ class PipelineConfig(Params):
         "against a keyframe, covariance from its inverse Hessian), refined_rotation (the "
         "refined rotation with the network's translation) or fused (the network's, the "
         "refined and the classical rotation fused by their variances, the translation's "
-        "direction too with fuse_translation, its length the network's; the fused rotation's "
-        "measured variance is the odometry's rotation covariance)",
+        "direction too with fuse_translation, its length the network's anchored to the depth "
+        "with anchor_length; the fused rotation's measured variance is the odometry's rotation "
+        "covariance)",
         choices=POSE_SOURCES,
     )
     depth_source: str = param(
@@ -200,7 +204,14 @@ class PipelineConfig(Params):
         True,
         "pose_source fused with fuse_classical: fuse the translation's direction too (the "
         "network's, the refined and the classical one, weighted by the variances their "
-        "disagreements give); its length, the scale, stays the network's",
+        "disagreements give); its length is set by anchor_length",
+    )
+    anchor_length: bool = param(
+        True,
+        "pose_source fused or refined_rotation: scale the network translation's length by the "
+        "ratio of refined to network lengths over about the last 10 frames, so that the "
+        "trajectory's scale follows the depth's (the pose network's scale wanders with the "
+        "scene; the camera_height scale source assumes the depth's); false = the network's",
     )
     depth_uncertainty: float = param(
         NETWORK_DEPTH_UNCERTAINTY,
@@ -379,6 +390,7 @@ class DepthOdometryPipeline:
         self.velocity_smoother = VelocitySmoother(cfg.velocity_smoothing_s)
         self.rotation_fusion = RotationFusion()
         self.direction_fusion = DirectionFusion()
+        self.length_anchor = LengthAnchor()
         self.classical = OrbMotion(max_width=CLASSICAL_MAX_WIDTH, min_inliers=CLASSICAL_MIN_INLIERS)
         # OpenCV releases the GIL: the classical rotation runs beside the tracker
         self._classical_worker = ThreadPoolExecutor(1, thread_name_prefix="classical_vo")
@@ -452,6 +464,7 @@ class DepthOdometryPipeline:
         version = self.estimator.load_weights(path)
         self.rotation_fusion.reset()  # the network's variances are the old model's
         self.direction_fusion.reset()
+        self.length_anchor.reset()  # the ratio is between the old model's two scales
         self.log.info("loaded model %s (version %d)", path, version)
         return version
 
@@ -719,6 +732,8 @@ class DepthOdometryPipeline:
                     rotation_variance = self.rotation_fusion.last_variance
                     if cfg.fuse_translation and cfg.fuse_classical:
                         T[:3, 3] = self._fused_translation(T[:3, 3], track, T_classical)
+        if cfg.pose_source in ("fused", "refined_rotation") and cfg.anchor_length and T is not None:
+            T = self._anchored_length(T, out.T_prev_cur, track.T_prev_cur, diag.reason == "ok")
         depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
         confidence = track.confidence if fuse else None
         return Geometry(depth, T, covariance, rotation_variance, confidence)
@@ -737,6 +752,25 @@ class DepthOdometryPipeline:
         except InputError as exc:
             self._throttle.warn("direction", f"translation direction not fused: {exc}")
             return t_network
+
+    def _anchored_length(
+        self, T: np.ndarray, T_network: np.ndarray, T_refined: np.ndarray | None, refined: bool
+    ) -> np.ndarray:
+        """``T`` with its translation scaled by the length anchor's refined / network ratio,
+        updated with this frame's lengths (the refined one only where ``refined``)."""
+        refined_length = None
+        if refined and T_refined is not None:
+            refined_length = float(np.linalg.norm(T_refined[:3, 3]))
+        try:
+            ratio = self.length_anchor.update(
+                float(np.linalg.norm(T_network[:3, 3])), refined_length
+            )
+        except InputError as exc:
+            self._throttle.warn("length", f"translation length not anchored: {exc}")
+            ratio = self.length_anchor.ratio
+        T = T.copy()
+        T[:3, 3] *= ratio
+        return T
 
     def _classical_result(self, job: Future | None) -> np.ndarray | None:
         """The classical motion of this frame: None without one (off, the first frame, a
@@ -873,6 +907,7 @@ class DepthOdometryPipeline:
             "fallbacks by reason": ", ".join(f"{k}={v}" for k, v in fallbacks.items()) or "none",
             "keyframe switches": str(track.keyframe_switches),
             **self._fusion_diagnostics(),
+            **self._length_diagnostics(),
         }
 
     def _fusion_diagnostics(self) -> dict[str, str]:
@@ -904,3 +939,9 @@ class DepthOdometryPipeline:
             "translation direction weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
             "network translation direction sigma (deg)": f"{network:.3g}",
         }
+
+    def _length_diagnostics(self) -> dict[str, str]:
+        anchor = self.length_anchor
+        if not (self.cfg.anchor_length and anchor.frames):
+            return {}
+        return {"translation length ratio (refined / network)": f"{anchor.ratio:.3g}"}

@@ -1,0 +1,84 @@
+"""The translation's length anchored to the depth: the pose network's length, rescaled by how
+much longer the refined translations have been over the last frames.
+
+Measured per frame against ground truth (`benchmarks/RESULTS.md`), the two lengths err in
+opposite ways. The pose network's changes little from one frame to the next (3-5 % of log
+length) but its scale wanders slowly with the scene, by up to a factor of 1.6 over KITTI 00's
+turns, and that wander is most of the trajectory's error. The refinement's length, aligned with
+the keyframe's depth map, jumps from frame to frame (13-19 %) but wanders less. Their ratio,
+averaged over the last frames (an exponential mean of each length, weights ``smoothing``, so
+that longer steps count more), is a slow correction that keeps the network's smoothness and
+takes the depth's scale: the published translation is then in the depth's units, which the
+depth-based scale source (``camera_height``) assumes.
+
+Only frames whose refinement succeeded and whose network translation is at least
+``min_speed_ratio`` of the mean update it (a stop's lengths are noise); a single refined length
+counts at most ``max_ratio`` times the network's either way.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sfm_ros.core.errors import InputError
+
+
+class LengthAnchor:
+    """Ratio of refined to network translation lengths over the last frames.
+
+    Args:
+        smoothing: weight of a new frame in the exponential means (about 1 / frames);
+            a running mean until the frames since the reset make it smaller.
+        min_speed_ratio: frames whose network length is below this fraction of its mean do not
+            update the ratio.
+        max_ratio: bound on one frame's refined / network length ratio (and its inverse).
+    """
+
+    def __init__(
+        self, smoothing: float = 0.1, min_speed_ratio: float = 0.25, max_ratio: float = 4.0
+    ) -> None:
+        if not (0 < smoothing <= 1 and 0 <= min_speed_ratio < 1 and max_ratio > 1):
+            raise InputError(
+                "smoothing must be in (0, 1], min_speed_ratio in [0, 1) and max_ratio > 1, got "
+                f"{smoothing}, {min_speed_ratio}, {max_ratio}"
+            )
+        self.smoothing, self.min_speed_ratio = float(smoothing), float(min_speed_ratio)
+        self.max_ratio = float(max_ratio)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the means (a new model or camera): the ratio is 1 until the next update."""
+        self._network = self._refined = 0.0
+        self.frames = 0
+        """Frames that updated the ratio since the reset."""
+
+    @property
+    def ratio(self) -> float:
+        """Refined over network length, 1.0 before the first update."""
+        return self._refined / self._network if self.frames else 1.0
+
+    def update(self, network_length: float, refined_length: float | None) -> float:
+        """Add one frame's lengths (any units, the same for every frame) and return the ratio.
+
+        Args:
+            network_length: length of the network's translation.
+            refined_length: length of the refined translation, or None where the refinement
+                fell back.
+
+        Non-finite or negative lengths raise InputError and leave the state unchanged.
+        """
+        lengths = [network_length] + ([] if refined_length is None else [refined_length])
+        if not all(math.isfinite(x) and x >= 0 for x in lengths):
+            raise InputError(f"translation lengths must be finite and >= 0, got {lengths}")
+        if refined_length is None or network_length <= 0:
+            return self.ratio
+        if self.frames and network_length < self.min_speed_ratio * self._network:
+            return self.ratio
+        refined = min(
+            max(refined_length, network_length / self.max_ratio), self.max_ratio * network_length
+        )
+        self.frames += 1
+        gain = max(self.smoothing, 1.0 / self.frames)
+        self._network += gain * (network_length - self._network)
+        self._refined += gain * (refined - self._refined)
+        return self.ratio
