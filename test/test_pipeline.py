@@ -392,7 +392,10 @@ def test_model_loading(estimator, tiny_checkpoint, monkeypatch, tmp_path):
             np.array([0.1, 0, 1]), np.array([0, 0, 1]), np.eye(3), [0, 0.1, 1]
         )
     assert pipe.direction_fusion.three_cornered and pipe._direction_diagnostics()
+    pipe.length_anchor.update(1.0, 1.5)  # the old model's length is off by 1.5
+    assert pipe._length_diagnostics()
     assert pipe.load_model(tiny_checkpoint) == estimator.model_version == 1
+    assert pipe.length_anchor.ratio == 1.0 and pipe._length_diagnostics() == {}
     assert pipe.rotation_fusion.network_variance == 0  # it was the old model's
     assert pipe.direction_fusion.frames == 0 and pipe._direction_diagnostics() == {}
     assert pipe._fusion_diagnostics() == {}  # nothing fused since the swap: nothing to report
