@@ -762,6 +762,27 @@ def test_anchored_length_follows_the_depth(pose_source, anchor_length):
     assert ratio == pytest.approx(1 / 1.6, rel=0.05)
 
 
+def test_anchored_length_holds_where_the_tracker_fails(monkeypatch):
+    # one frame the tracker refuses: the network's motion is published with the anchor's ratio,
+    # not at the network's own length (a one-frame jump of 1.6x in the odometry)
+    seq = render_sequence("street", 8, seed=5, height=128, width=416)
+    pipe = make(LongEstimator(seq), pose_source="fused", depth_uncertainty=0.0)
+    track, calls = pipe.tracker.track, []
+
+    def fails_on_frame_5(*args):
+        calls.append(len(calls))
+        if len(calls) == 6:
+            raise InputError("a frame the tracker refuses")
+        return track(*args)
+
+    monkeypatch.setattr(pipe.tracker, "track", fails_on_frame_5)
+    results = run_sequence(pipe, seq)
+    true = (se3_inverse(seq.T_world_cam[4]) @ seq.T_world_cam[5])[:3, 3] * UNKNOWN
+    ratio = np.linalg.norm(results[5].T_prev_cur[:3, 3]) / np.linalg.norm(true)
+    assert ratio == pytest.approx(1.0, abs=0.05)
+    assert all(np.isfinite(r.odometry.T_odom_base).all() for r in results)
+
+
 @pytest.mark.parametrize("pose_source", ["refined", "refined_rotation", "fused"])
 def test_refinement_falls_back_on_blank_frames_without_jumps(street_large, pose_source):
     seq = street_large

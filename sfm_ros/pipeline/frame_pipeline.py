@@ -708,7 +708,7 @@ class DepthOdometryPipeline:
             self._classical_result(classical)  # not left running
             self.tracker.reset()
             self.classical.reset()
-            return Geometry(out.depth_m, out.T_prev_cur)
+            return Geometry(out.depth_m, self._network_motion(out.T_prev_cur))
         T_classical = self._classical_result(classical)
         diag = self.last_track = track.diagnostics
         if cfg.pose_source != "network" and diag.reason in FALLBACKS:
@@ -732,7 +732,7 @@ class DepthOdometryPipeline:
                     rotation_variance = self.rotation_fusion.last_variance
                     if cfg.fuse_translation and cfg.fuse_classical:
                         T[:3, 3] = self._fused_translation(T[:3, 3], track, T_classical)
-        if cfg.pose_source in ("fused", "refined_rotation") and cfg.anchor_length and T is not None:
+        if self._anchors_length() and T is not None:
             T = self._anchored_length(T, out.T_prev_cur, track.T_prev_cur, diag.reason == "ok")
         depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
         confidence = track.confidence if fuse else None
@@ -752,6 +752,18 @@ class DepthOdometryPipeline:
         except InputError as exc:
             self._throttle.warn("direction", f"translation direction not fused: {exc}")
             return t_network
+
+    def _anchors_length(self) -> bool:
+        """Whether the published translation takes the length anchor's ratio."""
+        cfg = self.cfg
+        return cfg.pose_source in ("fused", "refined_rotation") and cfg.anchor_length
+
+    def _network_motion(self, T_network: np.ndarray | None) -> np.ndarray | None:
+        """The network's motion where the tracker could not run, its length anchored like the
+        frames around it (no jump in length for one frame)."""
+        if not self._anchors_length() or T_network is None:
+            return T_network
+        return self._anchored_length(T_network, T_network, None, False)
 
     def _anchored_length(
         self, T: np.ndarray, T_network: np.ndarray, T_refined: np.ndarray | None, refined: bool
