@@ -4,8 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from sfm_ros.core.classical_vo import OrbMotion, orb_essential_motions
+from sfm_ros.core.classical_vo import OrbMotion, orb_essential_motions, relative_motion
 from sfm_ros.core.errors import InputError
+from sfm_ros.core.lie import so3_exp, so3_log
 from sfm_ros.core.metrics import rotation_error_deg
 from sfm_ros.core.synthetic import render_sequence
 
@@ -51,6 +52,7 @@ def test_a_stream_gives_the_clip_motions_and_none_where_a_pair_fails(corridor):
     steps = [stream.step(image, corridor.K) for image in corridor.images]
     assert steps[0] is None
     np.testing.assert_allclose(np.stack(steps[1:]), clip, atol=1e-9)
+    assert 0 < stream.last_rotation_variance < 1e-4  # rad^2: the last pair's rotation
     assert stream.step(np.full_like(corridor.images[0], 128), corridor.K) is None  # no features
     strict = OrbMotion(min_inliers=10_000)  # more inliers than there are features
     assert [strict.step(image, corridor.K) for image in corridor.images[:3]] == [None] * 3
@@ -71,19 +73,53 @@ def test_downsized_frames_keep_the_rotation():
         assert np.median(rot_err) < 0.2
 
 
-def test_a_solver_error_falls_back_to_usac_then_fails_the_pair_not_the_stream(
+def test_a_solver_error_falls_back_to_the_next_estimator_then_fails_the_pair_not_the_stream(
     corridor, monkeypatch
 ):
     solve = cv2.findEssentialMat
-    failing = {cv2.RANSAC}
+    failing, tried = {cv2.USAC_MAGSAC, cv2.RANSAC}, []
 
     def solver(pa, pb, K, method, *args):  # OpenCV 5.1's RANSAC asserts on some street pairs
+        tried.append(method)
         if method in failing:
             raise cv2.error("solvePoly: assertion failed")
         return solve(pa, pb, K, method, *args)
 
     monkeypatch.setattr(cv2, "findEssentialMat", solver)
     assert orb_essential_motions(corridor.images[:2], corridor.K)[1] == 0  # USAC found it
+    assert tried == [cv2.USAC_MAGSAC, cv2.RANSAC, cv2.USAC_DEFAULT]
     failing.add(cv2.USAC_DEFAULT)  # every method fails: the pairs fail, the stream goes on
     T, failed = orb_essential_motions(corridor.images[:3], corridor.K)
     assert failed == 2 and np.all(np.isfinite(T))
+
+
+def _noisy_matches(rng: np.random.Generator, K: np.ndarray, sigma_px: float, n: int = 300):
+    """Matches of random points seen before and after a small motion, with pixel noise, and the
+    true rotation R (x_after = R x_before + t)."""
+    P = np.c_[rng.uniform(-20, 20, n), rng.uniform(-3, 2, n), rng.uniform(5, 60, n)]
+    R = so3_exp(rng.normal(scale=0.01, size=3))
+    views = []
+    for X in (P, P @ R.T + [0.02, 0.0, 1.0]):
+        x = X @ K.T
+        views.append(x[:, :2] / x[:, 2:] + rng.normal(scale=sigma_px, size=(n, 2)))
+    return *views, R
+
+
+def test_the_rotation_variance_follows_the_pixel_noise():
+    # the claimed variance (Gauss-Newton over the inliers' Sampson distances) matches the
+    # rotation's mean squared error per axis at small noise and grows with the noise
+    K = np.array([[700.0, 0.0, 620.0], [0.0, 700.0, 190.0], [0.0, 0.0, 1.0]])
+    rng = np.random.default_rng(0)
+    measured = {}
+    for sigma_px in (0.2, 0.4):
+        squared, claimed = [], []
+        for _ in range(30):
+            pa, pb, R = _noisy_matches(rng, K, sigma_px)
+            T, variance = relative_motion(pa, pb, K)
+            err = so3_log(R @ T[:3, :3])  # T_prev_cur's rotation is R^T
+            squared.append(err @ err / 3)
+            claimed.append(variance)
+        measured[sigma_px] = np.mean(claimed)
+        if sigma_px == 0.2:
+            assert np.mean(squared) == pytest.approx(np.mean(claimed), rel=0.5)
+    assert measured[0.4] > 2 * measured[0.2]

@@ -128,3 +128,25 @@ def test_bad_input_is_refused_and_changes_nothing(t_network, t_refined, cov, t_c
             None if t_classical is None else np.array(t_classical, float),
         )  # fmt: skip
     assert vars(fusion) == state
+
+
+def test_without_the_refined_direction_the_other_two_are_weighed_by_the_measured_variances():
+    rng = np.random.default_rng(4)
+    fusion = DirectionFusion()
+    u_kept = _directions(rng)
+    assert np.array_equal(fusion.fuse_without_refined(2 * u_kept, u_kept), 2 * u_kept)  # no
+    for _ in range(60):  # variances yet: the network's translation
+        u = _directions(rng)
+        t_n, t_r, t_c = (_perturb(rng, u, s) for s in np.radians([3.0, 6.0, 1.0]))
+        fusion.fuse(2.0 * t_n, t_r, np.radians(6.0) ** 2 * np.eye(3), t_c)
+    var_n, _, var_c = before = fusion.variances
+    u = _directions(rng)
+    t_n, t_c = 2.0 * _perturb(rng, u, np.radians(3.0)), _perturb(rng, u, np.radians(1.0))
+    t = fusion.fuse_without_refined(t_n, t_c)
+    w_c = (1 / var_c) / (1 / var_n + 1 / var_c)
+    expected = (1 - w_c) * t_n / 2.0 + w_c * t_c
+    np.testing.assert_allclose(t, 2.0 * expected / np.linalg.norm(expected), atol=1e-12)
+    assert fusion.last_weights == pytest.approx((1 - w_c, 0.0, w_c))
+    assert w_c > 0.6 and fusion.variances == before
+    with pytest.raises(InputError):
+        fusion.fuse_without_refined(np.zeros(3), t_c)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import sys
@@ -664,6 +665,44 @@ def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
     sigma = float(diag["fused rotation sigma (deg, odometry covariance)"])
     assert sigma == pytest.approx(np.degrees(np.sqrt(fusion.last_variance)), rel=1e-2)
     np.testing.assert_allclose(
+        np.diag(fused[-1].odometry.twist_cov)[3:],
+        (fusion.last_variance + pipe.odometry.noise.rot_abs**2) / dt**2,
+        rtol=1e-9,
+    )
+
+
+def test_where_the_refinement_fails_the_classical_motion_is_still_fused(monkeypatch):
+    # from frame 8 on the refinement "diverges" (the tracker's answer replaced): the published
+    # rotation is then the network's and the classical one weighted by the variances measured
+    # on the earlier frames, no longer the network's 0.5 degree error; the length stays its own
+    seq = render_sequence("street", 11, seed=5, height=128, width=416)
+    pipe = make(
+        NoisyMotionEstimator(seq), pose_source="fused", depth_uncertainty=0.0,
+        anchor_length=False,
+    )  # fmt: skip
+    track, frames = pipe.tracker.track, []
+
+    def diverges_from_frame_8(image, depth_m, K, T_init, fuse):
+        frames.append(len(frames))
+        result = track(image, depth_m, K, T_init, fuse)
+        if len(frames) <= 8:
+            return result
+        diverged = dataclasses.replace(result.diagnostics, reason="diverged")
+        return dataclasses.replace(result, T_prev_cur=T_init.copy(), diagnostics=diverged)
+
+    monkeypatch.setattr(pipe.tracker, "track", diverges_from_frame_8)
+    fused = run_sequence(pipe, seq)
+    network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)
+    errors, network_errors = rotation_errors_deg(fused, seq), rotation_errors_deg(network, seq)
+    assert np.all(errors[7:] < 0.5 * network_errors[7:])  # frames 8, 9, 10
+    for net, fus in zip(network[8:], fused[8:], strict=True):
+        t_net, t_fused = net.T_prev_cur[:3, 3], fus.T_prev_cur[:3, 3]
+        assert np.linalg.norm(t_fused) == pytest.approx(np.linalg.norm(t_net), rel=1e-9)
+    diag = pipe.diagnostics()
+    assert float(diag["rotation weight of the refinement"]) == 0.0
+    assert float(diag["rotation weight of the classical VO"]) > 0.5
+    fusion, dt = pipe.rotation_fusion, (seq.stamps_ns[-1] - seq.stamps_ns[-2]) * 1e-9
+    np.testing.assert_allclose(  # the odometry's rotation noise is the two-way fusion's
         np.diag(fused[-1].odometry.twist_cov)[3:],
         (fusion.last_variance + pipe.odometry.noise.rot_abs**2) / dt**2,
         rtol=1e-9,

@@ -122,3 +122,48 @@ def test_classical_variance_is_measured_on_the_frames_it_succeeds_on():
     rms = {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in errors.items()}
     # weights 1 : 1 : 2.25 give 0.49 of either's error in theory (mixing frames: 0.59-0.63)
     assert rms["fused"] < 0.56 * min(rms["network"], rms["refined"])
+
+
+def test_a_much_better_classical_estimate_gets_its_weight():
+    # as on KITTI with MAGSAC++: the classical rotation errs half as much as the network's and
+    # a quarter as much as the refined one; a floor at a tenth of the network-refined
+    # disagreement estimated its variance 2x too high
+    _, fusion = _run_three(0.004, 0.008, 0.002, claimed=1.0, classical=True)
+    var_net, var_ref, var_cls = fusion.variances
+    assert var_cls == pytest.approx(0.002**2, rel=0.3)
+    assert var_net == pytest.approx(0.004**2, rel=0.3)
+
+
+def test_classical_claims_weigh_each_frame():
+    # the classical rotation errs 4x more on every other frame and says so (its claimed
+    # variance, in any units): weighing by the claims beats one variance for all frames
+    def run(use_claims: bool) -> float:
+        rng, fusion, errors = np.random.default_rng(3), RotationFusion(), []
+        for i in range(400):
+            R = so3_exp(rng.normal(scale=0.05, size=3))
+            sigma_cls = 0.001 if i % 2 else 0.004
+            R_net, R_ref = _noisy(R, 0.003, rng), _noisy(R, 0.003, rng)
+            claim = 7.0 * sigma_cls**2 if use_claims else 1.0
+            R_fused, _ = fusion.fuse(R_net, R_ref, 0.003**2, _noisy(R, sigma_cls, rng), claim)
+            if i >= 50:
+                errors.append(np.linalg.norm(so3_log(R.T @ R_fused)))
+        return float(np.sqrt(np.mean(np.square(errors))))
+
+    assert run(use_claims=True) < 0.9 * run(use_claims=False)  # 0.86 in theory
+
+
+def test_without_the_refined_rotation_the_other_two_are_weighed_by_the_measured_variances():
+    _, fusion = _run_three(0.004, 0.008, 0.002, claimed=1.0, classical=True)
+    var_net, _, var_cls = before = fusion.variances
+    R_net = so3_exp(np.array([0.01, 0.02, -0.01]))
+    delta = np.array([0.003, -0.002, 0.001])
+    fused = fusion.fuse_without_refined(R_net, R_net @ so3_exp(delta))
+    w_cls = (1 / var_cls) / (1 / var_net + 1 / var_cls)
+    np.testing.assert_allclose(so3_log(R_net.T @ fused), w_cls * delta, atol=1e-12)
+    assert fusion.last_weights == pytest.approx((1 - w_cls, 0.0, w_cls))
+    assert fusion.last_variance == pytest.approx(1 / (1 / var_net + 1 / var_cls))
+    assert fusion.variances == before  # two estimates do not separate the variances
+    with pytest.raises(InputError):
+        fusion.fuse_without_refined(R_net, np.full((3, 3), np.nan))
+    fresh = RotationFusion()  # no variances measured yet: the network's rotation
+    np.testing.assert_array_equal(fresh.fuse_without_refined(R_net, np.eye(3)), R_net)

@@ -110,9 +110,7 @@ class DirectionFusion(ThreeCorneredHat):
         claimed = direction_variance(t_r, cov) if np.isfinite(cov).all() else math.nan
         if not 0 < claimed < math.inf:
             raise InputError("direction fusion needs a finite covariance across the translation")
-        speed = float(np.linalg.norm(t_n))
-        self._speed_count += 1
-        self._speed += max(1.0 / self.window, 1.0 / self._speed_count) * (speed - self._speed)
+        speed = self._update_speed(t_n)
         self.last_weights = (1.0, 0.0, 0.0)
         if speed < self.min_speed_ratio * self._speed:
             return t_n
@@ -132,3 +130,32 @@ class DirectionFusion(ThreeCorneredHat):
             return t_n
         self.last_weights = tuple(float(w) for w in weights)
         return _unit(fused) * speed
+
+    def fuse_without_refined(self, t_network: np.ndarray, t_classical: np.ndarray) -> np.ndarray:
+        """The fused (3,) translation of a frame whose refinement failed: the network's and the
+        classical direction weighted by the variances measured on the frames with all three,
+        times the network's length (the network's translation until those are known, and on
+        the frames `fuse` keeps it on). The variances are not updated. Non-finite or zero
+        translations raise InputError."""
+        t_n, t_c = (np.asarray(t, dtype=np.float64) for t in (t_network, t_classical))
+        if t_n.shape != (3,) or t_c.shape != (3,):
+            raise InputError("direction fusion needs (3,) translations")
+        if not all(np.isfinite(t).all() and np.linalg.norm(t) > 0 for t in (t_n, t_c)):
+            raise InputError("direction fusion needs finite, non-zero translations")
+        speed = self._update_speed(t_n)
+        self.last_weights = (1.0, 0.0, 0.0)
+        if speed < self.min_speed_ratio * self._speed or not self.usable:
+            return t_n
+        weights, _ = self.weights(1.0, True, refined=False)
+        fused = weights[0] * _unit(t_n) + weights[2] * _unit(t_c)
+        if not np.linalg.norm(fused) > 1e-9:
+            return t_n
+        self.last_weights = tuple(float(w) for w in weights)
+        return _unit(fused) * speed
+
+    def _update_speed(self, t_network: np.ndarray) -> float:
+        """The network translation's length, added to the running mean speed."""
+        speed = float(np.linalg.norm(t_network))
+        self._speed_count += 1
+        self._speed += max(1.0 / self.window, 1.0 / self._speed_count) * (speed - self._speed)
+        return speed

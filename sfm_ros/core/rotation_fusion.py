@@ -3,11 +3,13 @@ refinement's and, optionally, classical ORB + essential-matrix VO's.
 
 The three err differently: the network from what it learnt (good on straight roads, worse in
 turns), the refinement from the depth it aligns with (good in turns and with texture, noisy
-where the depth is poor), the classical estimate from features and RANSAC (independent of
-both networks). They are fused by inverse variance, in the tangent space at the network's
-rotation, with the variances estimated online from how much the three disagree
-(`three_cornered.py`; disagreements are squared angles per axis, rad^2). A model swap or a new
-camera resets them.
+where the depth is poor), the classical estimate from features and MAGSAC++ (independent of
+both networks; each frame's claimed variance from its inliers sets its weight relative to the
+others). They are fused by inverse variance, in the tangent space at the network's rotation,
+with the variances estimated online from how much the three disagree (`three_cornered.py`;
+disagreements are squared angles per axis, rad^2). Where the refinement fails, the network's
+and the classical rotation are fused by the variances measured on the other frames. A model
+swap or a new camera resets them.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class RotationFusion(ThreeCorneredHat):
         R_refined: np.ndarray,
         refined_var: float,
         R_classical: np.ndarray | None = None,
+        classical_var: float = 1.0,
     ) -> tuple[np.ndarray, float]:
         """The fused (3, 3) rotation and the weight of the refined one in [0, 1].
 
@@ -58,6 +61,7 @@ class RotationFusion(ThreeCorneredHat):
                 mean of the diagonal of its covariance's rotation block.
             R_classical: (3, 3) classical estimate of the motion's rotation, or None where
                 there is none (a failed pair).
+            classical_var: its claimed variance (only its ratio to the average claim counts).
 
         Non-finite inputs raise InputError and leave the state unchanged.
         """
@@ -74,10 +78,32 @@ class RotationFusion(ThreeCorneredHat):
         classical = (None, None)
         if to_classical is not None:
             classical = (_squared_angle(to_classical), _squared_angle(so3_log(R_r.T @ R_c)))
-        self.update(_squared_angle(to_refined), float(refined_var), *classical)
-        weights, self.last_variance = self.weights(float(refined_var), R_c is not None)
+        self.update(_squared_angle(to_refined), float(refined_var), *classical, classical_var)
+        weights, self.last_variance = self.weights(
+            float(refined_var), R_c is not None, classical_var
+        )
         delta = weights[1] * to_refined
         if weights[2] > 0:
             delta = delta + weights[2] * to_classical
         self.last_weights = tuple(float(w) for w in weights)
         return R_n @ so3_exp(delta), float(weights[1])
+
+    def fuse_without_refined(
+        self, R_network: np.ndarray, R_classical: np.ndarray, classical_var: float = 1.0
+    ) -> np.ndarray:
+        """The fused (3, 3) rotation of a frame whose refinement failed: the network's and the
+        classical one weighted by the variances measured on the frames with all three (the
+        network's until those are known). The variances are not updated: two estimates do not
+        separate them. Non-finite inputs raise InputError."""
+        R_n = np.asarray(R_network, dtype=np.float64)
+        R_c = np.asarray(R_classical, dtype=np.float64)
+        if R_n.shape != (3, 3) or R_c.shape != (3, 3):
+            raise InputError(f"rotations must be (3, 3), got {R_n.shape} and {R_c.shape}")
+        if not (np.isfinite(R_n).all() and np.isfinite(R_c).all() and 0 < classical_var < math.inf):
+            raise InputError("rotation fusion needs finite rotations and a finite variance > 0")
+        self.last_weights, self.last_variance = (1.0, 0.0, 0.0), self.network_variance
+        if not self.three_cornered:
+            return R_n
+        weights, self.last_variance = self.weights(1.0, True, classical_var, refined=False)
+        self.last_weights = tuple(float(w) for w in weights)
+        return R_n @ so3_exp(weights[2] * so3_log(R_n.T @ R_c))

@@ -17,7 +17,9 @@ estimates is the sum of their variances:
   network's is the rest of the disagreement. That is only as good as the claim's calibration,
   which varies from camera to camera (`benchmarks/RESULTS.md`).
 Each running mean is exponential over about ``window`` frames; every variance is floored at
-``min_ratio`` times the network-refined disagreement.
+``min_ratio`` times the smallest of the disagreements it is estimated from (a floor relative
+to the network-refined one capped the classical rotation's weight on KITTI, where its errors
+are a third of the network's and a fifth of the refined ones).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class ThreeCorneredHat:
     Args:
         window: frames over which the disagreements are averaged (exponential, a running mean
             until that many were seen).
-        min_ratio: floor of each variance, relative to the network-refined disagreement.
+        min_ratio: floor of each variance, relative to the smallest disagreement.
         min_classical: frames with a classical estimate before it is used.
     """
 
@@ -54,6 +56,7 @@ class ThreeCorneredHat:
         # over the frames with a classical estimate: the three pairwise disagreements and the
         # claimed refined variance
         self._nr_classical = self._nc = self._rc = self._claimed_classical = 0.0
+        self._claimed_by_classical = 0.0  # the classical estimate's own claimed variance
         self._count = self._count_classical = 0
 
     @property
@@ -75,10 +78,13 @@ class ThreeCorneredHat:
         claimed: float,
         network_classical: float | None = None,
         refined_classical: float | None = None,
+        classical_claimed: float = 1.0,
     ) -> None:
         """Add one frame: squared disagreements (per degree of freedom) between the estimates,
         the refined estimate's claimed variance in the same units, and the two disagreements
-        with the classical estimate where there is one (both or neither)."""
+        with the classical estimate where there is one (both or neither) with the classical
+        estimate's claimed variance (any positive units: only its ratio to the average claim
+        is used; 1 on every frame = one variance for all frames)."""
         self._count += 1
         self._nr = self._update(self._nr, network_refined, self._count)
         self._claimed = self._update(self._claimed, claimed, self._count)
@@ -90,6 +96,7 @@ class ThreeCorneredHat:
         self._claimed_classical = self._update(self._claimed_classical, claimed, n)
         self._nc = self._update(self._nc, network_classical, n)
         self._rc = self._update(self._rc, refined_classical, n)
+        self._claimed_by_classical = self._update(self._claimed_by_classical, classical_claimed, n)
 
     @property
     def variances(self) -> tuple[float, float, float]:
@@ -101,14 +108,16 @@ class ThreeCorneredHat:
             refined = max(self._claimed, self.min_ratio * self._nr, 1e-16)
             return max(self._nr - self._claimed, self.min_ratio * refined, 1e-16), refined, math.inf
         nr, nc, rc = self._nr_classical, self._nc, self._rc
-        floor = max(self.min_ratio * nr, 1e-16)
+        floor = max(self.min_ratio * min(nr, nc, rc), 1e-16)
         return (
             max((nr + nc - rc) / 2, floor),
             max((nr + rc - nc) / 2, floor),
             max((nc + rc - nr) / 2, floor),
         )
 
-    def weights(self, claimed: float, classical: bool) -> tuple[np.ndarray, float]:
+    def weights(
+        self, claimed: float, classical: bool, classical_claimed: float = 1.0, refined: bool = True
+    ) -> tuple[np.ndarray, float]:
         """Inverse-variance weights (3,) of the network's, the refined and the classical
         estimate of this frame (classical 0 where there is none or it is not used yet), and
         the fused variance 1 / sum of 1 / variance.
@@ -118,11 +127,14 @@ class ThreeCorneredHat:
                 claims average to the estimated refined variance (over the frames that
                 variance was estimated on).
             classical: whether this frame has a classical estimate.
+            classical_claimed: its claimed variance, rescaled the same way.
+            refined: whether this frame has a refined estimate (where the refinement failed,
+                the other two are weighted by the variances measured on the other frames).
         """
         var_net, var_ref, var_cls = self.variances
         mean_claim = self._claimed_classical if self.three_cornered else self._claimed
         var_ref *= claimed / max(mean_claim, 1e-16)
-        inverse = np.array([1 / var_net, 1 / var_ref, 0.0])
+        inverse = np.array([1 / var_net, 1 / var_ref if refined else 0.0, 0.0])
         if classical and self.three_cornered:
-            inverse[2] = 1 / var_cls
+            inverse[2] = 1 / (var_cls * classical_claimed / max(self._claimed_by_classical, 1e-300))
         return inverse / inverse.sum(), float(1 / inverse.sum())

@@ -24,12 +24,14 @@ refined by direct photometric alignment against a keyframe (`core/keyframes.py`)
 Hessian then sets the odometry covariance, the refined rotation with the network's translation
 (covariance from the noise model), or the network's and the refined rotation fused by their
 variances (`core/rotation_fusion.py`), with ORB + essential-matrix VO's rotation as a third
-estimate that makes the variances measurable (``fuse_classical``); the odometry's rotation
-covariance is then the fused rotation's measured variance. With the classical estimate the
-three translation directions are fused the same way (``fuse_translation``,
-`core/direction_fusion.py`). The translation's length is the network's, rescaled by the ratio of
-refined to network lengths over the last frames (``anchor_length``, `core/length_anchor.py`), so
-that the trajectory's scale follows the depth's.
+estimate that makes the variances measurable (``fuse_classical``; where the refinement fails,
+the network's and the classical rotation are fused by the variances measured on the other
+frames); the odometry's rotation covariance is then the fused rotation's measured variance.
+With the classical estimate the three translation directions are fused the same way
+(``fuse_translation``, `core/direction_fusion.py`). The translation's length is the
+network's, rescaled by the ratio of refined to network lengths over the last frames
+(``anchor_length``, `core/length_anchor.py`), so that the trajectory's scale follows the
+depth's.
 ``depth_source`` picks
 the published depth: the depth network's, or multi-view depth (a plane sweep over the keyframe
 and recent frames fused with the network's). ``depth/confidence`` is the multi-view
@@ -89,9 +91,10 @@ from sfm_ros.core.velocity_filter import VelocitySmoother
 from sfm_ros.core.visualize import colormap_depth
 
 SCALE_SOURCES = ("none", "fixed", "camera_height", "odometry")
-CLASSICAL_MAX_WIDTH = 800
-"""Frames are downsized to at most this width for the classical rotation (ORB + essential
-matrix): on KITTI it erred less there than at full size and costs less."""
+CLASSICAL_MAX_WIDTH = 1280
+"""Frames are downsized to at most this width for the classical motion (ORB + essential
+matrix): KITTI's 1241 px stay full size, where MAGSAC++ erred a third of what RANSAC did at
+800 px (about 40 % more ORB time, in a thread beside the tracker)."""
 CLASSICAL_MIN_INLIERS = 50
 """A classical rotation needs this many essential-matrix inliers (KITTI frames have 400-750;
 64x208 synthetic frames 11-20, whose rotations were off by tens of degrees)."""
@@ -195,10 +198,12 @@ class PipelineConfig(Params):
     )
     fuse_classical: bool = param(
         True,
-        "pose_source fused: add the rotation of classical ORB + essential-matrix VO (OpenCV, "
-        "frames at most 800 px wide) as a third estimate; the three pairwise disagreements "
-        "then give each estimate's variance, so the weights no longer depend on how well the "
-        "refinement's covariance is calibrated for this camera",
+        "pose_source fused: add the motion of classical ORB + essential-matrix VO (OpenCV "
+        "MAGSAC++, frames at most 1280 px wide) as a third estimate of the rotation and the "
+        "translation's direction; the three pairwise disagreements then give each estimate's "
+        "variance, so the weights no longer depend on how well the refinement's covariance is "
+        "calibrated for this camera, and on frames whose refinement fails the network's and "
+        "the classical estimate are still fused by them",
     )
     fuse_translation: bool = param(
         True,
@@ -719,6 +724,13 @@ class DepthOdometryPipeline:
         T, covariance, rotation_variance = out.T_prev_cur, None, None
         if cfg.pose_source == "refined":
             T, covariance = track.T_prev_cur, track.covariance
+        elif (
+            cfg.pose_source == "fused"
+            and T is not None
+            and T_classical is not None
+            and (diag.reason != "ok")
+        ):
+            T, rotation_variance = self._fused_without_refined(T, T_classical)
         elif cfg.pose_source != "network" and T is not None and diag.reason == "ok":
             T = T.copy()  # the translation's uncertainty is the network's: the noise model's
             R_refined = track.T_prev_cur[:3, :3]
@@ -728,7 +740,9 @@ class DepthOdometryPipeline:
                 var = float(np.trace(track.covariance[3:, 3:])) / 3
                 if var > 0 and np.isfinite(T).all():  # else the network's rotation stays
                     R_classical = None if T_classical is None else T_classical[:3, :3]
-                    T[:3, :3], _ = self.rotation_fusion.fuse(T[:3, :3], R_refined, var, R_classical)
+                    T[:3, :3], _ = self.rotation_fusion.fuse(
+                        T[:3, :3], R_refined, var, R_classical, self._classical_variance()
+                    )
                     rotation_variance = self.rotation_fusion.last_variance
                     if cfg.fuse_translation and cfg.fuse_classical:
                         T[:3, 3] = self._fused_translation(T[:3, 3], track, T_classical)
@@ -737,6 +751,33 @@ class DepthOdometryPipeline:
         depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
         confidence = track.confidence if fuse else None
         return Geometry(depth, T, covariance, rotation_variance, confidence)
+
+    def _classical_variance(self) -> float:
+        """The last classical rotation's claimed variance, 1 where it has none (then all frames
+        weigh the same)."""
+        var = self.classical.last_rotation_variance
+        return var if 0 < var < math.inf else 1.0
+
+    def _fused_without_refined(
+        self, T_network: np.ndarray, T_classical: np.ndarray
+    ) -> tuple[np.ndarray, float | None]:
+        """A frame whose refinement failed: the network's motion with the classical one fused
+        in by the variances measured on the other frames (rotation and, with fuse_translation,
+        the direction), and the fused rotation's variance (None where the network's stands)."""
+        if not np.isfinite(T_network).all():
+            return T_network, None
+        T = T_network.copy()
+        fusion = self.rotation_fusion
+        try:
+            T[:3, :3] = fusion.fuse_without_refined(
+                T[:3, :3], T_classical[:3, :3], self._classical_variance()
+            )
+            if self.cfg.fuse_translation:
+                T[:3, 3] = self.direction_fusion.fuse_without_refined(T[:3, 3], T_classical[:3, 3])
+        except InputError as exc:  # e.g. a network translation of zero length
+            self._throttle.warn("fuse_classical", f"classical motion not fused: {exc}")
+            return T_network, None
+        return T, (fusion.last_variance if fusion.three_cornered else None)
 
     def _fused_translation(
         self, t_network: np.ndarray, track: TrackResult, T_classical: np.ndarray | None
