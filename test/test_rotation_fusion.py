@@ -167,3 +167,18 @@ def test_without_the_refined_rotation_the_other_two_are_weighed_by_the_measured_
         fusion.fuse_without_refined(R_net, np.full((3, 3), np.nan))
     fresh = RotationFusion()  # no variances measured yet: the network's rotation
     np.testing.assert_array_equal(fresh.fuse_without_refined(R_net, np.eye(3)), R_net)
+
+
+def test_before_the_variances_are_measured_one_wrong_rotation_cannot_pull_the_fusion():
+    # the first frames after a start or a model swap: the refinement claims a tiny variance but
+    # is 1 degree off; the network's and the classical rotation agree within 0.05 degrees
+    fusion, rng = RotationFusion(min_classical=5), np.random.default_rng(5)
+    for _ in range(4):  # fewer classical frames than min_classical
+        R = so3_exp(rng.normal(scale=0.05, size=3))
+        R_net, R_cls = _noisy(R, 0.0005, rng), _noisy(R, 0.0005, rng)
+        R_ref = R @ so3_exp(np.radians(1.0) * np.array([0.0, 1.0, 0.0]))
+        fused, weight = fusion.fuse(R_net, R_ref, 1e-8, R_cls)
+        assert not fusion.three_cornered
+        assert weight == 0.0 and fusion.last_weights[1] == 0.0
+        assert any(np.array_equal(fused, X) for X in (R_net, R_cls))
+        assert np.degrees(np.linalg.norm(so3_log(R.T @ fused))) < 0.1
