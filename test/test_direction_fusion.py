@@ -16,6 +16,10 @@ def _perturb(rng: np.random.Generator, u: np.ndarray, sigma: float) -> np.ndarra
     return v / np.linalg.norm(v)
 
 
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
 def _angle(a: np.ndarray, b: np.ndarray) -> float:
     return math.atan2(np.linalg.norm(np.cross(a, b)), a @ b)
 
@@ -62,20 +66,27 @@ def test_three_directions_are_weighted_by_their_measured_variances():
     assert fusion.last_weights[1] > fusion.last_weights[0]
 
 
-def test_the_network_translation_is_kept_until_the_classical_estimate_is_in_use():
+def test_before_the_variances_are_measured_the_closest_of_three_directions_is_taken():
+    # without a classical direction the network's translation is kept; with one, until five
+    # classical frames make the variances measurable (the 7th frame), the direction closest to
+    # the other two, so a network direction 10 degrees off is not kept; then they are fused
     rng = np.random.default_rng(2)
     fusion = DirectionFusion(min_classical=5)
     cov = 1e-4 * np.eye(3)
     for i in range(8):
         u = _directions(rng)
-        t_n, t_r = _perturb(rng, u, 0.05), _perturb(rng, u, 0.01)
-        t_c = None if i < 2 else _perturb(rng, u, 0.02)  # classical from the third frame on
-        t = fusion.fuse(t_n, t_r, cov, t_c)
-        if i < 6:  # five classical frames make the variances measurable (the 7th frame)
+        t_r, t_c = _perturb(rng, u, 0.01), _perturb(rng, u, 0.01)
+        t_n = 1.5 * _unit(np.cross(u, [0.0, 1.0, 0.0]) * 0.18 + u)  # about 10 degrees off
+        t = fusion.fuse(t_n, t_r, cov, None if i < 2 else t_c)  # classical from the 3rd frame
+        assert np.linalg.norm(t) == pytest.approx(1.5)  # the network's length
+        if i < 2:
             np.testing.assert_array_equal(t, t_n)
             assert fusion.last_weights == (1.0, 0.0, 0.0)
+        elif i < 6:
+            assert fusion.last_weights[0] == 0.0 and sum(fusion.last_weights) == 1.0
+            assert _angle(t, u) < np.radians(3.0)
         else:
-            assert not np.array_equal(t, t_n)
+            assert fusion.three_cornered
 
 
 def test_a_stop_keeps_the_network_translation_and_the_variances():

@@ -7,7 +7,9 @@ true direction and the network's length (`benchmarks/RESULTS.md`). The three dir
 independently, so their variances follow from how much they disagree (`three_cornered.py`;
 disagreements are squared angles per degree of freedom, rad^2) and the unit vectors are
 averaged by inverse variance. Only with the classical estimate: without it the refined
-translation's claimed covariance would have to be calibrated, and it is not.
+translation's claimed covariance would have to be calibrated, and it is not. Until the
+variances are measured (the first frames after a start, a model swap or a new camera), a frame
+with all three takes the direction closest to the other two.
 
 A direction is only defined while the camera moves: frames whose network translation is shorter
 than ``min_speed_ratio`` times its running mean (a stop, a pure rotation) keep the network's
@@ -120,6 +122,8 @@ class DirectionFusion(ThreeCorneredHat):
         if u_c is not None:
             classical = (_squared_angle(u_n, u_c), _squared_angle(u_r, u_c))
         self.update(_squared_angle(u_n, u_r), claimed, *classical)
+        if u_c is not None and not self.three_cornered:
+            return self._closest_of_three(u_n, u_r, u_c) * speed
         if not self.usable:
             return t_n
         weights, _ = self.weights(claimed, u_c is not None)
@@ -130,6 +134,15 @@ class DirectionFusion(ThreeCorneredHat):
             return t_n
         self.last_weights = tuple(float(w) for w in weights)
         return _unit(fused) * speed
+
+    def _closest_of_three(self, u_n: np.ndarray, u_r: np.ndarray, u_c: np.ndarray) -> np.ndarray:
+        """Of three unit directions whose variances are not measured yet, the one closest to
+        the other two (a single wrong one cannot pull it away)."""
+        units = (u_n, u_r, u_c)
+        angles = [sum(_squared_angle(a, b) ** 0.5 for b in units) for a in units]
+        best = int(np.argmin(angles))
+        self.last_weights = tuple(float(i == best) for i in range(3))
+        return units[best]
 
     def fuse_without_refined(self, t_network: np.ndarray, t_classical: np.ndarray) -> np.ndarray:
         """The fused (3,) translation of a frame whose refinement failed: the network's and the
