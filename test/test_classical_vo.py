@@ -93,6 +93,25 @@ def test_a_solver_error_falls_back_to_the_next_estimator_then_fails_the_pair_not
     assert failed == 2 and np.all(np.isfinite(T))
 
 
+def test_too_few_inliers_fall_back_to_the_next_estimator(corridor, monkeypatch):
+    # MAGSAC++ at 0.5 px keeps few inliers on blurred indoor frames: RANSAC at 1 px is tried
+    solve, tried = cv2.findEssentialMat, []
+
+    def solver(pa, pb, K, method, *args):
+        tried.append(method)
+        E, mask = solve(pa, pb, K, method, *args)
+        if method == cv2.USAC_MAGSAC:
+            mask = np.zeros_like(mask)
+            mask[:5] = 1  # five inliers: fewer than the eight a pair needs
+        return E, mask
+
+    monkeypatch.setattr(cv2, "findEssentialMat", solver)
+    T, failed = orb_essential_motions(corridor.images[:2], corridor.K)
+    assert failed == 0 and tried == [cv2.USAC_MAGSAC, cv2.RANSAC]
+    true = np.linalg.inv(corridor.T_world_cam[0]) @ corridor.T_world_cam[1]
+    assert rotation_error_deg(T[0], true) < 0.5
+
+
 def _noisy_matches(rng: np.random.Generator, K: np.ndarray, sigma_px: float, n: int = 300):
     """Matches of random points seen before and after a small motion, with pixel noise, and the
     true rotation R (x_after = R x_before + t)."""

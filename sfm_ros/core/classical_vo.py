@@ -23,9 +23,11 @@ MIN_POINTS = 8
 ESSENTIAL_METHODS = ((cv2.USAC_MAGSAC, 0.5), (cv2.RANSAC, 1.0), (cv2.USAC_DEFAULT, 1.0))
 """Robust estimators of the essential matrix and their inlier thresholds (px), the next tried
 when one raises (OpenCV 5.1's RANSAC asserts in its five-point solver on some ordinary street
-pairs, the same samples on every call). MAGSAC++ at 0.5 px on full-size KITTI frames has a
-third of RANSAC's (1 px, 800 px wide) median rotation error per frame: 0.08 against 0.24
-degrees on KITTI 00, 0.04 against 0.20 on KITTI 06 (`benchmarks/RESULTS.md`)."""
+pairs, the same samples on every call) or finds too few inliers. MAGSAC++ at 0.5 px on
+full-size KITTI frames has a third of RANSAC's (1 px, 800 px wide) median rotation error per
+frame: 0.08 against 0.24 degrees on KITTI 00, 0.04 against 0.20 on KITTI 06; on blurred indoor
+frames it finds fewer inliers, where RANSAC at 1 px still gives a usable motion
+(`benchmarks/RESULTS.md`)."""
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -96,20 +98,21 @@ def relative_motion(
     min_inliers: int = MIN_POINTS,
 ) -> tuple[np.ndarray, float] | None:
     """(4, 4) T_prev_cur with a unit translation from matches prev -> cur and its rotation's
-    variance per axis (rad^2, `rotation_variance`), or None (fewer than ``min_inliers`` points
-    agree with the essential matrix)."""
+    variance per axis (rad^2, `rotation_variance`), from the first of `ESSENTIAL_METHODS` with
+    at least ``min_inliers`` inliers, or None (none has)."""
     if len(pa) < max(MIN_POINTS, min_inliers):
         return None
     for method, threshold in ESSENTIAL_METHODS:
         try:
             E, mask = cv2.findEssentialMat(pa, pb, K, method, 0.999, threshold)
-            break
         except cv2.error:  # RANSAC's five-point solver asserts on some degenerate samples
-            E = None
-    if E is None or E.shape != (3, 3):
-        return None
-    n, R, t, mask = cv2.recoverPose(E, pa, pb, K, mask=mask)
-    if n < max(MIN_POINTS, min_inliers):
+            continue
+        if E is None or E.shape != (3, 3):
+            continue
+        n, R, t, mask = cv2.recoverPose(E, pa, pb, K, mask=mask)
+        if n >= max(MIN_POINTS, min_inliers):
+            break
+    else:
         return None
     inliers = mask.ravel() > 0
     variance = rotation_variance(pa[inliers], pb[inliers], K, R, t[:, 0])
