@@ -182,3 +182,16 @@ def test_before_the_variances_are_measured_one_wrong_rotation_cannot_pull_the_fu
         assert weight == 0.0 and fusion.last_weights[1] == 0.0
         assert any(np.array_equal(fused, X) for X in (R_net, R_cls))
         assert np.degrees(np.linalg.norm(so3_log(R.T @ fused))) < 0.1
+
+
+def test_an_absurd_classical_claim_cannot_take_all_the_weight():
+    # a degenerate fit may claim a variance of 1e-30: it counts as 1 / 100 of the average claim
+    # (1 here: `_run_three` claims nothing); a claim of 1e30 enters the average as 100x it
+    _, fusion = _run_three(0.004, 0.008, 0.002, claimed=1.0, classical=True)
+    claim = 0.008**2
+    absurd, bounded, plain = (fusion.weights(claim, True, c)[0] for c in (1e-30, 0.01, 1.0))
+    np.testing.assert_allclose(absurd, bounded, rtol=1e-12)
+    assert plain[2] < bounded[2] < 0.999
+    fusion.update(1e-5, claim, 1e-5, 1e-5, 1e30)  # an absurdly large claim enters the average
+    after_one, at_the_bound = (fusion.weights(claim, True, c)[0][2] for c in (1.0, 0.01))
+    assert after_one < 0.99 * at_the_bound  # it entered as 100x the average, not as 1e30

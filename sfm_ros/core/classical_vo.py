@@ -71,8 +71,9 @@ def rotation_variance(
     matches ``pa`` -> ``pb`` (M, 2): the rotation block of sigma^2 (J^T J)^-1 over the five
     degrees of freedom, J the Jacobian of the Sampson distances (numerical; the rotation
     perturbed on the left, the direction about two axes across it) and sigma^2 their mean
-    square. Its ratio to the average is what the fusion uses: on KITTI the rotation's errors are
-    4-10x larger than this, and the direction's block did not follow its errors at all."""
+    square (NaN where that cannot be computed). Its ratio to the average is what the fusion
+    uses: on KITTI the rotation's errors are 4-10x larger than this, and the direction's block
+    did not follow its errors at all."""
     u = t / np.linalg.norm(t)
     b1 = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
     b1 /= np.linalg.norm(b1)
@@ -87,7 +88,10 @@ def rotation_variance(
     J = np.stack([(residuals(h * e) - residuals(-h * e)) / (2 * h) for e in np.eye(5)], axis=1)
     r = residuals(np.zeros(5))
     sigma2 = float(r @ r) / max(len(r) - 5, 1)
-    cov = sigma2 * np.linalg.pinv(J.T @ J)
+    try:
+        cov = sigma2 * np.linalg.pinv(J.T @ J)
+    except np.linalg.LinAlgError:  # SVD without convergence: no claim (the caller weighs 1)
+        return math.nan
     return float(np.trace(cov[:3, :3])) / 3
 
 

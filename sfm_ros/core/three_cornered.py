@@ -30,6 +30,10 @@ import numpy as np
 
 from sfm_ros.core.errors import InputError
 
+MAX_CLAIM_RATIO = 100.0
+"""A classical estimate's claimed variance counts at most this factor above or below the
+average claim."""
+
 
 class ThreeCorneredHat:
     """Running variances of the network's, the refined and the classical estimate.
@@ -96,6 +100,8 @@ class ThreeCorneredHat:
         self._claimed_classical = self._update(self._claimed_classical, claimed, n)
         self._nc = self._update(self._nc, network_classical, n)
         self._rc = self._update(self._rc, refined_classical, n)
+        if n > 1:  # a claim enters the average at most MAX_CLAIM_RATIO away from it
+            classical_claimed = self._claim_ratio(classical_claimed) * self._claimed_by_classical
         self._claimed_by_classical = self._update(self._claimed_by_classical, classical_claimed, n)
 
     @property
@@ -136,5 +142,12 @@ class ThreeCorneredHat:
         var_ref *= claimed / max(mean_claim, 1e-16)
         inverse = np.array([1 / var_net, 1 / var_ref if refined else 0.0, 0.0])
         if classical and self.three_cornered:
-            inverse[2] = 1 / (var_cls * classical_claimed / max(self._claimed_by_classical, 1e-300))
+            inverse[2] = 1 / (var_cls * self._claim_ratio(classical_claimed))
         return inverse / inverse.sum(), float(1 / inverse.sum())
+
+    def _claim_ratio(self, classical_claimed: float) -> float:
+        """A classical claim over the average claim, within [1 / MAX_CLAIM_RATIO,
+        MAX_CLAIM_RATIO] (KITTI and 7-Scenes claims spanned 0.03-22x their mean: a degenerate
+        fit's claim cannot take all the weight)."""
+        ratio = classical_claimed / max(self._claimed_by_classical, 1e-300)
+        return min(max(ratio, 1 / MAX_CLAIM_RATIO), MAX_CLAIM_RATIO)
