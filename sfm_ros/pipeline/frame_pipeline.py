@@ -724,13 +724,9 @@ class DepthOdometryPipeline:
         T, covariance, rotation_variance = out.T_prev_cur, None, None
         if cfg.pose_source == "refined":
             T, covariance = track.T_prev_cur, track.covariance
-        elif (
-            cfg.pose_source == "fused"
-            and T is not None
-            and T_classical is not None
-            and (diag.reason != "ok")
-        ):
-            T, rotation_variance = self._fused_without_refined(T, T_classical)
+        elif cfg.pose_source == "fused" and diag.reason != "ok" and T is not None:
+            if T_classical is not None:  # the refinement failed: the other two
+                T, rotation_variance = self._fused_without_refined(T, T_classical)
         elif cfg.pose_source != "network" and T is not None and diag.reason == "ok":
             T = T.copy()  # the translation's uncertainty is the network's: the noise model's
             R_refined = track.T_prev_cur[:3, :3]
