@@ -59,6 +59,17 @@ def test_one_wild_refined_length_is_bounded():
     assert anchor.ratio == pytest.approx(1.0 + 0.1 * (4.0 - 1.0), rel=1e-9)
 
 
+def test_scales_that_differ_beyond_the_bound_are_followed():
+    # on a phone at 30 Hz the refined lengths were a fifth of the network's or less: the bound
+    # is on one frame against the ratio so far, not on the ratio (it stuck at 1 / 4)
+    anchor, rng = LengthAnchor(max_ratio=4.0), np.random.default_rng(0)
+    for _ in range(100):
+        anchor.update(1.0, 0.1 * np.exp(rng.normal(scale=0.15)))
+    assert anchor.ratio == pytest.approx(0.1, rel=0.1)
+    anchor.update(1.0, 1e6)  # and one wild frame is still bounded, now around 0.1
+    assert anchor.ratio < 0.1 * (1 + 0.1 * 4.0) * 1.1
+
+
 @pytest.mark.parametrize("lengths", [(np.nan, 1.0), (1.0, np.inf), (-1.0, 1.0), (1.0, -0.5)])
 def test_bad_lengths_are_refused_without_changing_the_state(lengths):
     anchor = LengthAnchor()

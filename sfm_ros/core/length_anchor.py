@@ -13,7 +13,8 @@ depth-based scale source (``camera_height``) assumes.
 
 Only frames whose refinement succeeded and whose network translation is at least
 ``min_speed_ratio`` of the mean update it (a stop's lengths are noise); a single refined length
-counts at most ``max_ratio`` times the network's either way.
+counts at most ``max_ratio`` times what the ratio so far predicts, either way (the ratio itself
+is not bounded: the two networks' scales may differ by any factor on a new camera).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class LengthAnchor:
             a running mean until the frames since the reset make it smaller.
         min_speed_ratio: frames whose network length is below this fraction of its mean do not
             update the ratio.
-        max_ratio: bound on one frame's refined / network length ratio (and its inverse).
+        max_ratio: bound on one frame's refined length over the one the ratio so far predicts
+            (and its inverse).
     """
 
     def __init__(
@@ -74,11 +76,13 @@ class LengthAnchor:
             return self.ratio
         if self.frames and network_length < self.min_speed_ratio * self._network:
             return self.ratio
-        refined = min(
-            max(refined_length, network_length / self.max_ratio), self.max_ratio * network_length
-        )
+        if self.frames:  # within max_ratio of the ratio so far, either way
+            expected = self.ratio * network_length
+            refined_length = min(
+                max(refined_length, expected / self.max_ratio), self.max_ratio * expected
+            )
         self.frames += 1
         gain = max(self.smoothing, 1.0 / self.frames)
         self._network += gain * (network_length - self._network)
-        self._refined += gain * (refined - self._refined)
+        self._refined += gain * (refined_length - self._refined)
         return self.ratio
