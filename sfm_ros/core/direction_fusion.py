@@ -121,9 +121,12 @@ class DirectionFusion(ThreeCorneredHat):
         classical = (None, None)
         if u_c is not None:
             classical = (_squared_angle(u_n, u_c), _squared_angle(u_r, u_c))
-        self.update(_squared_angle(u_n, u_r), claimed, *classical)
+        network_refined = _squared_angle(u_n, u_r)
+        self.update(network_refined, claimed, *classical)
         if u_c is not None and not self.three_cornered:
-            return self._closest_of_three(u_n, u_r, u_c) * speed
+            best = self.closest_of_three(network_refined, *classical)
+            self.last_weights = tuple(float(i == best) for i in range(3))
+            return (u_n, u_r, u_c)[best] * speed
         if not self.usable:
             return t_n
         weights, _ = self.weights(claimed, u_c is not None)
@@ -134,15 +137,6 @@ class DirectionFusion(ThreeCorneredHat):
             return t_n
         self.last_weights = tuple(float(w) for w in weights)
         return _unit(fused) * speed
-
-    def _closest_of_three(self, u_n: np.ndarray, u_r: np.ndarray, u_c: np.ndarray) -> np.ndarray:
-        """Of three unit directions whose variances are not measured yet, the one closest to
-        the other two (a single wrong one cannot pull it away)."""
-        units = (u_n, u_r, u_c)
-        angles = [sum(_squared_angle(a, b) ** 0.5 for b in units) for a in units]
-        best = int(np.argmin(angles))
-        self.last_weights = tuple(float(i == best) for i in range(3))
-        return units[best]
 
     def fuse_without_refined(self, t_network: np.ndarray, t_classical: np.ndarray) -> np.ndarray:
         """The fused (3,) translation of a frame whose refinement failed: the network's and the

@@ -145,6 +145,18 @@ class ThreeCorneredHat:
             inverse[2] = 1 / (var_cls * self._claim_ratio(classical_claimed))
         return inverse / inverse.sum(), float(1 / inverse.sum())
 
+    @staticmethod
+    def closest_of_three(
+        network_refined: float, network_classical: float, refined_classical: float
+    ) -> int:
+        """Index (0 network, 1 refined, 2 classical) of the estimate closest to the other two,
+        from this frame's squared disagreements: the choice while the variances are not
+        measured yet (a single wrong estimate cannot pull it away)."""
+        d_nr, d_nc, d_rc = (
+            math.sqrt(d) for d in (network_refined, network_classical, refined_classical)
+        )
+        return int(np.argmin([d_nr + d_nc, d_nr + d_rc, d_nc + d_rc]))
+
     def _claim_ratio(self, classical_claimed: float) -> float:
         """A classical claim over the average claim, within [1 / MAX_CLAIM_RATIO,
         MAX_CLAIM_RATIO] (KITTI and 7-Scenes claims spanned 0.03-22x their mean: a degenerate

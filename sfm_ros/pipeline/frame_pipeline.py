@@ -749,8 +749,8 @@ class DepthOdometryPipeline:
         return Geometry(depth, T, covariance, rotation_variance, confidence)
 
     def _classical_variance(self) -> float:
-        """The last classical rotation's claimed variance, 1 where it has none (then all frames
-        weigh the same)."""
+        """The last classical rotation's claimed variance; 1 where it has none, which against
+        claims of about 1e-8 rad^2 is the lowest weight the hat's claim bound allows."""
         var = self.classical.last_rotation_variance
         return var if 0 < var < math.inf else 1.0
 
