@@ -50,7 +50,7 @@ def record(checkpoint: str, source: str) -> dict[str, np.ndarray]:
     fusion = predictor.pipeline.rotation_fusion
     fuse, rows, frame = fusion.fuse, [], {}
 
-    def recording_fuse(R_network, R_refined, refined_var, R_classical=None, classical_var=1.0):  # noqa: ANN001, ANN202
+    def recording_fuse(R_network, R_refined, refined_var, R_classical=None, classical_var=None):  # noqa: ANN001, ANN202
         inputs = (np.array(R_network), np.array(R_refined), float(refined_var))  # views: copy
         R, weight = fuse(*inputs, R_classical, classical_var)
         classical = np.full((3, 3), np.nan) if R_classical is None else np.array(R_classical)

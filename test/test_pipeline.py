@@ -690,7 +690,15 @@ def test_where_the_refinement_fails_the_classical_motion_is_still_fused(monkeypa
         diverged = dataclasses.replace(result.diagnostics, reason="diverged")
         return dataclasses.replace(result, T_prev_cur=T_init.copy(), diagnostics=diverged)
 
+    fuse_direction = pipe.direction_fusion.fuse_without_refined
+
+    def direction_fails_on_frame_10(t_network, t_classical):
+        if len(frames) == 11:  # frame 10 (the tracker sees frame 0 too)
+            raise InputError("no direction")
+        return fuse_direction(t_network, t_classical)
+
     monkeypatch.setattr(pipe.tracker, "track", diverges_from_frame_8)
+    monkeypatch.setattr(pipe.direction_fusion, "fuse_without_refined", direction_fails_on_frame_10)
     fused = run_sequence(pipe, seq)
     network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)
     errors, network_errors = rotation_errors_deg(fused, seq), rotation_errors_deg(network, seq)
@@ -698,9 +706,15 @@ def test_where_the_refinement_fails_the_classical_motion_is_still_fused(monkeypa
     for net, fus in zip(network[8:], fused[8:], strict=True):
         t_net, t_fused = net.T_prev_cur[:3, 3], fus.T_prev_cur[:3, 3]
         assert np.linalg.norm(t_fused) == pytest.approx(np.linalg.norm(t_net), rel=1e-9)
+    # frame 10's direction could not be fused: its rotation still is, the translation and the
+    # direction's diagnostics are the network's
+    t_fused, t_network = (results[-1].T_prev_cur[:3, 3] for results in (fused, network))
+    np.testing.assert_allclose(t_fused, t_network, rtol=1e-6)  # the scale may differ by 1e-8
+    assert not np.allclose(fused[-2].T_prev_cur[:3, 3], network[-2].T_prev_cur[:3, 3])
     diag = pipe.diagnostics()
     assert float(diag["rotation weight of the refinement"]) == 0.0
     assert float(diag["rotation weight of the classical VO"]) > 0.5
+    assert float(diag["translation direction weight of the classical VO"]) == 0.0
     fusion, dt = pipe.rotation_fusion, (seq.stamps_ns[-1] - seq.stamps_ns[-2]) * 1e-9
     np.testing.assert_allclose(  # the odometry's rotation noise is the two-way fusion's
         np.diag(fused[-1].odometry.twist_cov)[3:],

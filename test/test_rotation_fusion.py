@@ -1,11 +1,14 @@
 """Fusing the network's and the refined rotation by their (estimated) variances."""
 
+import math
+
 import numpy as np
 import pytest
 
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import so3_exp, so3_log
 from sfm_ros.core.rotation_fusion import RotationFusion
+from sfm_ros.core.three_cornered import ThreeCorneredHat
 
 
 def _noisy(R: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
@@ -40,7 +43,9 @@ def _run_three(
         R = so3_exp(rng.normal(scale=0.05, size=3))
         R_net, R_ref, R_cls = (_noisy(R, s, rng) for s in (sigma_net, sigma_ref, sigma_cls))
         use = classical and i % 3 != 0
-        R_fused, _ = fusion.fuse(R_net, R_ref, claimed * sigma_ref**2, R_cls if use else None)
+        R_fused, _ = fusion.fuse(
+            R_net, R_ref, claimed * sigma_ref**2, R_cls if use else None, classical_var=1.0
+        )
         if i >= 50:
             for name, est in (("network", R_net), ("refined", R_ref), ("fused", R_fused)):
                 errors[name].append(np.linalg.norm(so3_log(R.T @ est)))
@@ -186,7 +191,7 @@ def test_before_the_variances_are_measured_one_wrong_rotation_cannot_pull_the_fu
 
 def test_an_absurd_classical_claim_cannot_take_all_the_weight():
     # a degenerate fit may claim a variance of 1e-30: it counts as 1 / 100 of the average claim
-    # (1 here: `_run_three` claims nothing); a claim of 1e30 enters the average as 100x it
+    # (1 here: `_run_three` claims 1 on every frame); a claim of 1e30 enters the average as 100x it
     _, fusion = _run_three(0.004, 0.008, 0.002, claimed=1.0, classical=True)
     claim = 0.008**2
     absurd, bounded, plain = (fusion.weights(claim, True, c)[0] for c in (1e-30, 0.01, 1.0))
@@ -195,3 +200,20 @@ def test_an_absurd_classical_claim_cannot_take_all_the_weight():
     fusion.update(1e-5, claim, 1e-5, 1e-5, 1e30)  # an absurdly large claim enters the average
     after_one, at_the_bound = (fusion.weights(claim, True, c)[0][2] for c in (1.0, 0.01))
     assert after_one < 0.99 * at_the_bound  # it entered as 100x the average, not as 1e30
+
+
+def test_an_invalid_classical_claim_counts_as_the_average():
+    # a failed covariance (NaN, 0) is neither trusted nor distrusted; invalid claims before the
+    # first valid one do not bias the average the later claims are measured against
+    _, fusion = _run_three(0.004, 0.008, 0.002, claimed=1.0, classical=True)
+    claim = 0.008**2
+    average, *invalid = (fusion.weights(claim, True, c)[0] for c in (1.0, None, math.nan, 0.0))
+    for weights in invalid:
+        np.testing.assert_allclose(weights, average, rtol=1e-12)
+    hat = ThreeCorneredHat(min_classical=1)
+    for _ in range(3):
+        hat.update(1e-5, claim, 1e-5, 1e-5, math.nan)
+    hat.update(1e-5, claim, 1e-5, 1e-5, 1e-8)
+    hat.update(1e-5, claim, 1e-5, 1e-5, math.inf)
+    np.testing.assert_allclose(hat.weights(claim, True, 1e-8)[0], hat.weights(claim, True)[0])
+    assert hat.weights(claim, True, 4e-8)[0][2] < hat.weights(claim, True, 1e-8)[0][2]

@@ -101,6 +101,7 @@ class DirectionFusion(ThreeCorneredHat):
         Non-finite or zero translations, or a covariance without a finite positive part
         across ``t_refined``, raise InputError and leave the state unchanged.
         """
+        self.last_weights = (1.0, 0.0, 0.0)
         t_n, t_r = (np.asarray(t, dtype=np.float64) for t in (t_network, t_refined))
         t_c = None if t_classical is None else np.asarray(t_classical, dtype=np.float64)
         cov = np.asarray(refined_cov, dtype=np.float64)
@@ -113,7 +114,6 @@ class DirectionFusion(ThreeCorneredHat):
         if not 0 < claimed < math.inf:
             raise InputError("direction fusion needs a finite covariance across the translation")
         speed = self._update_speed(t_n)
-        self.last_weights = (1.0, 0.0, 0.0)
         if speed < self.min_speed_ratio * self._speed:
             return t_n
         u_n, u_r = _unit(t_n), _unit(t_r)
@@ -144,13 +144,13 @@ class DirectionFusion(ThreeCorneredHat):
         times the network's length (the network's translation until those are known, and on
         the frames `fuse` keeps it on). The variances are not updated. Non-finite or zero
         translations raise InputError."""
+        self.last_weights = (1.0, 0.0, 0.0)
         t_n, t_c = (np.asarray(t, dtype=np.float64) for t in (t_network, t_classical))
         if t_n.shape != (3,) or t_c.shape != (3,):
             raise InputError("direction fusion needs (3,) translations")
         if not all(np.isfinite(t).all() and np.linalg.norm(t) > 0 for t in (t_n, t_c)):
             raise InputError("direction fusion needs finite, non-zero translations")
         speed = self._update_speed(t_n)
-        self.last_weights = (1.0, 0.0, 0.0)
         if speed < self.min_speed_ratio * self._speed or not self.usable:
             return t_n
         weights, _ = self.weights(1.0, True, refined=False)

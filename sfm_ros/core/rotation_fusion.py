@@ -52,7 +52,7 @@ class RotationFusion(ThreeCorneredHat):
         R_refined: np.ndarray,
         refined_var: float,
         R_classical: np.ndarray | None = None,
-        classical_var: float = 1.0,
+        classical_var: float | None = None,
     ) -> tuple[np.ndarray, float]:
         """The fused (3, 3) rotation and the weight of the refined one in [0, 1].
 
@@ -62,10 +62,12 @@ class RotationFusion(ThreeCorneredHat):
                 mean of the diagonal of its covariance's rotation block.
             R_classical: (3, 3) classical estimate of the motion's rotation, or None where
                 there is none (a failed pair).
-            classical_var: its claimed variance (only its ratio to the average claim counts).
+            classical_var: its claimed variance (only its ratio to the average claim counts;
+                None, or not finite and positive: the average).
 
         Non-finite inputs raise InputError and leave the state unchanged.
         """
+        self.last_weights, self.last_variance = (1.0, 0.0, 0.0), math.nan
         R_n = np.asarray(R_network, dtype=np.float64)
         R_r = np.asarray(R_refined, dtype=np.float64)
         R_c = None if R_classical is None else np.asarray(R_classical, dtype=np.float64)
@@ -95,19 +97,20 @@ class RotationFusion(ThreeCorneredHat):
         return R_n @ so3_exp(delta), float(weights[1])
 
     def fuse_without_refined(
-        self, R_network: np.ndarray, R_classical: np.ndarray, classical_var: float = 1.0
+        self, R_network: np.ndarray, R_classical: np.ndarray, classical_var: float | None = None
     ) -> np.ndarray:
         """The fused (3, 3) rotation of a frame whose refinement failed: the network's and the
         classical one weighted by the variances measured on the frames with all three (the
         network's until those are known). The variances are not updated: two estimates do not
         separate them. Non-finite inputs raise InputError."""
+        self.last_weights, self.last_variance = (1.0, 0.0, 0.0), math.nan
         R_n = np.asarray(R_network, dtype=np.float64)
         R_c = np.asarray(R_classical, dtype=np.float64)
         if R_n.shape != (3, 3) or R_c.shape != (3, 3):
             raise InputError(f"rotations must be (3, 3), got {R_n.shape} and {R_c.shape}")
-        if not (np.isfinite(R_n).all() and np.isfinite(R_c).all() and 0 < classical_var < math.inf):
-            raise InputError("rotation fusion needs finite rotations and a finite variance > 0")
-        self.last_weights, self.last_variance = (1.0, 0.0, 0.0), self.network_variance
+        if not (np.isfinite(R_n).all() and np.isfinite(R_c).all()):
+            raise InputError("rotation fusion needs finite rotations")
+        self.last_variance = self.network_variance
         if not self.three_cornered:
             return R_n
         weights, self.last_variance = self.weights(1.0, True, classical_var, refined=False)

@@ -61,7 +61,7 @@ class ThreeCorneredHat:
         # claimed refined variance
         self._nr_classical = self._nc = self._rc = self._claimed_classical = 0.0
         self._claimed_by_classical = 0.0  # the classical estimate's own claimed variance
-        self._count = self._count_classical = 0
+        self._count = self._count_classical = self._count_claims = 0
 
     @property
     def frames(self) -> int:
@@ -82,13 +82,13 @@ class ThreeCorneredHat:
         claimed: float,
         network_classical: float | None = None,
         refined_classical: float | None = None,
-        classical_claimed: float = 1.0,
+        classical_claimed: float | None = None,
     ) -> None:
         """Add one frame: squared disagreements (per degree of freedom) between the estimates,
         the refined estimate's claimed variance in the same units, and the two disagreements
         with the classical estimate where there is one (both or neither) with the classical
         estimate's claimed variance (any positive units: only its ratio to the average claim
-        is used; 1 on every frame = one variance for all frames)."""
+        is used; None, or anything not finite and positive, counts as the average)."""
         self._count += 1
         self._nr = self._update(self._nr, network_refined, self._count)
         self._claimed = self._update(self._claimed, claimed, self._count)
@@ -100,9 +100,14 @@ class ThreeCorneredHat:
         self._claimed_classical = self._update(self._claimed_classical, claimed, n)
         self._nc = self._update(self._nc, network_classical, n)
         self._rc = self._update(self._rc, refined_classical, n)
-        if n > 1:  # a claim enters the average at most MAX_CLAIM_RATIO away from it
+        if not _valid(classical_claimed):
+            return
+        self._count_claims += 1
+        if self._count_claims > 1:  # a claim enters the average at most MAX_CLAIM_RATIO from it
             classical_claimed = self._claim_ratio(classical_claimed) * self._claimed_by_classical
-        self._claimed_by_classical = self._update(self._claimed_by_classical, classical_claimed, n)
+        self._claimed_by_classical = self._update(
+            self._claimed_by_classical, classical_claimed, self._count_claims
+        )
 
     @property
     def variances(self) -> tuple[float, float, float]:
@@ -122,7 +127,11 @@ class ThreeCorneredHat:
         )
 
     def weights(
-        self, claimed: float, classical: bool, classical_claimed: float = 1.0, refined: bool = True
+        self,
+        claimed: float,
+        classical: bool,
+        classical_claimed: float | None = None,
+        refined: bool = True,
     ) -> tuple[np.ndarray, float]:
         """Inverse-variance weights (3,) of the network's, the refined and the classical
         estimate of this frame (classical 0 where there is none or it is not used yet), and
@@ -133,7 +142,8 @@ class ThreeCorneredHat:
                 claims average to the estimated refined variance (over the frames that
                 variance was estimated on).
             classical: whether this frame has a classical estimate.
-            classical_claimed: its claimed variance, rescaled the same way.
+            classical_claimed: its claimed variance, rescaled the same way (None, or anything
+                not finite and positive: the average).
             refined: whether this frame has a refined estimate (where the refinement failed,
                 the other two are weighted by the variances measured on the other frames).
         """
@@ -157,9 +167,17 @@ class ThreeCorneredHat:
         )
         return int(np.argmin([d_nr + d_nc, d_nr + d_rc, d_nc + d_rc]))
 
-    def _claim_ratio(self, classical_claimed: float) -> float:
+    def _claim_ratio(self, classical_claimed: float | None) -> float:
         """A classical claim over the average claim, within [1 / MAX_CLAIM_RATIO,
         MAX_CLAIM_RATIO] (KITTI and 7-Scenes claims spanned 0.03-22x their mean: a degenerate
-        fit's claim cannot take all the weight)."""
-        ratio = classical_claimed / max(self._claimed_by_classical, 1e-300)
+        fit's claim cannot take all the weight); 1 for an invalid claim or before any valid
+        one."""
+        if not _valid(classical_claimed) or self._count_claims == 0:
+            return 1.0
+        ratio = classical_claimed / self._claimed_by_classical
         return min(max(ratio, 1 / MAX_CLAIM_RATIO), MAX_CLAIM_RATIO)
+
+
+def _valid(claim: float | None) -> bool:
+    """Whether a claimed variance is finite and positive."""
+    return claim is not None and 0 < claim < math.inf

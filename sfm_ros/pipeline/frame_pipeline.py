@@ -722,6 +722,9 @@ class DepthOdometryPipeline:
                 f"pose refinement fell back to the {diag.init_source} motion: {diag.reason}",
             )
         T, covariance, rotation_variance = out.T_prev_cur, None, None
+        for fusion in (self.rotation_fusion, self.direction_fusion):  # until one fuses below
+            fusion.last_weights = (1.0, 0.0, 0.0)
+        self.rotation_fusion.last_variance = self.rotation_fusion.network_variance
         if cfg.pose_source == "refined":
             T, covariance = track.T_prev_cur, track.covariance
         elif cfg.pose_source == "fused" and diag.reason != "ok" and T is not None:
@@ -736,8 +739,9 @@ class DepthOdometryPipeline:
                 var = float(np.trace(track.covariance[3:, 3:])) / 3
                 if var > 0 and np.isfinite(T).all():  # else the network's rotation stays
                     R_classical = None if T_classical is None else T_classical[:3, :3]
+                    claim = self.classical.last_rotation_variance  # NaN: the average claim
                     T[:3, :3], _ = self.rotation_fusion.fuse(
-                        T[:3, :3], R_refined, var, R_classical, self._classical_variance()
+                        T[:3, :3], R_refined, var, R_classical, claim
                     )
                     rotation_variance = self.rotation_fusion.last_variance
                     if cfg.fuse_translation and cfg.fuse_classical:
@@ -747,12 +751,6 @@ class DepthOdometryPipeline:
         depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
         confidence = track.confidence if fuse else None
         return Geometry(depth, T, covariance, rotation_variance, confidence)
-
-    def _classical_variance(self) -> float:
-        """The last classical rotation's claimed variance; 1 where it has none, which against
-        claims of about 1e-8 rad^2 is the lowest weight the hat's claim bound allows."""
-        var = self.classical.last_rotation_variance
-        return var if 0 < var < math.inf else 1.0
 
     def _fused_without_refined(
         self, T_network: np.ndarray, T_classical: np.ndarray
@@ -766,13 +764,16 @@ class DepthOdometryPipeline:
         fusion = self.rotation_fusion
         try:
             T[:3, :3] = fusion.fuse_without_refined(
-                T[:3, :3], T_classical[:3, :3], self._classical_variance()
+                T[:3, :3], T_classical[:3, :3], self.classical.last_rotation_variance
             )
-            if self.cfg.fuse_translation:
-                T[:3, 3] = self.direction_fusion.fuse_without_refined(T[:3, 3], T_classical[:3, 3])
-        except InputError as exc:  # e.g. a network translation of zero length
+        except InputError as exc:
             self._throttle.warn("fuse_classical", f"classical motion not fused: {exc}")
             return T_network, None
+        if self.cfg.fuse_translation:
+            try:
+                T[:3, 3] = self.direction_fusion.fuse_without_refined(T[:3, 3], T_classical[:3, 3])
+            except InputError as exc:  # e.g. a network translation of zero length
+                self._throttle.warn("direction", f"translation direction not fused: {exc}")
         return T, (fusion.last_variance if fusion.three_cornered else None)
 
     def _fused_translation(
