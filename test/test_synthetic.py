@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from sfm_ros.core.errors import ConfigError, DatasetError, InputError
-from sfm_ros.core.sources import open_source, parse_synthetic
+from sfm_ros.core.sources import open_source, open_sources, parse_synthetic
 from sfm_ros.core.synthetic import (
     DOMAINS,
     Randomization,
@@ -489,3 +489,27 @@ def test_bad_randomisation_ranges() -> None:
         Randomization(hfov_deg=(40.0, 190.0))
     with pytest.raises(ConfigError, match="probabilities"):
         Randomization(grey_probability=1.5)
+
+
+def test_parallel_rendering_gives_the_same_sequences_in_order(tmp_path):
+    # a training config's synthetic sources rendered by two processes: the same frames, in the
+    # specs' order, with a recorded folder between them opened in this process
+    folder = tmp_path / "recorded"
+    write_sequence(render_sequence("street", 3, seed=9, height=24, width=78), folder)
+    specs = [
+        "synthetic:field:3:1:random",
+        str(folder),
+        "synthetic:street:3:2",
+        "synthetic:field:3:1",
+    ]
+    serial = open_sources(specs, height=24, width=78)
+    parallel = open_sources(specs, render_workers=2, height=24, width=78)
+    assert [s.name for s in parallel] == [s.name for s in serial]
+    for a, b in zip(serial, parallel, strict=True):
+        assert len(a) == len(b) == 3
+        for i in range(3):
+            fa, fb = a.load(i), b.load(i)
+            np.testing.assert_array_equal(fa.image, fb.image)
+            np.testing.assert_array_equal(fa.depth_m, fb.depth_m)
+            np.testing.assert_array_equal(fa.T_world_cam, fb.T_world_cam)
+    assert not np.array_equal(serial[0].load(0).image, serial[3].load(0).image)  # randomised

@@ -49,6 +49,9 @@ class DataConfig(Params):
         None, "CameraInfo topic for bag sources (auto-detected when the bag has one).", optional=str
     )
     num_workers: int = param(0, "DataLoader worker processes.")
+    render_workers: int = param(
+        1, "Processes rendering the synthetic sources at start-up (0 = one per CPU core)."
+    )
 
 
 @dataclass

@@ -219,7 +219,7 @@ class Trainer:
         topics = {"image_topic": d.image_topic, "camera_info_topic": d.camera_info_topic}
         topics["bag_reader"] = bag_reader
         self.train_set = SnippetDataset(
-            open_sources(d.train, **size, **topics),
+            open_sources(d.train, d.render_workers, **size, **topics),
             d.snippet_length,
             **size,
             augment=d.augment,
@@ -228,7 +228,7 @@ class Trainer:
         )
         self.val_set = (
             SnippetDataset(
-                open_sources(d.val, **size, **topics),
+                open_sources(d.val, d.render_workers, **size, **topics),
                 d.snippet_length,
                 **size,
                 augment=False,

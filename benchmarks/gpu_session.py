@@ -1,0 +1,229 @@
+"""One GPU session (issues 9 and 10): every GPU figure, and the default model trained there.
+
+On the lent machine (the `device` tool's `run`, repository root; nothing is installed there,
+and its image has torch, numpy, OpenCV, PyYAML, tqdm, TensorBoard, Pillow and matplotlib; this
+script needs no ROS message library), one command, about 3 minutes plus the training budget:
+
+    PYTHONPATH=. PYTHONUNBUFFERED=1 python3 benchmarks/gpu_session.py --out $OUT --train-minutes 5
+
+and on a CPU, a smoke run of the same steps at toy sizes (about 2 minutes):
+
+    OMP_NUM_THREADS=1 python benchmarks/gpu_session.py --out runs/gpu_smoke --smoke
+
+Steps, each written to OUT/gpu_session.json and OUT/gpu_session.md as soon as it is measured
+(a run stopped by its time limit still returns what it measured):
+
+1. environment: torch, CUDA, the GPU.
+2. per frame at 128x416 on the device (frames of a held-out synthetic street): the estimator step
+   of the packaged model (depth and pose networks, its 64x208 input resized from and to the
+   frame), the keyframe tracker with refinement alone (multi-view depth off) and with
+   multi-view depth (3 views, 16 bins; issue 9's target: both together under 3 ms on a GPU);
+   p50 / p90 milliseconds after warm-up frames.
+3. the warm-up: seconds per step of the online fine-tuner (`OnlineAdapter`, its defaults: the
+   checkpoint's input size, replayed synthetic snippets) on a synthetic street (issue 10).
+4. the default model: ``config/training/default_model.yaml`` at 128x416 for
+   ``--train-minutes`` (the synthetic sources rendered by one process per core, a batch of
+   ``--batch`` snippets), packed fp16 into OUT/default_gpu.pt with its validation figures
+   (OUT/train_log.txt), then its own estimator step and warm-up step timed as in 2 and 3.
+
+Back on a CPU machine, measure its transfer the way the packaged model's was measured:
+``python benchmarks/warmup.py --checkpoint OUT/default_gpu.pt --clip CLIP --steps 0`` (and with
+``--steps 200,1000``), ``sfm-ros eval pose|depth --checkpoint OUT/default_gpu.pt ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sfm_ros.core.checkpoint import DEFAULT_MODEL, pack_checkpoint
+from sfm_ros.core.config import load_config
+from sfm_ros.core.inference import DepthPoseEstimator
+from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker
+from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
+from sfm_ros.core.sources import open_source
+from sfm_ros.core.train import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "config" / "training" / "default_model.yaml"
+HELD_OUT = "synthetic:street:{frames}:1000"
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    env = {"python": platform.python_version(), "torch": torch.__version__, "device": str(device)}
+    if device.type == "cuda":
+        env |= {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda}
+    return env
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    return {"p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90))}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_estimator(checkpoint: Path, frames: list, device: torch.device, warmup: int) -> dict:
+    """Milliseconds per `DepthPoseEstimator.step` (the last frames, after ``warmup``)."""
+    est = DepthPoseEstimator.from_checkpoint(checkpoint, device=str(device))
+    ms = []
+    for i, frame in enumerate(frames):
+        sync(device)
+        start = time.perf_counter()
+        est.step(frame.image, frame.K, frame.stamp_ns)
+        sync(device)
+        if i >= warmup:
+            ms.append(1e3 * (time.perf_counter() - start))
+    return {**percentiles(ms), "input": f"{est.height}x{est.width}", "frames": len(ms)}
+
+
+def time_tracker(frames: list, outputs: list, device: torch.device, warmup: int) -> dict:
+    """Milliseconds per `KeyframeTracker.track` with refinement alone and with multi-view depth
+    (the network's depth and motion precomputed)."""
+    results = {}
+    for name, config in (
+        ("refinement", KeyframeConfig(multiview=None)),
+        ("refinement + multi-view depth", KeyframeConfig()),
+    ):
+        tracker, ms = KeyframeTracker(config, device=str(device)), []
+        for i, (frame, out) in enumerate(zip(frames, outputs, strict=True)):
+            sync(device)
+            start = time.perf_counter()
+            tracker.track(frame.image, out.depth_m, frame.K, out.T_prev_cur, fuse_depth=True)
+            sync(device)
+            if i >= warmup:
+                ms.append(1e3 * (time.perf_counter() - start))
+        results[name] = {
+            **percentiles(ms),
+            "frames": len(ms),
+            "switches": tracker.keyframe_switches,
+        }
+    return results
+
+
+def time_warmup(checkpoint: Path, device: torch.device, steps: int, frames: int) -> dict:
+    """Seconds per step of the online fine-tuner with its defaults."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = OnlineConfig().replace(
+            checkpoint=str(checkpoint), out_dir=tmp, resume=False, device=str(device), threads=0
+        )
+        adapter = OnlineAdapter(cfg)
+        seq = open_source(
+            HELD_OUT.format(frames=frames), height=adapter.height, width=adapter.width
+        )
+        summary = adapt_sequences(adapter, seq, max_steps=steps, progress=False)
+    return {
+        "seconds_per_step": summary.stats.train_time_s / max(summary.steps, 1),
+        "steps": summary.steps,
+        "input": f"{adapter.height}x{adapter.width}",
+    }
+
+
+def train_default(
+    out: Path, minutes: float, batch: int, lr: float, device: torch.device, smoke: bool
+) -> dict:
+    """The default model's recipe for ``minutes``; its packed checkpoint in ``out``."""
+    run_dir = Path(tempfile.mkdtemp(prefix="default_gpu_"))
+    overrides = [
+        f"log.out_dir={run_dir}", f"optim.max_minutes={minutes}", f"optim.batch_size={batch}",
+        f"optim.lr={lr}",
+        f"device={device}", "data.render_workers=0", "data.num_workers=8", "log.val_every=500",
+        "log.save_every=500",
+    ]  # fmt: skip
+    if smoke:  # toy sizes: the same steps, seconds instead of minutes
+        overrides += [
+            "data.height=32", "data.width=96", "data.train=[synthetic:street:6:0:random,"
+            "synthetic:rural:6:1:random]", "data.val=[synthetic:field:6:500:random]",
+            "log.val_every=5", "log.save_every=5", "log.image_every=0", "data.num_workers=0",
+        ]  # fmt: skip
+    cfg = load_config(RECIPE, overrides)
+    start = time.perf_counter()
+    trainer = Trainer(cfg, progress=False)
+    setup_s = time.perf_counter() - start
+    summary = trainer.run()
+    packed = pack_checkpoint(summary.checkpoint, out / "default_gpu.pt")
+    log = out / "train_log.txt"
+    log.write_text(
+        f"overrides: {' '.join(overrides)}\nsetup (rendering) {setup_s:.0f} s\n"
+        f"steps {summary.steps_done}, {summary.seconds_per_step:.4f} s/step, last loss "
+        f"{summary.last_loss:.4f}, skipped {summary.skipped_nonfinite}\nvalidation {summary.val}\n"
+        f"warnings {summary.warnings}\n"
+    )
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return {
+        "checkpoint": str(packed),
+        "mb": packed.stat().st_size / 1e6,
+        "setup_s": setup_s,
+        "steps": summary.steps_done,
+        "seconds_per_step": summary.seconds_per_step,
+        "validation": summary.val,
+        "warnings": summary.warnings,
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [f"Command: `{results['command']}`", "", f"Environment: {results['environment']}", ""]
+    for key, value in results.items():
+        if key not in ("command", "environment"):
+            lines.append(f"- {key}: {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder for the results and the model")
+    parser.add_argument("--train-minutes", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=16, help="training snippets per step")
+    parser.add_argument(
+        "--lr", type=float, default=2e-4, help="the recipe's 1e-4 is for its batch of 4"
+    )
+    parser.add_argument("--frames", type=int, default=40, help="timed frames per measurement")
+    parser.add_argument("--warmup-steps", type=int, default=60, help="timed fine-tuner steps")
+    parser.add_argument("--smoke", action="store_true", help="CPU smoke run at toy sizes")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    frames_n, warmup_steps, minutes = args.frames, args.warmup_steps, args.train_minutes
+    if args.smoke:
+        frames_n, warmup_steps, minutes = 8, 3, 0.2
+    results: dict[str, Any] = {
+        "command": "python " + " ".join(__import__("sys").argv),
+        "environment": environment(device),
+    }
+
+    def record(key: str, value: Any) -> None:
+        results[key] = value
+        (out / "gpu_session.json").write_text(json.dumps(results, indent=2))
+        (out / "gpu_session.md").write_text(markdown(results))
+        print(f"{key}: {json.dumps(value)}", flush=True)
+
+    (seq,) = open_source(HELD_OUT.format(frames=frames_n + 5), height=128, width=416)
+    frames = [seq.load(i) for i in range(len(seq))]
+    warm = 5
+    record("estimator step, packaged model", time_estimator(DEFAULT_MODEL, frames, device, warm))
+    est = DepthPoseEstimator.from_checkpoint(DEFAULT_MODEL, device=str(device))
+    outputs = [est.step(f.image, f.K, f.stamp_ns) for f in frames]
+    record("tracker per frame at 128x416", time_tracker(frames, outputs, device, warm))
+    record("warm-up step", time_warmup(DEFAULT_MODEL, device, warmup_steps, 30))
+    trained = train_default(out, minutes, args.batch, args.lr, device, args.smoke)
+    record("default model trained here", trained)
+    model = Path(trained["checkpoint"])
+    record("estimator step, trained model", time_estimator(model, frames, device, warm))
+    record("warm-up step, trained model", time_warmup(model, device, warmup_steps, 30))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
