@@ -175,3 +175,22 @@ def test_bad_arguments_raise_input_error(scene):
         multiview_depth(*args, scene["images"][None, 1:, :, :10], scene["T_src_key"])
     with pytest.raises(InputError):
         MultiViewConfig(num_bins=2)
+
+
+def test_prior_confidence_is_low_where_geometry_contradicts_the_prior(scene):
+    # the prior is right except on the right quarter, 20 % too far there: geometry is sure of
+    # both parts (the fused depth's confidence), but confirms the prior on the first only
+    true, textured = scene["depth"][:1], ~scene["flat"][:1]
+    wrong = torch.zeros_like(textured)
+    wrong[..., 3 * W // 4 + 4 :] = True  # 4 px inside, clear of the patch at the boundary
+    prior = torch.where(wrong, true * 1.2, true)
+    out = multiview_depth(
+        scene["images"][:1], prior, scene["K"], scene["images"][None, 1:], scene["T_src_key"]
+    )
+    right = textured & ~wrong & (torch.arange(W) < 3 * W // 4 - 4)
+    assert out.confidence[right].mean() > 0.7 and out.confidence[textured & wrong].mean() > 0.7
+    assert out.prior_confidence[right].mean() > 0.6
+    assert out.prior_confidence[textured & wrong].median() < 0.2  # exp(-2) x 0.8 in theory
+    assert torch.all(out.prior_confidence <= out.confidence)
+    with pytest.raises(InputError, match="agreement_sigma"):
+        MultiViewConfig(agreement_sigma=0.0)

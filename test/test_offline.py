@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
@@ -109,6 +110,13 @@ def test_bag_end_to_end(bags, tiny_checkpoint, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main([*args, "--previews", "0", "--overwrite"]) == 0
     assert len(read_bag(out)["/sfm/odom"]) == FRAMES
+    # with depth/confidence, the previews show it under the depth
+    confident = [*args, "publish_confidence=true", "--previews", "1", "--overwrite"]
+    assert main(confident) == 0
+    assert len(read_bag(out)["/sfm/depth/confidence"]) == FRAMES
+    (preview,) = previews.glob("depth_*.png")
+    height = inputs[IMAGE][0][1].height
+    assert np.asarray(Image.open(preview)).shape[0] == 3 * height
 
 
 def test_bag_errors(bags, tmp_path, capsys, monkeypatch):

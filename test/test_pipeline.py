@@ -615,6 +615,32 @@ def test_refined_pose_and_multiview_depth_with_confidence(street_large):
     assert int(diag["refinement iterations"]) > 0 and "keyframe switches" in diag
 
 
+class WrongEighthEstimator(GroundTruthEstimator):
+    """True depth (times UNKNOWN), 20 % too far on the right eighth of the image."""
+
+    def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
+        out = super().step(image, K, stamp_ns, with_flow)
+        out.depth_m[:, 7 * out.depth_m.shape[1] // 8 :] *= 1.2
+        return out
+
+
+def test_confidence_is_that_of_the_published_depth(street_large):
+    # geometry contradicts the network's depth on the right eighth: the network's depth has a
+    # low confidence there, the multi-view depth (which geometry corrected) does not. (The
+    # street's middle has no parallax: compared with the left quarter, as confident.)
+    seq = street_large
+    W = seq.images.shape[2]
+    right, rest = np.s_[:, 7 * W // 8 + 4 :], np.s_[:, : W // 4]
+    median = {}
+    for source in ("network", "multiview"):
+        pipe = make(WrongEighthEstimator(seq), depth_source=source, publish_confidence=True)
+        confidence = decode(run_sequence(pipe, seq)[-1].messages["depth/confidence"])
+        median[source] = [float(np.median(confidence[part])) for part in (right, rest)]
+    assert median["network"][1] > 0.5 and median["multiview"][1] > 0.5
+    assert median["network"][0] < 0.3 * median["network"][1]
+    assert median["multiview"][0] > 3 * median["network"][0]
+
+
 def test_refined_rotation_keeps_the_network_translation(street_large):
     seq = street_large
     network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)

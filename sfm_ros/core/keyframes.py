@@ -157,6 +157,9 @@ class TrackResult:
     no estimate."""
     confidence: np.ndarray
     """(H, W) float32 in [0, 1]: weight of the multi-view estimate in ``depth_m``."""
+    prior_confidence: np.ndarray
+    """(H, W) float32 in [0, 1]: how far the multi-view estimate confirms the network depth
+    (`MultiViewDepth.prior_confidence`)."""
     diagnostics: TrackDiagnostics
 
 
@@ -373,6 +376,7 @@ class KeyframeTracker:
                 None,
                 depth_m,
                 np.zeros_like(depth_m),
+                np.zeros_like(depth_m),
                 self._diagnostics("first_frame", "identity", None, self._keyframe is not None, 1.0),
             )
 
@@ -436,7 +440,7 @@ class KeyframeTracker:
             or self._failures >= self.config.max_failures
         )
         for_keyframe = switch and self.config.keyframe_depth == "multiview"
-        fused, confidence, fused_t = self._multiview(
+        fused, confidence, prior_confidence, fused_t = self._multiview(
             frame, depth, K_t, depth_m, fuse_depth, for_keyframe
         )
 
@@ -457,7 +461,9 @@ class KeyframeTracker:
         self._cov_kf_prev = cov_kf_cur
         self._velocity = T_step
         diagnostics = self._diagnostics(reason, init_source, best, switched, overlap)
-        return TrackResult(T_step.copy(), covariance, fused, confidence, diagnostics)
+        return TrackResult(
+            T_step.copy(), covariance, fused, confidence, prior_confidence, diagnostics
+        )
 
     def _diagnostics(
         self,
@@ -488,18 +494,20 @@ class KeyframeTracker:
         depth_m: np.ndarray,
         fuse_depth: bool,
         for_keyframe: bool,
-    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """Fused depth and confidence (H, W) of a frame against the keyframe and recent
-        frames (the network depth with confidence 0 without ``fuse_depth`` or a source view),
-        and the depth (1, 1, h, w) a new keyframe would align with (``for_keyframe``).
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
+        """Fused depth, its confidence and the network depth's confidence (H, W) of a frame
+        against the keyframe and recent frames (the network depth with confidences 0 without
+        ``fuse_depth`` or a source view), and the depth (1, 1, h, w) a new keyframe would
+        align with (``for_keyframe``).
 
         A new keyframe's depth is swept around the prior as it is (``align_prior_scale``
         off): fed back into the tracking, depth swept around the prior rescaled to the poses
         made the rotation worse (KITTI 00, warmed-up model: RE 0.0046 -> 0.0052).
         """
         cfg = self.config.multiview
+        zeros = np.zeros_like(depth_m)
         if cfg is None or self._keyframe is None or not (fuse_depth or for_keyframe):
-            return depth_m, np.zeros_like(depth_m), depth
+            return depth_m, zeros, zeros, depth
         sources = [self._keyframe.frame, *list(self._recent)[::-1]][: self.config.num_views]
         T_src_cur = np.stack([se3_inverse(s.T_world_cam) @ frame.T_world_cam for s in sources])
         args = (
@@ -516,10 +524,13 @@ class KeyframeTracker:
             unaligned = replace(cfg, align_prior_scale=False)
             kf_depth = out.depth_m if reuse else multiview_depth(*args, unaligned).depth_m
         if out is None:
-            return depth_m, np.zeros_like(depth_m), kf_depth
-        depth_out, conf = out.depth_m, out.confidence
+            return depth_m, zeros, zeros, kf_depth
+        depth_out, confidences = out.depth_m, (out.confidence, out.prior_confidence)
         if depth_out.shape[-2:] != depth_m.shape:
             size = depth_m.shape
             depth_out = 1 / F.interpolate(1 / depth_out, size=size, mode="bilinear")
-            conf = F.interpolate(conf, size=size, mode="bilinear").clamp(0, 1)
-        return depth_out[0, 0].cpu().numpy(), conf[0, 0].cpu().numpy(), kf_depth
+            confidences = tuple(
+                F.interpolate(c, size=size, mode="bilinear").clamp(0, 1) for c in confidences
+            )
+        conf, prior_conf = (c[0, 0].cpu().numpy() for c in confidences)
+        return depth_out[0, 0].cpu().numpy(), conf, prior_conf, kf_depth

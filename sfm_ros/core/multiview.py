@@ -70,6 +70,9 @@ class MultiViewConfig:
     """``inverse_depth_range`` of that first sweep (prior inverse depth x 0.3 to 1.7)."""
     min_align_fraction: float = 0.02
     """Fraction of the pixels that must be confident (above 0.5) to align the scale."""
+    agreement_sigma: float = 0.1
+    """Relative inverse-depth difference between the geometric estimate and the (scale-aligned)
+    prior at which ``prior_confidence`` falls to exp(-1/2) of ``confidence``."""
 
     def __post_init__(self) -> None:
         if self.num_bins < 3:
@@ -86,6 +89,8 @@ class MultiViewConfig:
             raise InputError(f"align_range must be in (0, 1), got {self.align_range}")
         if not 0 < self.min_align_fraction <= 1:
             raise InputError(f"min_align_fraction must be in (0, 1], got {self.min_align_fraction}")
+        if not self.agreement_sigma > 0:
+            raise InputError(f"agreement_sigma must be > 0, got {self.agreement_sigma}")
         if self.patch_radius < 1 or self.sweep_pixels < 64:
             raise InputError("patch_radius must be >= 1 and sweep_pixels >= 64")
 
@@ -103,6 +108,11 @@ class MultiViewDepth:
     parallax_px: torch.Tensor
     """Epipolar length (full-resolution pixels) of the sweep in the view with the most
     parallax (0 where no view sees the pixel)."""
+    prior_confidence: torch.Tensor
+    """How far geometry confirms the prior, in [0, 1]: ``confidence`` times
+    exp(-(s / agreement_sigma)^2 / 2), s the relative inverse-depth correction geometry makes to
+    the scale-aligned prior. 0 where geometry says nothing or contradicts the prior: the
+    confidence of the prior as a depth output (``confidence`` is the fused depth's)."""
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -321,4 +331,5 @@ def multiview_depth(
         confidence=confidence,
         geometric_depth_m=torch.where(n_seen > 0, 1 / (inv_geo * ratio), nan),
         parallax_px=parallax,
+        prior_confidence=confidence * torch.exp(-0.5 * (s / cfg.agreement_sigma) ** 2),
     )

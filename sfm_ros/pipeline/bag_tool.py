@@ -10,7 +10,8 @@ topics (copied raw; ROS 1 inputs are not copied) plus the outputs under a namesp
 
 Output messages carry the input image's header stamp and are logged at the image's bag time.
 Next to the output bag, in the sibling folder ``OUTPUT_previews/``, go a few depth previews
-(``depth_NNNNNN.png``: image above depth), ``trajectory.png`` (with any nav_msgs/Odometry topic
+(``depth_NNNNNN.png``: image above depth, above ``depth/confidence`` when it is published:
+Turbo from 0, blue, to 1, red), ``trajectory.png`` (with any nav_msgs/Odometry topic
 of the input, e.g. ground truth, for comparison) and ``summary.json``. The output is written
 through `sfm_ros.messages.bag_io.BagOutput`: never over an input or a file this package did not
 write, and only renamed into place when the run succeeded.
@@ -231,7 +232,7 @@ class _BagRun:
         self.references: dict[str, list[np.ndarray]] = {}
         picks = np.linspace(0, max(total - 1, 0), num_previews).round() if num_previews else []
         self.preview_at = sorted({int(i) for i in picks})
-        self.previews: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.previews: list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = []
         self.start = time.perf_counter()
 
     def _conn(self, topic: str, msgtype: str, **kwargs: Any) -> Any:
@@ -300,7 +301,7 @@ class _BagRun:
         self.poses.append(result.odometry.T_odom_base)
         if self.preview_at and index >= self.preview_at[0]:
             self.preview_at.pop(0)
-            self.previews.append((index, result.image, result.depth_m))
+            self.previews.append((index, result.image, result.depth_m, result.confidence))
 
     def _reference(self, topic: str, msg: Any) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
@@ -336,11 +337,14 @@ class _BagRun:
         )
 
     def write_previews(self, folder: Path) -> list[str]:
-        from sfm_ros.core.visualize import colorize_depth, save_png
+        from sfm_ros.core.visualize import colorize, colorize_depth, save_png
 
         paths = []
-        for index, image, depth in self.previews:
-            panel = np.concatenate([image, colorize_depth(depth)], axis=0)
+        for index, image, depth, confidence in self.previews:
+            panels = [image, colorize_depth(depth)]
+            if confidence is not None:
+                panels.append(colorize(confidence, 0.0, 1.0))
+            panel = np.concatenate(panels, axis=0)
             paths.append(str(save_png(folder / f"depth_{index:06d}.png", panel)))
         return paths
 

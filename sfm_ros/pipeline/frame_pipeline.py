@@ -10,7 +10,7 @@ output name            type                        content
 =====================  ==========================  ==========================================
 depth                  sensor_msgs/Image 32FC1     metres along optical z, NaN = no estimate
 depth/camera_info      sensor_msgs/CameraInfo      camera of the depth pixels (D 0, P = [K|0])
-depth/confidence       sensor_msgs/Image 32FC1     multi-view confidence of depth, in [0, 1]
+depth/confidence       sensor_msgs/Image 32FC1     confidence of depth from geometry, [0, 1]
 depth_mm               sensor_msgs/Image 16UC1     millimetres, 0 = invalid
 depth/colormap         sensor_msgs/Image rgb8      Turbo on inverse depth (near red)
 points                 sensor_msgs/PointCloud2     decimated cloud in the camera frame
@@ -34,9 +34,12 @@ network's, rescaled by the ratio of refined to network lengths over the last fra
 depth's.
 ``depth_source`` picks
 the published depth: the depth network's, or multi-view depth (a plane sweep over the keyframe
-and recent frames fused with the network's). ``depth/confidence`` is the multi-view
-confidence (0 where geometry says nothing: no texture, no parallax); it needs the tracker,
-which runs whenever refinement, multi-view depth or the confidence output is wanted.
+and recent frames fused with the network's). ``depth/confidence`` says how far multi-view
+geometry supports the published depth: for the network's depth, the multi-view confidence
+where the geometric estimate agrees with it, falling as they differ (0 where geometry says
+nothing, no texture or no parallax, and where it contradicts the network); for multi-view
+depth, the weight of the geometric estimate in it. It needs the tracker, which runs whenever
+refinement, multi-view depth or the confidence output is wanted.
 ``velocity_smoothing_s`` then smooths the motion's translational velocity over time (a
 vehicle's inertia, `core/velocity_filter.py`).
 
@@ -232,8 +235,10 @@ class PipelineConfig(Params):
     )
     publish_confidence: bool = param(
         False,
-        "publish depth/confidence (32FC1, multi-view; runs the tracker, about 3x the network's "
-        "CPU time, unless pose_source or depth_source already do); only while subscribed",
+        "publish depth/confidence (32FC1 in [0, 1]: how far multi-view geometry supports the "
+        "published depth, 0 where it says nothing or contradicts it; runs the tracker, about "
+        "3x the network's CPU time, unless pose_source or depth_source already do); only "
+        "while subscribed",
     )
 
     def validate(self) -> None:
@@ -297,7 +302,8 @@ class Geometry:
     """The fused rotation's measured variance per axis (rad^2), in place of the noise
     model's (`pose_source: fused`)."""
     confidence: np.ndarray | None = None
-    """(H, W) multi-view confidence in [0, 1]; None when not computed."""
+    """(H, W) confidence of ``depth_m`` from multi-view geometry in [0, 1]; None when not
+    computed."""
 
 
 @dataclass
@@ -318,8 +324,8 @@ class PipelineResult:
     depth_m: np.ndarray | None = None
     """(H, W) float32 scaled depth as published (NaN invalid)."""
     confidence: np.ndarray | None = None
-    """(H, W) float32 multi-view confidence in [0, 1] (0 where depth is NaN); None when the
-    tracker did not run."""
+    """(H, W) float32 confidence of ``depth_m`` from multi-view geometry in [0, 1] (0 where
+    depth is NaN); None when the tracker did not run."""
     T_prev_cur: np.ndarray | None = None
     """(4, 4) scaled optical-frame motion chained into the odometry; None after a reset."""
     image: np.ndarray | None = None
@@ -748,8 +754,11 @@ class DepthOdometryPipeline:
                         T[:3, 3] = self._fused_translation(T[:3, 3], track, T_classical)
         if self._anchors_length() and T is not None:
             T = self._anchored_length(T, out.T_prev_cur, track.T_prev_cur, diag.reason == "ok")
-        depth = track.depth_m if cfg.depth_source == "multiview" else out.depth_m
-        confidence = track.confidence if fuse else None
+        multiview = cfg.depth_source == "multiview"
+        depth = track.depth_m if multiview else out.depth_m
+        confidence = None
+        if fuse:  # the published depth's: the fused one's, or how far it confirms the network's
+            confidence = track.confidence if multiview else track.prior_confidence
         return Geometry(depth, T, covariance, rotation_variance, confidence)
 
     def _fused_without_refined(

@@ -1,0 +1,93 @@
+"""How well does ``depth/confidence`` rank the published depth's errors? (issue 9)
+
+    OMP_NUM_THREADS=1 python benchmarks/depth_confidence.py [--checkpoint CKPT] \\
+        [--clips synthetic:field:40:1000 ...] [--frames 40]
+
+Runs the packaged model (`DepthPoseEstimator`) and the keyframe tracker with its multi-view
+depth (what the node runs for ``depth/confidence``) over held-out synthetic sequences at
+128x416 with ground-truth depth. Every pixel's relative error (Abs Rel after scaling each
+frame's depth by its median ratio to the truth) is ranked by each confidence, and the mean
+error of the most confident 10 / 20 / 30 / 50 % is printed (lower = a better ranking), beside
+the oracle (ranked by the error itself), for:
+
+- the network's depth (``depth_source: network``) ranked by the multi-view confidence, what
+  ``depth/confidence`` was before, and by ``prior_confidence`` (that confidence where geometry
+  agrees with the network's depth), what it is now;
+- the multi-view depth (``depth_source: multiview``) ranked by the multi-view confidence.
+
+And the share of pixels above 0.5 with their mean error (a user's threshold).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from sfm_ros.core.checkpoint import resolve_checkpoint
+from sfm_ros.core.inference import DepthPoseEstimator
+from sfm_ros.core.keyframes import KeyframeTracker
+from sfm_ros.core.sources import open_source
+
+CLIPS = [f"synthetic:{d}:40:{s}" for s in (1000, 1001) for d in
+         ("street", "corridor", "field", "warehouse", "rural")]  # fmt: skip
+FRACTIONS = (0.1, 0.2, 0.3, 0.5)
+
+
+def collect(checkpoint: str, clip: str) -> dict[str, np.ndarray]:
+    """Per valid pixel of every frame after the third: errors and confidences."""
+    (seq,) = open_source(clip, height=128, width=416)
+    est = DepthPoseEstimator.from_checkpoint(resolve_checkpoint(checkpoint))
+    tracker = KeyframeTracker()
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("net", "fused", "c", "prior_c")}
+    for i in range(len(seq)):
+        frame = seq.load(i)
+        out = est.step(frame.image, frame.K, frame.stamp_ns)
+        track = tracker.track(frame.image, out.depth_m, frame.K, out.T_prev_cur, fuse_depth=True)
+        if i < 3:  # the first frames have no source views yet
+            continue
+        true = frame.depth_m
+        ok = np.isfinite(out.depth_m) & np.isfinite(track.depth_m) & (true > 0) & (true < 80)
+        for key, depth in (("net", out.depth_m), ("fused", track.depth_m)):
+            scaled = depth[ok] * np.median(true[ok] / depth[ok])
+            parts[key].append(np.abs(scaled - true[ok]) / true[ok])
+        parts["c"].append(track.confidence[ok])
+        parts["prior_c"].append(track.prior_confidence[ok])
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def ranked(confidence: np.ndarray, error: np.ndarray, threshold: bool = True) -> str:
+    order = np.argsort(-confidence, kind="stable")
+    means = [error[order[: int(f * len(error))]].mean() for f in FRACTIONS]
+    above = confidence > 0.5
+    share = f"{above.mean():.2f} at {error[above].mean():.3f}" if above.any() else "0"
+    return " / ".join(f"{m:.3f}" for m in means) + f" | {share if threshold else '-'}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="", help="default: the packaged model")
+    parser.add_argument("--clips", nargs="+", default=CLIPS)
+    args = parser.parse_args()
+    data = [collect(args.checkpoint, clip) for clip in args.clips]
+    pooled = {k: np.concatenate([d[k] for d in data]) for k in data[0]}
+    print(f"{len(pooled['net'])} pixels of {len(args.clips)} clips: {' '.join(args.clips)}")
+    print(
+        f"mean Abs Rel: network {pooled['net'].mean():.3f}, multi-view {pooled['fused'].mean():.3f}"
+    )
+    print(
+        "ranking | Abs Rel of the most confident 10 / 20 / 30 / 50 % | share above 0.5 at Abs Rel"
+    )
+    print(f"network depth, oracle | {ranked(-pooled['net'], pooled['net'], threshold=False)}")
+    rows = {
+        "network depth, multi-view confidence (before)": (pooled["c"], pooled["net"]),
+        "network depth, prior_confidence (now)": (pooled["prior_c"], pooled["net"]),
+        "multi-view depth, multi-view confidence": (pooled["c"], pooled["fused"]),
+    }
+    for name, (confidence, error) in rows.items():
+        print(f"{name} | {ranked(confidence, error)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
