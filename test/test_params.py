@@ -120,6 +120,8 @@ def test_training_config_is_params_with_sections():
         load_config(overrides=["model.rotation=quaternion"])
     with pytest.raises(ConfigError, match="data.snippet_length must be 3 or 5"):
         load_config(overrides=["data.snippet_length=4"])
+    with pytest.raises(ConfigError, match="render_workers must be >= 0"):
+        load_config(overrides=["data.render_workers=-1"])
 
 
 def test_boolean_looking_choices_take_bools_and_are_declared_dynamic():

@@ -174,6 +174,8 @@ class TrainConfig(Params):
             )
         if not d.train:
             raise ConfigError("data.train is empty: give at least one training source")
+        if d.num_workers < 0 or d.render_workers < 0:
+            raise ConfigError("data.num_workers and data.render_workers must be >= 0")
         if o.steps < 1 or o.batch_size < 1 or o.lr <= 0:
             raise ConfigError("optim.steps, optim.batch_size and optim.lr must be positive")
 

@@ -116,7 +116,7 @@ def open_sources(specs: list[str], render_workers: int = 1, **kwargs) -> list[Fr
             before its first training step. Each sequence depends on its seed alone, so the
             frames are the same whichever process renders them.
     """
-    workers = (os.cpu_count() or 1) if render_workers == 0 else render_workers
+    workers = _usable_cores() if render_workers == 0 else render_workers
     synthetic = [i for i, spec in enumerate(specs) if spec.startswith(SYNTHETIC_PREFIX)]
     rendered: dict[int, list[FrameSequence]] = {}
     if workers > 1 and len(synthetic) > 1:
@@ -129,6 +129,13 @@ def open_sources(specs: list[str], render_workers: int = 1, **kwargs) -> list[Fr
     for i, spec in enumerate(specs):
         sequences.extend(rendered[i] if i in rendered else open_source(spec, **kwargs))
     return sequences
+
+
+def _usable_cores() -> int:
+    """CPU cores this process may run on (a container's share, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _render(spec: str, size: dict[str, int]) -> list[FrameSequence]:
