@@ -29,6 +29,14 @@ frame: 0.08 against 0.24 degrees on KITTI 00, 0.04 against 0.20 on KITTI 06; on 
 frames it finds fewer inliers, where RANSAC at 1 px still gives a usable motion
 (`benchmarks/RESULTS.md`)."""
 
+CLASSICAL_MAX_WIDTH = 1280
+"""Frames are downsized to at most this width for the node's classical motion: KITTI's 1241 px
+stay full size, where MAGSAC++ erred a third of what RANSAC did at 800 px (about 40 % more ORB
+time, in a thread beside the tracker)."""
+RELIABLE_INLIERS = 50
+"""Essential-matrix inliers a classical rotation needs to be used (KITTI frames have 400-750;
+64x208 synthetic frames 11-20, whose rotations were off by tens of degrees)."""
+
 
 def _grey(image: np.ndarray) -> np.ndarray:
     """(H, W) uint8 from (H, W), (H, W, 1) or (H, W, 3) RGB, uint8 or float in [0, 1]."""
@@ -42,6 +50,19 @@ def _grey(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return image
     raise InputError(f"image must be (H, W), (H, W, 1) or (H, W, 3), got {image.shape}")
+
+
+def downsized(
+    image: np.ndarray, K: np.ndarray, max_width: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) uint8 grey of ``image`` at most ``max_width`` wide (None: as it is) and its
+    (3, 3) float64 K."""
+    grey, K = _grey(image), np.array(K, dtype=np.float64)
+    if max_width is not None and grey.shape[1] > max_width:
+        factor = max_width / grey.shape[1]
+        grey = cv2.resize(grey, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        K[:2] *= factor
+    return grey, K
 
 
 def orb_matches(
@@ -162,11 +183,7 @@ class OrbMotion:
         K = np.array(K, dtype=np.float64)
         if K.shape != (3, 3) or not np.all(np.isfinite(K)):
             raise InputError(f"K must be a finite (3, 3) matrix, got {K.shape}")
-        grey = _grey(image)
-        if self.max_width is not None and grey.shape[1] > self.max_width:
-            factor = self.max_width / grey.shape[1]
-            grey = cv2.resize(grey, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-            K[:2] *= factor
+        grey, K = downsized(image, K, self.max_width)
         current = self.orb.detectAndCompute(grey, None)
         previous, self._previous = self._previous, current
         if previous is None:

@@ -71,7 +71,7 @@ import numpy as np
 
 from sfm_ros import messages as cv
 from sfm_ros.core.camera import Camera
-from sfm_ros.core.classical_vo import OrbMotion
+from sfm_ros.core.classical_vo import CLASSICAL_MAX_WIDTH, RELIABLE_INLIERS, OrbMotion
 from sfm_ros.core.direction_fusion import DirectionFusion
 from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL
@@ -94,13 +94,6 @@ from sfm_ros.core.velocity_filter import VelocitySmoother
 from sfm_ros.core.visualize import colormap_depth
 
 SCALE_SOURCES = ("none", "fixed", "camera_height", "odometry")
-CLASSICAL_MAX_WIDTH = 1280
-"""Frames are downsized to at most this width for the classical motion (ORB + essential
-matrix): KITTI's 1241 px stay full size, where MAGSAC++ erred a third of what RANSAC did at
-800 px (about 40 % more ORB time, in a thread beside the tracker)."""
-CLASSICAL_MIN_INLIERS = 50
-"""A classical rotation needs this many essential-matrix inliers (KITTI frames have 400-750;
-64x208 synthetic frames 11-20, whose rotations were off by tens of degrees)."""
 OUTPUT_TYPES = {
     "depth": "sensor_msgs/msg/Image",
     "depth/camera_info": "sensor_msgs/msg/CameraInfo",
@@ -402,7 +395,7 @@ class DepthOdometryPipeline:
         self.rotation_fusion = RotationFusion()
         self.direction_fusion = DirectionFusion()
         self.length_anchor = LengthAnchor()
-        self.classical = OrbMotion(max_width=CLASSICAL_MAX_WIDTH, min_inliers=CLASSICAL_MIN_INLIERS)
+        self.classical = OrbMotion(max_width=CLASSICAL_MAX_WIDTH, min_inliers=RELIABLE_INLIERS)
         # OpenCV releases the GIL: the classical rotation runs beside the tracker
         self._classical_worker = ThreadPoolExecutor(1, thread_name_prefix="classical_vo")
         self._extrinsics_given = self._assumption_logged = False

@@ -59,6 +59,7 @@ from sfm_ros.core.checkpoint import (
     load_state,
     make_checkpoint,
 )
+from sfm_ros.core.classical_vo import CLASSICAL_MAX_WIDTH, downsized
 from sfm_ros.core.config import TrainConfig, config_from_dict
 from sfm_ros.core.data import BagReader, resize
 from sfm_ros.core.device import resolve_device
@@ -75,6 +76,7 @@ from sfm_ros.core.online.buffer import (
 )
 from sfm_ros.core.online.config import OnlineConfig
 from sfm_ros.core.online.guard import DepthGuard, DepthStats, depth_stats
+from sfm_ros.core.online.pseudo_labels import ClassicalRotations, rotation_loss
 from sfm_ros.core.online.replay import ReplayPool, parse_replay
 from sfm_ros.core.onnx_backend import export_source_checkpoint
 from sfm_ros.core.train import forward_snippets
@@ -241,6 +243,7 @@ class OnlineAdapter:
         self.buffer = SnippetBuffer(cfg.buffer_size)
         self.holdout = SnippetBuffer(cfg.holdout_size)
         self._accepted = 0
+        self._classical = ClassicalRotations() if cfg.classical_rotation_weight > 0 else None
         parse_replay(cfg.replay_data)  # bad sources fail here, not in the training thread
         self._replay: ReplayPool | None = None
         self._ref_lock = threading.Lock()  # opening the replay pool
@@ -356,21 +359,27 @@ class OnlineAdapter:
         if not self._size_fixed:
             self._fix_size(image.shape[1], image.shape[0])
         images, K_net, _ = resize([image], K, self.height, self.width)
+        camera = None if self._classical is None else downsized(image, K, CLASSICAL_MAX_WIDTH)
         with self._data_lock:
             self.stats.frames_in += 1
-            status, snippet = self.builder.add(images[0], K_net, int(stamp_ns))
+            status, snippet = self.builder.add(images[0], K_net, int(stamp_ns), camera)
             if status in (SKIP_STATIC, SKIP_TEXTURELESS):
                 self.stats.skipped[status] += 1
                 return status
             self.stats.keyframes += 1
             if snippet is None:
                 return status
+            camera_frames, snippet.extras = snippet.extras, None  # kept only until labelled
             self._accepted += 1
-            if (self._accepted - 1) % self.cfg.holdout_every == 0:
+            held_out = (self._accepted - 1) % self.cfg.holdout_every == 0
+            if held_out:
                 self.holdout.append(snippet)
                 self.stats.snippets_holdout += 1
                 status = "holdout"
-            else:
+        if not held_out:
+            if camera_frames is not None:  # unlocked: training goes on meanwhile (~0.1 s)
+                snippet.R_src_tgt = self._classical.source_rotations(camera_frames)
+            with self._data_lock:
                 self.buffer.append(snippet)
                 self.stats.snippets_train += 1
         self._wake.set()
@@ -481,6 +490,17 @@ class OnlineAdapter:
                 scale = self.cfg.scale_weight * (_mean_log(out.disps[0]) - ref_scales).pow(2).mean()
                 stats["scale"] = float(scale.detach())
                 loss = loss + scale
+            labels = [s.R_src_tgt for s in snippets]
+            if self.cfg.classical_rotation_weight > 0 and any(r is not None for r in labels):
+                R_label = torch.stack(
+                    [torch.full((S, 3, 3), math.nan) if r is None else r for r, S in
+                     zip(labels, [out.T_src_tgt.shape[1]] * len(labels), strict=True)]
+                )  # fmt: skip
+                rotation = rotation_loss(out.T_src_tgt[..., :3, :3].flatten(0, 1),
+                                         R_label.flatten(0, 1).to(self.device))  # fmt: skip
+                if rotation is not None:
+                    stats["classical_rotation"] = float(rotation.detach())
+                    loss = loss + self.cfg.classical_rotation_weight * rotation
             if self.cfg.anchor_weight > 0:
                 anchor = self._anchor_loss()
                 stats["anchor"] = float(anchor.detach())

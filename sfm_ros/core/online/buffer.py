@@ -36,6 +36,11 @@ class Snippet:
     """Stamp of the target frame."""
     ref_log_disp: float | None = None
     """Mean log disparity of the starting weights on the target frame (set by the trainer)."""
+    extras: list | None = None
+    """What was added with each frame (`SnippetBuilder.add`), in time order; None if nothing."""
+    R_src_tgt: torch.Tensor | None = None
+    """(L - 1, 3, 3) float32 rotations of the sources (in `collate`'s order) from the target,
+    measured otherwise (classical VO); NaN where a pair failed; None without them."""
 
     @property
     def nbytes(self) -> int:
@@ -66,14 +71,18 @@ class SnippetBuilder:
         self._thumb: np.ndarray | None = None
         self._K: np.ndarray | None = None
         self._stamps: list[int] = []
+        self._extras: list = []
 
     def clear(self) -> None:
         """Forget the keyframes collected so far (a new snippet starts with the next frame)."""
-        self._frames, self._stamps = [], []
+        self._frames, self._stamps, self._extras = [], [], []
         self._thumb = self._K = None
 
-    def add(self, image: np.ndarray, K: np.ndarray, stamp_ns: int) -> tuple[str, Snippet | None]:
-        """Offer one (h, w, 3) uint8 frame with its (3, 3) K at the network resolution.
+    def add(
+        self, image: np.ndarray, K: np.ndarray, stamp_ns: int, extra: object = None
+    ) -> tuple[str, Snippet | None]:
+        """Offer one (h, w, 3) uint8 frame with its (3, 3) K at the network resolution, and
+        anything to hand back with the snippet (``extra``: `Snippet.extras`).
 
         Returns ``(status, snippet)``: status is ``"static"`` or ``"textureless"`` (frame
         skipped), ``"keyframe"`` (kept) or ``"snippet"`` (kept and it completed ``snippet``).
@@ -89,6 +98,7 @@ class SnippetBuilder:
                 return SKIP_STATIC, None
         self._frames.append(image)
         self._stamps.append(int(stamp_ns))
+        self._extras.append(extra)
         self._thumb, self._K = thumb, np.asarray(K, dtype=np.float64)
         if len(self._frames) < self.length:
             return "keyframe", None
@@ -97,6 +107,7 @@ class SnippetBuilder:
             frames=frames,
             K=torch.from_numpy(self._K.astype(np.float32)),
             stamp_ns=self._stamps[self.length // 2],
+            extras=None if all(e is None for e in self._extras) else list(self._extras),
         )
         self.clear()
         return "snippet", snippet

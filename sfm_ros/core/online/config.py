@@ -135,6 +135,12 @@ class OnlineConfig(Params):
         "to frame; the depth network also runs on the sources (about 1.2x the step time); "
         "0 = off",
     )
+    classical_rotation_weight: float = param(
+        0.0,
+        "pull of the pose network's rotations towards classical ORB + essential-matrix ones "
+        "(MAGSAC++ on the camera images, at most 1280 px wide) of each live snippet, a robust "
+        "(Cauchy, 1 degree) pseudo-label; 0 = off",
+    )
     replay_data: str = param(
         DEFAULT_REPLAY,
         "original training data mixed into batches so the model does not forget it: sources "
@@ -168,6 +174,7 @@ class OnlineConfig(Params):
         non_negative += ("min_texture", "divergence_threshold", "collapse_min_rel_std")
         non_negative += ("collapse_min_mask", "max_saturation_increase", "max_scale_change")
         non_negative += ("scale_weight", "anchor_weight", "consistency_weight", "seed")
+        non_negative += ("classical_rotation_weight",)
         non_negative += ("adapt_pixels",)
         for name in non_negative:
             if getattr(self, name) < 0:
