@@ -39,6 +39,8 @@ import platform
 import shutil
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -203,25 +205,39 @@ def main() -> int:
         "environment": environment(device),
     }
 
-    def record(key: str, value: Any) -> None:
+    def record(key: str, measure: Callable[[], Any]) -> Any:
+        """Run one step and write what it measured, or its error (the next steps still run:
+        a device session is too short to lose the rest to one failure)."""
+        try:
+            value = measure()
+        except Exception as exc:  # noqa: BLE001 - reported, and the session goes on
+            traceback.print_exc()
+            value = {"error": f"{type(exc).__name__}: {exc}"}
         results[key] = value
         (out / "gpu_session.json").write_text(json.dumps(results, indent=2))
         (out / "gpu_session.md").write_text(markdown(results))
         print(f"{key}: {json.dumps(value)}", flush=True)
+        return value
 
     (seq,) = open_source(HELD_OUT.format(frames=frames_n + 5), height=128, width=416)
     frames = [seq.load(i) for i in range(len(seq))]
     warm = 5
-    record("estimator step, packaged model", time_estimator(DEFAULT_MODEL, frames, device, warm))
+    record(
+        "estimator step, packaged model",
+        lambda: time_estimator(DEFAULT_MODEL, frames, device, warm),
+    )
     est = DepthPoseEstimator.from_checkpoint(DEFAULT_MODEL, device=str(device))
     outputs = [est.step(f.image, f.K, f.stamp_ns) for f in frames]
-    record("tracker per frame at 128x416", time_tracker(frames, outputs, device, warm))
-    record("warm-up step", time_warmup(DEFAULT_MODEL, device, warmup_steps, 30))
-    trained = train_default(out, minutes, args.batch, args.lr, device, args.smoke)
-    record("default model trained here", trained)
-    model = Path(trained["checkpoint"])
-    record("estimator step, trained model", time_estimator(model, frames, device, warm))
-    record("warm-up step, trained model", time_warmup(model, device, warmup_steps, 30))
+    record("tracker per frame at 128x416", lambda: time_tracker(frames, outputs, device, warm))
+    record("warm-up step", lambda: time_warmup(DEFAULT_MODEL, device, warmup_steps, 30))
+    trained = record(
+        "default model trained here",
+        lambda: train_default(out, minutes, args.batch, args.lr, device, args.smoke),
+    )
+    if "checkpoint" in trained:
+        model = Path(trained["checkpoint"])
+        record("estimator step, trained model", lambda: time_estimator(model, frames, device, warm))
+        record("warm-up step, trained model", lambda: time_warmup(model, device, warmup_steps, 30))
     return 0
 
 
