@@ -490,14 +490,13 @@ class OnlineAdapter:
                 scale = self.cfg.scale_weight * (_mean_log(out.disps[0]) - ref_scales).pow(2).mean()
                 stats["scale"] = float(scale.detach())
                 loss = loss + scale
-            labels = [s.R_src_tgt for s in snippets]
+            labels = [s.R_src_tgt for s in snippets]  # None: replayed, or weight 0
             if self.cfg.classical_rotation_weight > 0 and any(r is not None for r in labels):
-                R_label = torch.stack(
-                    [torch.full((S, 3, 3), math.nan) if r is None else r for r, S in
-                     zip(labels, [out.T_src_tgt.shape[1]] * len(labels), strict=True)]
-                )  # fmt: skip
-                rotation = rotation_loss(out.T_src_tgt[..., :3, :3].flatten(0, 1),
-                                         R_label.flatten(0, 1).to(self.device))  # fmt: skip
+                missing = torch.full(out.T_src_tgt.shape[1:2] + (3, 3), math.nan)
+                R_label = torch.stack([missing if r is None else r for r in labels])
+                rotation = rotation_loss(
+                    out.T_src_tgt[..., :3, :3].flatten(0, 1), R_label.flatten(0, 1).to(self.device)
+                )
                 if rotation is not None:
                     stats["classical_rotation"] = float(rotation.detach())
                     loss = loss + self.cfg.classical_rotation_weight * rotation

@@ -174,8 +174,7 @@ class OnlineConfig(Params):
         non_negative += ("min_texture", "divergence_threshold", "collapse_min_rel_std")
         non_negative += ("collapse_min_mask", "max_saturation_increase", "max_scale_change")
         non_negative += ("scale_weight", "anchor_weight", "consistency_weight", "seed")
-        non_negative += ("classical_rotation_weight",)
-        non_negative += ("adapt_pixels",)
+        non_negative += ("classical_rotation_weight", "adapt_pixels")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
