@@ -641,6 +641,26 @@ def test_confidence_is_that_of_the_published_depth(street_large):
     assert median["multiview"][0] > 3 * median["network"][0]
 
 
+def test_points_can_be_limited_to_confident_depth(street_large):
+    # a costmap's cloud: only the pixels whose depth geometry confirms (not the wrong eighth)
+    seq = street_large
+    W = seq.images.shape[2]
+    pipe = make(WrongEighthEstimator(seq), points_min_confidence=0.5)
+    results = run_sequence(pipe, seq)
+    assert results[0].messages["points"].width == 0  # no confidence yet: no trusted point
+    last = results[-1]
+    assert "depth/confidence" not in last.messages  # computed, not published
+    trusted = np.where(last.confidence >= 0.5, last.depth_m, np.nan)
+    points = last.messages["points"]
+    assert 0 < points.width < 0.7 * np.isfinite(last.depth_m[::4, ::4]).sum()
+    assert_points_on_pixel_rays(points, trusted, seq.K, decimation=4)
+    cloud = np.frombuffer(bytes(points.data), "<f4").reshape(points.width, -1)
+    u = (seq.K @ (cloud[:, :3] / cloud[:, 2:3]).T)[0]
+    assert np.mean(u > 7 * W / 8 + 4) < 0.02  # hardly any from where the depth is wrong
+    with pytest.raises(ConfigError, match="points_min_confidence"):
+        PipelineConfig(points_min_confidence=1.5).validate()
+
+
 def test_refined_rotation_keeps_the_network_translation(street_large):
     seq = street_large
     network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)

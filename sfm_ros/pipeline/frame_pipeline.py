@@ -155,6 +155,12 @@ class PipelineConfig(Params):
     publish_points: bool = param(True, "publish a PointCloud2 in the camera frame")
     point_decimation: int = param(4, "keep every n-th pixel in both directions for the cloud")
     point_color: bool = param(True, "colour the points with the image (rgb field)")
+    points_min_confidence: float = param(
+        0.0,
+        "keep only the points whose depth/confidence reaches this, in [0, 1] (0 = every valid "
+        "pixel; above 0 the tracker runs as for publish_confidence, and a frame without a "
+        "confidence has no points): a cloud a costmap can mark from",
+    )
     publish_flow: bool = param(False, "publish the rigid optical flow (32FC2)")
     publish_explainability: bool = param(False, "publish the explainability mask (32FC1)")
     max_time_gap_s: float = param(
@@ -252,6 +258,10 @@ class PipelineConfig(Params):
             raise ConfigError(f"ground_region must be in [0, 1), got {self.ground_region}")
         if self.point_decimation < 1:
             raise ConfigError(f"point_decimation must be >= 1, got {self.point_decimation}")
+        if not 0 <= self.points_min_confidence <= 1:
+            raise ConfigError(
+                f"points_min_confidence must be in [0, 1], got {self.points_min_confidence}"
+            )
         if not 0 <= self.velocity_smoothing_s < math.inf:
             raise ConfigError(
                 f"velocity_smoothing_s must be finite and >= 0, got {self.velocity_smoothing_s}"
@@ -699,7 +709,8 @@ class DepthOdometryPipeline:
         """Depth, motion and their uncertainty from the configured sources; the tracker runs
         only when something needs it."""
         cfg = self.cfg
-        fuse = cfg.depth_source == "multiview" or "depth/confidence" in wanted
+        gated_points = "points" in wanted and cfg.points_min_confidence > 0
+        fuse = cfg.depth_source == "multiview" or "depth/confidence" in wanted or gated_points
         if cfg.pose_source == "network" and not fuse:
             return Geometry(out.depth_m, out.T_prev_cur)
         classical = None
@@ -863,7 +874,7 @@ class DepthOdometryPipeline:
             colors = colormap_depth(depth, cfg.min_depth, cfg.max_depth)
             msgs["depth/colormap"] = cv.numpy_to_image(types, colors, "rgb8", hdr)
         if "points" in wanted:
-            xyz, rgb = self._points(depth, camera.K, image)
+            xyz, rgb = self._points(depth, camera.K, image, confidence)
             msgs["points"] = cv.pointcloud2_msg(types, hdr, xyz, rgb)
         if "odom" in wanted:
             msgs["odom"] = cv.odometry_msg(
@@ -884,14 +895,18 @@ class DepthOdometryPipeline:
         return msgs
 
     def _points(
-        self, depth: np.ndarray, K: np.ndarray, image: np.ndarray
+        self, depth: np.ndarray, K: np.ndarray, image: np.ndarray, confidence: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Decimated valid pixels -> (N, 3) camera-frame points and (N, 3) uint8 colours."""
-        d = self.cfg.point_decimation
+        """Decimated valid pixels (confident enough, with ``points_min_confidence``) -> (N, 3)
+        camera-frame points and (N, 3) uint8 colours."""
+        d, threshold = self.cfg.point_decimation, self.cfg.points_min_confidence
         z = depth[::d, ::d]
         xyz = (self._rays(depth.shape, K) * z[..., None]).reshape(-1, 3)
         rgb = image[::d, ::d].reshape(-1, 3) if self.cfg.point_color else None
         valid = np.isfinite(z).ravel()
+        if threshold > 0:
+            trusted = confidence is not None
+            valid &= (confidence[::d, ::d] >= threshold).ravel() if trusted else False
         if not valid.all():  # boolean gathers are the slow part: only when needed
             xyz = xyz[valid]
             rgb = None if rgb is None else rgb[valid]
