@@ -12,7 +12,8 @@ Published topics (reliable):
     depth (sensor_msgs/Image 32FC1, metres, NaN invalid), depth/camera_info (CameraInfo),
     depth/confidence (32FC1 in [0, 1], multi-view support of depth, ``publish_confidence``),
     depth_mm (16UC1, when ``publish_depth_mm``), depth/colormap (rgb8, ``publish_colormap``),
-    points (PointCloud2, ``publish_points``), odom (nav_msgs/Odometry),
+    points (PointCloud2, ``publish_points``; only confident pixels with
+    ``points_min_confidence``), odom (nav_msgs/Odometry),
     flow (32FC2, ``publish_flow``), explainability (32FC1, ``publish_explainability``);
     /tf ``odom_frame -> base_frame`` when ``publish_tf``; /diagnostics.
     The costly outputs (confidence, colormap, points, flow, explainability) are only computed
