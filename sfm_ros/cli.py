@@ -24,6 +24,17 @@ def non_negative_int(text: str) -> int:
     return _bounded_int(text, 0, "an integer >= 0")
 
 
+def image_size(text: str) -> tuple[int, int]:
+    """argparse type: HxW, both at least 8 (e.g. 128x416) -> (height, width)."""
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 128x416, got {text!r}") from None
+    if min(height, width) < 8:
+        raise argparse.ArgumentTypeError(f"both sides must be at least 8, got {text!r}")
+    return height, width
+
+
 def _bounded_int(text: str, low: int, what: str) -> int:
     try:
         value = int(text)
@@ -78,6 +89,12 @@ def _predictor(args: argparse.Namespace):
     return PipelinePredictor(pipeline_config(args.params, overrides, args.checkpoint))
 
 
+def _render_size(args: argparse.Namespace, estimator) -> dict[str, int]:
+    """Rendering size of synthetic sources: --render-size, else the network's input size."""
+    height, width = args.render_size or (estimator.height, estimator.width)
+    return {"height": height, "width": width}
+
+
 def _describe(predictor) -> dict:
     cfg = predictor.cfg
     keys = ("checkpoint", "pose_source", "depth_source", "scale_source", "resize_policy")
@@ -92,8 +109,7 @@ def cmd_eval_depth(args: argparse.Namespace) -> int:
     options = DepthEvalOptions(
         args.min_depth, args.max_depth, args.garg_crop, args.metric, args.max_frames
     )
-    est = predictor.estimator
-    sequences = open_sources(args.data, height=est.height, width=est.width)
+    sequences = open_sources(args.data, **_render_size(args, predictor.estimator))
     report = evaluate_depth_sequences(predictor, sequences, options)
     print(report["table"])
     for warning in report["warnings"]:
@@ -107,8 +123,7 @@ def cmd_eval_pose(args: argparse.Namespace) -> int:
     from sfm_ros.messages.sources import open_sources
 
     predictor = _predictor(args)
-    est = predictor.estimator
-    sequences = open_sources(args.data, height=est.height, width=est.width)
+    sequences = open_sources(args.data, **_render_size(args, predictor.estimator))
     report = evaluate_pose_sequences(predictor, sequences)
     print(report["table"])
     if args.plot:
@@ -296,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         q.add_argument("--json", help="write the results as JSON here")
         q.add_argument("--device", help="auto, cpu, cuda, cuda:N (overrides the params file)")
+        q.add_argument(
+            "--render-size",
+            type=image_size,
+            help="HxW of synthetic sources, e.g. 128x416 (default: the network's input size; "
+            "a camera's images are larger, and the classical estimate needs them to be)",
+        )
         _add_node_parameters(q)
         if what == "depth":
             q.add_argument("--min-depth", type=float, default=1e-3)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import tiny_overrides
 from sfm_ros.cli import main
+from sfm_ros.messages import sources
 
 
 def test_synth_writes_a_sequence(tmp_path: Path) -> None:
@@ -101,7 +103,7 @@ def test_train_then_eval_depth_and_pose(tmp_path: Path, capsys) -> None:
 
 
 def test_eval_runs_the_nodes_pipeline_with_its_parameters(
-    small_checkpoint: Path, tmp_path: Path
+    small_checkpoint: Path, tmp_path: Path, monkeypatch
 ) -> None:
     """--params / --set reach the pipeline: refined poses differ from the network's, and a
     depth range that excludes everything leaves no valid depth (exit 2)."""
@@ -116,6 +118,20 @@ def test_eval_runs_the_nodes_pipeline_with_its_parameters(
     assert reports["refined"]["pipeline"]["pose_source"] == "refined"
     (net,), (ref,) = (r["sequences"].values() for r in reports.values())
     assert net["trajectory_xyz"]["model"] != ref["trajectory_xyz"]["model"]
+    # synthetic sources render at the network's input size, or at --render-size
+    sizes = []
+    real_open_sources = sources.open_sources
+
+    def recording_open_sources(specs, **kwargs):
+        sequences = real_open_sources(specs, **kwargs)
+        sizes.append(sequences[0].load(0).image.shape[:2])
+        return sequences
+
+    monkeypatch.setattr(sources, "open_sources", recording_open_sources)
+    for extra in ([], ["--render-size", "48x160"]):
+        assert main(["eval", "pose", *data, "--set", "pose_source=network", *extra]) == 0
+    arch = torch.load(small_checkpoint, weights_only=True)["arch"]
+    assert sizes == [(arch["height"], arch["width"]), (48, 160)]
     params = tmp_path / "params.yaml"
     params.write_text("depth_odometry:\n  ros__parameters:\n    min_depth: 500.0\n")
     assert main(["eval", "depth", *data, "--params", str(params), "--set", "max_depth=600"]) == 2
@@ -219,6 +235,8 @@ def test_unusable_devices_are_one_line_errors(small_checkpoint: Path, capsys, mo
          "--max-frames: must be a positive integer, got -1"),
         (["eval", "depth", "--data", "synthetic:street", "--max-frames", "two"],
          "--max-frames: must be a positive integer, got 'two'"),
+        (["eval", "pose", "--data", "synthetic:street", "--render-size", "128"],
+         "--render-size: expected HxW such as 128x416, got '128'"),
     ],
 )  # fmt: skip
 def test_negative_counts_are_refused(argv: list[str], message: str, capsys) -> None:
