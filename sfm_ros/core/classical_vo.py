@@ -69,7 +69,7 @@ def orb_matches(
     orb: cv2.ORB, matcher: cv2.BFMatcher, a: np.ndarray, b: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Matched pixel coordinates (M, 2) in grey images a and b (ratio test 0.8)."""
-    return _match(matcher, orb.detectAndCompute(a, None), orb.detectAndCompute(b, None))
+    return match_features(matcher, orb.detectAndCompute(a, None), orb.detectAndCompute(b, None))
 
 
 def sampson_residuals(
@@ -188,7 +188,7 @@ class OrbMotion:
         previous, self._previous = self._previous, current
         if previous is None:
             return None
-        pa, pb = _match(self.matcher, previous, current)
+        pa, pb = match_features(self.matcher, previous, current)
         motion = relative_motion(pa, pb, K, self.min_inliers)
         if motion is None:
             return None
@@ -196,7 +196,7 @@ class OrbMotion:
         return T_prev_cur
 
 
-def _match(
+def match_features(
     matcher: cv2.BFMatcher, a: tuple[list, np.ndarray | None], b: tuple[list, np.ndarray | None]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Matched pixel coordinates (M, 2) of two images' (keypoints, descriptors), ratio test 0.8."""

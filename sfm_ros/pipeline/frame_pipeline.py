@@ -904,9 +904,8 @@ class DepthOdometryPipeline:
         xyz = (self._rays(depth.shape, K) * z[..., None]).reshape(-1, 3)
         rgb = image[::d, ::d].reshape(-1, 3) if self.cfg.point_color else None
         valid = np.isfinite(z).ravel()
-        if threshold > 0:
-            trusted = confidence is not None
-            valid &= (confidence[::d, ::d] >= threshold).ravel() if trusted else False
+        if threshold > 0:  # without a confidence, no pixel is trusted
+            valid &= confidence is not None and (confidence[::d, ::d] >= threshold).ravel()
         if not valid.all():  # boolean gathers are the slow part: only when needed
             xyz = xyz[valid]
             rgb = None if rgb is None else rgb[valid]

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from sfm_ros.core.classical_vo import RELIABLE_INLIERS, orb_matches, relative_motion
+from sfm_ros.core.classical_vo import RELIABLE_INLIERS, match_features, relative_motion
 
 CAUCHY_SCALE_RAD = math.radians(1.0)
 """Rotation differences well under this pull quadratically, far above it hardly at all."""
@@ -34,9 +34,11 @@ class ClassicalRotations:
         `RELIABLE_INLIERS` inliers, from (grey uint8, (3, 3) K) frames in time order."""
         mid = len(frames) // 2
         target, K = frames[mid]
+        target_features = self.orb.detectAndCompute(target, None)  # once for every source
         rotations = []
         for j in [*range(mid), *range(mid + 1, len(frames))]:
-            pa, pb = orb_matches(self.orb, self.matcher, frames[j][0], target)
+            source_features = self.orb.detectAndCompute(frames[j][0], None)
+            pa, pb = match_features(self.matcher, source_features, target_features)
             motion = relative_motion(pa, pb, K, RELIABLE_INLIERS)  # x_src = T x_tgt
             rotations.append(np.full((3, 3), np.nan) if motion is None else motion[0][:3, :3])
         return torch.from_numpy(np.stack(rotations).astype(np.float32))
