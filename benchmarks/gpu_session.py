@@ -21,10 +21,11 @@ Steps, each written to OUT/gpu_session.json and OUT/gpu_session.md as soon as it
    p50 / p90 milliseconds after warm-up frames.
 3. the warm-up: seconds per step of the online fine-tuner (`OnlineAdapter`, its defaults: the
    checkpoint's input size, replayed synthetic snippets) on a synthetic street (issue 10).
-4. the default model: ``config/training/default_model.yaml`` at 128x416 for
-   ``--train-minutes`` (the synthetic sources rendered by one process per core, a batch of
-   ``--batch`` snippets), packed fp16 into OUT/default_gpu.pt with its validation figures
-   (OUT/train_log.txt), then its own estimator step and warm-up step timed as in 2 and 3.
+4. the default model: ``config/training/default_model.yaml`` at 128x416, starting from the
+   packaged model's weights (``--from-scratch``: random ones), for ``--train-minutes`` (the
+   synthetic sources rendered by one process per core, a batch of ``--batch`` snippets),
+   packed fp16 into OUT/default_gpu.pt with its validation figures (OUT/train_log.txt), then
+   its own estimator step and warm-up step timed as in 2 and 3.
 
 Back on a CPU machine, measure its transfer the way the packaged model's was measured:
 ``python benchmarks/warmup.py --checkpoint OUT/default_gpu.pt --clip CLIP --steps 0`` (and with
@@ -46,11 +47,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from log_depth_start import WARM_START_SCALE, convert
 
-from sfm_ros.core.checkpoint import DEFAULT_MODEL, pack_checkpoint
+from sfm_ros.core.checkpoint import (
+    DEFAULT_MODEL,
+    atomic_torch_save,
+    load_checkpoint,
+    pack_checkpoint,
+)
 from sfm_ros.core.config import load_config
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker
+from sfm_ros.core.models.posenet import POSE_SCALE
 from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
 from sfm_ros.core.sources import open_source
 from sfm_ros.core.train import Trainer
@@ -133,9 +141,17 @@ def time_warmup(checkpoint: Path, device: torch.device, steps: int, frames: int)
 
 
 def train_default(
-    out: Path, minutes: float, batch: int, lr: float, device: torch.device, smoke: bool
+    out: Path,
+    minutes: float,
+    batch: int,
+    lr: float,
+    device: torch.device,
+    smoke: bool,
+    warm_start: bool,
 ) -> dict:
-    """The default model's recipe for ``minutes``; its packed checkpoint in ``out``."""
+    """The default model's recipe for ``minutes``; its packed checkpoint in ``out``. With
+    `warm_start`, the networks start from the packaged model (rewritten to the recipe's metric
+    log-depth output by `log_depth_start.py` if it has a disparity output)."""
     run_dir = Path(tempfile.mkdtemp(prefix="default_gpu_"))
     overrides = [
         f"log.out_dir={run_dir}", f"optim.max_minutes={minutes}", f"optim.batch_size={batch}",
@@ -143,6 +159,15 @@ def train_default(
         f"device={device}", "data.render_workers=0", "data.num_workers=8", "log.val_every=500",
         "log.save_every=500",
     ]  # fmt: skip
+    if warm_start:
+        start_path, arch = DEFAULT_MODEL, load_checkpoint(DEFAULT_MODEL)["arch"]
+        if arch.get("depth_kwargs", {}).get("output", "disparity") == "disparity":
+            start_path = run_dir / "log_depth_start.pt"
+            start = convert("", WARM_START_SCALE, 0.05, 300.0)
+            atomic_torch_save(start, start_path)
+            arch = start["arch"]
+        scale = arch.get("pose_kwargs", {}).get("translation_scale", POSE_SCALE)
+        overrides += [f"model.init_from={start_path}", f"model.translation_scale={scale}"]
     if smoke:  # toy sizes: the same steps, seconds instead of minutes
         overrides += [
             "data.height=32", "data.width=96", "data.train=[synthetic:street:6:0:random,"
@@ -193,6 +218,12 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=40, help="timed frames per measurement")
     parser.add_argument("--warmup-steps", type=int, default=60, help="timed fine-tuner steps")
     parser.add_argument("--smoke", action="store_true", help="CPU smoke run at toy sizes")
+    parser.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="train the recipe from random weights "
+        "(default: from the packaged model's, its output made metric log depth if it is not)",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -232,7 +263,9 @@ def main() -> int:
     record("warm-up step", lambda: time_warmup(DEFAULT_MODEL, device, warmup_steps, 30))
     trained = record(
         "default model trained here",
-        lambda: train_default(out, minutes, args.batch, args.lr, device, args.smoke),
+        lambda: train_default(
+            out, minutes, args.batch, args.lr, device, args.smoke, not args.from_scratch
+        ),
     )
     if "checkpoint" in trained:
         model = Path(trained["checkpoint"])
