@@ -14,11 +14,11 @@ already predict what they did, in metres:
 
     python benchmarks/log_depth_start.py --scale 40 --out runs/log_depth_start.pt
     sfm-ros train --config config/training/default_model.yaml \
-        model.init_from=runs/log_depth_start.pt ...
+        model.init_from=runs/log_depth_start.pt model.translation_scale=0.4 ...
 
-`--scale` is metres per model unit: ``--measure`` prints the packaged model's median ratio of
-true to predicted depth on held-out synthetic sequences (street, corridor and field: 54, 16
-and 41 for the packaged model).
+(0.4 = the packaged model's translation scale 0.01 times `--scale`.) `--scale` is metres per
+model unit: ``--measure`` prints a checkpoint's median ratio of true to predicted depth on
+held-out synthetic sequences (street, corridor and field: 54, 16 and 41 for the packaged model).
 """
 
 from __future__ import annotations
