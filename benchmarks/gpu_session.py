@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from log_depth_start import WARM_START_SCALE, convert
+from log_depth_start import WARM_START_SCALE, convert, has_disparity_output
 
 from sfm_ros.core.checkpoint import (
     DEFAULT_MODEL,
@@ -161,7 +161,7 @@ def train_default(
     ]  # fmt: skip
     if warm_start:
         start_path, arch = DEFAULT_MODEL, load_checkpoint(DEFAULT_MODEL)["arch"]
-        if arch.get("depth_kwargs", {}).get("output", "disparity") == "disparity":
+        if has_disparity_output(arch):
             start_path = run_dir / "log_depth_start.pt"
             start = convert("", WARM_START_SCALE, 0.05, 300.0)
             atomic_torch_save(start, start_path)

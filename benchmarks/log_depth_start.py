@@ -32,7 +32,6 @@ import torch
 
 from sfm_ros.core.checkpoint import (
     atomic_torch_save,
-    load_checkpoint,
     make_checkpoint,
     networks_from_checkpoint,
     resolve_checkpoint,
@@ -88,14 +87,18 @@ def measure_scale(checkpoint: str) -> None:
         print(f"{spec}: metres per unit {np.median(ratios):.1f}")
 
 
+def has_disparity_output(arch: dict) -> bool:
+    """Whether a checkpoint's `arch` has the disparity output this script rewrites."""
+    return arch.get("depth_kwargs", {}).get("output", "disparity") == "disparity"
+
+
 def convert(checkpoint: str, scale: float, min_depth: float, max_depth: float) -> dict:
     """The checkpoint's networks with a log-depth output and metric translations."""
     path = resolve_checkpoint(checkpoint)
-    ckpt = load_checkpoint(path)
+    depth_net, pose_net, ckpt = networks_from_checkpoint(path)
     arch = dict(ckpt["arch"])
-    if arch.get("depth_kwargs", {}).get("output", "disparity") != "disparity":
+    if not has_disparity_output(arch):
         raise SystemExit(f"{path} does not have a disparity output")
-    depth_net, pose_net, _ = networks_from_checkpoint(path)
     a, c = fit_head_map(depth_net.alpha, depth_net.beta, scale, min_depth, max_depth)
     new_depth_kwargs = {"output": "log_depth", "min_depth": min_depth, "max_depth": max_depth}
     translation_scale = arch.get("pose_kwargs", {}).get("translation_scale", POSE_SCALE)
