@@ -47,11 +47,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from log_depth_start import WARM_START_SCALE, convert, has_disparity_output
 
 from sfm_ros.core.checkpoint import (
     DEFAULT_MODEL,
-    atomic_torch_save,
     load_checkpoint,
     pack_checkpoint,
 )
@@ -150,8 +148,8 @@ def train_default(
     warm_start: bool,
 ) -> dict:
     """The default model's recipe for ``minutes``; its packed checkpoint in ``out``. With
-    `warm_start`, the networks start from the packaged model (rewritten to the recipe's metric
-    log-depth output by `log_depth_start.py` if it has a disparity output)."""
+    `warm_start`, the networks start from the packaged model (this recipe's metric log-depth
+    output, trained from `log_depth_start.py`'s rewrite of the former one)."""
     run_dir = Path(tempfile.mkdtemp(prefix="default_gpu_"))
     overrides = [
         f"log.out_dir={run_dir}", f"optim.max_minutes={minutes}", f"optim.batch_size={batch}",
@@ -160,14 +158,9 @@ def train_default(
         "log.save_every=500",
     ]  # fmt: skip
     if warm_start:
-        start_path, arch = DEFAULT_MODEL, load_checkpoint(DEFAULT_MODEL)["arch"]
-        if has_disparity_output(arch):
-            start_path = run_dir / "log_depth_start.pt"
-            start = convert("", WARM_START_SCALE, 0.05, 300.0)
-            atomic_torch_save(start, start_path)
-            arch = start["arch"]
+        arch = load_checkpoint(DEFAULT_MODEL)["arch"]
         scale = arch.get("pose_kwargs", {}).get("translation_scale", POSE_SCALE)
-        overrides += [f"model.init_from={start_path}", f"model.translation_scale={scale}"]
+        overrides += [f"model.init_from={DEFAULT_MODEL}", f"model.translation_scale={scale}"]
     if smoke:  # toy sizes: the same steps, seconds instead of minutes
         overrides += [
             "data.height=32", "data.width=96", "data.train=[synthetic:street:6:0:random,"

@@ -1,10 +1,12 @@
 """A disparity-output checkpoint rewritten as a log-depth one at metric scale: a warm start.
 
-The packaged model predicts depth in its own free monocular units (about 1/40 of a metre on
-the synthetic world) through a disparity output whose near end real scenes saturate. Training
-the metric, log-depth recipe (``config/training/default_model.yaml``) from scratch needs a GPU
-budget; starting it from the packaged model's weights does not, if the starting networks
-already predict what they did, in metres:
+The packaged model until 2026-12-03 predicted depth in its own free monocular units (about
+1/40 of a metre on the synthetic world) through a disparity output whose near end real scenes
+saturate. Training the metric, log-depth recipe (``config/training/default_model.yaml``) from
+scratch needs a GPU budget; starting it from that model's weights does not, if the starting
+networks already predict what they did, in metres (the packaged model since then was trained
+from this rewrite; `git show 132e73e:sfm_ros/models/default.pt > disparity_default.pt` gives
+the former one back):
 
 - each depth head's logit x is mapped to a x + c, with (a, c) fitted so that the log-depth
   output ``min * (max / min) ** sigmoid(a x + c)`` matches ``scale / (alpha sigmoid(x) + beta)``
@@ -12,13 +14,14 @@ already predict what they did, in metres:
 - the pose network's translation scale is multiplied by `scale`, so its raw outputs mean the
   same motion in metres.
 
-    python benchmarks/log_depth_start.py --scale 40 --out runs/log_depth_start.pt
+    python benchmarks/log_depth_start.py --checkpoint disparity_default.pt --scale 40 \
+        --out runs/log_depth_start.pt
     sfm-ros train --config config/training/default_model.yaml \
         model.init_from=runs/log_depth_start.pt model.translation_scale=0.4 ...
 
-(0.4 = the packaged model's translation scale 0.01 times `--scale`.) `--scale` is metres per
+(0.4 = the former model's translation scale 0.01 times `--scale`.) `--scale` is metres per
 model unit: ``--measure`` prints a checkpoint's median ratio of true to predicted depth on
-held-out synthetic sequences (street, corridor and field: 54, 16 and 41 for the packaged model).
+held-out synthetic sequences (street, corridor and field: 54, 16 and 41 for the former model).
 """
 
 from __future__ import annotations
@@ -121,7 +124,11 @@ def convert(checkpoint: str, scale: float, min_depth: float, max_depth: float) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="", help="disparity checkpoint ('' = packaged)")
+    parser.add_argument(
+        "--checkpoint",
+        default="",
+        help="disparity-output checkpoint ('' = packaged, which has none since 2026-12-03)",
+    )
     parser.add_argument(
         "--scale", type=float, default=WARM_START_SCALE, help="metres per model unit"
     )

@@ -2,9 +2,10 @@
 classical ORB + essential-matrix VO's; the length (the monocular scale) stays the network's.
 
 A monocular pose's translation direction carries most of its short-range error: with the
-packaged model, the legacy 5-frame ATE on KITTI 06 and 00 falls to a third and a fifth with the
-true direction and the network's length (`benchmarks/RESULTS.md`). The three directions err
-independently, so their variances follow from how much they disagree (`three_cornered.py`;
+former packaged model, the legacy 5-frame ATE on KITTI 06 and 00 falls to a third and a fifth
+with the true direction and the network's length (`benchmarks/RESULTS.md`). The three
+directions err nearly independently (error correlations up to 0.35 on KITTI), so their
+variances follow from how much they disagree (`three_cornered.py`;
 disagreements are squared angles per degree of freedom, rad^2) and the unit vectors are
 averaged by inverse variance. Only with the classical estimate: without it the refined
 translation's claimed covariance would have to be calibrated, and it is not. Until the

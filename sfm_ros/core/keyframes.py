@@ -64,7 +64,7 @@ class KeyframeConfig:
     )
     """Photometric refinement. Its sanity limits bound how far a frame may move from its
     initial pose: 1 degree from the network's motion (larger corrections were, on real KITTI
-    frames with the packaged model's depth, mostly wrong) and 15 % of the median keyframe
+    frames with the former packaged model's depth, mostly wrong) and 15 % of the median keyframe
     depth. Its depth is a network's: ``depth_uncertainty`` weights residuals accordingly."""
     max_rotation_deg_without_network: float = 5.0
     """The rotation limit when the initial motion is constant velocity or identity."""
@@ -95,7 +95,7 @@ class KeyframeConfig:
     """Factors on the variances of a refined step's inverse-Hessian covariance (translation,
     rotation). The inverse Hessian assumes independent pixel errors, but the errors of a depth
     network are correlated over the image: on held-out synthetic sequences (five domains, the
-    packaged model's depth, ``depth_uncertainty`` 0.3) the unscaled covariance was
+    former packaged model's depth, ``depth_uncertainty`` 0.3) the unscaled covariance was
     overconfident, mean squared error per predicted variance 11.7 (translation) and 5.5
     (rotation) per axis. These factors bring both to about 1 (`benchmarks/RESULTS.md`)."""
     fallback_rotation_std_rad: float = 0.02

@@ -48,7 +48,7 @@ class OnlineConfig(Params):
         "pixel count of the 'camera_aspect' size; 0 = the checkpoint's. More pixels resolve "
         "smaller motions; a step costs about proportionally more",
     )
-    lr: float = param(5e-5, "Adam learning rate (keep it low: adaptation, not training)")
+    lr: float = param(2.5e-5, "Adam learning rate (keep it low: adaptation, not training)")
     rollback_lr_factor: float = param(
         0.5,
         "the learning rate is multiplied by this after each rollback (down to lr / 16; back to "
