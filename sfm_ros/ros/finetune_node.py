@@ -29,7 +29,7 @@ Services:
 Parameters: every field of :class:`~sfm_ros.core.online.OnlineConfig` (checkpoint, out_dir,
 device, threads (1), lr, batch_size, buffer_size, duty_cycle, warmup_snippets, save_period,
 keep_versions (5), min_motion, divergence_threshold, the depth guard's collapse_* and max_*
-limits, scale_weight, replay_data (synthetic street, corridor and field by default),
+limits, scale_weight, replay_data (the five synthetic domains by default),
 adapt_resolution, ...; ``ros2 param describe /finetune <name>``),
 plus use_compressed (false), fallback_intrinsics ([]), image_qos (sensor_data), queue_depth (5)
 and diagnostics_period (1.0 s). An empty ``checkpoint`` means the packaged default model.
