@@ -48,11 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sfm_ros.core.checkpoint import (
-    DEFAULT_MODEL,
-    load_checkpoint,
-    pack_checkpoint,
-)
+from sfm_ros.core.checkpoint import DEFAULT_MODEL, load_checkpoint, pack_checkpoint
 from sfm_ros.core.config import load_config
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker
@@ -214,8 +210,7 @@ def main() -> int:
     parser.add_argument(
         "--from-scratch",
         action="store_true",
-        help="train the recipe from random weights "
-        "(default: from the packaged model's, its output made metric log depth if it is not)",
+        help="train the recipe from random weights (default: from the packaged model's)",
     )
     args = parser.parse_args()
     out = Path(args.out)

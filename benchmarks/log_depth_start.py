@@ -39,6 +39,7 @@ from sfm_ros.core.checkpoint import (
     networks_from_checkpoint,
     resolve_checkpoint,
 )
+from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.models.posenet import POSE_SCALE
 from sfm_ros.core.sources import open_source
 
@@ -74,25 +75,18 @@ def fit_head_map(
 
 def measure_scale(checkpoint: str) -> None:
     """Print the median ratio of true to predicted depth on held-out synthetic frames."""
-    depth_net, _, ckpt = networks_from_checkpoint(resolve_checkpoint(checkpoint))
-    depth_net.eval()
-    h, w = ckpt["arch"]["height"], ckpt["arch"]["width"]
+    est = DepthPoseEstimator.from_checkpoint(
+        resolve_checkpoint(checkpoint), device="cpu", min_depth=0.0, max_depth=math.inf
+    )
     for spec in MEASURE_ON:
-        seq = open_source(spec, height=h, width=w)[0]
+        seq = open_source(spec, height=est.height, width=est.width)[0]
         ratios = []
         for i in range(0, len(seq), 5):
             frame = seq.load(i)
-            image = torch.from_numpy(frame.image).permute(2, 0, 1)[None].float() / 255
-            with torch.no_grad():
-                depth = 1.0 / depth_net(image)[0][0, 0].numpy()
-            valid = np.isfinite(frame.depth_m) & (frame.depth_m > 0)
+            depth = est.depth(frame.image, frame.K)
+            valid = np.isfinite(frame.depth_m) & (frame.depth_m > 0) & np.isfinite(depth)
             ratios.append(np.median(frame.depth_m[valid] / depth[valid]))
         print(f"{spec}: metres per unit {np.median(ratios):.1f}")
-
-
-def has_disparity_output(arch: dict) -> bool:
-    """Whether a checkpoint's `arch` has the disparity output this script rewrites."""
-    return arch.get("depth_kwargs", {}).get("output", "disparity") == "disparity"
 
 
 def convert(checkpoint: str, scale: float, min_depth: float, max_depth: float) -> dict:
@@ -100,7 +94,7 @@ def convert(checkpoint: str, scale: float, min_depth: float, max_depth: float) -
     path = resolve_checkpoint(checkpoint)
     depth_net, pose_net, ckpt = networks_from_checkpoint(path)
     arch = dict(ckpt["arch"])
-    if not has_disparity_output(arch):
+    if arch.get("depth_kwargs", {}).get("output", "disparity") != "disparity":
         raise SystemExit(f"{path} does not have a disparity output")
     a, c = fit_head_map(depth_net.alpha, depth_net.beta, scale, min_depth, max_depth)
     new_depth_kwargs = {"output": "log_depth", "min_depth": min_depth, "max_depth": max_depth}
