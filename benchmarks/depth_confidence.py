@@ -1,7 +1,7 @@
 """How well does ``depth/confidence`` rank the published depth's errors? (issue 9)
 
     OMP_NUM_THREADS=1 python benchmarks/depth_confidence.py [--checkpoint CKPT] \\
-        [--clips synthetic:field:40:1000 ...] [--frames 40]
+        [--clips synthetic:field:40:1000 ...] [--real ../shared/data/real/alley_iphone ...]
 
 Runs the packaged model (`DepthPoseEstimator`) and the keyframe tracker with its multi-view
 depth (what the node runs for ``depth/confidence``) over held-out synthetic sequences at
@@ -16,11 +16,16 @@ the oracle (ranked by the error itself), for:
 - the multi-view depth (``depth_source: multiview``) ranked by the multi-view confidence.
 
 And the share of pixels above 0.5 with their mean error (a user's threshold).
+
+Recordings without ground-truth depth (``--real``, default: the phone video and 7-Scenes
+RedKitchen of ``../shared/data/real`` when present, first 150 frames) get the mean of both
+confidences over their frames: not a ranking, but 0 there means the user is told nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +37,11 @@ from sfm_ros.core.sources import open_source
 CLIPS = [f"synthetic:{d}:40:{s}" for s in (1000, 1001) for d in
          ("street", "corridor", "field", "warehouse", "rural")]  # fmt: skip
 FRACTIONS = (0.1, 0.2, 0.3, 0.5)
+REAL = [
+    p
+    for p in ("../shared/data/real/alley_iphone", "../shared/data/real/redkitchen_7scenes")
+    if Path(p).is_dir()
+]
 
 
 def collect(checkpoint: str, clip: str) -> dict[str, np.ndarray]:
@@ -56,6 +66,23 @@ def collect(checkpoint: str, clip: str) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def mean_confidences(checkpoint: str, clip: str, frames: int) -> tuple[float, float]:
+    """Mean multi-view confidence and ``prior_confidence`` over a recording's first frames
+    (after the third), at its own resolution, as the node runs it."""
+    (seq,) = open_source(clip)
+    est = DepthPoseEstimator.from_checkpoint(resolve_checkpoint(checkpoint))
+    tracker = KeyframeTracker()
+    means = []
+    for i in range(min(frames, len(seq))):
+        frame = seq.load(i)
+        out = est.step(frame.image, frame.K, frame.stamp_ns)
+        track = tracker.track(frame.image, out.depth_m, frame.K, out.T_prev_cur, fuse_depth=True)
+        if i >= 3:
+            means.append((track.confidence.mean(), track.prior_confidence.mean()))
+    c, prior_c = np.mean(means, axis=0)
+    return float(c), float(prior_c)
+
+
 def ranked(confidence: np.ndarray, error: np.ndarray, threshold: bool = True) -> str:
     order = np.argsort(-confidence, kind="stable")
     means = [error[order[: int(f * len(error))]].mean() for f in FRACTIONS]
@@ -68,6 +95,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="", help="default: the packaged model")
     parser.add_argument("--clips", nargs="+", default=CLIPS)
+    parser.add_argument("--real", nargs="*", default=REAL, help="recordings without depth")
+    parser.add_argument("--real-frames", type=int, default=150)
     args = parser.parse_args()
     data = [collect(args.checkpoint, clip) for clip in args.clips]
     pooled = {k: np.concatenate([d[k] for d in data]) for k in data[0]}
@@ -86,6 +115,9 @@ def main() -> int:
     }
     for name, (confidence, error) in rows.items():
         print(f"{name} | {ranked(confidence, error)}")
+    for clip in args.real:
+        c, prior_c = mean_confidences(args.checkpoint, clip, args.real_frames)
+        print(f"{clip}: mean multi-view confidence {c:.3f}, prior_confidence {prior_c:.3f}")
     return 0
 
 

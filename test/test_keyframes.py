@@ -146,6 +146,33 @@ def test_unrefined_mode_keeps_initial_motion_and_gives_multiview_depth(sequence)
     assert max(float(o.confidence.mean()) for o in outs[1:]) > 0.2
 
 
+def test_a_slow_camera_measures_depth_against_farther_recent_frames():
+    """2 cm a frame at 5-10 m (a handheld camera at 30 fps): the last frames barely move, so
+    the sweep needs views apart from each other. The prior is the true depth with a 0-15 %
+    smooth shape error."""
+    n = 16
+    v = rs.views([rs.pose((0, 0, 0), (0.02 * i, 0.0, 0.01 * i)) for i in range(n)], H, W)
+    T_world_cam, K = v["T_world_cam"].numpy(), v["K"].numpy().astype(np.float64)
+    images = (v["images"][:, 0].numpy() * 255).round().astype(np.uint8)
+    bend = (1 + 0.15 * np.sin(np.linspace(0, 3, W)))[None].astype(np.float32)
+    textured, true = ~v["flat"][-1, 0].numpy(), v["depth"][-1, 0].numpy()
+
+    def error(depth: np.ndarray) -> float:  # Abs Rel after median scaling, textured pixels
+        d, t = depth[textured], true[textured]
+        return float(np.nanmean(np.abs(d * np.nanmedian(t / d) - t) / t))
+
+    last = {}
+    for apart in (0.0, KeyframeConfig().min_source_baseline):  # 0: the newest frames
+        tracker = KeyframeTracker(KeyframeConfig(refine=EXACT, min_source_baseline=apart))
+        for i in range(n):
+            T = None if i == 0 else np.linalg.inv(T_world_cam[i - 1]) @ T_world_cam[i]
+            last[apart] = tracker.track(images[i], v["depth"][i, 0].numpy() * bend, K, T)
+    picked, newest = last[KeyframeConfig().min_source_baseline], last[0.0]
+    assert picked.confidence[textured].mean() > 1.5 * newest.confidence[textured].mean()
+    assert picked.prior_confidence[textured].mean() > 1.5 * newest.prior_confidence[textured].mean()
+    assert error(picked.depth_m) <= error(true * bend[0]) < error(newest.depth_m)
+
+
 def test_blank_frame_keeps_initial_motion_and_recovers(sequence):
     images = list(sequence["images"])
     images[5] = np.full_like(images[5], 128)

@@ -6,7 +6,8 @@ the current keyframe by direct photometric refinement (`refine.py`), starting fr
 network's motion chained onto the previous frame's refined pose (or from constant velocity when
 the network's motion is missing, non-finite or far from constant velocity), switches keyframe
 when the view has moved on, and computes multi-view depth for the frame against the keyframe and
-the last frames (`multiview.py`). Numpy in, numpy out; torch inside.
+recent frames far enough apart to show parallax (`multiview.py`). Numpy in, numpy out; torch
+inside.
 
 A frame whose refinement fails keeps its initial motion (never a jump, never non-finite) with a
 wide covariance, and the result names the reason, for the caller to count and throttle.
@@ -83,7 +84,16 @@ class KeyframeConfig:
     max_failures: int = 2
     """Switch keyframe after this many consecutive failed refinements."""
     num_views: int = 3
-    """Source views of the multi-view depth: the keyframe and the last frames."""
+    """Source views of the multi-view depth: the keyframe and the newest of the last
+    ``history`` frames that are ``min_source_baseline`` apart."""
+    min_source_baseline: float = 0.02
+    """A source view is at least this fraction of the keyframe's median depth away from the
+    frame and the other views. At 0.02 a sideways view's sweep spans about ``min_parallax_px``
+    (0.02 x 0.6 x 104 px at 128x416 and 90 degrees); closer views measure no depth, and their
+    flat cost curves dilute the others': with the last frames of a slow camera at 30 fps (a
+    handheld phone moves 0.3 % of the depth a frame) the multi-view confidence was about 0."""
+    history: int = 30
+    """Recent frames kept as candidate source views."""
     keyframe_depth: Literal["network", "multiview"] = "multiview"
     """Depth a new keyframe is aligned with: its multi-view fused depth (against the previous
     keyframe and recent frames; the network's when ``multiview`` is None), or the network's."""
@@ -110,8 +120,10 @@ class KeyframeConfig:
             raise InputError("min_overlap must be in (0, 1) and max_baseline_ratio > 0")
         if len(self.covariance_scale) != 2 or min(self.covariance_scale) <= 0:
             raise InputError(f"covariance_scale must be 2 factors > 0, got {self.covariance_scale}")
-        if self.num_views < 1 or self.max_failures < 1:
-            raise InputError("num_views and max_failures must be >= 1")
+        if self.min_source_baseline < 0:
+            raise InputError(f"min_source_baseline must be >= 0, got {self.min_source_baseline}")
+        if self.num_views < 1 or self.max_failures < 1 or self.history < 1:
+            raise InputError("num_views, history and max_failures must be >= 1")
         if self.keyframe_depth not in ("network", "multiview"):
             raise InputError(
                 f"keyframe_depth must be 'network' or 'multiview', got {self.keyframe_depth!r}"
@@ -216,7 +228,7 @@ class KeyframeTracker:
         """Forget the keyframe and the recent frames (after a time jump or a resolution
         change); counters are kept."""
         self._keyframe: _Keyframe | None = None
-        self._recent: deque[_Frame] = deque(maxlen=max(self.config.num_views - 1, 1))
+        self._recent: deque[_Frame] = deque(maxlen=self.config.history)
         self._T_world_prev = np.eye(4)
         self._cov_kf_prev = np.zeros((6, 6))  # right-perturbation covariance of T_kf_prev
         self._velocity: np.ndarray | None = None
@@ -486,6 +498,23 @@ class KeyframeTracker:
             reason_counts=dict(self.reason_counts),
         )
 
+    def _source_frames(self, frame: _Frame) -> list[_Frame]:
+        """The keyframe and up to ``num_views - 1`` recent frames, newest first, each at least
+        ``min_source_baseline`` of the keyframe's median depth from the frame, the keyframe and
+        the views already chosen."""
+        kf = self._keyframe
+        closest = self.config.min_source_baseline * kf.median_depth
+        chosen = [kf.frame]
+        taken = [frame.T_world_cam[:3, 3], kf.frame.T_world_cam[:3, 3]]
+        for candidate in reversed(self._recent):
+            if len(chosen) == self.config.num_views:
+                break
+            position = candidate.T_world_cam[:3, 3]
+            if min(np.linalg.norm(position - p) for p in taken) >= closest:
+                chosen.append(candidate)
+                taken.append(position)
+        return chosen
+
     def _multiview(
         self,
         frame: _Frame,
@@ -508,7 +537,7 @@ class KeyframeTracker:
         zeros = np.zeros_like(depth_m)
         if cfg is None or self._keyframe is None or not (fuse_depth or for_keyframe):
             return depth_m, zeros, zeros, depth
-        sources = [self._keyframe.frame, *list(self._recent)[::-1]][: self.config.num_views]
+        sources = self._source_frames(frame)
         T_src_cur = np.stack([se3_inverse(s.T_world_cam) @ frame.T_world_cam for s in sources])
         args = (
             frame.grey,
