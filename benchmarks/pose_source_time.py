@@ -4,9 +4,10 @@
         [--threads 1] [--checkpoint CKPT]
 
 Runs `PipelinePredictor` (the node's pipeline, default parameters but ``pose_source`` and
-``fuse_classical``) over the first frames of a clip twice and reports the second pass's median
-and 90th percentile milliseconds a frame: `network`, `refined_rotation`, `fused` without and
-with the classical rotation (ORB + essential matrix, in a worker thread beside the tracker).
+``fuse_classical``, ``depth_source``) over the first frames of a clip twice and reports the
+second pass's median and 90th percentile milliseconds a frame: `network`, `refined_rotation`,
+`fused` without and with the classical rotation (ORB + essential matrix, in a worker thread
+beside the tracker), and `fused` publishing multi-view depth (a plane sweep every frame).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ VARIANTS = {
     "refined_rotation": {"pose_source": "refined_rotation"},
     "fused, fuse_classical false": {"pose_source": "fused", "fuse_classical": False},
     "fused (default)": {"pose_source": "fused", "fuse_classical": True},
+    "fused, depth_source multiview": {"pose_source": "fused", "depth_source": "multiview"},
 }
 
 

@@ -7,8 +7,9 @@
 3. runs the offline depth-and-odometry pipeline (exactly the ROS node's) over the bag with the
    warmed-up model: OUT/output_bag plus depth previews and a trajectory plot (PNG) in
    OUT/output_bag_previews;
-4. scores depth and pose against ground truth, before and after the warm-up, beside the trivial
-   baselines, and writes OUT/metrics.json.
+4. scores the pipeline's depth and pose (the node's outputs, default parameters) against ground
+   truth, before and after the warm-up, beside the trivial baselines, and writes
+   OUT/metrics.json.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from sfm_ros.core.evaluate import (
     evaluate_depth_sequences,
     evaluate_pose_sequences,
 )
-from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
 from sfm_ros.messages.bag_io import make_bag
 from sfm_ros.messages.sources import open_source
 from sfm_ros.pipeline.bag_tool import process_bag
+from sfm_ros.pipeline.evaluate import PipelinePredictor
 from sfm_ros.pipeline.frame_pipeline import PipelineConfig
 
 DOMAIN, SEED, FRAMES, HEIGHT, WIDTH = "street", 1000, 60, 128, 416
@@ -35,11 +36,12 @@ IMAGE_TOPIC = "/camera/image_raw"
 
 
 def _scores(checkpoint: Path, sample: str) -> dict:
-    """Depth (median-scaled) and pose metrics of a checkpoint on the sample, with baselines."""
-    estimator = DepthPoseEstimator.from_checkpoint(checkpoint)
+    """Depth (median-scaled) and pose metrics of the node's pipeline with a checkpoint on the
+    sample, with baselines."""
+    predictor = PipelinePredictor(PipelineConfig(checkpoint=str(checkpoint)))
     sequences = open_source(sample, height=HEIGHT, width=WIDTH)
-    depth = evaluate_depth_sequences(estimator, sequences, DepthEvalOptions(), progress=False)
-    pose = evaluate_pose_sequences(estimator, sequences, progress=False)
+    depth = evaluate_depth_sequences(predictor, sequences, DepthEvalOptions(), progress=False)
+    pose = evaluate_pose_sequences(predictor, sequences, progress=False)
     (entry,) = pose["sequences"].values()
     return {
         "depth": depth["model"]["median_scaled"],

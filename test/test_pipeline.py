@@ -269,6 +269,7 @@ def test_camera_height_scale_gives_metric_odometry(street):
             "scale_source": "camera_height",
             "camera_height_m": street.camera_height_m,
             "anchor_length": False,  # the true lengths
+            "depth_source": "network",  # the true depth, published as it is
         }
     )
     pipe = DepthOdometryPipeline(cfg, TYPES, GroundTruthEstimator(street))
@@ -645,7 +646,7 @@ def test_points_can_be_limited_to_confident_depth(street_large):
     # a costmap's cloud: only the pixels whose depth geometry confirms (not the wrong eighth)
     seq = street_large
     W = seq.images.shape[2]
-    pipe = make(WrongEighthEstimator(seq), points_min_confidence=0.5)
+    pipe = make(WrongEighthEstimator(seq), points_min_confidence=0.5, depth_source="network")
     results = run_sequence(pipe, seq)
     assert results[0].messages["points"].width == 0  # no confidence yet: no trusted point
     last = results[-1]
