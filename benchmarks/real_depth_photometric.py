@@ -25,15 +25,16 @@ import argparse
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from sfm_ros.core.checkpoint import resolve_checkpoint
+from sfm_ros.core.data.augment import resize
 from sfm_ros.core.geometry import inverse_warp
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.keyframes import KeyframeTracker
 from sfm_ros.core.losses import photometric_error
+from sfm_ros.core.refine import to_grey
 from sfm_ros.core.sources import open_source
 
 DATA = "../shared/data"
@@ -50,22 +51,18 @@ WIDTH = 416
 METHODS = ("network", "multi-view", "constant")
 
 
-def _resized(image: np.ndarray, K: np.ndarray, depth: np.ndarray | None):
+def _resized(image: np.ndarray, K: np.ndarray, depth_m: np.ndarray | None):
     """(image, K, depth) at ``WIDTH`` px wide (unchanged if narrower)."""
     h, w = image.shape[:2]
     if w <= WIDTH:
-        return image, K, depth
-    size = (WIDTH, round(h * WIDTH / w))
-    K = np.diag([size[0] / w, size[1] / h, 1.0]) @ K
-    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    if depth is not None:
-        depth = cv2.resize(depth, size, interpolation=cv2.INTER_NEAREST)
-    return image, K, depth
+        return image, K, depth_m
+    images, K, depth_m = resize(image[None], K, round(h * WIDTH / w), WIDTH, depth_m)
+    return images[0], K, depth_m
 
 
 def _grey(image: np.ndarray) -> torch.Tensor:
-    img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)) / 255.0
-    return (img.mean(-1) if img.ndim == 3 else img)[None, None]
+    """(H, W, 3) uint8 -> (1, 1, H, W) grey in [0, 1], as the tracker sees it."""
+    return to_grey(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0)
 
 
 def _best_warp(depth_m: np.ndarray, src: torch.Tensor, tgt: torch.Tensor, T_src_tgt, K):
