@@ -21,6 +21,7 @@ from pathlib import Path
 from sfm_ros.core.checkpoint import resolve_checkpoint
 from sfm_ros.core.evaluate import (
     DepthEvalOptions,
+    RecordedPredictor,
     evaluate_depth_sequences,
     evaluate_pose_sequences,
 )
@@ -37,8 +38,8 @@ IMAGE_TOPIC = "/camera/image_raw"
 
 def _scores(checkpoint: Path, sample: str) -> dict:
     """Depth (median-scaled) and pose metrics of the node's pipeline with a checkpoint on the
-    sample, with baselines."""
-    predictor = PipelinePredictor(PipelineConfig(checkpoint=str(checkpoint)))
+    sample, with baselines; one pass of the pipeline serves both."""
+    predictor = RecordedPredictor(PipelinePredictor(PipelineConfig(checkpoint=str(checkpoint))))
     sequences = open_source(sample, height=HEIGHT, width=WIDTH)
     depth = evaluate_depth_sequences(predictor, sequences, DepthEvalOptions(), progress=False)
     pose = evaluate_pose_sequences(predictor, sequences, progress=False)

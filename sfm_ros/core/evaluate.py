@@ -7,6 +7,7 @@ refinement, multi-view depth, scale source) from `sfm_ros.pipeline.evaluate`, wh
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,6 +91,25 @@ class EstimatorPredictor:
         finally:
             est.min_depth, est.max_depth = bounds
         return Prediction(out.depth_m, out.T_prev_cur)
+
+
+class RecordedPredictor:
+    """A predictor that runs once per frame: what it says about a frame (its stamp and pixels)
+    is kept, so that a second evaluation over the same sequences in the same order (depth, then
+    pose) replays it instead of running the pipeline again."""
+
+    def __init__(self, predictor: FramePredictor) -> None:
+        self.predictor = predictor
+        self.recorded: dict[tuple[int, bytes], Prediction | None] = {}
+
+    def reset(self) -> None:
+        self.predictor.reset()
+
+    def predict(self, frame: Frame) -> Prediction | None:
+        key = (frame.stamp_ns, hashlib.blake2b(frame.image.tobytes(), digest_size=16).digest())
+        if key not in self.recorded:
+            self.recorded[key] = self.predictor.predict(frame)
+        return self.recorded[key]
 
 
 def as_predictor(model: FramePredictor | DepthPoseEstimator) -> FramePredictor:
