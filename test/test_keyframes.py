@@ -11,6 +11,7 @@ from sfm_ros.core.errors import InputError
 from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker
 from sfm_ros.core.lie import se3_exp, so3_log
 from sfm_ros.core.metrics import chain_relative_poses, rotation_error_deg
+from sfm_ros.core.multiview import MultiViewConfig
 
 N, H, W = 10, 48, 160
 # The scene's depth is exact: no depth uncertainty (the default, 0.3, is a depth network's).
@@ -94,6 +95,22 @@ def test_without_fused_depth_the_poses_are_the_same(sequence):
         np.testing.assert_array_equal(lt.covariance, f.covariance)
         np.testing.assert_array_equal(lt.depth_m, depth)
         assert not lt.confidence.any() and f.confidence.max() > 0.5
+
+
+def test_the_published_depths_fusion_exponent_leaves_the_poses_alone(sequence):
+    outs = {
+        e: _track(
+            sequence, KeyframeConfig(refine=EXACT, multiview=MultiViewConfig(fusion_exponent=e))
+        )
+        for e in (0.5, 1.0)
+    }
+    for root, linear in zip(outs[0.5][1:], outs[1.0][1:], strict=True):
+        np.testing.assert_array_equal(root.T_prev_cur, linear.T_prev_cur)
+        np.testing.assert_array_equal(root.confidence, linear.confidence)
+    assert any(
+        not np.array_equal(r.depth_m, lin.depth_m)
+        for r, lin in zip(outs[0.5], outs[1.0], strict=True)
+    )
 
 
 def test_without_network_motion_uses_constant_velocity(sequence):

@@ -115,6 +115,21 @@ def test_confidence_is_low_on_textureless_and_high_on_textured(scene):
     torch.testing.assert_close(out.depth_m[keep], scene["prior"][keep])
 
 
+def test_a_lower_fusion_exponent_trusts_partial_confidence_more(scene):
+    args = (scene["images"][:1], scene["prior"], scene["K"], scene["images"][None, 1:])
+    linear = multiview_depth(*args, scene["T_src_key"], MultiViewConfig(fusion_exponent=1.0))
+    root = multiview_depth(*args, scene["T_src_key"], MultiViewConfig(fusion_exponent=0.5))
+    torch.testing.assert_close(root.confidence, linear.confidence)
+    c, prior = linear.confidence, scene["prior"]
+    partial = (c > 0.05) & (c < 0.95)
+    assert partial.sum() > 100
+    # in inverse depth, the prior's correction grows from c to sqrt(c) of the geometric one
+    correction = {k: (prior / out.depth_m - 1)[partial] for k, out in (("l", linear), ("r", root))}
+    torch.testing.assert_close(correction["r"], correction["l"] / c[partial].sqrt())
+    for extreme in (c == 0, c == 1):
+        torch.testing.assert_close(root.depth_m[extreme], linear.depth_m[extreme])
+
+
 def test_no_parallax_and_no_view_give_zero_confidence(scene):
     eye = torch.eye(4).expand(1, 2, 4, 4)
     same_place = multiview_depth(

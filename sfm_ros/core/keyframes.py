@@ -549,8 +549,8 @@ class KeyframeTracker:
         out = multiview_depth(*args, cfg) if fuse_depth else None
         kf_depth = depth
         if for_keyframe:  # the published sweep serves when it is unaligned too
-            reuse = out is not None and not cfg.align_prior_scale
-            unaligned = replace(cfg, align_prior_scale=False)
+            unaligned = replace(cfg, align_prior_scale=False, fusion_exponent=1.0)
+            reuse = out is not None and cfg == unaligned
             kf_depth = out.depth_m if reuse else multiview_depth(*args, unaligned).depth_m
         if out is None:
             return depth_m, zeros, zeros, kf_depth

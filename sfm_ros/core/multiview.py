@@ -12,11 +12,11 @@ gives the median ratio of geometric to prior inverse depth, and the sweep runs a
 rescaled prior; the correction it finds is then applied to the prior as it was.
 
 The geometric estimate is fused with the prior in inverse depth,
-``1/d = c / d_geo + (1 - c) / d_prior`` (``d_geo`` in the prior's scale), where the confidence
-``c`` in [0, 1] is the product of: texture (local contrast of the keyframe), parallax (how many
-pixels the sweep moves along the epipolar line in the best view), a valid view (the pixel
-projects into some source image), a winner inside the sweep range (not at its ends), and the
-distinctiveness of the cost minimum.
+``1/d = w / d_geo + (1 - w) / d_prior`` (``d_geo`` in the prior's scale) with the weight
+``w = c ** fusion_exponent``, where the confidence ``c`` in [0, 1] is the product of: texture
+(local contrast of the keyframe), parallax (how many pixels the sweep moves along the epipolar
+line in the best view), a valid view (the pixel projects into some source image), a winner
+inside the sweep range (not at its ends), and the distinctiveness of the cost minimum.
 """
 
 from __future__ import annotations
@@ -70,6 +70,11 @@ class MultiViewConfig:
     """``inverse_depth_range`` of that first sweep (prior inverse depth x 0.3 to 1.7)."""
     min_align_fraction: float = 0.02
     """Fraction of the pixels that must be confident (above 0.5) to align the scale."""
+    fusion_exponent: float = 0.5
+    """The geometric estimate's weight in the fusion is ``confidence ** fusion_exponent``: below
+    1, geometry wins sooner over the single-view prior (0.5: about 1 % lower Abs Rel on held-out
+    synthetic and real clips than 1). A new keyframe's depth, which the tracking aligns with, is
+    fused with the exponent 1 (0.5 made one held-out synthetic track break down)."""
     agreement_sigma: float = 0.1
     """Relative inverse-depth difference between the geometric estimate and the (scale-aligned)
     prior at which ``prior_confidence`` falls to exp(-1/2) of ``confidence``."""
@@ -102,7 +107,8 @@ class MultiViewDepth:
     depth_m: torch.Tensor
     """Fused depth; NaN only where the prior is invalid and there is no confident estimate."""
     confidence: torch.Tensor
-    """Weight of the geometric estimate in [0, 1], finite everywhere (0 = prior only)."""
+    """Confidence of the geometric estimate in [0, 1], finite everywhere (0 = prior only);
+    its weight in the fusion is ``confidence ** fusion_exponent``."""
     geometric_depth_m: torch.Tensor
     """Plane-sweep depth (sub-bin); NaN where no source view sees the pixel."""
     parallax_px: torch.Tensor
@@ -324,7 +330,8 @@ def multiview_depth(
     # The correction s is relative to the rescaled prior: applied to the prior, it keeps the
     # prior's scale; the geometric depth is in the poses' scale.
     inv_geo = torch.where(prior_ok, inv_prior, fill) * (1 + s)
-    inv_fused = torch.where(prior_ok, inv_prior * (1 + confidence * s), inv_geo)
+    weight = confidence**cfg.fusion_exponent
+    inv_fused = torch.where(prior_ok, inv_prior * (1 + weight * s), inv_geo)
     nan = torch.full_like(inv_geo, math.nan)
     return MultiViewDepth(
         depth_m=torch.where(prior_ok | (confidence > 0), 1 / inv_fused, nan),
