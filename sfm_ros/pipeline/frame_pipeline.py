@@ -35,8 +35,8 @@ depth's.
 ``depth_source`` picks
 the published depth: multi-view depth (the default: a plane sweep over the keyframe and recent
 frames fused with the network's), or the depth network's. ``depth/confidence`` says how far
-multi-view geometry supports the published depth: for multi-view depth, the weight of the
-geometric estimate in it; for the network's depth, the multi-view confidence where the
+multi-view geometry supports the published depth: for multi-view depth, the confidence of the
+geometric estimate in it (its weight is the square root); for the network's depth, the multi-view confidence where the
 geometric estimate agrees with it, falling as they differ (0 where geometry says nothing, no
 texture or no parallax, and where it contradicts the network). It needs the tracker, which
 runs whenever refinement, multi-view depth or the confidence output is wanted.
