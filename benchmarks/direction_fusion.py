@@ -19,8 +19,8 @@ import argparse
 from sfm_ros.core.evaluate import CLASSICAL, evaluate_pose_sequences
 from sfm_ros.core.metrics import format_table
 from sfm_ros.messages.sources import open_source
+from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.evaluate import PipelinePredictor
-from sfm_ros.pipeline.frame_pipeline import PipelineConfig
 
 DATA = "../shared/data"
 CLIPS = (

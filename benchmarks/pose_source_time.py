@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from sfm_ros.messages.sources import open_source
+from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.evaluate import PipelinePredictor
-from sfm_ros.pipeline.frame_pipeline import PipelineConfig
 
 NET = {"depth_source": "network"}
 VARIANTS = {

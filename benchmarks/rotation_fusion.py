@@ -29,8 +29,8 @@ from sfm_ros.core.lie import se3_inverse, so3_log
 from sfm_ros.core.odometry import OdometryNoise
 from sfm_ros.core.rotation_fusion import RotationFusion
 from sfm_ros.messages.sources import open_source
+from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.evaluate import PipelinePredictor
-from sfm_ros.pipeline.frame_pipeline import PipelineConfig
 
 DATA = "../shared/data"
 CLIPS = (

@@ -55,7 +55,8 @@ from sfm_ros.core.onnx_backend import (
     require,
 )
 from sfm_ros.core.train import forward_snippets
-from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
+from sfm_ros.pipeline.config import PipelineConfig
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline
 
 TYPES = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
 ARCHS = {  # the two recipes: default (resnet18, no mask) and sfmlearner (dispnet, masks)

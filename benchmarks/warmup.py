@@ -51,8 +51,8 @@ from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.online import LATEST, OnlineAdapter, OnlineConfig, adapt_sequences
 from sfm_ros.core.visualize import colorize_depth, save_png
 from sfm_ros.messages.sources import open_source
+from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.evaluate import PipelinePredictor
-from sfm_ros.pipeline.frame_pipeline import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

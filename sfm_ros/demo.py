@@ -29,8 +29,8 @@ from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
 from sfm_ros.messages.bag_io import make_bag
 from sfm_ros.messages.sources import open_source
 from sfm_ros.pipeline.bag_tool import process_bag
+from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.evaluate import PipelinePredictor
-from sfm_ros.pipeline.frame_pipeline import PipelineConfig
 
 DOMAIN, SEED, FRAMES, HEIGHT, WIDTH = "street", 1000, 60, 128, 416
 IMAGE_TOPIC = "/camera/image_raw"

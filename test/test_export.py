@@ -30,7 +30,8 @@ from sfm_ros.core.inference import DepthPoseEstimator  # noqa: E402
 from sfm_ros.core.online import OnlineAdapter, OnlineConfig  # noqa: E402
 from sfm_ros.core.onnx_backend import OnnxUnavailableError, load_onnx_networks  # noqa: E402
 from sfm_ros.core.synthetic import render_sequence  # noqa: E402
-from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig  # noqa: E402
+from sfm_ros.pipeline.config import PipelineConfig  # noqa: E402
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ import yaml
 from sfm_ros.core.errors import ConfigError
 from sfm_ros.core.frames import quaternion_from_matrix
 from sfm_ros.core.online import OnlineConfig
-from sfm_ros.pipeline.frame_pipeline import OUTPUT_TYPES, OUTPUTS, PipelineConfig
+from sfm_ros.pipeline.config import PipelineConfig
+from sfm_ros.pipeline.frame_pipeline import OUTPUT_TYPES, OUTPUTS
 from sfm_ros.ros.node_utils import (
     NodeConfig,
     matrix_from_transform,

@@ -18,7 +18,8 @@ from sfm_ros.core.odometry import (
     conjugate_motion,
 )
 from sfm_ros.core.synthetic import render_sequence
-from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
+from sfm_ros.pipeline.config import PipelineConfig
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline
 
 DT_NS = 100_000_000
 

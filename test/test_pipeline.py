@@ -25,7 +25,8 @@ from sfm_ros.core.odometry import UNOBSERVABLE_VARIANCE
 from sfm_ros.core.synthetic import render_sequence
 from sfm_ros.core.undistort import undistorter_for
 from sfm_ros.pipeline import frame_pipeline as pl
-from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
+from sfm_ros.pipeline.config import PipelineConfig
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline
 
 TYPES = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
 FRAME = "camera_optical_frame"

@@ -46,7 +46,8 @@ from sfm_ros.messages.bag_io import (
     clear_previews,
     open_reader,
 )
-from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
+from sfm_ros.pipeline.config import PipelineConfig
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from sfm_ros.core.camera import Camera
 from sfm_ros.core.data import Frame
 from sfm_ros.core.evaluate import Prediction
 from sfm_ros.core.inference import DepthPoseEstimator
-from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineConfig
+from sfm_ros.pipeline.config import PipelineConfig
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline
 
 FRAME_ID = "camera_optical_frame"
 

@@ -14,7 +14,7 @@ import yaml
 
 from sfm_ros.core.config import parse_overrides
 from sfm_ros.core.errors import ConfigError
-from sfm_ros.pipeline.frame_pipeline import PipelineConfig
+from sfm_ros.pipeline.config import PipelineConfig
 
 log = logging.getLogger(__name__)
 

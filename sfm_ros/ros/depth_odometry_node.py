@@ -19,7 +19,7 @@ Published topics (reliable):
     The costly outputs (confidence, colormap, points, flow, explainability) are only computed
     while someone subscribes.
 
-Parameters: every field of :class:`~sfm_ros.pipeline.frame_pipeline.PipelineConfig` (see its
+Parameters: every field of :class:`~sfm_ros.pipeline.config.PipelineConfig` (see its
 descriptions, or ``ros2 param describe /depth_odometry <name>``) plus image_qos
 (``sensor_data``), queue_depth (5) and diagnostics_period (1.0 s). Defaults: config/sfm.yaml.
 
@@ -45,11 +45,8 @@ from tf2_ros import Buffer, TransformBroadcaster, TransformException, TransformL
 
 from sfm_ros.core.errors import SfmError
 from sfm_ros.messages import rclpy_types
-from sfm_ros.pipeline.frame_pipeline import (
-    OUTPUT_TYPES,
-    DepthOdometryPipeline,
-    PipelineConfig,
-)
+from sfm_ros.pipeline.config import PipelineConfig
+from sfm_ros.pipeline.frame_pipeline import OUTPUT_TYPES, DepthOdometryPipeline
 from sfm_ros.ros.node_utils import (
     NodeConfig,
     declare_parameters,
