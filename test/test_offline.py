@@ -16,6 +16,7 @@ from sfm_ros import messages as cv
 from sfm_ros.cli import main
 from sfm_ros.core import checkpoint
 from sfm_ros.core.config import parse_overrides
+from sfm_ros.core.errors import ConfigError
 from sfm_ros.core.synthetic import render_sequence
 from sfm_ros.pipeline import frame_pipeline as pl
 from sfm_ros.pipeline.params_file import load_params_file, pipeline_config
@@ -147,9 +148,9 @@ def test_params_file_and_overrides(tmp_path):
     assert (cfg.scale_source, cfg.scale_factor, cfg.publish_tf) == ("fixed", 2.0, True)
     assert cfg.fallback_intrinsics == [1.0, 2.0, 3.0, 4.0] and cfg.checkpoint == "c.pt"
     assert parse_overrides(["a= 0.5"]) == {"a": 0.5}
-    with pytest.raises(pl.ConfigError, match="key=value"):
+    with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["novalue"])
-    with pytest.raises(pl.ConfigError, match="unknown parameter"):
+    with pytest.raises(ConfigError, match="unknown parameter"):
         pipeline_config(None, ["image_qos=x"])
     both = tmp_path / "both.yaml"
     both.write_text(
@@ -159,7 +160,7 @@ def test_params_file_and_overrides(tmp_path):
     )
     assert load_params_file(both) == {"use_sim_time": False, "checkpoint": "mine.pt"}
     (tmp_path / "flat.yaml").write_text("scale_source: fixed\n")
-    with pytest.raises(pl.ConfigError, match="ros__parameters"):
+    with pytest.raises(ConfigError, match="ros__parameters"):
         load_params_file(tmp_path / "flat.yaml")
 
 
