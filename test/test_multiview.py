@@ -190,6 +190,9 @@ def test_bad_arguments_raise_input_error(scene):
         multiview_depth(*args, scene["images"][None, 1:, :, :10], scene["T_src_key"])
     with pytest.raises(InputError):
         MultiViewConfig(num_bins=2)
+    for exponent in (0.0, -1.0, math.nan, math.inf):  # 0 ** 0 = 1: no-confidence pixels weighted
+        with pytest.raises(InputError, match="fusion_exponent"):
+            MultiViewConfig(fusion_exponent=exponent)
 
 
 def test_prior_confidence_is_low_where_geometry_contradicts_the_prior(scene):

@@ -96,7 +96,8 @@ class EstimatorPredictor:
 class RecordedPredictor:
     """A predictor that runs once per frame: what it says about a frame (its stamp and pixels)
     is kept, so that a second evaluation over the same sequences in the same order (depth, then
-    pose) replays it instead of running the pipeline again."""
+    pose) replays it instead of running the pipeline again. Every prediction stays in memory:
+    for short samples such as the demo's."""
 
     def __init__(self, predictor: FramePredictor) -> None:
         self.predictor = predictor

@@ -548,7 +548,7 @@ class KeyframeTracker:
         )
         out = multiview_depth(*args, cfg) if fuse_depth else None
         kf_depth = depth
-        if for_keyframe:  # the published sweep serves when it is unaligned too
+        if for_keyframe:  # the published sweep serves when it is unaligned and linear too
             unaligned = replace(cfg, align_prior_scale=False, fusion_exponent=1.0)
             reuse = out is not None and cfg == unaligned
             kf_depth = out.depth_m if reuse else multiview_depth(*args, unaligned).depth_m

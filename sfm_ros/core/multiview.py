@@ -94,6 +94,8 @@ class MultiViewConfig:
             raise InputError(f"align_range must be in (0, 1), got {self.align_range}")
         if not 0 < self.min_align_fraction <= 1:
             raise InputError(f"min_align_fraction must be in (0, 1], got {self.min_align_fraction}")
+        if not 0 < self.fusion_exponent < math.inf:
+            raise InputError(f"fusion_exponent must be finite and > 0, got {self.fusion_exponent}")
         if not self.agreement_sigma > 0:
             raise InputError(f"agreement_sigma must be > 0, got {self.agreement_sigma}")
         if self.patch_radius < 1 or self.sweep_pixels < 64:
