@@ -23,10 +23,11 @@ from sfm_ros.core.online import (
 from sfm_ros.core.synthetic import render_sequence, write_sequence
 from sfm_ros.messages.bag_io import make_bag
 
-# No replay (rendering costs seconds), and the test networks' nearly constant depth accepted.
+# No replay or memory (rendering costs seconds), and the test networks' nearly constant depth
+# accepted.
 FAST = [
     "--device", "cpu", "--no-progress", "--set", "warmup_snippets=1", "holdout_every=3",
-    "replay_data=''", "collapse_min_rel_std=1e-3",
+    "replay_data=''", "memory_domains=''", "collapse_min_rel_std=1e-3",
 ]  # fmt: skip
 
 
@@ -90,7 +91,7 @@ def test_realtime_mode_paces_frames_and_trains_in_the_background(small_checkpoin
     frames = InMemorySequence("corridor", seq.images, seq.K, seq.stamps_ns)  # 10 Hz
     cfg = OnlineConfig(
         checkpoint=str(small_checkpoint), out_dir=str(tmp_path), device="cpu",
-        warmup_snippets=1, holdout_every=3, duty_cycle=1.0, replay_data="",
+        warmup_snippets=1, holdout_every=3, duty_cycle=1.0, replay_data="", memory_domains="",
     )  # fmt: skip
     adapter = OnlineAdapter(cfg)
     start = time.perf_counter()

@@ -57,7 +57,7 @@ NEARLY_CONSTANT_OK = {"collapse_min_rel_std": 1e-3}
 
 def make_adapter(checkpoint: Path, out_dir: Path, on_publish=None, **kw) -> OnlineAdapter:
     values = {"warmup_snippets": 1, "holdout_every": 3, "device": "cpu", "save_period": 1000,
-              "replay_data": "", **NEARLY_CONSTANT_OK}  # fmt: skip
+              "replay_data": "", "memory_domains": "", **NEARLY_CONSTANT_OK}  # fmt: skip
     cfg = OnlineConfig(checkpoint=str(checkpoint), out_dir=str(out_dir), **{**values, **kw})
     return OnlineAdapter(cfg, on_publish=on_publish)
 
@@ -91,6 +91,8 @@ def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
         ({"lr": "fast"}, "lr"),
         ({"batch_size": 2.5}, "batch_size"),
         ({"no_such_thing": 1}, "no_such_thing"),
+        ({"max_forgetting": -0.1}, "max_forgetting"),
+        ({"memory_frames": 0}, "memory_frames"),
     ],
 )
 def test_config_rejects_bad_values(changes, match):
@@ -288,6 +290,8 @@ def test_default_replay_is_synthetic_rendered_lazily_at_the_adaptation_size(
 def test_bad_replay_data_is_refused_at_construction(small_checkpoint, tmp_path, spec, error, match):
     with pytest.raises(error, match=match):
         make_adapter(small_checkpoint, tmp_path, replay_data=spec)
+    with pytest.raises(ConfigError, match="unknown synthetic domain 'moon'"):
+        make_adapter(small_checkpoint, tmp_path, memory_domains="street,moon")
 
 
 @pytest.mark.parametrize(
@@ -397,6 +401,34 @@ def test_collapse_rolls_back(small_checkpoint, corridor, tmp_path):
     assert result.outcome == "rolled_back" and "depth collapsed" in result.reason
     assert result.depth["depth_spread"] == 0.0 < result.depth["depth_spread_start"]
     assert_same(good, weights(adapter))
+
+
+@pytest.mark.parametrize("memory_domains", ["field", ""])
+def test_forgetting_what_the_model_knew_is_refused_where_the_clip_checks_pass(
+    corridor, tmp_path, memory_domains
+):
+    # The packaged model adapted to a corridor for a few steps: the clip's held-out loss
+    # improves and its depth statistics stay in bounds, but depth on the field's memory frames
+    # gets worse than the starting weights' by more than the (here tight) limit.
+    adapter = make_adapter(resolve_checkpoint(""), tmp_path, lr=1e-4, save_period=4,
+                           memory_domains=memory_domains, memory_frames=1, max_forgetting=0.02,
+                           collapse_min_rel_std=0.02)  # fmt: skip
+    feed(adapter, corridor, 12)
+    (check,) = [r.check for r in (adapter.step_once() for _ in range(4)) if r.check is not None]
+    assert check.loss < check.good_loss
+    if memory_domains:
+        # Not published, nothing else refused it, and training goes on from these weights.
+        assert check.outcome == "held" and check.reason.startswith("forgetting: field")
+        assert "; " not in check.reason and adapter.stats.rollbacks == 0
+        assert check.depth["memory_worst_change"] > 0.02
+        assert check.depth["memory_abs_rel_start"] == pytest.approx(0.15, abs=0.05)
+        assert adapter.version == 0 and not list(tmp_path.glob("*.pt"))
+        trained = weights(adapter)
+        adapter.step_once()
+        assert not all(torch.equal(trained[k], v) for k, v in weights(adapter).items())
+        assert adapter.status()["held for forgetting"] == "1"
+    else:
+        assert check.outcome == "published" and "memory_abs_rel" not in check.depth
 
 
 def saturated_copy(checkpoint: Path, out: Path) -> Path:

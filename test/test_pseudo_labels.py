@@ -59,7 +59,7 @@ def test_the_warm_up_pulls_the_pose_network_towards_the_classical_rotations(
         cfg = OnlineConfig(
             checkpoint=str(small_checkpoint), out_dir=str(tmp_path / str(weight)), device="cpu",
             warmup_snippets=1, holdout_every=10, save_period=1000, replay_data="",
-            collapse_min_rel_std=1e-3, lr=1e-3, classical_rotation_weight=weight,
+            memory_domains="", collapse_min_rel_std=1e-3, lr=1e-3, classical_rotation_weight=weight,
         )  # fmt: skip
         adapter = OnlineAdapter(cfg)
         for i in range(len(street.images)):

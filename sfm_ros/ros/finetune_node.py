@@ -19,7 +19,8 @@ Published topics:
         ``depth_odometry`` swaps it in between frames. At start-up a resumed version is
         announced too.
     /diagnostics (diagnostic_msgs/DiagnosticArray): steps, loss, held-out loss, buffer fill and
-        memory, version, rollbacks and the last rollback's reason, measured duty cycle.
+        memory, version, rollbacks and the last rollback's reason, held-out depth statistics,
+        memory Abs Rel against the starting weights', measured duty cycle.
 
 Services:
     ~/save (std_srvs/Trigger): check the current weights now; publish them when they pass.
@@ -29,8 +30,9 @@ Services:
 Parameters: every field of :class:`~sfm_ros.core.online.OnlineConfig` (checkpoint, out_dir,
 device, threads (1), lr, batch_size, buffer_size, duty_cycle, warmup_snippets, save_period,
 keep_versions (5), min_motion, divergence_threshold, the depth guard's collapse_* and max_*
-limits, scale_weight, replay_data (the five synthetic domains by default),
-adapt_resolution, ...; ``ros2 param describe /finetune <name>``),
+limits, scale_weight, replay_data (the five synthetic domains by default), memory_domains and
+max_forgetting (the forgetting check on synthetic frames with true depth), adapt_resolution,
+...; ``ros2 param describe /finetune <name>``),
 plus use_compressed (false), fallback_intrinsics ([]), image_qos (sensor_data), queue_depth (5)
 and diagnostics_period (1.0 s). An empty ``checkpoint`` means the packaged default model.
 Defaults: config/sfm.yaml (key ``/**/finetune``). Resolution policy (``adapt_resolution``):

@@ -16,6 +16,9 @@ photometric loss can improve while depth gets worse:
   more than the starting weights, its spread far from theirs, its scale or ordering jumping
   from the last good version: the networks and the optimiser are restored exactly to the last
   good version (logged with the reason);
+- depth on synthetic memory frames with true depth worse than the starting weights' by more
+  than ``max_forgetting`` (`memory`): not published, training goes on (forgetting comes and
+  goes while replay keeps training on what the model knew);
 - better than or equal to the last good one: a new version is published, atomically, as
   ``out_dir/adapted_<version>.pt`` (weights only; the newest ``keep_versions`` are kept) and
   ``out_dir/latest.pt`` (the same weights with the optimiser state, to resume); both load
@@ -76,6 +79,7 @@ from sfm_ros.core.online.buffer import (
 )
 from sfm_ros.core.online.config import OnlineConfig
 from sfm_ros.core.online.guard import DepthGuard, DepthStats, depth_stats
+from sfm_ros.core.online.memory import MemorySet, forgetting_reasons, parse_domains, worst_change
 from sfm_ros.core.online.pseudo_labels import ClassicalRotations, rotation_loss
 from sfm_ros.core.online.replay import ReplayPool, parse_replay
 from sfm_ros.core.onnx_backend import export_source_checkpoint
@@ -141,6 +145,8 @@ class AdapterStats:
     checks: int = 0
     rollbacks: int = 0
     last_rollback: str = ""
+    forgetting_holds: int = 0
+    """Checks that kept weights unpublished because they forgot (`memory`)."""
     holdout_depth: dict[str, float] = field(default_factory=dict)
     """Held-out depth statistics of the last check (`DepthGuard.summary`)."""
     publishes: int = 0
@@ -245,6 +251,9 @@ class OnlineAdapter:
         self._accepted = 0
         self._classical = ClassicalRotations() if cfg.classical_rotation_weight > 0 else None
         parse_replay(cfg.replay_data)  # bad sources fail here, not in the training thread
+        self.memory_domains = parse_domains(cfg.memory_domains)
+        self._memory: MemorySet | None = None  # rendered by the first check
+        self._memory_start: dict[str, float] = {}
         self._replay: ReplayPool | None = None
         self._ref_lock = threading.Lock()  # opening the replay pool
         self.guard = DepthGuard(
@@ -571,15 +580,17 @@ class OnlineAdapter:
         return float(loss), None if masks is None else float(masks[0].float().mean())
 
     @torch.no_grad()
-    def _depth_stats(self, frames: torch.Tensor, state: dict[str, Any] | None) -> DepthStats:
-        """Depth statistics of the current weights (``state`` None) or of ``state`` on
+    def _disparity(self, frames: torch.Tensor, state: dict[str, Any] | None) -> torch.Tensor:
+        """(N, 1, h, w) disparity of the current weights (``state`` None) or of ``state`` on
         (N, 3, h, w) frames."""
         self.depth_net.eval()
         if state is None:
-            disp = self.depth_net(frames)[0]
-        else:
-            disp = functional_call(self.depth_net, state["depth"], (frames,))[0]
-        return depth_stats(disp, disparity_bounds(self.depth_net))
+            return self.depth_net(frames)[0]
+        return functional_call(self.depth_net, state["depth"], (frames,))[0]
+
+    def _depth_stats(self, frames: torch.Tensor, state: dict[str, Any] | None) -> DepthStats:
+        """Depth statistics of the current weights (``state`` None) or of ``state``."""
+        return depth_stats(self._disparity(frames, state), disparity_bounds(self.depth_net))
 
     def _depth_reasons(self, batch: dict[str, torch.Tensor]) -> tuple[list[str], dict[str, float]]:
         """Why the current weights' depth on every held-out frame must not be published, and
@@ -590,6 +601,26 @@ class OnlineAdapter:
         good = self._depth_stats(frames, self._good)
         reasons = self.guard.check(cand, start, good, self.version)
         return reasons, DepthGuard.summary(cand, start, good)
+
+    def _memory_reasons(self) -> tuple[list[str], dict[str, float]]:
+        """Why the current weights forgot too much of the memory domains (`memory`), and the
+        memory Abs Rel (mean over domains) beside the starting weights' and the worst change."""
+        if not self.memory_domains:
+            return [], {}
+        if self._memory is None:
+            self._memory = MemorySet.render(
+                self.memory_domains, self.cfg.memory_frames, self.height, self.width, self.device
+            )
+            start_disp = self._disparity(self._memory.frames, self._start)
+            self._memory_start = self._memory.abs_rel(start_disp)
+        start = self._memory_start
+        cand = self._memory.abs_rel(self._disparity(self._memory.frames, None))
+        reasons = forgetting_reasons(cand, start, self.cfg.max_forgetting)
+        return reasons, {
+            "memory_abs_rel": float(np.mean(list(cand.values()))),
+            "memory_abs_rel_start": float(np.mean(list(start.values()))),
+            "memory_worst_change": worst_change(cand, start),
+        }
 
     def _holdout_batch(self) -> dict[str, torch.Tensor] | None:
         with self._data_lock:
@@ -620,6 +651,8 @@ class OnlineAdapter:
             # Depth is guarded by its own statistics: a collapsed network is never published,
             # whatever was accepted before, and the photometric loss alone decides nothing.
             reasons, depth = self._depth_reasons(batch)
+            forgot, memory = self._memory_reasons()
+            depth.update(memory)
             if mask is not None and mask < self.cfg.collapse_min_mask:
                 reasons.append(f"explainability mask collapsed: held-out mean {mask:.3f}")
             self.stats.checks += 1
@@ -638,11 +671,17 @@ class OnlineAdapter:
                 result = self._rollback("; ".join(reasons), loss, good_loss)
                 result.depth = depth
                 return result
+            # Forgetting comes and goes while replay keeps training on what the model knew:
+            # such weights are not published, but training goes on from them.
+            held = list(forgot)
+            self.stats.forgetting_holds += bool(forgot)
             if loss > good_loss:
-                reason = (
+                held.append(
                     f"held-out loss {loss:.4f} not below {good_loss:.4f} of version {self.version}"
                 )
-                return CheckResult("held", reason, loss, good_loss, self.version, depth=depth)
+            if held:
+                return CheckResult("held", "; ".join(held), loss, good_loss, self.version,
+                                   depth=depth)  # fmt: skip
             self._good = self._snapshot()
             self._dirty = False
             metrics = {"holdout_loss": loss, "previous_holdout_loss": good_loss, **depth}
@@ -884,8 +923,10 @@ class OnlineAdapter:
             "version": str(self.version),
             "published": str(s.publishes),
             "rollbacks": str(s.rollbacks),
+            "held for forgetting": str(s.forgetting_holds),
             "last rollback": s.last_rollback or "none",
             "held-out depth (spread / saturation / median)": _depth_line(s.holdout_depth),
+            "memory Abs Rel (worst domain's change)": _memory_line(s.holdout_depth),
             "duty cycle (measured / limit)": f"{s.duty_measured:.2f} / {self.cfg.duty_cycle:.2f}",
             "device": str(self.device),
             "adaptation size": f"{self.width}x{self.height} ({self.cfg.adapt_resolution})",
@@ -900,4 +941,14 @@ def _depth_line(depth: dict[str, float]) -> str:
         f"{depth['depth_spread']:.3f} / {100 * depth['depth_saturation']:.1f}% / "
         f"{depth['depth_median']:.3g} (start {depth['depth_spread_start']:.3f} / "
         f"{100 * depth['depth_saturation_start']:.1f}% / {depth['depth_median_start']:.3g})"
+    )
+
+
+def _memory_line(depth: dict[str, float]) -> str:
+    """Memory Abs Rel of a check beside the starting weights', and the worst domain's change."""
+    if "memory_abs_rel" not in depth:
+        return "no check yet" if not depth else "off"
+    return (
+        f"{depth['memory_abs_rel']:.3f} (start {depth['memory_abs_rel_start']:.3f}; worst "
+        f"{100 * depth['memory_worst_change']:+.1f}%)"
     )

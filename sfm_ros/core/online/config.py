@@ -127,6 +127,21 @@ class OnlineConfig(Params):
         "roll back when the held-out depth's rank correlation with the last good version's "
         "(per image) is lower",
     )
+    memory_domains: str = param(
+        "street,corridor,field,warehouse,rural",
+        "synthetic domains whose depth is measured at every check against true depth (a few "
+        "frames of trajectories no training or replay uses, rendered once at the adaptation "
+        "size): what the model knew before adapting; empty = off",
+    )
+    memory_frames: int = param(
+        2, "frames per memory trajectory (eight trajectories per domain, frames 3 s apart)"
+    )
+    max_forgetting: float = param(
+        0.08,
+        "weights whose median-scaled Abs Rel in any memory domain exceeds the starting weights' "
+        "by more than this fraction are not published; training goes on from them (replay "
+        "slows forgetting but does not bound it)",
+    )
     scale_weight: float = param(
         1.0,
         "pull of each training frame's mean log depth towards the starting weights' (the "
@@ -163,7 +178,7 @@ class OnlineConfig(Params):
     def validate(self) -> None:
         """Raise ConfigError naming the first invalid setting."""
         positive = ("lr", "batch_size", "buffer_size", "holdout_size", "holdout_every")
-        positive += ("save_period", "keep_versions", "max_keyframe_gap_s")
+        positive += ("save_period", "keep_versions", "max_keyframe_gap_s", "memory_frames")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -179,7 +194,7 @@ class OnlineConfig(Params):
         non_negative += ("min_texture", "divergence_threshold", "collapse_min_rel_std")
         non_negative += ("collapse_min_mask", "max_saturation_increase", "max_scale_change")
         non_negative += ("scale_weight", "anchor_weight", "consistency_weight", "seed")
-        non_negative += ("classical_rotation_weight", "adapt_pixels")
+        non_negative += ("classical_rotation_weight", "adapt_pixels", "max_forgetting")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

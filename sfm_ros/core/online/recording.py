@@ -59,7 +59,8 @@ class AdaptSummary:
             f"steps: {self.steps} ({s.skipped_nonfinite} skipped as non-finite), "
             f"{s.train_time_s:.1f} s training ({per_step:.2f} s/step); stopped by: "
             f"{self.stopped}",
-            f"checks {s.checks}, published {s.publishes}, rollbacks {s.rollbacks}"
+            f"checks {s.checks}, published {s.publishes}, held for forgetting "
+            f"{s.forgetting_holds}, rollbacks {s.rollbacks}"
             + (f" (last: {s.last_rollback})" if s.last_rollback else ""),
         ]
         if not math.isnan(self.holdout_start):
@@ -74,6 +75,13 @@ class AdaptSummary:
                 f"{d['depth_spread_start']:.3f} -> {d['depth_spread']:.3f}, at the output bounds "
                 f"{100 * d['depth_saturation_start']:.1f}% -> {100 * d['depth_saturation']:.1f}%, "
                 f"median {d['depth_median_start']:.3g} -> {d['depth_median']:.3g}"
+            )
+        if "memory_abs_rel" in s.holdout_depth:
+            d = s.holdout_depth
+            lines.append(
+                "memory Abs Rel at the last check (start -> checked): "
+                f"{d['memory_abs_rel_start']:.3f} -> {d['memory_abs_rel']:.3f}, worst domain "
+                f"{100 * d['memory_worst_change']:+.1f}%"
             )
         lines.append(f"final save: {self.message}")
         if self.version:
