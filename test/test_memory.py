@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sfm_ros.core.errors import ConfigError
 from sfm_ros.core.online.memory import (
@@ -24,7 +25,8 @@ def memory() -> MemorySet:
 
 def test_memory_frames_are_rendered_per_domain_at_the_asked_size(memory):
     n = 2 * len(MEMORY_SEEDS)
-    assert memory.frames.shape == (n, 3, 32, 96) and memory.depth_m.shape == (n, 32, 96)
+    # Seen as a camera's frames: rendered larger, resized to the network's input size.
+    assert memory.frames.shape == (n, 3, 32, 96) and memory.depth_m.shape == (n, 64, 192)
     assert float(memory.frames.min()) >= 0.0 and float(memory.frames.max()) <= 1.0
     assert memory.domains == ["street"] * (n // 2) + ["corridor"] * (n // 2)
     valid = memory.depth_m > 0
@@ -36,6 +38,9 @@ def test_true_depth_at_any_scale_scores_zero_and_wrong_depth_does_not(memory):
     true_disp = 1.0 / memory.depth_m.clamp_min(1e-3)[:, None]
     for scale in (1.0, 0.37):  # monocular depth: median scaling removes the scale
         assert all(v < 1e-6 for v in memory.abs_rel(scale * true_disp).values())
+    # At the network's size, upsampled: close, but the finest structure is lost.
+    small = F.interpolate(true_disp, size=(32, 96), mode="area")
+    assert all(0 < v < 0.1 for v in memory.abs_rel(small).values())
     constant = memory.abs_rel(torch.ones_like(true_disp))
     flipped = memory.abs_rel(true_disp.flip(-1))
     for domain in ("street", "corridor"):

@@ -130,8 +130,9 @@ class OnlineConfig(Params):
     memory_domains: str = param(
         "street,corridor,field,warehouse,rural",
         "synthetic domains whose depth is measured at every check against true depth (a few "
-        "frames of trajectories no training or replay uses, rendered once at the adaptation "
-        "size): what the model knew before adapting; empty = off",
+        "frames of trajectories no training or replay uses, rendered once at twice the "
+        "adaptation size and resized to it, as camera frames are): what the model knew before "
+        "adapting; empty = off",
     )
     memory_frames: int = param(
         2, "frames per memory trajectory (eight trajectories per domain, frames 3 s apart)"
