@@ -605,12 +605,9 @@ class OnlineAdapter:
     def _memory_reasons(self) -> tuple[list[str], dict[str, float]]:
         """Why the current weights forgot too much of the memory domains (`memory`), and the
         memory Abs Rel (mean over domains) beside the starting weights' and the worst change."""
-        if not self.memory_domains:
-            return [], {}
         if self._memory is None:
-            self._memory = MemorySet.render(
-                self.memory_domains, self.cfg.memory_frames, self.height, self.width, self.device
-            )
+            return [], {}
+        if not self._memory_start:
             start_disp = self._disparity(self._memory.frames, self._start)
             self._memory_start = self._memory.abs_rel(start_disp)
         start = self._memory_start
@@ -636,9 +633,17 @@ class OnlineAdapter:
             state = {"current": None, "good": self._good, "start": self._start}[weights]
             return self._evaluate(batch, state)[0]
 
+    def _render_memory(self) -> None:
+        """Render the memory frames once the input size is known (seconds, without the lock)."""
+        if self.memory_domains and self._memory is None and self._size_fixed:
+            self._memory = MemorySet.render(
+                self.memory_domains, self.cfg.memory_frames, self.height, self.width, self.device
+            )
+
     def check(self) -> CheckResult:
         """Compare the current weights with the last good version on the held-out snippets:
         publish, roll back or keep training (see the module docstring)."""
+        self._render_memory()
         with self._lock:
             if not self._dirty:
                 return CheckResult("unchanged", f"no update since version {self.version}",

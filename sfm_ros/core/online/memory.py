@@ -33,6 +33,8 @@ MEMORY_SPACING = 30
 """Frames between two memory frames of one trajectory (10 Hz: 3 s, another view)."""
 UPSCALE = 2
 """Memory frames are rendered at this times the network's input size, as a camera sees more."""
+SCORE_CHUNK = 16
+"""Frames scored at once."""
 MAX_DEPTH_M = 80.0
 """True depths beyond this (sky, far ground) are not scored, as in the benchmarks."""
 
@@ -91,16 +93,16 @@ class MemorySet:
         """Mean over each domain's frames of the median-scaled Abs Rel of the depth
         ``1 / disp`` ((N, 1, h, w) disparities of the depth network on ``frames``, upsampled
         bilinearly to the true depth's size)."""
-        disp = F.interpolate(
-            disp, size=self.depth_m.shape[-2:], mode="bilinear", align_corners=False
-        )
-        pred = 1.0 / disp[:, 0].double().clamp_min(1e-12)
-        gt = self.depth_m.double()
-        nan = torch.tensor(float("nan"), dtype=gt.dtype, device=gt.device)
-        g = torch.where(gt > 0, gt, nan).flatten(1)
-        q = torch.where(gt > 0, pred, nan).flatten(1)
-        q = q * (g.nanmedian(dim=1).values / q.nanmedian(dim=1).values)[:, None]
-        errors = ((g - q).abs() / g).nanmean(dim=1).tolist()
+        errors: list[float] = []
+        for first in range(0, len(disp), SCORE_CHUNK):  # bounded memory at any size
+            d = disp[first : first + SCORE_CHUNK].float()
+            gt = self.depth_m[first : first + SCORE_CHUNK].float()
+            d = F.interpolate(d, size=gt.shape[-2:], mode="bilinear", align_corners=False)
+            nan = torch.tensor(float("nan"), device=gt.device)
+            g = torch.where(gt > 0, gt, nan).flatten(1)
+            q = torch.where(gt > 0, 1.0 / d[:, 0].clamp_min(1e-12), nan).flatten(1)
+            q = q * (g.nanmedian(dim=1).values / q.nanmedian(dim=1).values)[:, None]
+            errors += ((g - q).abs() / g).nanmean(dim=1).tolist()
         per_domain: dict[str, list[float]] = {}
         for name, e in zip(self.domains, errors, strict=True):
             per_domain.setdefault(name, []).append(e)
