@@ -9,9 +9,9 @@ the replay, nor the warm-up benchmark's forgetting table use. A candidate whose 
 domain exceeds the starting weights' by more than ``max_forgetting`` is not published; training
 goes on from it (forgetting comes and goes while replay keeps training on what the model knew).
 The frames are seen as a camera's are: rendered at ``UPSCALE`` times the adaptation size, resized
-to it (antialiased), and scored at the rendered size against the true depth (scored at the
-network's size instead, the check saw +4 % where the benchmark measured +13 %). They are
-rendered once, by the thread that runs the first check.
+to it (antialiased), and scored at the rendered size against the true depth with the
+benchmarks' `evaluate_depth` (scored at the network's size instead, the check saw +4 % where
+the benchmark measured +13 %). They are rendered once, before the first check.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.metrics import evaluate_depth
 from sfm_ros.core.synthetic import render_sequence
 from sfm_ros.core.synthetic.domains import domain_spec
 
@@ -33,10 +35,6 @@ MEMORY_SPACING = 30
 """Frames between two memory frames of one trajectory (10 Hz: 3 s, another view)."""
 UPSCALE = 2
 """Memory frames are rendered at this times the network's input size, as a camera sees more."""
-SCORE_CHUNK = 16
-"""Frames scored at once."""
-MAX_DEPTH_M = 80.0
-"""True depths beyond this (sky, far ground) are not scored, as in the benchmarks."""
 
 
 def parse_domains(spec: str) -> list[str]:
@@ -57,8 +55,8 @@ class MemorySet:
 
     frames: torch.Tensor
     """(N, 3, h, w) float images in [0, 1] at the network's input size."""
-    depth_m: torch.Tensor
-    """(N, H, W) true depth in metres at the rendered size, 0 where not scored."""
+    depth_m: np.ndarray
+    """(N, H, W) float32 true depth in metres at the rendered size."""
     domains: list[str]
     """(N,) each frame's domain."""
 
@@ -85,28 +83,24 @@ class MemorySet:
         frames = F.interpolate(
             frames, size=(height, width), mode="bilinear", align_corners=False, antialias=True
         )
-        depth = torch.from_numpy(np.stack(depths).astype(np.float32))
-        depth = torch.where((depth > 1e-3) & (depth < MAX_DEPTH_M), depth, torch.zeros_like(depth))
-        return cls(frames.contiguous().to(device), depth.to(device), names)
+        depth_m = np.stack(depths).astype(np.float32)
+        return cls(frames.contiguous().to(device), depth_m, names)
 
     def abs_rel(self, disp: torch.Tensor) -> dict[str, float]:
         """Mean over each domain's frames of the median-scaled Abs Rel of the depth
-        ``1 / disp`` ((N, 1, h, w) disparities of the depth network on ``frames``, upsampled
-        bilinearly to the true depth's size)."""
-        errors: list[float] = []
-        for first in range(0, len(disp), SCORE_CHUNK):  # bounded memory at any size
-            d = disp[first : first + SCORE_CHUNK].float()
-            gt = self.depth_m[first : first + SCORE_CHUNK].float()
-            d = F.interpolate(d, size=gt.shape[-2:], mode="bilinear", align_corners=False)
-            nan = torch.tensor(float("nan"), device=gt.device)
-            g = torch.where(gt > 0, gt, nan).flatten(1)
-            q = torch.where(gt > 0, 1.0 / d[:, 0].clamp_min(1e-12), nan).flatten(1)
-            q = q * (g.nanmedian(dim=1).values / q.nanmedian(dim=1).values)[:, None]
-            errors += ((g - q).abs() / g).nanmean(dim=1).tolist()
-        per_domain: dict[str, list[float]] = {}
-        for name, e in zip(self.domains, errors, strict=True):
-            per_domain.setdefault(name, []).append(e)
-        return {name: float(np.mean(e)) for name, e in per_domain.items()}
+        ``1 / disp`` ((N, 1, h, w) disparities of the depth network on ``frames``), scored as
+        the benchmarks score depth (`evaluate_depth`: upsampled to the true depth's size, true
+        depths in (1e-3, 80) m)."""
+        pred_m = (1.0 / disp[:, 0].float()).cpu().numpy()
+        scores = {}
+        for domain in dict.fromkeys(self.domains):
+            rows = [i for i, name in enumerate(self.domains) if name == domain]
+            try:
+                result = evaluate_depth(self.depth_m[rows], pred_m[rows])
+                scores[domain] = result.median_scaled["abs_rel"]
+            except InputError:  # no valid prediction anywhere: diverged weights
+                scores[domain] = float("nan")
+        return scores
 
 
 def forgetting_reasons(
