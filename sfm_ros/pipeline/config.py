@@ -94,7 +94,7 @@ class PipelineConfig(Params):
     depth_source: str = param(
         "multiview",
         "published depth: multiview (plane sweep over recent frames fused with the network's "
-        "depth; two sweeps and a pose refinement of each source view every frame, about 230 ms "
+        "depth; two sweeps and a pose refinement of each source view every frame, about 190 ms "
         "on one CPU thread at 416 px wide) or network (the depth network's, the fastest)",
         choices=DEPTH_SOURCES,
     )
