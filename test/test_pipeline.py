@@ -617,6 +617,21 @@ def test_refined_pose_and_multiview_depth_with_confidence(street_large):
     assert int(diag["refinement iterations"]) > 0 and "keyframe switches" in diag
 
 
+def test_refining_the_source_views_changes_the_depth_not_the_poses(street_large):
+    seq = street_large
+    runs = {
+        on: run_sequence(make(NoisyMotionEstimator(seq), multiview_refine_sources=on), seq)
+        for on in (True, False)
+    }
+    pairs = list(zip(runs[True][1:], runs[False][1:], strict=True))
+    for a, b in pairs:
+        np.testing.assert_array_equal(a.T_prev_cur, b.T_prev_cur)
+    assert any(
+        not np.array_equal(decode(a.messages["depth"]), decode(b.messages["depth"]), equal_nan=True)
+        for a, b in pairs
+    )
+
+
 class WrongEighthEstimator(GroundTruthEstimator):
     """True depth (times UNKNOWN), 20 % too far on the right eighth of the image."""
 

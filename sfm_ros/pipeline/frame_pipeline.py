@@ -229,6 +229,7 @@ class DepthOdometryPipeline:
         self.tracker = KeyframeTracker(
             KeyframeConfig(
                 refine_poses=cfg.pose_source != "network",
+                source_pose_refinement=cfg.multiview_refine_sources,
                 refine=replace(KeyframeConfig().refine, depth_uncertainty=cfg.depth_uncertainty),
             ),
             device=str(getattr(estimator, "device", "cpu")),
