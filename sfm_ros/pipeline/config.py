@@ -101,7 +101,7 @@ class PipelineConfig(Params):
     multiview_refine_sources: bool = param(
         True,
         "depth_source multiview: refine the source views' poses against the frame before the "
-        "published sweep (about 85 ms of its 190 on one CPU thread; on held-out synthetic "
+        "published sweep (about 85 ms of its 190 on one CPU thread; on five held-out synthetic "
         "sequences the multi-view depth gained 23 % on the network's with it, 15 % without)",
     )
     fuse_classical: bool = param(
