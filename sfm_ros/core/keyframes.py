@@ -580,8 +580,7 @@ class KeyframeTracker:
         kf_depth = depth
         if for_keyframe:
             kf_cfg = self.config.keyframe_multiview
-            out = multiview_depth(frame.grey, depth, K, src_images, T_tracked, kf_cfg)
-            kf_depth = out.depth_m
+            kf_depth = multiview_depth(frame.grey, depth, K, src_images, T_tracked, kf_cfg).depth_m
         if not fuse_depth:
             return depth_m, zeros, zeros, kf_depth
         T_src = T_tracked
