@@ -81,9 +81,11 @@ def test_switches_keyframes_and_chains_close_to_truth(sequence):
     assert max(rotation_error_deg(chained, T_true)) < 0.6
     assert rotation_error_deg(network[-1], T_true[-1]) > 0.5  # what the refinement corrected
     # multi-view depth: the depth given is exact, so the fused depth must stay close to it
+    # (the fill spreads geometry's noise over the textureless pixels: 0.035 without it)
     last = outs[-1]
     rel = np.abs(last.depth_m - sequence["depth"][-1]) / sequence["depth"][-1]
-    assert np.nanmean(rel) < 0.05 and last.confidence.max() > 0.5
+    assert np.nanmedian(rel) < 0.03 and np.nanmean(rel) < 0.06
+    assert last.confidence.max() > 0.5
 
 
 def test_without_fused_depth_the_poses_are_the_same(sequence):

@@ -195,6 +195,34 @@ def test_bad_arguments_raise_input_error(scene):
             MultiViewConfig(fusion_exponent=exponent)
 
 
+def test_a_region_wrong_in_the_prior_is_corrected_where_it_has_no_texture(scene):
+    """A network errs over whole regions: where the prior is 25 % too far on the right half,
+    the textureless pixels there take the correction geometry makes to the textured pixels
+    around them, and the left half, where the prior is right, keeps it."""
+    true, flat = scene["depth"][:1], scene["flat"][:1]
+    wrong = torch.zeros_like(flat)
+    wrong[..., W // 2 :] = True
+    prior = torch.where(wrong, true * 1.25, true)
+    args = (scene["images"][:1], prior, scene["K"], scene["images"][None, 1:], scene["T_src_key"])
+    kept = multiview_depth(*args)
+    filled = multiview_depth(*args, MultiViewConfig(fill_radius=0.1))
+    torch.testing.assert_close(filled.confidence, kept.confidence)
+    blank = flat & wrong
+    assert blank.sum() > 500 and not (flat & ~wrong).any()
+    assert _abs_rel(kept.depth_m, true, blank) > 0.2
+    assert _abs_rel(filled.depth_m, true, blank) < 0.5 * _abs_rel(kept.depth_m, true, blank)
+    left = ~wrong & (torch.arange(W) < W // 2 - 8)  # clear of the window at the boundary
+    assert _abs_rel(filled.depth_m, true, left) < 0.02
+    assert _abs_rel(filled.depth_m, true, ~flat) < _abs_rel(kept.depth_m, true, ~flat)
+    # without confident pixels anywhere (no parallax), the prior stands
+    eye = torch.eye(4).expand(1, 4, 4, 4)
+    still = multiview_depth(*args[:4], eye, MultiViewConfig(fill_radius=0.1))
+    torch.testing.assert_close(still.depth_m, prior)
+    for radius, support in ((-0.1, 0.02), (0.1, 0.0)):
+        with pytest.raises(InputError, match="fill_radius"):
+            MultiViewConfig(fill_radius=radius, fill_support=support)
+
+
 def test_prior_confidence_is_low_where_geometry_contradicts_the_prior(scene):
     # the prior is right except on the right quarter, 20 % too far there: geometry is sure of
     # both parts (the fused depth's confidence), but confirms the prior on the first only

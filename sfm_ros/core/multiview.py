@@ -17,6 +17,11 @@ The geometric estimate is fused with the prior in inverse depth,
 (local contrast of the keyframe), parallax (how many pixels the sweep moves along the epipolar
 line in the best view), a valid view (the pixel projects into some source image), a winner
 inside the sweep range (not at its ends), and the distinctiveness of the cost minimum.
+
+Where geometry is silent (no texture, no parallax) the prior stands, with its own errors, which
+a network makes over whole regions. With ``fill_radius``, such pixels take the correction
+geometry made to the prior around them instead: a normalised convolution (Knutsson and Westin)
+of the log correction weighted by the fusion weight, the prior's shape kept.
 """
 
 from __future__ import annotations
@@ -75,6 +80,13 @@ class MultiViewConfig:
     1, geometry wins sooner over the single-view prior (0.5: about 1 % lower Abs Rel on held-out
     synthetic and real clips than 1). A new keyframe's depth, which the tracking aligns with, is
     fused with the exponent 1 (0.5 made one held-out synthetic track break down)."""
+    fill_radius: float = 0.0
+    """Half-size of the window, as a fraction of the sweep's width, whose weighted mean
+    correction a pixel takes for the part of the fusion weight its own geometry does not
+    claim; 0 = the prior as it is there."""
+    fill_support: float = 0.02
+    """Mean fusion weight in that window from which the mean correction is taken whole (less:
+    scaled down towards the prior)."""
     agreement_sigma: float = 0.1
     """Relative inverse-depth difference between the geometric estimate and the (scale-aligned)
     prior at which ``prior_confidence`` falls to exp(-1/2) of ``confidence``."""
@@ -100,6 +112,11 @@ class MultiViewConfig:
             raise InputError(f"agreement_sigma must be > 0, got {self.agreement_sigma}")
         if self.patch_radius < 1 or self.sweep_pixels < 64:
             raise InputError("patch_radius must be >= 1 and sweep_pixels >= 64")
+        if self.fill_radius < 0 or not self.fill_support > 0:
+            raise InputError(
+                f"fill_radius must be >= 0 and fill_support > 0, got {self.fill_radius}, "
+                f"{self.fill_support}"
+            )
 
 
 @dataclass
@@ -251,6 +268,19 @@ def _sweep(
     return s, torch.nan_to_num(confidence, nan=0.0), n_seen, parallax
 
 
+def _neighbourhood_correction(
+    s: torch.Tensor, weight: torch.Tensor, cfg: MultiViewConfig
+) -> torch.Tensor:
+    """(B, 1, h, w) relative correction from the neighbourhood: the ``weight``-weighted mean of
+    log(1 + s) over the fill window, scaled down where the window's mean weight is below
+    ``fill_support`` (0 without any weight)."""
+    radius = max(1, round(cfg.fill_radius * s.shape[-1]))
+    numerator = _box(weight * torch.log1p(s), radius)
+    support = _box(weight, radius)
+    mean = torch.expm1(numerator / support.clamp(min=1e-6))
+    return mean * (support / cfg.fill_support).clamp(max=1)
+
+
 def _prior_scale(
     key: torch.Tensor,
     inv_centre: torch.Tensor,
@@ -324,16 +354,20 @@ def multiview_depth(
     if cfg.align_prior_scale:
         ratio = _prior_scale(key_s, inv_centre, K_s, src_s, T, cfg)
     s, confidence, n_seen, parallax = _sweep(key_s, inv_centre * ratio, K_s, src_s, T, cfg)
+    s_near = torch.zeros_like(s)
+    if cfg.fill_radius > 0:
+        s_near = _neighbourhood_correction(s, confidence**cfg.fusion_exponent * (valid > 0), cfg)
     if factor > 1:
         up = dict(size=(H, W), mode="bilinear", align_corners=False)
         s, confidence = F.interpolate(s, **up), F.interpolate(confidence, **up)
+        s_near = F.interpolate(s_near, **up)
         parallax = F.interpolate(parallax, **up) * factor
         n_seen = F.interpolate(n_seen.to(dtype), size=(H, W), mode="nearest")
     # The correction s is relative to the rescaled prior: applied to the prior, it keeps the
     # prior's scale; the geometric depth is in the poses' scale.
     inv_geo = torch.where(prior_ok, inv_prior, fill) * (1 + s)
     weight = confidence**cfg.fusion_exponent
-    inv_fused = torch.where(prior_ok, inv_prior * (1 + weight * s), inv_geo)
+    inv_fused = torch.where(prior_ok, inv_prior * (1 + weight * s + (1 - weight) * s_near), inv_geo)
     nan = torch.full_like(inv_geo, math.nan)
     return MultiViewDepth(
         depth_m=torch.where(prior_ok | (confidence > 0), 1 / inv_fused, nan),
