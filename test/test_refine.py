@@ -17,6 +17,7 @@ from sfm_ros.core.refine import (
     linearize,
     prepare_reference,
     refine_pose,
+    refine_with_reference,
 )
 
 H, W = 48, 160
@@ -107,6 +108,27 @@ def test_batch_items_are_independent(pair):
     assert batch.reason == ["ok", "low_texture"]
     torch.testing.assert_close(batch.T_tgt_ref[0], single.T_tgt_ref[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(batch.T_tgt_ref[1], T0[1])
+
+
+def test_one_reference_expanded_aligns_like_as_many_prepared(pair):
+    """Several targets against one image: prepared once and expanded, the results are those of
+    preparing a copy per target."""
+    ref, depth, K = pair["images"][:1], pair["depth"][:1], pair["K"][None]
+    tgt = torch.cat([pair["images"][1:2], pair["images"][:1], pair["images"][1:2]])
+    T0 = torch.cat([PERTURB @ pair["T_true"], torch.eye(4)[None].double(), pair["T_true"]])
+    copies = prepare_reference(
+        ref.expand(3, -1, -1, -1), depth.expand(3, -1, -1, -1), K.expand(3, 3, 3)
+    )
+    expanded = prepare_reference(ref, depth, K).expand(3)
+    a = refine_with_reference(copies, tgt, T0.float())
+    b = refine_with_reference(expanded, tgt, T0.float())
+    assert a.reason == b.reason == ["ok", "ok", "ok"]
+    torch.testing.assert_close(b.T_tgt_ref, a.T_tgt_ref, atol=0, rtol=0)
+    torch.testing.assert_close(b.covariance, a.covariance, atol=0, rtol=0)
+    rot, direction = _errors(b.T_tgt_ref[:1], pair["T_true"])
+    assert rot < 0.1 and direction < 1.0
+    with pytest.raises(InputError, match="batch 1"):
+        copies.expand(3)
 
 
 @pytest.mark.parametrize("what", ["blank_target", "blank_reference", "nan_depth"])

@@ -25,7 +25,7 @@ many targets to one reference (a keyframe) without rebuilding its pyramid.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -220,6 +220,30 @@ class Reference:
     valid_depth_pixels: torch.Tensor  # (B,) at the finest level
     median_depth: torch.Tensor  # (B,) of the selected finest-level pixels (inf if none)
     K: torch.Tensor  # (B, 3, 3) finest level
+
+    def expand(self, batch: int) -> Reference:
+        """This one reference (batch 1) as ``batch`` identical ones, without copying: one image
+        aligned against several targets is prepared once."""
+        if self.K.shape[0] != 1 or batch < 1:
+            raise InputError(f"can expand a reference of batch 1 to >= 1, got {self.K.shape[0]}")
+
+        def many(t: torch.Tensor) -> torch.Tensor:
+            return t.expand(batch, *t.shape[1:])
+
+        levels = [
+            replace(
+                level,
+                K=many(level.K),
+                X_ref=many(level.X_ref),
+                I_ref=many(level.I_ref),
+                selected=many(level.selected),
+                n_selected=many(level.n_selected),
+            )
+            for level in self.levels
+        ]
+        return Reference(
+            levels, many(self.valid_depth_pixels), many(self.median_depth), many(self.K)
+        )
 
 
 @dataclass
