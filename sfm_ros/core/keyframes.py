@@ -97,8 +97,7 @@ class KeyframeConfig:
     sweep is sensitive to pose errors, and the tracked poses of recent frames are chained
     through the keyframe: on five held-out synthetic sequences the fused depth's Abs Rel was
     31 % below the network's with this and 20 % without it (means of the per-sequence changes,
-    with ``fill_radius``). A source whose
-    refinement fails keeps its tracked pose."""
+    with ``fill_radius``). A source whose refinement fails keeps its tracked pose."""
     max_width: int | None = 416
     """Frames wider than this are processed at a reduced size (outputs are full size)."""
     min_overlap: float = 0.7
