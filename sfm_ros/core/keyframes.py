@@ -553,7 +553,7 @@ class KeyframeTracker:
         """Source poses (1, N, 4, 4) refined against the frame with its depth (1, 1, h, w), as
         one batch of N pairs."""
         cfg, N = self.config.refine, src_images.shape[1]
-        reference = prepare_reference(frame.grey, depth, K.expand(1, 3, 3), cfg).expand(N)
+        reference = prepare_reference(frame.grey, depth, K, cfg).expand(N)
         result = refine_with_reference(reference, src_images[0], T_src_cur[0].double(), cfg)
         return result.T_tgt_ref.to(T_src_cur.dtype)[None]
 

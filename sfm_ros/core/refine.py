@@ -225,7 +225,9 @@ class Reference:
         """This one reference (batch 1) as ``batch`` identical ones, without copying: one image
         aligned against several targets is prepared once."""
         if self.K.shape[0] != 1 or batch < 1:
-            raise InputError(f"can expand a reference of batch 1 to >= 1, got {self.K.shape[0]}")
+            raise InputError(
+                f"can expand a reference of batch 1 to >= 1, got {self.K.shape[0]} to {batch}"
+            )
 
         def many(t: torch.Tensor) -> torch.Tensor:
             return t.expand(batch, *t.shape[1:])
