@@ -24,10 +24,17 @@ Steps, each written to OUT/gpu_session.json and OUT/gpu_session.md as soon as it
 3. the warm-up: seconds per step of the online fine-tuner (`OnlineAdapter`, its defaults: the
    checkpoint's input size, replayed synthetic snippets) on a synthetic street (issue 10).
 4. the default model: ``config/training/default_model.yaml`` at 128x416, starting from the
-   packaged model's weights (``--from-scratch``: random ones), for ``--train-minutes`` (the
-   synthetic sources rendered by one process per core, a batch of ``--batch`` snippets),
-   packed fp16 into OUT/default_gpu.pt with its validation figures (OUT/train_log.txt), then
-   its own estimator step and warm-up step timed as in 2 and 3.
+   packaged model's weights (``--init``: another checkpoint's; ``--from-scratch``: random
+   ones), for ``--train-minutes`` (the synthetic sources rendered by one process per core, a
+   batch of ``--batch`` snippets), its last and best checkpoints packed fp16 into
+   OUT/default_gpu.pt and OUT/default_gpu_best.pt with its validation figures
+   (OUT/train_log.txt), then its own estimator step and warm-up step timed as in 2 and 3.
+
+The first run (2026-12-04, an H200; benchmarks/RESULTS.md, "The first GPU session") measured
+steps 2 and 3 and trained for 5.3 minutes: 4846 steps of 62 ms at batch 16, not
+data-bound (one loader process assembles a batch of 16 in 0.13 s; eight ran). A later session
+can give the whole budget to training with ``--train-only``, and more work per step with a
+larger ``--batch`` (and ``--lr``).
 
 Back on a CPU machine, measure its transfer the way the packaged model's was measured:
 ``python benchmarks/warmup.py --checkpoint OUT/default_gpu.pt --clip CLIP --steps 0`` (and with
@@ -154,13 +161,13 @@ def train_default(
     lr: float,
     device: torch.device,
     smoke: bool,
-    warm_start: bool,
+    init: Path | None,
 ) -> dict:
     """The default model's recipe for ``minutes`` (fewer if training would end past
     ``deadline``, a `time.monotonic` value); its last and best (validation photometric error)
-    checkpoints packed in ``out``. With
-    `warm_start`, the networks start from the packaged model (this recipe's metric log-depth
-    output, trained from `log_depth_start.py`'s rewrite of the former one)."""
+    checkpoints packed in ``out``. With `init`, the networks start from that checkpoint (by
+    default the packaged model: this recipe's metric log-depth output, trained from
+    `log_depth_start.py`'s rewrite of the former one); without, from random weights."""
     run_dir = Path(tempfile.mkdtemp(prefix="default_gpu_"))
     overrides = [
         f"log.out_dir={run_dir}", f"optim.max_minutes={minutes}", f"optim.batch_size={batch}",
@@ -168,10 +175,10 @@ def train_default(
         f"device={device}", "data.render_workers=0", "data.num_workers=8", "log.val_every=500",
         "log.save_every=500",
     ]  # fmt: skip
-    if warm_start:
-        arch = load_checkpoint(DEFAULT_MODEL)["arch"]
+    if init is not None:
+        arch = load_checkpoint(init)["arch"]
         scale = arch.get("pose_kwargs", {}).get("translation_scale", POSE_SCALE)
-        overrides += [f"model.init_from={DEFAULT_MODEL}", f"model.translation_scale={scale}"]
+        overrides += [f"model.init_from={init}", f"model.translation_scale={scale}"]
     if smoke:  # toy sizes: the same steps, seconds instead of minutes
         overrides += [
             "data.height=32", "data.width=96", "data.train=[synthetic:street:6:0:random,"
@@ -242,6 +249,17 @@ def main() -> int:
         action="store_true",
         help="train the recipe from random weights (default: from the packaged model's)",
     )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=DEFAULT_MODEL,
+        help="checkpoint the training starts from (default: the packaged model)",
+    )
+    parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="skip the timings (steps 2 and 3, and the trained model's): all the budget trains",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     out = Path(args.out)
@@ -271,24 +289,26 @@ def main() -> int:
         print(f"{key}: {json.dumps(value)}", flush=True)
         return value
 
+    init = None if args.from_scratch else args.init
     (seq,) = open_source(HELD_OUT.format(frames=frames_n + 5), height=128, width=416)
     frames = [seq.load(i) for i in range(len(seq))]
     warm = 5
-    record(
-        "estimator step, packaged model",
-        lambda: time_estimator(DEFAULT_MODEL, frames, device, warm),
-    )
-    est = DepthPoseEstimator.from_checkpoint(DEFAULT_MODEL, device=str(device))
-    outputs = [est.step(f.image, f.K, f.stamp_ns) for f in frames]
-    record("tracker per frame at 128x416", lambda: time_tracker(frames, outputs, device, warm))
-    record("warm-up step", lambda: time_warmup(DEFAULT_MODEL, device, warmup_steps, 30))
+    if not args.train_only:
+        record(
+            "estimator step, packaged model",
+            lambda: time_estimator(DEFAULT_MODEL, frames, device, warm),
+        )
+        est = DepthPoseEstimator.from_checkpoint(DEFAULT_MODEL, device=str(device))
+        outputs = [est.step(f.image, f.K, f.stamp_ns) for f in frames]
+        record("tracker per frame at 128x416", lambda: time_tracker(frames, outputs, device, warm))
+        record("warm-up step", lambda: time_warmup(DEFAULT_MODEL, device, warmup_steps, 30))
     trained = record(
         "default model trained here",
         lambda: train_default(
-            out, minutes, deadline, args.batch, args.lr, device, args.smoke, not args.from_scratch
+            out, minutes, deadline, args.batch, args.lr, device, args.smoke, init
         ),
     )
-    if "checkpoint" in trained:
+    if "checkpoint" in trained and not args.train_only:
         model = Path(trained["checkpoint"])
         record("estimator step, trained model", lambda: time_estimator(model, frames, device, warm))
         record("warm-up step, trained model", lambda: time_warmup(model, device, warmup_steps, 30))
