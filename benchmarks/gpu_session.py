@@ -31,10 +31,10 @@ Steps, each written to OUT/gpu_session.json and OUT/gpu_session.md as soon as it
    (OUT/train_log.txt), then its own estimator step and warm-up step timed as in 2 and 3.
 
 The first run (2026-12-04, an H200; benchmarks/RESULTS.md, "The first GPU session") measured
-steps 2 and 3 and trained for 5.3 minutes: 4846 steps of 62 ms at batch 16, not
-data-bound (one loader process assembles a batch of 16 in 0.13 s; eight ran). A later session
-can give the whole budget to training with ``--train-only``, and more work per step with a
-larger ``--batch`` (and ``--lr``).
+steps 2 and 3 and trained for 5.3 minutes: 4846 steps of 62 ms at batch 16, not bound by
+the data (one loader process assembles a batch of 16 in 0.13 s on our CPU; eight ran). A later
+session can give the whole budget to training with ``--train-only``, and more work per step
+with a larger ``--batch`` (and ``--lr``).
 
 Back on a CPU machine, measure its transfer the way the packaged model's was measured:
 ``python benchmarks/warmup.py --checkpoint OUT/default_gpu.pt --clip CLIP --steps 0`` (and with
