@@ -69,6 +69,7 @@ from sfm_ros.core.train import Trainer
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "config" / "training" / "default_model.yaml"
 HELD_OUT = "synthetic:street:{frames}:1000"
+AFTER_TRAINING_S = 100  # validation, packing and the trained model's timings
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -207,7 +208,7 @@ def train_default(
     shutil.rmtree(run_dir, ignore_errors=True)
     return {
         "checkpoint": str(packed),
-        "best_checkpoint": str(best_packed),
+        "best_checkpoint": None if best_packed is None else str(best_packed),
         "mb": packed.stat().st_size / 1e6,
         "minutes": trainer.cfg.optim.max_minutes,
         "best_validation_photometric": summary.best_val,
@@ -235,7 +236,7 @@ def main() -> int:
         "--budget-minutes",
         type=float,
         help="the whole run's wall-clock budget: training stops early enough for the steps "
-        "after it (about 100 s) to finish inside it",
+        f"after it (about {AFTER_TRAINING_S} s) to finish inside it",
     )
     parser.add_argument("--batch", type=int, default=16, help="training snippets per step")
     parser.add_argument(
@@ -266,7 +267,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True  # fixed input sizes throughout
-    deadline = None if args.budget_minutes is None else started + 60 * args.budget_minutes - 100
+    deadline = None
+    if args.budget_minutes is not None:
+        deadline = started + 60 * args.budget_minutes - AFTER_TRAINING_S
     frames_n, warmup_steps, minutes = args.frames, args.warmup_steps, args.train_minutes
     if args.smoke:
         frames_n, warmup_steps, minutes = 8, 3, 0.2
@@ -290,10 +293,10 @@ def main() -> int:
         return value
 
     init = None if args.from_scratch else args.init
-    (seq,) = open_source(HELD_OUT.format(frames=frames_n + 5), height=128, width=416)
-    frames = [seq.load(i) for i in range(len(seq))]
     warm = 5
     if not args.train_only:
+        (seq,) = open_source(HELD_OUT.format(frames=frames_n + 5), height=128, width=416)
+        frames = [seq.load(i) for i in range(len(seq))]
         record(
             "estimator step, packaged model",
             lambda: time_estimator(DEFAULT_MODEL, frames, device, warm),
