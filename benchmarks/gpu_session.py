@@ -29,6 +29,13 @@ Steps, each written to OUT/gpu_session.json and OUT/gpu_session.md as soon as it
    batch of ``--batch`` snippets), its last and best checkpoints packed fp16 into
    OUT/default_gpu.pt and OUT/default_gpu_best.pt with its validation figures
    (OUT/train_log.txt), then its own estimator step and warm-up step timed as in 2 and 3.
+5. issue 9's GPU target, the two parts of the tracker that run on the device, each eager as
+   the tracker runs it, eager sync-free (``RefineConfig.sync_free``: every iteration cap, no
+   host sync) and that captured once in a CUDA graph and replayed per frame, with the largest
+   difference from eager: the published depth of a frame (`published_depth`: two sweeps and
+   the batched refinement of the source views) and the keyframe refinement (also with its
+   Levenberg-Marquardt step compiled by ``torch.compile``). Last, so that a failed capture
+   cannot spoil the other steps.
 
 The first run (2026-12-04, an H200; benchmarks/RESULTS.md, "The first GPU session") measured
 steps 2 and 3 and trained for 5.3 minutes: 4846 steps of 62 ms at batch 16, not bound by
@@ -51,6 +58,8 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +69,17 @@ import torch
 from sfm_ros.core.checkpoint import DEFAULT_MODEL, load_checkpoint, pack_checkpoint
 from sfm_ros.core.config import load_config
 from sfm_ros.core.inference import DepthPoseEstimator
-from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker
+from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker, published_depth
 from sfm_ros.core.models.posenet import POSE_SCALE
 from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
+from sfm_ros.core.refine import (
+    Reference,
+    RefineConfig,
+    lm_step,
+    prepare_reference,
+    refine_on_device,
+    to_grey,
+)
 from sfm_ros.core.sources import open_source
 from sfm_ros.core.train import Trainer
 
@@ -123,6 +140,165 @@ def time_tracker(frames: list, outputs: list, device: torch.device, warmup: int)
             "frames": len(ms),
             "switches": tracker.keyframe_switches,
         }
+    return results
+
+
+def _refinement_pairs(frames: list, outputs: list, device: torch.device, pairs: int) -> tuple:
+    """The tracker's keyframe refinement inputs for frame 0 as the keyframe and frames 1..:
+    its `Reference` (network depth), and per target the image (1, 3, H, W) and the initial
+    ``T_tgt_ref`` (the network's motions chained), float64."""
+
+    def image(frame) -> torch.Tensor:
+        img = torch.as_tensor(np.ascontiguousarray(frame.image), dtype=torch.float32)
+        img = img / 255 if frame.image.dtype == np.uint8 else img
+        return img.permute(2, 0, 1)[None].to(device)
+
+    cfg = KeyframeConfig().refine
+    depth = torch.as_tensor(outputs[0].depth_m, dtype=torch.float32, device=device)[None, None]
+    K = torch.as_tensor(frames[0].K, dtype=torch.float32, device=device)[None]
+    reference = prepare_reference(image(frames[0]), depth, K, cfg)
+    targets, T_ref_tgt = [], np.eye(4)
+    for frame, out in list(zip(frames, outputs, strict=True))[1 : pairs + 1]:
+        T_ref_tgt = T_ref_tgt @ out.T_prev_cur
+        T = torch.as_tensor(np.linalg.inv(T_ref_tgt), dtype=torch.float64, device=device)[None]
+        targets.append((image(frame), T))
+    return reference, targets
+
+
+def time_refinement(
+    frames: list, outputs: list, device: torch.device, repeats: int, pairs: int = 6
+) -> dict:
+    """Milliseconds per keyframe refinement (the tracker's `RefineConfig`, batch 1, 128x416,
+    `refine_on_device`): eager as the tracker runs it (stopping once converged, a host sync per
+    iteration) and sync-free (every iteration cap, nothing read back); each with `lm_step`
+    compiled (``torch.compile``, fullgraph, dynamic shapes; its first call's seconds
+    reported); and, on a GPU, the sync-free refinement captured once in a CUDA graph and
+    replayed per target (its image and initial pose copied into the graph's inputs), with the
+    eager and the compiled step. Each variant's poses are compared with the eager ones."""
+    cfg = KeyframeConfig().refine
+    free = replace(cfg, sync_free=True)
+    reference, targets = _refinement_pairs(frames, outputs, device, pairs)
+    results: dict[str, Any] = {"pairs": len(targets), "repeats": repeats}
+    start = time.perf_counter()
+    compiled = torch.compile(lm_step, fullgraph=True, dynamic=True)
+    refine_on_device(reference, *targets[0], free, compiled)
+    sync(device)
+    results["compile_s"] = time.perf_counter() - start
+    eager_T: list[torch.Tensor] = []
+
+    def timed(name: str, run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        ms, diff = [], 0.0
+        for r in range(repeats + 1):
+            for i, (img, T) in enumerate(targets):
+                sync(device)
+                start = time.perf_counter()
+                T_out = run(img, T)
+                sync(device)
+                if r:
+                    ms.append(1e3 * (time.perf_counter() - start))
+                elif len(eager_T) < len(targets):
+                    eager_T.append(T_out)
+                else:
+                    diff = max(diff, float((T_out - eager_T[i]).abs().max()))
+        results[name] = {**percentiles(ms), "max_pose_difference": diff}
+
+    for name, config, step in (
+        ("eager", cfg, lm_step),
+        ("eager, sync-free", free, lm_step),
+        ("compiled step", cfg, compiled),
+        ("compiled step, sync-free", free, compiled),
+    ):
+        timed(name, partial(_refined_pose, reference, config=config, step=step))
+    if device.type == "cuda":
+        for name, step in (
+            ("CUDA graph, sync-free", lm_step),
+            ("CUDA graph, compiled step", compiled),
+        ):
+            run = partial(_refined_pose, reference, config=free, step=step)
+            timed(name, _captured(run, targets[0]))
+    return results
+
+
+def _refined_pose(
+    reference: Reference, img: torch.Tensor, T: torch.Tensor, config: RefineConfig, step: Callable
+) -> torch.Tensor:
+    return refine_on_device(reference, img, T, config, step)[1]["T_tgt_ref"]
+
+
+def _captured(
+    run: Callable[..., torch.Tensor], example: tuple[torch.Tensor, ...]
+) -> Callable[..., torch.Tensor]:
+    """``run`` (tensors -> a tensor) captured in a CUDA graph: a function of the same inputs
+    that copies them into the graph's own and replays it."""
+    static = [x.clone() for x in example]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture (allocator, kernels)
+        for _ in range(3):
+            run(*static)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = run(*static)
+
+    def replay(*inputs: torch.Tensor) -> torch.Tensor:
+        for buffer, x in zip(static, inputs, strict=True):
+            buffer.copy_(x)
+        graph.replay()
+        return output.clone()
+
+    return replay
+
+
+def time_published_depth(
+    frames: list, outputs: list, device: torch.device, repeats: int, views: int = 3
+) -> dict:
+    """Milliseconds per frame of the published multi-view depth (`published_depth`: a coarse
+    sweep, the source views' poses refined as one batch, the sweep; the tracker's config,
+    128x416) on frames ``views``.. with the ``views`` frames before each as sources at the
+    network's chained poses: eager, eager with a sync-free refinement, and on a GPU the latter
+    captured in a CUDA graph (its largest relative depth difference from eager reported)."""
+    config = KeyframeConfig()
+    free = replace(config, refine=replace(config.refine, sync_free=True))
+    K = torch.as_tensor(frames[0].K, dtype=torch.float32, device=device)[None]
+    greys, T_world = [], [np.eye(4)]
+    for frame, out in zip(frames, outputs, strict=True):
+        img = torch.as_tensor(np.ascontiguousarray(frame.image), dtype=torch.float32)
+        img = img / 255 if frame.image.dtype == np.uint8 else img
+        greys.append(to_grey(img.permute(2, 0, 1)[None].to(device)))
+        if len(greys) > 1:
+            T_world.append(T_world[-1] @ out.T_prev_cur)
+    inputs = []
+    for j in range(views, len(greys)):
+        T = np.stack([np.linalg.inv(T_world[i]) @ T_world[j] for i in range(j - views, j)])
+        depth = torch.as_tensor(outputs[j].depth_m, dtype=torch.float32, device=device)
+        src = torch.stack(greys[j - views : j], 1)
+        T_src = torch.as_tensor(T, dtype=torch.float32, device=device)[None]
+        inputs.append((greys[j], depth[None, None], src, T_src))
+    results: dict[str, Any] = {"frames": len(inputs), "repeats": repeats}
+    runs = {
+        "eager": lambda g, d, src, T: published_depth(g, d, K, src, T, config).depth_m,
+        "eager, sync-free": lambda g, d, src, T: published_depth(g, d, K, src, T, free).depth_m,
+    }
+    if device.type == "cuda":
+        runs["CUDA graph, sync-free"] = _captured(runs["eager, sync-free"], inputs[0])
+    reference: list[torch.Tensor] = []
+    for name, run in runs.items():
+        ms, diff = [], 0.0
+        for r in range(repeats + 1):
+            for i, x in enumerate(inputs):
+                sync(device)
+                start = time.perf_counter()
+                depth = run(*x)
+                sync(device)
+                if r:
+                    ms.append(1e3 * (time.perf_counter() - start))
+                elif len(reference) < len(inputs):
+                    reference.append(depth)
+                else:
+                    rel = ((depth - reference[i]) / reference[i]).abs().nan_to_num()
+                    diff = max(diff, float(rel.max()))
+        results[name] = {**percentiles(ms), "max_relative_depth_difference": diff}
     return results
 
 
@@ -315,6 +491,15 @@ def main() -> int:
         model = Path(trained["checkpoint"])
         record("estimator step, trained model", lambda: time_estimator(model, frames, device, warm))
         record("warm-up step, trained model", lambda: time_warmup(model, device, warmup_steps, 30))
+    if not args.train_only:  # last: a failed CUDA graph capture cannot spoil the other steps
+        record(
+            "published depth at 128x416",
+            lambda: time_published_depth(frames, outputs, device, 1 if args.smoke else 3),
+        )
+        record(
+            "keyframe refinement at 128x416",
+            lambda: time_refinement(frames, outputs, device, 2 if args.smoke else 10),
+        )
     return 0
 
 

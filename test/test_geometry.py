@@ -85,6 +85,21 @@ def test_check_intrinsics_accepts_valid():
     g.check_intrinsics(torch.tensor(K_NP, dtype=torch.float32).expand(4, 3, 3))
 
 
+def test_inverse_intrinsics_inverts_batched_pinhole_matrices_with_skew():
+    gen = torch.Generator().manual_seed(0)
+    K = torch.zeros(2, 5, 3, 3, dtype=torch.float64)
+    K[..., 0, 0] = 100 + 500 * torch.rand(2, 5, generator=gen)
+    K[..., 1, 1] = 100 + 500 * torch.rand(2, 5, generator=gen)
+    K[..., 0, 1] = torch.randn(2, 5, generator=gen)
+    K[..., :2, 2] = 300 * torch.rand(2, 5, 2, generator=gen)
+    K[..., 2, 2] = 1
+    K_inv = g.inverse_intrinsics(K)
+    torch.testing.assert_close(K_inv, torch.linalg.inv(K), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        K_inv @ K, torch.eye(3, dtype=K.dtype).expand_as(K), atol=1e-12, rtol=0
+    )
+
+
 # --------------------------------------------------------------------------- poses
 
 

@@ -8,7 +8,7 @@ import refine_scenes as rs
 import torch
 
 from sfm_ros.core.errors import InputError
-from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker
+from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker, published_depth
 from sfm_ros.core.lie import se3_exp, so3_log
 from sfm_ros.core.metrics import chain_relative_poses, evaluate_depth, rotation_error_deg
 from sfm_ros.core.multiview import MultiViewConfig
@@ -131,6 +131,34 @@ def test_source_poses_refined_against_the_frame_give_better_depth(sequence):
         outs = _track(sequence, config, depth=prior)
         errors[refine_sources] = _abs_rel([o.depth_m for o in outs[3:]], sequence["depth"][3:])
     assert errors[True] < 0.8 * errors[False]
+
+
+def test_the_published_depth_reads_nothing_back_and_sync_free_changes_nothing(sequence):
+    """With a sync-free refinement the tracker's poses and depth are the same; the published
+    depth of a frame (two sweeps and the sources' refinement) then runs without any operator
+    reading a value back to the host (what a CUDA graph needs)."""
+    free = KeyframeConfig(refine=replace(EXACT, sync_free=True))
+    tracked = _track(sequence, KeyframeConfig(refine=EXACT)), _track(sequence, free)
+    for a, b in zip(*tracked, strict=True):
+        np.testing.assert_array_equal(a.depth_m, b.depth_m)
+        if a.T_prev_cur is not None:
+            np.testing.assert_array_equal(a.T_prev_cur, b.T_prev_cur)
+    grey = [torch.from_numpy(sequence["images"][i] / 255.0).float()[None, None] for i in range(5)]
+    Tw = sequence["T_world_cam"]
+    T_src = torch.tensor(np.stack([np.linalg.inv(Tw[i]) @ Tw[4] for i in (0, 2, 3)])).float()
+    args = (
+        grey[4],
+        torch.from_numpy(sequence["depth"][4])[None, None],
+        torch.from_numpy(sequence["K"]).float()[None],
+        torch.stack([grey[i] for i in (0, 2, 3)], 1),
+        T_src[None],
+        free,
+    )
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        out = published_depth(*args)
+    reads = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero"}
+    assert not [e.name for e in prof.events() if e.name in reads]
+    assert float(out.confidence.mean()) > 0.1  # it did measure depth
 
 
 def test_without_network_motion_uses_constant_velocity(sequence):

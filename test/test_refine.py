@@ -131,6 +131,46 @@ def test_one_reference_expanded_aligns_like_as_many_prepared(pair):
         copies.expand(3)
 
 
+def test_the_sync_free_solver_gives_the_same_result(pair):
+    """Running every level's iteration cap (no host sync) leaves the items that stopped as
+    they were: the same poses, steps and outcomes as stopping early, a fallback included."""
+    ref = prepare_reference(pair["images"][:1], pair["depth"][:1], pair["K"][None]).expand(3)
+    tgt = torch.cat([pair["images"][1:2], torch.full_like(pair["images"][:1], 0.5)])
+    tgt = torch.cat([tgt, pair["images"][1:2]])
+    T0 = torch.cat([PERTURB @ pair["T_true"], pair["T_true"], pair["T_true"]]).float()
+    early = refine_with_reference(ref, tgt, T0)
+    free = refine_with_reference(ref, tgt, T0, RefineConfig(sync_free=True))
+    assert early.reason == free.reason == ["ok", "low_texture", "ok"]
+    assert int(early.iterations.sum()) < sum(RefineConfig().max_iterations) * 3
+    for name in ("T_tgt_ref", "iterations", "converged", "final_cost", "covariance"):
+        torch.testing.assert_close(getattr(free, name), getattr(early, name), atol=0, rtol=0)
+
+
+def test_the_sync_free_refinement_is_one_graph_without_host_syncs(pair):
+    """With ``sync_free`` the whole refinement after the input checks (pyramid, every level's
+    solver, the retry, the sanity checks, the covariance) traces into one graph: nothing is
+    read back to the host and no Python branch depends on data, which is what capturing it
+    in a CUDA graph needs. A stray ``.item()`` or ``if tensor:`` fails here."""
+    from sfm_ros.core import refine
+
+    torch._dynamo.reset()
+    cfg = RefineConfig(max_iterations=(2, 2), sync_free=True)  # small caps: a quick trace
+    ref = prepare_reference(pair["images"][:1], pair["depth"][:1], pair["K"][None], cfg)
+    T0 = (PERTURB @ pair["T_true"]).double()
+    traced = torch.compile(refine.refine_on_device, backend="eager", fullgraph=True)
+    reason, solution = traced(ref, pair["images"][1:2], T0, cfg)
+    eager = refine_with_reference(ref, pair["images"][1:2], T0, cfg)
+    assert eager.reason == ["ok"] and int(reason[0]) == 0
+    torch.testing.assert_close(solution["T_tgt_ref"], eager.T_tgt_ref, atol=0, rtol=0)
+    rot, _ = _errors(eager.T_tgt_ref, pair["T_true"])
+    assert rot < _errors(T0, pair["T_true"])[0] / 2  # four steps went most of the way
+    # nor does any operator read a value back on its own (as linalg.solve's error check does)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        refine.refine_on_device(ref, pair["images"][1:2], T0, cfg)
+    reads = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero"}
+    assert not [e.name for e in prof.events() if e.name in reads]
+
+
 @pytest.mark.parametrize("what", ["blank_target", "blank_reference", "nan_depth"])
 def test_falls_back_to_initial_pose_with_a_reason(pair, what):
     T0 = (PERTURB @ pair["T_true"]).float()

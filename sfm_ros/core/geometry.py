@@ -72,6 +72,21 @@ def flip_intrinsics(K: Matrix, width: int) -> Matrix:
     return K
 
 
+def inverse_intrinsics(K: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) pinhole K (last row [0, 0, 1], see `check_intrinsics`) -> K^-1 in closed
+    form: unlike ``torch.linalg.inv`` nothing is read back to the host (its singularity
+    check), so it runs inside a CUDA graph."""
+    fx, skew, cx = K[..., 0, 0], K[..., 0, 1], K[..., 0, 2]
+    fy, cy = K[..., 1, 1], K[..., 1, 2]
+    zero, one = torch.zeros_like(fx), torch.ones_like(fx)
+    rows = [
+        torch.stack([1 / fx, -skew / (fx * fy), (skew * cy - cx * fy) / (fx * fy)], -1),
+        torch.stack([zero, 1 / fy, -cy / fy], -1),
+        torch.stack([zero, zero, one], -1),
+    ]
+    return torch.stack(rows, -2)
+
+
 def check_intrinsics(K: Matrix, width: int | None = None, height: int | None = None) -> None:
     """Raise ``InputError`` unless ``K`` (..., 3, 3) is a plausible pinhole matrix.
 
@@ -211,7 +226,7 @@ def _project_target(
     depth_tgt: torch.Tensor, T_src_tgt: torch.Tensor, K: torch.Tensor, eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Source-image pixels (B, 2, H*W) and source depth (B, 1, H*W) of every target pixel."""
-    points = backproject(depth_tgt, torch.linalg.inv(K))
+    points = backproject(depth_tgt, inverse_intrinsics(K))
     points = T_src_tgt[:, :3, :3] @ points + T_src_tgt[:, :3, 3:]
     return project(points, K, eps)
 

@@ -323,11 +323,14 @@ class DepthPoseEstimator:
         lo, hi = _inverse(self.max_depth), _inverse(self.min_depth)
         disp_min, disp_max = torch.stack(torch.aminmax(disp.float())).tolist()  # one sync
         depth = self._to_input_resolution(disp, prep, shape)[0, 0].reciprocal_()
-        if disp_min < lo or disp_max > hi:
+        if disp_min <= lo or disp_max >= hi:
             depth = torch.where(
                 (depth >= self.min_depth) & (depth <= self.max_depth), depth, torch.nan
             )
-        bounds = (_inverse(min(max(disp_max, lo), hi)), _inverse(max(min(disp_min, hi), lo)))
+        # clamped to the range itself: 1 / (1 / x) can miss x by a rounding error
+        near = max(_inverse(min(max(disp_max, lo), hi)), self.min_depth)
+        far = min(_inverse(max(min(disp_min, hi), lo)), self.max_depth)
+        bounds = (near, far)
         return depth.cpu().numpy(), bounds
 
     def _snippet_poses(

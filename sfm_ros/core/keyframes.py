@@ -27,13 +27,20 @@ import torch.nn.functional as F
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.geometry import check_intrinsics, scale_intrinsics
 from sfm_ros.core.lie import se3_adjoint, se3_inverse, so3_log
-from sfm_ros.core.multiview import MultiViewConfig, multiview_depth
+from sfm_ros.core.multiview import (
+    MultiViewConfig,
+    MultiViewDepth,
+    multiview_depth,
+    multiview_on_device,
+)
 from sfm_ros.core.refine import (
     REASONS,
     Reference,
     RefineConfig,
     RefineResult,
     prepare_reference,
+    prepare_reference_on_device,
+    refine_on_device,
     refine_with_reference,
     to_grey,
 )
@@ -542,21 +549,6 @@ class KeyframeTracker:
                 taken.append(position)
         return chosen
 
-    def _refine_sources(
-        self,
-        frame: _Frame,
-        depth: torch.Tensor,
-        K: torch.Tensor,
-        src_images: torch.Tensor,
-        T_src_cur: torch.Tensor,
-    ) -> torch.Tensor:
-        """Source poses (1, N, 4, 4) refined against the frame with its depth (1, 1, h, w), as
-        one batch of N pairs."""
-        cfg, N = self.config.refine, src_images.shape[1]
-        reference = prepare_reference(frame.grey, depth, K, cfg).expand(N)
-        result = refine_with_reference(reference, src_images[0], T_src_cur[0].double(), cfg)
-        return result.T_tgt_ref.to(T_src_cur.dtype)[None]
-
     def _multiview(
         self,
         frame: _Frame,
@@ -584,12 +576,7 @@ class KeyframeTracker:
             kf_depth = multiview_depth(frame.grey, depth, K, src_images, T_tracked, kf_cfg).depth_m
         if not fuse_depth:
             return depth_m, zeros, zeros, kf_depth
-        T_src = T_tracked
-        if self.config.source_pose_refinement:
-            coarse = replace(cfg, sweep_pixels=max(64, cfg.sweep_pixels // 4))
-            first = multiview_depth(frame.grey, depth, K, src_images, T_tracked, coarse)
-            T_src = self._refine_sources(frame, first.depth_m, K, src_images, T_tracked)
-        out = multiview_depth(frame.grey, depth, K, src_images, T_src, cfg)
+        out = published_depth(frame.grey, depth, K, src_images, T_tracked, self.config)
         depth_out, confidences = out.depth_m, (out.confidence, out.prior_confidence)
         if depth_out.shape[-2:] != depth_m.shape:
             size = depth_m.shape
@@ -599,3 +586,38 @@ class KeyframeTracker:
             )
         conf, prior_conf = (c[0, 0].cpu().numpy() for c in confidences)
         return depth_out[0, 0].cpu().numpy(), conf, prior_conf, kf_depth
+
+
+def published_depth(
+    grey: torch.Tensor,
+    depth: torch.Tensor,
+    K: torch.Tensor,
+    src_images: torch.Tensor,
+    T_src_cur: torch.Tensor,
+    config: KeyframeConfig,
+) -> MultiViewDepth:
+    """The multi-view depth a frame publishes (``config.multiview``): with
+    ``source_pose_refinement``, a coarse sweep first, on whose depth each source view's pose is
+    refined against the frame (one batch; a source whose refinement fails keeps its pose), then
+    the sweep with those poses.
+
+    Args:
+        grey: (1, 1, h, w) frame in [0, 1]; depth: (1, 1, h, w) its network depth.
+        K: (1, 3, 3); src_images: (1, N, 1, h, w) source views in [0, 1].
+        T_src_cur: (1, N, 4, 4) float32 tracked poses (frame points -> source camera).
+        config: its ``multiview`` and ``refine`` (with ``refine.sync_free`` nothing is read
+            back to the host: a CUDA graph can hold all of it).
+
+    Inputs are not checked here: the tracker checked them when the frames came in.
+    """
+    cfg, T_src = config.multiview, T_src_cur
+    if config.source_pose_refinement:
+        coarse = replace(cfg, sweep_pixels=max(64, cfg.sweep_pixels // 4))
+        first = multiview_on_device(grey, depth, K, src_images, T_src_cur, coarse)
+        N = src_images.shape[1]
+        reference = prepare_reference_on_device(grey, first.depth_m, K, config.refine)
+        _, solution = refine_on_device(
+            reference.expand(N), src_images[0], T_src_cur[0].double(), config.refine
+        )
+        T_src = solution["T_tgt_ref"].to(T_src_cur.dtype)[None]
+    return multiview_on_device(grey, depth, K, src_images, T_src, cfg)

@@ -119,15 +119,15 @@ def se3_exp(xi: Array) -> Array:
     """Twists (..., 6) = (v, w) -> rigid transforms (..., 4, 4)."""
     t, was_numpy = _torch(xi)
     v, w = t[..., :3], t[..., 3:]
-    angle = w.norm(dim=-1)[..., None, None]
-    _, B, C = _coefficients(angle)
+    A, B, C = _coefficients(w.norm(dim=-1)[..., None, None])
     W = _skew(w)
-    V = torch.eye(3, dtype=t.dtype, device=t.device) + B * W + C * (W @ W)
-    T = torch.zeros(*t.shape[:-1], 4, 4, dtype=t.dtype, device=t.device)
-    T[..., :3, :3] = _so3_exp(w)
-    T[..., :3, 3] = (V @ v[..., None])[..., 0]
-    T[..., 3, 3] = 1
-    return _out(T, was_numpy)
+    W2 = W @ W
+    eye = torch.eye(3, dtype=t.dtype, device=t.device)
+    R = eye + A * W + B * W2
+    p = (eye + B * W + C * W2) @ v[..., None]
+    bottom = torch.zeros_like(t[..., :4]).unsqueeze(-2)
+    bottom[..., 3] = 1
+    return _out(torch.cat([torch.cat([R, p], -1), bottom], -2), was_numpy)
 
 
 def se3_log(T: Array) -> Array:

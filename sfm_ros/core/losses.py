@@ -13,7 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sfm_ros.core.errors import ConfigError, InputError
-from sfm_ros.core.geometry import backproject, depth_from_disp, inverse_warp, scale_intrinsics
+from sfm_ros.core.geometry import (
+    backproject,
+    depth_from_disp,
+    inverse_intrinsics,
+    inverse_warp,
+    scale_intrinsics,
+)
 from sfm_ros.core.params import Params, param
 
 
@@ -210,7 +216,7 @@ def depth_consistency_loss(
     K_rep = K.unsqueeze(1).expand(B, S, 3, 3).flatten(0, 1)
     T = T_src_tgt.flatten(0, 1)
     sampled, valid = inverse_warp(depth_srcs.flatten(0, 1), depth, T, K_rep)
-    points = backproject(depth, torch.linalg.inv(K_rep))
+    points = backproject(depth, inverse_intrinsics(K_rep))
     moved = (T[:, 2:3, :3] @ points + T[:, 2:3, 3:]).reshape(B * S, 1, H, W)
     # The floor keeps the ratio finite (and its gradient too) behind the source camera,
     # where `valid` drops the pixel anyway.

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from sfm_ros.core.errors import InputError
-from sfm_ros.core.geometry import check_intrinsics, pixel_grid, scale_intrinsics
+from sfm_ros.core.geometry import check_intrinsics, inverse_intrinsics, pixel_grid, scale_intrinsics
 from sfm_ros.core.refine import to_grey
 
 _Z_MIN = 1e-3
@@ -213,7 +213,7 @@ def _sweep(
         -cfg.inverse_depth_range, cfg.inverse_depth_range, D, dtype=key.dtype, device=key.device
     )
     inv_hyp = inv_centre * (1 + steps.view(1, D, 1, 1))  # (B, D, h, w)
-    rays = torch.linalg.inv(K) @ pixel_grid(h, w, key.device, key.dtype)  # (B, 3, hw)
+    rays = inverse_intrinsics(K) @ pixel_grid(h, w, key.device, key.dtype)  # (B, 3, hw)
     points = rays[:, None] / inv_hyp.flatten(2)[:, :, None]  # (B, D, 3, hw)
     key_mean = _box(key, r)
     key_var = (_box(key * key, r) - key_mean**2).clamp(min=0)
@@ -324,8 +324,21 @@ def multiview_depth(
             in the unit of the prior depth.
         config: parameters (defaults: `MultiViewConfig()`).
     """
-    cfg = config or MultiViewConfig()
     prior, K, src, T = _check(key_image, prior_depth_m, K, src_images, T_src_key)
+    return multiview_on_device(key_image, prior, K, src, T, config or MultiViewConfig())
+
+
+def multiview_on_device(
+    key_image: torch.Tensor,
+    prior: torch.Tensor,
+    K: torch.Tensor,
+    src: torch.Tensor,
+    T: torch.Tensor,
+    cfg: MultiViewConfig,
+) -> MultiViewDepth:
+    """`multiview_depth` without its input checks, on (B, C, H, W) keyframe and prior (B, 1, H,
+    W), K (B, 3, 3), sources (B, N, C, H, W) and poses (B, N, 4, 4): nothing is read back to
+    the host, so that it runs inside a CUDA graph."""
     B, _, H, W = key_image.shape
     N = src.shape[1]
     dtype = key_image.dtype if key_image.is_floating_point() else torch.float32

@@ -25,6 +25,7 @@ many targets to one reference (a keyframe) without rebuilding its pyramid.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -32,8 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from sfm_ros.core.errors import InputError
-from sfm_ros.core.geometry import check_intrinsics, scale_intrinsics
-from sfm_ros.core.lie import se3_exp, so3_log
+from sfm_ros.core.geometry import check_intrinsics, inverse_intrinsics, scale_intrinsics
+from sfm_ros.core.lie import se3_exp, se3_inverse, so3_log
 
 REASONS = ("ok", "few_pixels", "low_texture", "diverged", "non_finite", "no_improvement")
 """Outcomes of a refinement; everything but "ok" means the initial pose was returned."""
@@ -96,6 +97,11 @@ class RefineConfig:
     max_translation_ratio: float = 0.5
     """Translation change from the initial pose above this times the median depth of the
     used pixels: "diverged"."""
+    sync_free: bool = False
+    """Run every level's iteration cap, never asking the device whether an item is still
+    active (items that stopped are left as they are, so the result is the same). No host
+    sync inside the solver: what capturing it in a CUDA graph needs. Off, the solver stops
+    once no item is active, which is faster where launches are not recorded."""
 
     def __post_init__(self) -> None:
         if not self.max_iterations or min(self.max_iterations) < 0:
@@ -145,8 +151,8 @@ def to_grey(image: torch.Tensor) -> torch.Tensor:
         raise InputError(f"images must be (B, 1 or 3, H, W), got {tuple(image.shape)}")
     if image.shape[1] == 1:
         return image
-    w = torch.tensor(_GREY, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-    return (image * w).sum(1, keepdim=True)
+    r, g, b = _GREY
+    return image[:, :1] * r + image[:, 1:2] * g + image[:, 2:] * b
 
 
 def image_gradients(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,8 +281,8 @@ def _select_pixels(
     smooth = spread <= cfg.max_depth_step * inv
     n_valid = valid.flatten(1).sum(1)
     valid &= smooth
-    valid[..., :, [0, -1]] = False  # the border has one-sided gradients
-    valid[..., [0, -1], :] = False
+    for border in (valid[..., 0, :], valid[..., -1, :], valid[..., 0], valid[..., -1]):
+        border.fill_(False)  # one-sided gradients there (slices: no index tensor to copy)
     score = torch.hypot(gu, gv) * valid
     cell = max(1, math.ceil(math.sqrt(h * w / cfg.max_pixels)))
     best, idx = F.max_pool2d(score, cell, cell, ceil_mode=True, return_indices=True)
@@ -285,7 +291,7 @@ def _select_pixels(
     u = (idx % w).to(grey.dtype)
     v = torch.div(idx, w, rounding_mode="floor").to(grey.dtype)
     depth = torch.gather(torch.nan_to_num(depth_m, nan=0.0).flatten(1), 1, idx)
-    rays = torch.linalg.inv(K) @ torch.stack([u, v, torch.ones_like(u)], 1)
+    rays = inverse_intrinsics(K) @ torch.stack([u, v, torch.ones_like(u)], 1)
     I_ref = torch.gather(grey.flatten(1), 1, idx)
     level = _Level(K, rays * depth[:, None], I_ref, selected, selected.sum(1).double(), (h, w))
     return level, n_valid
@@ -315,10 +321,11 @@ def _residuals(
     z = X[:, 2:3]
     pix = (level.K @ X)[:, :2] / z.clamp(min=_Z_MIN)
     # align_corners=False: pixel centre u sits at (u + 0.5) / w * 2 - 1; inside = [0, w-1]
-    to_grid = pix.new_tensor([2 / w, 2 / h]).view(1, 2, 1)
-    grid = ((pix + 0.5) * to_grid - 1).transpose(1, 2)  # (B, N, 2)
-    limit = pix.new_tensor([1 - 1 / w, 1 - 1 / h])
-    inside = level.selected & (z[:, 0] > _Z_MIN) & (grid.abs() <= limit).all(-1)
+    # (Python scalars, not small tensors: no host-to-device copy inside the solver)
+    gu, gv = pix[:, 0] * (2 / w) + (1 / w - 1), pix[:, 1] * (2 / h) + (1 / h - 1)
+    grid = torch.stack([gu, gv], -1)  # (B, N, 2)
+    inside = (gu.abs() <= 1 - 1 / w) & (gv.abs() <= 1 - 1 / h)
+    inside &= level.selected & (z[:, 0] > _Z_MIN)
     sample = F.grid_sample(target, grid[:, None], align_corners=False, padding_mode="border")
     sample = sample[:, :, 0]
     gain = torch.exp(gain_bias[:, :1]).to(dtype)
@@ -358,14 +365,43 @@ def _normal_equations(
     return (JW @ J).double(), (JW @ ev.r[..., None])[..., 0].double(), W
 
 
-def _covariance(ev: _Eval, J: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
+@dataclass
+class _Fit:
+    """What Levenberg-Marquardt keeps of the residuals at one pose: per item, small tensors
+    only (choosing between two poses then costs a few elementwise selects)."""
+
+    cost: torch.Tensor  # (B,) float64 mean robust residual, out-of-view pixels at a penalty
+    scale: torch.Tensor  # (B, 1) robust scale of the cost
+    H: torch.Tensor  # (B, P, P) float64 J^T W J
+    g: torch.Tensor  # (B, P) float64 J^T W r
+    weighted_sq: torch.Tensor  # (B,) float64 sum of W r^2
+    n_inside: torch.Tensor  # (B,) pixels in view
+
+
+def _fit(
+    level: _Level,
+    target: torch.Tensor,
+    T_tgt_ref: torch.Tensor,
+    gain_bias: torch.Tensor,
+    cfg: RefineConfig,
+    scale: torch.Tensor | None = None,
+) -> _Fit:
+    """Residuals at ``T_tgt_ref`` reduced to their cost and normal equations."""
+    ev = _residuals(level, target, T_tgt_ref, gain_bias, cfg, scale)
+    H, g, W = _normal_equations(ev, _jacobian(ev, cfg), cfg)
+    weighted_sq = (W * ev.r.square()).sum(1).double()
+    return _Fit(ev.cost, ev.scale, H, g, weighted_sq, ev.inside.sum(1))
+
+
+def _covariance(fit: _Fit) -> torch.Tensor:
     """(B, 6, 6) ``sigma^2 H^-1`` twist block (gain and bias marginalised); NaN if singular."""
-    H, _, W = _normal_equations(ev, J, cfg)
-    dof = (ev.inside.sum(1) - H.shape[-1]).clamp(min=1)
-    sigma2 = ((W * ev.r**2).sum(1).double() / dof).clamp(min=MIN_RESIDUAL_STD**2)
+    H = fit.H
+    dof = (fit.n_inside - H.shape[-1]).clamp(min=1)
+    sigma2 = (fit.weighted_sq / dof).clamp(min=MIN_RESIDUAL_STD**2)
+    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
     L, info = torch.linalg.cholesky_ex(H)
-    L = _select(info == 0, L, torch.eye(H.shape[-1], dtype=H.dtype, device=H.device))
-    cov = torch.cholesky_inverse(L)[:, :6, :6] * sigma2[:, None, None]
+    L_inv = torch.linalg.solve_triangular(_select(info == 0, L, eye), eye, upper=False)
+    cov = (L_inv.mT @ L_inv)[:, :6, :6] * sigma2[:, None, None]  # H^-1 = L^-T L^-1
     cov = (cov + cov.transpose(1, 2)) / 2
     good = (info == 0) & torch.isfinite(cov).flatten(1).all(1)
     return torch.where(good[:, None, None], cov, torch.full_like(cov, math.nan))
@@ -376,10 +412,56 @@ def _select(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
     return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
 
 
-def _merge(mask: torch.Tensor, a: _Eval, b: _Eval) -> _Eval:
-    """Evaluation ``a`` where the batch ``mask`` is set, else ``b``."""
+def _merge(mask: torch.Tensor, a: _Fit, b: _Fit) -> _Fit:
+    """Fit ``a`` where the batch ``mask`` is set, else ``b``."""
     pairs = zip(vars(a).values(), vars(b).values(), strict=True)
-    return _Eval(*(_select(mask, x, y) for x, y in pairs))
+    return _Fit(*(_select(mask, x, y) for x, y in pairs))
+
+
+@dataclass
+class _Solver:
+    """Levenberg-Marquardt state of a batch on one level."""
+
+    T: torch.Tensor  # (B, 4, 4) float64 pose
+    ab: torch.Tensor  # (B, 2) float64 log gain and bias
+    fit: _Fit  # at (T, ab)
+    damping: torch.Tensor  # (B,) float64 lambda
+    steps: torch.Tensor  # (B,) long: steps taken, accepted or not
+    converged: torch.Tensor  # (B,) bool: stopped on a small update or a flat cost
+    active: torch.Tensor  # (B,) bool: still iterating
+
+
+def lm_step(
+    level: _Level, target: torch.Tensor, s: _Solver, cfg: RefineConfig, tolerance: float
+) -> _Solver:
+    """One damped Gauss-Newton step for the active items; inactive items are left as they are.
+    Runs on the device without reading anything back (no host sync)."""
+    diag = s.fit.H.diagonal(0, -2, -1)
+    damp = s.damping[:, None] * diag + 1e-9 * diag.amax(-1, keepdim=True) + 1e-12
+    # Cholesky and two triangular solves: unlike linalg.solve, none of them reads back an
+    # error flag (the damped H is positive definite unless something is non-finite).
+    L, info = torch.linalg.cholesky_ex(s.fit.H + torch.diag_embed(damp))
+    y = torch.linalg.solve_triangular(L, -s.fit.g[..., None], upper=False)
+    delta = torch.linalg.solve_triangular(L.mT, y, upper=True)[..., 0]
+    finite = (info == 0) & torch.isfinite(delta).all(1)
+    delta = torch.where(finite[:, None], delta, 0.0)
+    T_new = se3_exp(delta[:, :6]) @ s.T
+    ab_new = s.ab + delta[:, 6:] if cfg.affine_brightness else s.ab
+    fit_new = _fit(level, target, T_new, ab_new, cfg, s.fit.scale)
+    accept = s.active & finite & (fit_new.cost < s.fit.cost)
+    # a step that changes the cost by less than the tolerance, taken or not: a minimum
+    flat = finite & ((s.fit.cost - fit_new.cost).abs() < tolerance * s.fit.cost)
+    small = delta[:, :6].norm(dim=1) < cfg.step_tolerance
+    damping = torch.where(accept, (s.damping / 4).clamp(min=1e-7), s.damping * 8)
+    return _Solver(
+        T=_select(accept, T_new, s.T),
+        ab=_select(accept, ab_new, s.ab),
+        fit=_merge(accept, fit_new, s.fit),
+        damping=damping,
+        steps=s.steps + s.active,
+        converged=s.converged | (s.active & finite & (small | flat)),
+        active=s.active & finite & ~small & ~flat & (damping <= cfg.max_damping),
+    )
 
 
 def _levenberg_marquardt(
@@ -392,48 +474,27 @@ def _levenberg_marquardt(
     cfg: RefineConfig,
     scale: torch.Tensor | None,
     tolerance: float,
-) -> tuple[torch.Tensor, torch.Tensor, _Eval, torch.Tensor, torch.Tensor, torch.Tensor]:
+    step: Callable[..., _Solver],
+) -> _Solver:
     """Robust LM on one level for the ``active`` items, with a fixed robust scale (given, or
     set from the residuals at the start); ``tolerance`` is the relative cost change that
-    counts as converged.
-
-    Returns the pose (B, 4, 4) float64, gain/bias (B, 2), the evaluation there and its
-    Jacobian, steps taken (B,) and converged (B,).
-    """
+    counts as converged; ``step`` is `lm_step` or a compiled version of it. Stops early once no
+    item is active, unless ``cfg.sync_free``."""
     B = T.shape[0]
-    ev = _residuals(level, target, T, ab, cfg, scale)
-    J = _jacobian(ev, cfg)
-    lam = torch.full((B,), cfg.initial_damping, dtype=torch.float64, device=T.device)
-    steps = torch.zeros(B, dtype=torch.long, device=T.device)
-    converged = torch.zeros(B, dtype=torch.bool, device=T.device)
-    active = active.clone()
+    s = _Solver(
+        T=T,
+        ab=ab,
+        fit=_fit(level, target, T, ab, cfg, scale),
+        damping=torch.full((B,), cfg.initial_damping, dtype=torch.float64, device=T.device),
+        steps=torch.zeros(B, dtype=torch.long, device=T.device),
+        converged=torch.zeros(B, dtype=torch.bool, device=T.device),
+        active=active,
+    )
     for _ in range(max_iterations):
-        if not active.any():
+        if not cfg.sync_free and not s.active.any():
             break
-        H, g, _ = _normal_equations(ev, J, cfg)
-        diag = H.diagonal(0, -2, -1)
-        damp = lam[:, None] * diag + 1e-9 * diag.amax(-1, keepdim=True) + 1e-12
-        delta, info = torch.linalg.solve_ex(H + torch.diag_embed(damp), -g)
-        finite = (info == 0) & torch.isfinite(delta).all(1)
-        delta = delta * finite[:, None]
-        T_new = se3_exp(delta[:, :6]) @ T
-        ab_new = ab + delta[:, 6:] if cfg.affine_brightness else ab
-        ev_new = _residuals(level, target, T_new, ab_new, cfg, ev.scale)
-        accept = active & finite & (ev_new.cost < ev.cost)
-        # a step that changes the cost by less than the tolerance, taken or not: a minimum
-        flat = finite & ((ev.cost - ev_new.cost).abs() < tolerance * ev.cost)
-        if accept.all():
-            T, ab, ev, J = T_new, ab_new, ev_new, _jacobian(ev_new, cfg)
-        elif accept.any():
-            T, ab = _select(accept, T_new, T), _select(accept, ab_new, ab)
-            J = _select(accept, _jacobian(ev_new, cfg), J)
-            ev = _merge(accept, ev_new, ev)
-        lam = torch.where(accept, (lam / 4).clamp(min=1e-7), lam * 8)
-        small = delta[:, :6].norm(dim=1) < cfg.step_tolerance
-        steps += active
-        converged |= active & finite & (small | flat)
-        active &= finite & ~small & ~flat & (lam <= cfg.max_damping)
-    return T, ab, ev, J, steps, converged
+        s = step(level, target, s, cfg, tolerance)
+    return s
 
 
 # ------------------------------------------------------------------------------------ the API
@@ -464,6 +525,13 @@ def prepare_reference(
             f"{tuple(ref_depth_m.shape)} and {tuple(K.shape)}"
         )
     check_intrinsics(K, W, H)
+    return prepare_reference_on_device(ref_image, ref_depth_m, K, cfg)
+
+
+def prepare_reference_on_device(
+    ref_image: torch.Tensor, ref_depth_m: torch.Tensor, K: torch.Tensor, cfg: RefineConfig
+) -> Reference:
+    """`prepare_reference` without its input checks: nothing is read back to the host."""
     dtype = ref_image.dtype if ref_image.is_floating_point() else torch.float32
     grey, depth, K_l = to_grey(ref_image.to(dtype)), ref_depth_m.to(dtype), K.to(dtype)
     levels, n_valid = [], None
@@ -499,11 +567,30 @@ def refine_with_reference(
         )
     if tuple(T_tgt_ref.shape) != (B, 4, 4) or not torch.isfinite(T_tgt_ref).all():
         raise InputError(f"T_tgt_ref must be finite with shape {(B, 4, 4)}")
+    reason, solution = refine_on_device(reference, tgt_image, T_tgt_ref.double(), cfg)
+    return RefineResult(
+        T_tgt_ref=solution.pop("T_tgt_ref").to(T_tgt_ref.dtype),
+        reason=[REASONS[i] for i in reason.tolist()],
+        **solution,
+    )
+
+
+def refine_on_device(
+    reference: Reference,
+    tgt_image: torch.Tensor,
+    T_init: torch.Tensor,
+    cfg: RefineConfig,
+    step: Callable[..., _Solver] = lm_step,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """`refine_with_reference` without its input checks: (B,) indices into `REASONS` and the
+    tensor fields of `RefineResult` (``T_tgt_ref`` float64 from a float64 rigid ``T_init``).
+    With ``cfg.sync_free`` it reads nothing back to the host: a caller can capture it in a
+    CUDA graph (inputs checked once, then copied into the graph's tensors per frame). ``step``:
+    `lm_step`, or the same compiled (``torch.compile(lm_step, fullgraph=True)``: one step has
+    no graph break), which fuses its few hundred small operations."""
+    B, device = T_init.shape[0], T_init.device
     levels = reference.levels
     targets = _target_pyramid(to_grey(tgt_image.to(reference.K.dtype)), len(levels))
-    device = tgt_image.device
-    T_init = T_tgt_ref.double()
-    ab = torch.zeros(B, 2, dtype=torch.float64, device=device)
 
     fine = levels[0]
     n_tgt = (targets[0][:, 1:].square().sum(1) > cfg.min_gradient**2).flatten(1).sum(1)
@@ -516,49 +603,47 @@ def refine_with_reference(
         reason = torch.where(bad, REASONS.index(name), reason)
     active = reason == 0
 
-    T, iterations = T_init, torch.zeros(B, dtype=torch.long, device=device)
+    T, ab, iterations = T_init, torch.zeros(B, 2, dtype=torch.float64, device=device), 0
     for i in reversed(range(len(levels))):
         cap = cfg.max_iterations[len(cfg.max_iterations) - 1 - i]  # coarsest first
         tolerance = cfg.cost_tolerance if i == 0 else cfg.coarse_cost_tolerance
-        T, ab, ev, J, steps, converged = _levenberg_marquardt(
-            levels[i], targets[i], T, ab, active, cap, cfg, None, tolerance
+        s = _levenberg_marquardt(
+            levels[i], targets[i], T, ab, active, cap, cfg, None, tolerance, step
         )
-        iterations += steps
+        T, ab, iterations = s.T, s.ab, iterations + s.steps
     # The initial cost with the finest level's robust scale, so that the two compare; where the
     # coarse levels led somewhere worse, try the finest level alone from the start.
-    initial = _residuals(fine, targets[0], T_init, torch.zeros_like(ab), cfg, ev.scale)
-    retry = active & (ev.cost > initial.cost)
-    if retry.any() and len(levels) > 1:
-        T2, ab2, ev2, J2, steps, converged2 = _levenberg_marquardt(
-            fine,
-            targets[0],
-            T_init,
-            torch.zeros_like(ab),
-            retry,
-            cfg.max_iterations[-1],
-            cfg,
-            ev.scale,
-            cfg.cost_tolerance,
+    zero = torch.zeros_like(ab)
+    initial = _residuals(fine, targets[0], T_init, zero, cfg, s.fit.scale)
+    retry = active & (s.fit.cost > initial.cost)
+    if len(levels) > 1 and (cfg.sync_free or retry.any()):
+        cap, tolerance = cfg.max_iterations[-1], cfg.cost_tolerance
+        s2 = _levenberg_marquardt(
+            fine, targets[0], T_init, zero, retry, cap, cfg, s.fit.scale, tolerance, step
         )
-        iterations += steps
-        better = retry & (ev2.cost < ev.cost)
-        T, ab, J, converged = (
-            _select(better, *x) for x in ((T2, T), (ab2, ab), (J2, J), (converged2, converged))
+        iterations = iterations + s2.steps
+        better = retry & (s2.fit.cost < s.fit.cost)
+        s = replace(
+            s,
+            T=_select(better, s2.T, s.T),
+            ab=_select(better, s2.ab, s.ab),
+            fit=_merge(better, s2.fit, s.fit),
+            converged=_select(better, s2.converged, s.converged),
         )
-        ev = _merge(better, ev2, ev)
 
     # Sanity checks; a later failing check's reason wins.
-    dT = T @ torch.linalg.inv(T_init)
-    cov = _covariance(ev, J, cfg)
+    T, fit = s.T, s.fit
+    dT = T @ se3_inverse(T_init)
+    cov = _covariance(fit)
     for name, bad in (
-        ("no_improvement", ev.cost > initial.cost),
-        ("diverged", ev.cost > cfg.max_cost_ratio * initial.cost),
+        ("no_improvement", fit.cost > initial.cost),
+        ("diverged", fit.cost > cfg.max_cost_ratio * initial.cost),
         (
             "diverged",
             so3_log(dT[:, :3, :3]).norm(dim=1) > math.radians(cfg.max_rotation_deg),
         ),
         ("diverged", dT[:, :3, 3].norm(dim=1) > cfg.max_translation_ratio * reference.median_depth),
-        ("few_pixels", ev.inside.sum(1) < cfg.min_pixels),
+        ("few_pixels", fit.n_inside < cfg.min_pixels),
         (
             "non_finite",
             ~torch.isfinite(T).flatten(1).all(1) | ~torch.isfinite(cov).flatten(1).all(1),
@@ -567,17 +652,16 @@ def refine_with_reference(
         reason = torch.where(active & bad, REASONS.index(name), reason)
     ok = reason == 0
     fallback = FALLBACK_VARIANCE * torch.eye(6, dtype=torch.float64, device=device)
-    return RefineResult(
-        T_tgt_ref=_select(ok, T, T_init).to(T_tgt_ref.dtype),
+    return reason, dict(
+        T_tgt_ref=_select(ok, T, T_init),
         ok=ok,
-        converged=converged & ok,
-        reason=[REASONS[i] for i in reason.tolist()],
+        converged=s.converged & ok,
         iterations=iterations,
         initial_cost=initial.cost,
-        final_cost=_select(ok, ev.cost, initial.cost),
-        valid_pixels=_select(ok, ev.inside, initial.inside).sum(1),
+        final_cost=_select(ok, fit.cost, initial.cost),
+        valid_pixels=_select(ok, fit.n_inside, initial.inside.sum(1)),
         covariance=_select(ok, torch.nan_to_num(cov), fallback.expand(B, 6, 6)),
-        gain_bias=_select(ok, ab, torch.zeros_like(ab)),
+        gain_bias=_select(ok, s.ab, zero),
     )
 
 
