@@ -29,13 +29,13 @@ Steps, each written to OUT/gpu_session.json and OUT/gpu_session.md as soon as it
    batch of ``--batch`` snippets), its last and best checkpoints packed fp16 into
    OUT/default_gpu.pt and OUT/default_gpu_best.pt with its validation figures
    (OUT/train_log.txt), then its own estimator step and warm-up step timed as in 2 and 3.
-5. issue 9's GPU target, the two parts of the tracker that run on the device, each eager as
-   the tracker runs it, eager sync-free (``RefineConfig.sync_free``: every iteration cap, no
-   host sync) and that captured once in a CUDA graph and replayed per frame, with the largest
-   difference from eager: the published depth of a frame (`published_depth`: two sweeps and
-   the batched refinement of the source views) and the keyframe refinement (also with its
-   Levenberg-Marquardt step compiled by ``torch.compile``). Last, so that a failed capture
-   cannot spoil the other steps.
+5. issue 9's GPU target, the two parts of the tracker that run on the device: the published
+   depth of a frame (`published_depth`: two sweeps and the batched refinement of the source
+   views) and the keyframe refinement, each with its refinement eager as the tracker runs
+   it, sync-free (``RefineConfig.sync_free``: every iteration cap, no host sync), with the
+   Levenberg-Marquardt step compiled (``compile_step``), and the sync-free ones captured
+   once in a CUDA graph and replayed per frame; the largest difference from eager. Last, so
+   that a failed capture cannot spoil the other steps.
 
 The first run (2026-12-04, an H200; benchmarks/RESULTS.md, "The first GPU session") measured
 steps 2 and 3 and trained for 5.3 minutes: 4846 steps of 62 ms at batch 16, not bound by
@@ -75,7 +75,6 @@ from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
 from sfm_ros.core.refine import (
     Reference,
     RefineConfig,
-    lm_step,
     prepare_reference,
     refine_on_device,
     to_grey,
@@ -165,64 +164,72 @@ def _refinement_pairs(frames: list, outputs: list, device: torch.device, pairs: 
     return reference, targets
 
 
-def time_refinement(
-    frames: list, outputs: list, device: torch.device, repeats: int, pairs: int = 6
-) -> dict:
-    """Milliseconds per keyframe refinement (the tracker's `RefineConfig`, batch 1, 128x416,
-    `refine_on_device`): eager as the tracker runs it (stopping once converged, a host sync per
-    iteration) and sync-free (every iteration cap, nothing read back); each with `lm_step`
-    compiled (``torch.compile``, fullgraph, dynamic shapes; its first call's seconds
-    reported); and, on a GPU, the sync-free refinement captured once in a CUDA graph and
-    replayed per target (its image and initial pose copied into the graph's inputs), with the
-    eager and the compiled step. Each variant's poses are compared with the eager ones."""
-    cfg = KeyframeConfig().refine
-    free = replace(cfg, sync_free=True)
-    reference, targets = _refinement_pairs(frames, outputs, device, pairs)
-    results: dict[str, Any] = {"pairs": len(targets), "repeats": repeats}
-    start = time.perf_counter()
-    compiled = torch.compile(lm_step, fullgraph=True, dynamic=True)
-    refine_on_device(reference, *targets[0], free, compiled)
-    sync(device)
-    results["compile_s"] = time.perf_counter() - start
-    eager_T: list[torch.Tensor] = []
-
-    def timed(name: str, run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-        ms, diff = [], 0.0
-        for r in range(repeats + 1):
-            for i, (img, T) in enumerate(targets):
-                sync(device)
-                start = time.perf_counter()
-                T_out = run(img, T)
-                sync(device)
-                if r:
-                    ms.append(1e3 * (time.perf_counter() - start))
-                elif len(eager_T) < len(targets):
-                    eager_T.append(T_out)
-                else:
-                    diff = max(diff, float((T_out - eager_T[i]).abs().max()))
-        results[name] = {**percentiles(ms), "max_pose_difference": diff}
-
-    for name, config, step in (
-        ("eager", cfg, lm_step),
-        ("eager, sync-free", free, lm_step),
-        ("compiled step", cfg, compiled),
-        ("compiled step, sync-free", free, compiled),
-    ):
-        timed(name, partial(_refined_pose, reference, config=config, step=step))
+def _variants(config: RefineConfig, device: torch.device) -> dict[str, RefineConfig]:
+    """The refinement settings timed: eager as the tracker runs it (stopping once converged, a
+    host sync per iteration), sync-free (every iteration cap, nothing read back), each with the
+    Levenberg-Marquardt step compiled (``compile_step``); on a GPU the sync-free ones are also
+    captured in a CUDA graph (the names say which)."""
+    free = replace(config, sync_free=True)
+    variants = {
+        "eager": config,
+        "eager, sync-free": free,
+        "compiled step": replace(config, compile_step=True),
+        "compiled step, sync-free": replace(free, compile_step=True),
+    }
     if device.type == "cuda":
-        for name, step in (
-            ("CUDA graph, sync-free", lm_step),
-            ("CUDA graph, compiled step", compiled),
-        ):
-            run = partial(_refined_pose, reference, config=free, step=step)
-            timed(name, _captured(run, targets[0]))
+        variants["CUDA graph, sync-free"] = free
+        variants["CUDA graph, compiled step, sync-free"] = replace(free, compile_step=True)
+    return variants
+
+
+def _time_variants(
+    runs: dict[str, Callable[..., torch.Tensor]],
+    inputs: list[tuple[torch.Tensor, ...]],
+    device: torch.device,
+    repeats: int,
+) -> dict[str, Any]:
+    """p50 / p90 ms of each run over the inputs (after one untimed pass, which also compiles
+    and captures: its first call's seconds), and its largest difference from the first run's
+    outputs relative to their magnitude (at least 1e-3)."""
+    results: dict[str, Any] = {"inputs": len(inputs), "repeats": repeats}
+    first: list[torch.Tensor] = []
+    for name, make in runs.items():
+        try:
+            start = time.perf_counter()
+            run = make()
+            ms, diff = [], 0.0
+            for r in range(repeats + 1):
+                for i, x in enumerate(inputs):
+                    sync(device)
+                    start = time.perf_counter() if r or i else start
+                    out = run(*x)
+                    sync(device)
+                    if r:
+                        ms.append(1e3 * (time.perf_counter() - start))
+                        continue
+                    if i == 0:
+                        setup_s = time.perf_counter() - start
+                    if len(first) < len(inputs):
+                        first.append(out)
+                    rel = (out - first[i]).abs() / first[i].abs().clamp(min=1e-3)
+                    diff = max(diff, float(rel.nan_to_num().max()))
+            results[name] = {
+                **percentiles(ms),
+                "first_call_s": setup_s,
+                "max_relative_difference": diff,
+            }
+        except Exception as exc:  # noqa: BLE001 - reported; the other variants still run
+            traceback.print_exc()
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"  {name}: {json.dumps(results[name])}", flush=True)
     return results
 
 
-def _refined_pose(
-    reference: Reference, img: torch.Tensor, T: torch.Tensor, config: RefineConfig, step: Callable
-) -> torch.Tensor:
-    return refine_on_device(reference, img, T, config, step)[1]["T_tgt_ref"]
+def _make_run(
+    run: Callable[..., torch.Tensor], name: str, example: tuple[torch.Tensor, ...]
+) -> Callable[[], Callable[..., torch.Tensor]]:
+    """A maker of ``run``, captured in a CUDA graph when the variant's name says so."""
+    return (lambda: _captured(run, example)) if name.startswith("CUDA graph") else (lambda: run)
 
 
 def _captured(
@@ -250,16 +257,33 @@ def _captured(
     return replay
 
 
+def time_refinement(
+    frames: list, outputs: list, device: torch.device, repeats: int, pairs: int = 6
+) -> dict:
+    """Milliseconds per keyframe refinement (`refine_on_device`, the tracker's `RefineConfig`,
+    batch 1, 128x416) in each of `_variants`; the largest pose difference from eager."""
+    reference, targets = _refinement_pairs(frames, outputs, device, pairs)
+    runs = {}
+    for name, config in _variants(KeyframeConfig().refine, device).items():
+        run = partial(_refined_pose, reference, config=config)
+        runs[name] = _make_run(run, name, targets[0])
+    return _time_variants(runs, targets, device, repeats)
+
+
+def _refined_pose(
+    reference: Reference, img: torch.Tensor, T: torch.Tensor, config: RefineConfig
+) -> torch.Tensor:
+    return refine_on_device(reference, img, T, config)[1]["T_tgt_ref"]
+
+
 def time_published_depth(
     frames: list, outputs: list, device: torch.device, repeats: int, views: int = 3
 ) -> dict:
     """Milliseconds per frame of the published multi-view depth (`published_depth`: a coarse
     sweep, the source views' poses refined as one batch, the sweep; the tracker's config,
     128x416) on frames ``views``.. with the ``views`` frames before each as sources at the
-    network's chained poses: eager, eager with a sync-free refinement, and on a GPU the latter
-    captured in a CUDA graph (its largest relative depth difference from eager reported)."""
-    config = KeyframeConfig()
-    free = replace(config, refine=replace(config.refine, sync_free=True))
+    network's chained poses, its refinement in each of `_variants`; the largest relative depth
+    difference from eager."""
     K = torch.as_tensor(frames[0].K, dtype=torch.float32, device=device)[None]
     greys, T_world = [], [np.eye(4)]
     for frame, out in zip(frames, outputs, strict=True):
@@ -275,31 +299,23 @@ def time_published_depth(
         src = torch.stack(greys[j - views : j], 1)
         T_src = torch.as_tensor(T, dtype=torch.float32, device=device)[None]
         inputs.append((greys[j], depth[None, None], src, T_src))
-    results: dict[str, Any] = {"frames": len(inputs), "repeats": repeats}
-    runs = {
-        "eager": lambda g, d, src, T: published_depth(g, d, K, src, T, config).depth_m,
-        "eager, sync-free": lambda g, d, src, T: published_depth(g, d, K, src, T, free).depth_m,
-    }
-    if device.type == "cuda":
-        runs["CUDA graph, sync-free"] = _captured(runs["eager, sync-free"], inputs[0])
-    reference: list[torch.Tensor] = []
-    for name, run in runs.items():
-        ms, diff = [], 0.0
-        for r in range(repeats + 1):
-            for i, x in enumerate(inputs):
-                sync(device)
-                start = time.perf_counter()
-                depth = run(*x)
-                sync(device)
-                if r:
-                    ms.append(1e3 * (time.perf_counter() - start))
-                elif len(reference) < len(inputs):
-                    reference.append(depth)
-                else:
-                    rel = ((depth - reference[i]) / reference[i]).abs().nan_to_num()
-                    diff = max(diff, float(rel.max()))
-        results[name] = {**percentiles(ms), "max_relative_depth_difference": diff}
-    return results
+    base, runs = KeyframeConfig(), {}
+    for name, refine in _variants(base.refine, device).items():
+        config = replace(base, refine=refine)
+        run = partial(_published, K=K, config=config)
+        runs[name] = _make_run(run, name, inputs[0])
+    return _time_variants(runs, inputs, device, repeats)
+
+
+def _published(
+    grey: torch.Tensor,
+    depth: torch.Tensor,
+    src: torch.Tensor,
+    T: torch.Tensor,
+    K: torch.Tensor,
+    config: KeyframeConfig,
+) -> torch.Tensor:
+    return published_depth(grey, depth, K, src, T, config).depth_m
 
 
 def time_warmup(checkpoint: Path, device: torch.device, steps: int, frames: int) -> dict:

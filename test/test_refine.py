@@ -171,6 +171,17 @@ def test_the_sync_free_refinement_is_one_graph_without_host_syncs(pair):
     assert not [e.name for e in prof.events() if e.name in reads]
 
 
+def test_a_compiled_step_refines_like_the_eager_one(pair):
+    """``compile_step`` (torch.compile of one Levenberg-Marquardt step, about 20 s the first
+    time) changes the operations' order, not the solution."""
+    eager = _run(pair)
+    compiled = _run(pair, config=RefineConfig(compile_step=True))
+    assert compiled.reason == eager.reason == ["ok"]
+    torch.testing.assert_close(compiled.T_tgt_ref, eager.T_tgt_ref, atol=1e-4, rtol=0)
+    rot, direction = _errors(compiled.T_tgt_ref, pair["T_true"])
+    assert rot < 0.1 and direction < 1.0
+
+
 @pytest.mark.parametrize("what", ["blank_target", "blank_reference", "nan_depth"])
 def test_falls_back_to_initial_pose_with_a_reason(pair, what):
     T0 = (PERTURB @ pair["T_true"]).float()

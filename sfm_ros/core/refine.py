@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Literal
 
 import torch
@@ -97,6 +98,12 @@ class RefineConfig:
     max_translation_ratio: float = 0.5
     """Translation change from the initial pose above this times the median depth of the
     used pixels: "diverged"."""
+    compile_step: bool = False
+    """Run each Levenberg-Marquardt step compiled by ``torch.compile`` (one graph, dynamic
+    shapes): its few hundred small operations fused. The first call compiles (about 20 s on one
+    CPU core, again for another batch size); then a refinement took 12 instead of 21 ms on one
+    CPU thread at 128x416 (`benchmarks/RESULTS.md`). Needs a C++ compiler (CPU) or Triton
+    (CUDA)."""
     sync_free: bool = False
     """Run every level's iteration cap, never asking the device whether an item is still
     active (items that stopped are left as they are, so the result is the same). No host
@@ -431,7 +438,7 @@ class _Solver:
     active: torch.Tensor  # (B,) bool: still iterating
 
 
-def lm_step(
+def _lm_step(
     level: _Level, target: torch.Tensor, s: _Solver, cfg: RefineConfig, tolerance: float
 ) -> _Solver:
     """One damped Gauss-Newton step for the active items; inactive items are left as they are.
@@ -464,6 +471,12 @@ def lm_step(
     )
 
 
+@cache
+def _compiled_lm_step() -> Callable[..., _Solver]:
+    """`_lm_step` compiled once per process (`RefineConfig.compile_step`)."""
+    return torch.compile(_lm_step, fullgraph=True, dynamic=True)
+
+
 def _levenberg_marquardt(
     level: _Level,
     target: torch.Tensor,
@@ -474,12 +487,10 @@ def _levenberg_marquardt(
     cfg: RefineConfig,
     scale: torch.Tensor | None,
     tolerance: float,
-    step: Callable[..., _Solver],
 ) -> _Solver:
     """Robust LM on one level for the ``active`` items, with a fixed robust scale (given, or
     set from the residuals at the start); ``tolerance`` is the relative cost change that
-    counts as converged; ``step`` is `lm_step` or a compiled version of it. Stops early once no
-    item is active, unless ``cfg.sync_free``."""
+    counts as converged. Stops early once no item is active, unless ``cfg.sync_free``."""
     B = T.shape[0]
     s = _Solver(
         T=T,
@@ -490,6 +501,7 @@ def _levenberg_marquardt(
         converged=torch.zeros(B, dtype=torch.bool, device=T.device),
         active=active,
     )
+    step = _compiled_lm_step() if cfg.compile_step else _lm_step
     for _ in range(max_iterations):
         if not cfg.sync_free and not s.active.any():
             break
@@ -580,14 +592,11 @@ def refine_on_device(
     tgt_image: torch.Tensor,
     T_init: torch.Tensor,
     cfg: RefineConfig,
-    step: Callable[..., _Solver] = lm_step,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """`refine_with_reference` without its input checks: (B,) indices into `REASONS` and the
     tensor fields of `RefineResult` (``T_tgt_ref`` float64 from a float64 rigid ``T_init``).
     With ``cfg.sync_free`` it reads nothing back to the host: a caller can capture it in a
-    CUDA graph (inputs checked once, then copied into the graph's tensors per frame). ``step``:
-    `lm_step`, or the same compiled (``torch.compile(lm_step, fullgraph=True)``: one step has
-    no graph break), which fuses its few hundred small operations."""
+    CUDA graph (inputs checked once, then copied into the graph's tensors per frame)."""
     B, device = T_init.shape[0], T_init.device
     levels = reference.levels
     targets = _target_pyramid(to_grey(tgt_image.to(reference.K.dtype)), len(levels))
@@ -607,9 +616,7 @@ def refine_on_device(
     for i in reversed(range(len(levels))):
         cap = cfg.max_iterations[len(cfg.max_iterations) - 1 - i]  # coarsest first
         tolerance = cfg.cost_tolerance if i == 0 else cfg.coarse_cost_tolerance
-        s = _levenberg_marquardt(
-            levels[i], targets[i], T, ab, active, cap, cfg, None, tolerance, step
-        )
+        s = _levenberg_marquardt(levels[i], targets[i], T, ab, active, cap, cfg, None, tolerance)
         T, ab, iterations = s.T, s.ab, iterations + s.steps
     # The initial cost with the finest level's robust scale, so that the two compare; where the
     # coarse levels led somewhere worse, try the finest level alone from the start.
@@ -619,7 +626,7 @@ def refine_on_device(
     if len(levels) > 1 and (cfg.sync_free or retry.any()):
         cap, tolerance = cfg.max_iterations[-1], cfg.cost_tolerance
         s2 = _levenberg_marquardt(
-            fine, targets[0], T_init, zero, retry, cap, cfg, s.fit.scale, tolerance, step
+            fine, targets[0], T_init, zero, retry, cap, cfg, s.fit.scale, tolerance
         )
         iterations = iterations + s2.steps
         better = retry & (s2.fit.cost < s.fit.cost)
