@@ -687,7 +687,7 @@ def refine_pose(
         ref_depth_m: (B, 1, H, W) reference depth; NaN or <= 0 = invalid.
         tgt_image: (B, 1 or 3, H, W) target image in [0, 1].
         K: (B, 3, 3) intrinsics of both images.
-        T_tgt_ref: (B, 4, 4) initial pose mapping reference-camera points into the target.
+        T_tgt_ref: (B, 4, 4) rigid initial pose mapping reference-camera points into the target.
         config: parameters (defaults: `RefineConfig()`).
 
     Returns:
