@@ -144,25 +144,33 @@ def time_tracker(frames: list, outputs: list, device: torch.device, warmup: int)
     return results
 
 
+def _image(frame, device: torch.device) -> torch.Tensor:
+    """A frame's image as (1, 3, H, W) float in [0, 1] on the device."""
+    img = torch.as_tensor(np.ascontiguousarray(frame.image), dtype=torch.float32)
+    img = img / 255 if frame.image.dtype == np.uint8 else img
+    return img.permute(2, 0, 1)[None].to(device)
+
+
+def _chained(outputs: list) -> list[np.ndarray]:
+    """``T_first_cam`` (4, 4) of every frame: the network's motions chained."""
+    T_first_cam = [np.eye(4)]
+    for out in outputs[1:]:
+        T_first_cam.append(T_first_cam[-1] @ out.T_prev_cur)
+    return T_first_cam
+
+
 def _refinement_pairs(frames: list, outputs: list, device: torch.device, pairs: int) -> tuple:
     """The tracker's keyframe refinement inputs for frame 0 as the keyframe and frames 1..:
     its `Reference` (network depth), and per target the image (1, 3, H, W) and the initial
     ``T_tgt_ref`` (the network's motions chained), float64."""
-
-    def image(frame) -> torch.Tensor:
-        img = torch.as_tensor(np.ascontiguousarray(frame.image), dtype=torch.float32)
-        img = img / 255 if frame.image.dtype == np.uint8 else img
-        return img.permute(2, 0, 1)[None].to(device)
-
     cfg = KeyframeConfig().refine
     depth = torch.as_tensor(outputs[0].depth_m, dtype=torch.float32, device=device)[None, None]
     K = torch.as_tensor(frames[0].K, dtype=torch.float32, device=device)[None]
-    reference = prepare_reference(image(frames[0]), depth, K, cfg)
-    targets, T_ref_tgt = [], np.eye(4)
-    for frame, out in list(zip(frames, outputs, strict=True))[1 : pairs + 1]:
-        T_ref_tgt = T_ref_tgt @ out.T_prev_cur
-        T = torch.as_tensor(np.linalg.inv(T_ref_tgt), dtype=torch.float64, device=device)[None]
-        targets.append((image(frame), T))
+    reference = prepare_reference(_image(frames[0], device), depth, K, cfg)
+    targets = []
+    for j, T_first_cam in list(enumerate(_chained(outputs)))[1 : pairs + 1]:
+        T = torch.as_tensor(np.linalg.inv(T_first_cam), dtype=torch.float64, device=device)
+        targets.append((_image(frames[j], device), T[None]))
     return reference, targets
 
 
@@ -199,22 +207,23 @@ def _time_variants(
         try:
             start = time.perf_counter()
             run = make()
-            ms, diff = [], 0.0
-            for r in range(repeats + 1):
-                for i, x in enumerate(inputs):
+            outs = [run(*inputs[0])]
+            sync(device)
+            setup_s = time.perf_counter() - start
+            outs += [run(*x) for x in inputs[1:]]
+            first = first or outs
+            diff = max(
+                float(((o - f).abs() / f.abs().clamp(min=1e-3)).nan_to_num().max())
+                for o, f in zip(outs, first, strict=True)
+            )
+            ms = []
+            for _ in range(repeats):
+                for x in inputs:
                     sync(device)
-                    start = time.perf_counter() if r or i else start
-                    out = run(*x)
+                    start = time.perf_counter()
+                    run(*x)
                     sync(device)
-                    if r:
-                        ms.append(1e3 * (time.perf_counter() - start))
-                        continue
-                    if i == 0:
-                        setup_s = time.perf_counter() - start
-                    if len(first) < len(inputs):
-                        first.append(out)
-                    rel = (out - first[i]).abs() / first[i].abs().clamp(min=1e-3)
-                    diff = max(diff, float(rel.nan_to_num().max()))
+                    ms.append(1e3 * (time.perf_counter() - start))
             results[name] = {
                 **percentiles(ms),
                 "first_call_s": setup_s,
@@ -287,13 +296,8 @@ def time_published_depth(
     network's chained poses, its refinement in each of `_variants`; the largest relative depth
     difference from eager."""
     K = torch.as_tensor(frames[0].K, dtype=torch.float32, device=device)[None]
-    greys, T_world = [], [np.eye(4)]
-    for frame, out in zip(frames, outputs, strict=True):
-        img = torch.as_tensor(np.ascontiguousarray(frame.image), dtype=torch.float32)
-        img = img / 255 if frame.image.dtype == np.uint8 else img
-        greys.append(to_grey(img.permute(2, 0, 1)[None].to(device)))
-        if len(greys) > 1:
-            T_world.append(T_world[-1] @ out.T_prev_cur)
+    greys = [to_grey(_image(frame, device)) for frame in frames]
+    T_world = _chained(outputs)
     inputs = []
     for j in range(views, len(greys)):
         T = np.stack([np.linalg.inv(T_world[i]) @ T_world[j] for i in range(j - views, j)])

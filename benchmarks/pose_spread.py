@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from sfm_ros.cli import image_size
 from sfm_ros.core.data.sequence import Frame, FrameSequence
 from sfm_ros.core.evaluate import evaluate_pose_sequences
 from sfm_ros.messages.sources import open_sources
@@ -64,16 +65,14 @@ def main() -> int:
     parser.add_argument("--params", default="config/sfm.yaml")
     parser.add_argument("--set", nargs="*", default=[], help="node parameter overrides")
     parser.add_argument("--checkpoint")
-    parser.add_argument("--render-size", help="HxW of synthetic clips (default: the network's)")
+    parser.add_argument(
+        "--render-size", type=image_size, help="HxW of synthetic clips (default: the network's)"
+    )
     args = parser.parse_args()
     predictor = PipelinePredictor(pipeline_config(args.params, args.set, args.checkpoint))
-    size = {}
-    if args.render_size:
-        height, width = (int(x) for x in args.render_size.lower().split("x"))
-        size = {"height": height, "width": width}
-    else:
-        size = {"height": predictor.estimator.height, "width": predictor.estimator.width}
-    sequences = open_sources(args.data, **size)
+    estimator = predictor.estimator
+    height, width = args.render_size or (estimator.height, estimator.width)
+    sequences = open_sources(args.data, height=height, width=width)
     rows: dict[str, list[dict]] = {}
     baselines: dict[str, dict] = {}
     for run in range(args.runs):
