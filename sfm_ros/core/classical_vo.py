@@ -33,6 +33,8 @@ CLASSICAL_MAX_WIDTH = 1280
 """Frames are downsized to at most this width for the node's classical motion: KITTI's 1241 px
 stay full size, where MAGSAC++ erred a third of what RANSAC did at 800 px (about 40 % more ORB
 time, in a thread beside the tracker)."""
+MIN_COMMON_POINTS = 20
+"""Inliers of two consecutive pairs seen in their shared frame that a length ratio needs."""
 RELIABLE_INLIERS = 50
 """Essential-matrix inliers a classical rotation needs to be used (KITTI frames have 400-750;
 64x208 synthetic frames 11-20, whose rotations were off by tens of degrees)."""
@@ -125,6 +127,18 @@ def relative_motion(
     """(4, 4) T_prev_cur with a unit translation from matches prev -> cur and its rotation's
     variance per axis (rad^2, `rotation_variance`), from the first of `ESSENTIAL_METHODS` with
     at least ``min_inliers`` inliers, or None (none has)."""
+    fit = _essential(pa, pb, K, min_inliers)
+    if fit is None:
+        return None
+    R, t, inliers = fit
+    return _motion(R, t), rotation_variance(pa[inliers], pb[inliers], K, R, t)
+
+
+def _essential(
+    pa: np.ndarray, pb: np.ndarray, K: np.ndarray, min_inliers: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """R (3, 3), unit t (3,) of x_cur = R x_prev + t and the (M,) inlier mask of the matches,
+    from the first of `ESSENTIAL_METHODS` with at least ``min_inliers`` inliers, or None."""
     if len(pa) < max(MIN_POINTS, min_inliers):
         return None
     for method, threshold in ESSENTIAL_METHODS:
@@ -136,16 +150,43 @@ def relative_motion(
             continue
         n, R, t, mask = cv2.recoverPose(E, pa, pb, K, mask=mask)
         if n >= max(MIN_POINTS, min_inliers):
-            break
-    else:
-        return None
-    inliers = mask.ravel() > 0
-    variance = rotation_variance(pa[inliers], pb[inliers], K, R, t[:, 0])
-    # recoverPose gives x_cur = R x_prev + t; invert to the previous frame's view of the current
+            return R, t[:, 0] / max(np.linalg.norm(t), 1e-12), mask.ravel() > 0
+    return None
+
+
+def _motion(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(4, 4) T_prev_cur of x_cur = R x_prev + t (recoverPose's convention, inverted)."""
     T_prev_cur = np.eye(4)
     T_prev_cur[:3, :3] = R.T
-    T_prev_cur[:3, 3] = -R.T @ (t[:, 0] / max(np.linalg.norm(t), 1e-12))
-    return T_prev_cur, variance
+    T_prev_cur[:3, 3] = -R.T @ t
+    return T_prev_cur
+
+
+def triangulated_depths(
+    pa: np.ndarray, pb: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Depths (M,) of matches ``pa`` -> ``pb`` (M, 2) in the first and the second camera under
+    x_b = R x_a + t, in units of the baseline |t| (NaN behind either camera)."""
+    X = cv2.triangulatePoints(K @ np.eye(3, 4), K @ np.c_[R, t], pa.T, pb.T)
+    X = X[:3] / X[3]
+    za, zb = X[2], (R @ X + t[:, None])[2]
+    ahead = (za > 0) & (zb > 0) & np.isfinite(za) & np.isfinite(zb)
+    return np.where(ahead, za, np.nan), np.where(ahead, zb, np.nan)
+
+
+def length_ratio(depth_before: np.ndarray, depth_after: np.ndarray) -> tuple[float, float]:
+    """|t_cur| / |t_prev| of two consecutive unit-baseline motions from the depths (M,) of the
+    same points in their shared frame, triangulated with the earlier pair (``depth_before``,
+    in units of |t_prev|) and with the later one (``depth_after``, units of |t_cur|): the
+    median ratio, and its variance in log space (the squared standard error of a median,
+    from the median absolute deviation); NaN, NaN with fewer than `MIN_COMMON_POINTS`."""
+    log_ratio = np.log(depth_before / depth_after)
+    log_ratio = log_ratio[np.isfinite(log_ratio)]
+    if len(log_ratio) < MIN_COMMON_POINTS:
+        return math.nan, math.nan
+    median = float(np.median(log_ratio))
+    sigma = 1.4826 * float(np.median(np.abs(log_ratio - median)))
+    return math.exp(median), math.pi / 2 * sigma**2 / len(log_ratio)
 
 
 class OrbMotion:
@@ -175,6 +216,10 @@ class OrbMotion:
     def reset(self) -> None:
         """Forget the previous frame (a gap or a new camera)."""
         self._previous: tuple[list, np.ndarray | None] | None = None
+        self._points: tuple[np.ndarray, np.ndarray] | None = None
+        self.last_length_ratio = self.last_length_ratio_variance = math.nan
+        """The last motion's length over the one before (`length_ratio`) and that ratio's
+        variance in log space; NaN where either pair failed or too few points are shared."""
 
     def step(self, image: np.ndarray, K: np.ndarray) -> np.ndarray | None:
         """(4, 4) ``T_prev_cur`` with a unit translation from the previous frame to ``image``
@@ -188,26 +233,48 @@ class OrbMotion:
         previous, self._previous = self._previous, current
         if previous is None:
             return None
-        pa, pb = match_features(self.matcher, previous, current)
-        motion = relative_motion(pa, pb, K, self.min_inliers)
-        if motion is None:
+        ia, ib = matched_indices(self.matcher, previous, current)
+        pa, pb = _points(previous[0], ia), _points(current[0], ib)
+        points, self._points = self._points, None
+        self.last_length_ratio = self.last_length_ratio_variance = math.nan
+        fit = _essential(pa, pb, K, self.min_inliers)
+        if fit is None:
             return None
-        T_prev_cur, self.last_rotation_variance = motion
-        return T_prev_cur
+        R, t, inliers = fit
+        self.last_rotation_variance = rotation_variance(pa[inliers], pb[inliers], K, R, t)
+        za, zb = triangulated_depths(pa[inliers], pb[inliers], K, R, t)
+        if points is not None:  # the previous pair's points in the previous frame
+            _, before, after = np.intersect1d(points[0], ia[inliers], return_indices=True)
+            ratio = length_ratio(points[1][before], za[after])
+            self.last_length_ratio, self.last_length_ratio_variance = ratio
+        self._points = ib[inliers], zb
+        return _motion(R, t)
 
 
 def match_features(
     matcher: cv2.BFMatcher, a: tuple[list, np.ndarray | None], b: tuple[list, np.ndarray | None]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Matched pixel coordinates (M, 2) of two images' (keypoints, descriptors), ratio test 0.8."""
+    ia, ib = matched_indices(matcher, a, b)
+    return _points(a[0], ia), _points(b[0], ib)
+
+
+def matched_indices(
+    matcher: cv2.BFMatcher, a: tuple[list, np.ndarray | None], b: tuple[list, np.ndarray | None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoint indices (M,) in a and in b of the matches of two images' (keypoints,
+    descriptors) that pass Lowe's ratio test (0.8)."""
     (ka, da), (kb, db) = a, b
     if da is None or db is None or len(ka) < MIN_POINTS or len(kb) < MIN_POINTS:
-        return np.zeros((0, 2)), np.zeros((0, 2))
+        return np.zeros(0, int), np.zeros(0, int)
     pairs = [m for m in matcher.knnMatch(da, db, k=2) if len(m) == 2]
     good = [m for m, n in pairs if m.distance < 0.8 * n.distance]
-    pa = np.float64([ka[m.queryIdx].pt for m in good]).reshape(-1, 2)
-    pb = np.float64([kb[m.trainIdx].pt for m in good]).reshape(-1, 2)
-    return pa, pb
+    return np.array([m.queryIdx for m in good], int), np.array([m.trainIdx for m in good], int)
+
+
+def _points(keypoints: list, indices: np.ndarray) -> np.ndarray:
+    """(M, 2) float64 pixel coordinates of the keypoints at ``indices``."""
+    return np.float64([keypoints[i].pt for i in indices]).reshape(-1, 2)
 
 
 def orb_essential_motions(

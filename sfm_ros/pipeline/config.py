@@ -126,6 +126,14 @@ class PipelineConfig(Params):
         "trajectory's scale follows the depth's (the pose network's scale wanders with the "
         "scene; the camera_height scale source assumes the depth's); false = the network's",
     )
+    fuse_length: bool = param(
+        True,
+        "pose_source fused with fuse_classical and anchor_length: steady the translation's "
+        "length from frame to frame: its change is fused with the refined translation's and "
+        "the classical VO's relative scale (how much longer each motion is than the one "
+        "before, from the points both pairs triangulate), weighted by the variances their "
+        "disagreements give; beyond a few frames the length stays the anchored network's",
+    )
     depth_uncertainty: float = param(
         NETWORK_DEPTH_UNCERTAINTY,
         "relative error of the depth that pose refinement aligns with: residuals that a depth "

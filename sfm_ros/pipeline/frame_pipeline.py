@@ -31,7 +31,8 @@ With the classical estimate the three translation directions are fused the same 
 (``fuse_translation``, `core/direction_fusion.py`). The translation's length is the
 network's, rescaled by the ratio of refined to network lengths over the last frames
 (``anchor_length``, `core/length_anchor.py`), so that the trajectory's scale follows the
-depth's.
+depth's; from frame to frame its change is fused with the refined and the classical VO's change
+of length the same way (``fuse_length``, `core/length_fusion.py`).
 ``depth_source`` picks
 the published depth: multi-view depth (the default: a plane sweep over the keyframe and recent
 frames fused with the network's), or the depth network's. ``depth/confidence`` says how far
@@ -85,6 +86,7 @@ from sfm_ros.core.keyframes import (
     TrackResult,
 )
 from sfm_ros.core.length_anchor import LengthAnchor
+from sfm_ros.core.length_fusion import LengthFusion
 from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
 from sfm_ros.core.rotation_fusion import RotationFusion
 from sfm_ros.core.scale import OdometryScale, ScaleFilter, ground_plane_scale
@@ -240,6 +242,7 @@ class DepthOdometryPipeline:
         self.rotation_fusion = RotationFusion()
         self.direction_fusion = DirectionFusion()
         self.length_anchor = LengthAnchor()
+        self.length_fusion = LengthFusion()
         self.classical = OrbMotion(max_width=CLASSICAL_MAX_WIDTH, min_inliers=RELIABLE_INLIERS)
         # OpenCV releases the GIL: the classical rotation runs beside the tracker
         self._classical_worker = ThreadPoolExecutor(1, thread_name_prefix="classical_vo")
@@ -314,6 +317,7 @@ class DepthOdometryPipeline:
         self.rotation_fusion.reset()  # the network's variances are the old model's
         self.direction_fusion.reset()
         self.length_anchor.reset()  # the ratio is between the old model's two scales
+        self.length_fusion.reset()
         self.log.info("loaded model %s (version %d)", path, version)
         return version
 
@@ -322,6 +326,7 @@ class DepthOdometryPipeline:
         self.estimator.reset()
         self.tracker.reset()
         self.classical.reset()
+        self.length_fusion.restart()
         self.odometry.reset()
         self.velocity_smoother.reset()
         self.odometry_scale.reset()
@@ -655,7 +660,8 @@ class DepthOdometryPipeline:
         self, T: np.ndarray, T_network: np.ndarray, T_refined: np.ndarray | None, refined: bool
     ) -> np.ndarray:
         """``T`` with its translation scaled by the length anchor's refined / network ratio,
-        updated with this frame's lengths (the refined one only where ``refined``)."""
+        updated with this frame's lengths (the refined one only where ``refined``), then to
+        the fused length (``fuse_length``)."""
         refined_length = None
         if refined and T_refined is not None:
             refined_length = float(np.linalg.norm(T_refined[:3, 3]))
@@ -668,7 +674,28 @@ class DepthOdometryPipeline:
             ratio = self.length_anchor.ratio
         T = T.copy()
         T[:3, 3] *= ratio
+        if self._fuses_length():
+            T[:3, 3] *= self._fused_length(float(np.linalg.norm(T[:3, 3])), refined_length)
         return T
+
+    def _fuses_length(self) -> bool:
+        cfg = self.cfg
+        return cfg.pose_source == "fused" and cfg.fuse_classical and cfg.fuse_length
+
+    def _fused_length(self, length: float, refined_length: float | None) -> float:
+        """Factor on an anchored translation of ``length`` that gives the fused length."""
+        classical = self.classical
+        try:
+            fused = self.length_fusion.fuse(
+                length,
+                refined_length,
+                classical.last_length_ratio,
+                classical.last_length_ratio_variance,
+            )
+        except InputError as exc:
+            self._throttle.warn("length", f"translation length not fused: {exc}")
+            return 1.0
+        return fused / length if length > 0 else 1.0
 
     def _classical_result(self, job: Future | None) -> np.ndarray | None:
         """The classical motion of this frame: None without one (off, the first frame, a
@@ -845,4 +872,10 @@ class DepthOdometryPipeline:
         anchor = self.length_anchor
         if not (self.cfg.anchor_length and anchor.frames):
             return {}
-        return {"translation length ratio (refined / network)": f"{anchor.ratio:.3g}"}
+        out = {"translation length ratio (refined / network)": f"{anchor.ratio:.3g}"}
+        fusion = self.length_fusion
+        if self._fuses_length() and fusion.three_cornered:
+            weights = fusion.last_weights
+            out["translation length change weight of the refinement"] = f"{weights[1]:.2f}"
+            out["translation length change weight of the classical VO"] = f"{weights[2]:.2f}"
+        return out

@@ -1,0 +1,92 @@
+"""Frame-to-frame translation length: the network's steadied by the refined and the classical
+changes of length, weighted by the variances their disagreements give."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.length_fusion import LengthFusion
+
+FRAMES = 300
+
+
+def lengths_with_ratio_errors(rng, true, sigma):
+    """Lengths whose frame-to-frame log ratios err by ``sigma`` (independently per frame)."""
+    steps = np.diff(np.log(true)) + sigma * rng.standard_normal(len(true) - 1)
+    return np.exp(np.log(true[0]) + np.concatenate([[0.0], np.cumsum(steps)]))
+
+
+def ratios(rng, true, sigma):
+    out = true / np.roll(true, 1) * np.exp(sigma * rng.standard_normal(len(true)))
+    out[0] = math.nan
+    return out
+
+
+def run(fusion, network, refined, classical, claims):
+    return np.array(
+        [fusion.fuse(*args) for args in zip(network, refined, classical, claims, strict=True)]
+    )
+
+
+def step_error(lengths, true):
+    """rms error of the frame-to-frame log length ratios."""
+    return float(np.sqrt(np.mean((np.diff(np.log(lengths)) - np.diff(np.log(true))) ** 2)))
+
+
+@pytest.fixture
+def motion():
+    rng = np.random.default_rng(0)
+    true = 1.0 + 0.3 * np.sin(np.arange(FRAMES) / 15)  # a vehicle speeding up and slowing down
+    network = true * np.exp(0.1 * rng.standard_normal(FRAMES))  # 10 % from frame to frame
+    refined = 2.0 * lengths_with_ratio_errors(rng, true, 0.15)  # its own units
+    return rng, true, network, refined
+
+
+def test_accurate_classical_ratios_steady_a_noisy_network_length(motion):
+    rng, true, network, refined = motion
+    fusion = LengthFusion()
+    claims = np.full(FRAMES, 1e-4)
+    fused = run(fusion, network, refined, ratios(rng, true, 0.02), claims)
+    assert step_error(fused, true) < 0.4 * step_error(network, true)
+    assert fusion.last_weights[2] > 0.7
+    # the pull keeps the network's scale: no drift over the clip
+    assert abs(np.log(fused[-100:] / true[-100:]).mean()) < 0.05
+
+
+def test_bad_classical_ratios_with_small_claims_hardly_count(motion):
+    """Its claim does not set its weight, the disagreements do: 30 % errors claimed as 1 %."""
+    rng, true, network, refined = motion
+    fusion = LengthFusion()
+    classical = np.clip(ratios(rng, true, 0.3), 0.51, 1.99)
+    fused = run(fusion, network, refined, classical, np.full(FRAMES, 1e-4))
+    assert fusion.last_weights[2] < 0.2
+    assert step_error(fused, true) < 1.1 * step_error(network, true)
+
+
+def test_without_classical_ratios_the_length_is_the_networks(motion):
+    _, _, network, refined = motion
+    nan = np.full(FRAMES, math.nan)
+    np.testing.assert_allclose(run(LengthFusion(), network, refined, nan, nan), network)
+
+
+def test_a_stop_restarts_the_chain_and_wrong_ratios_are_ignored():
+    fusion = LengthFusion(min_classical=1)
+    for _ in range(10):
+        fusion.fuse(1.0, 1.0, 1.0, 1e-4)
+    assert fusion.fuse(0.0, None, 1.0, 1e-4) == 0.0  # a stop keeps the network's length
+    assert fusion.fuse(1.2, 1.0, 1.5, 1e-4) == 1.2  # and the next frame starts from it
+    assert fusion.fuse(1.2, 1.0, 3.0, 1e-4) == pytest.approx(1.2)  # beyond max_ratio: unused
+    assert fusion.last_weights == (1.0, 0.0, 0.0)
+
+
+def test_bad_input_raises_and_leaves_the_state_alone():
+    fusion = LengthFusion()
+    assert fusion.fuse(1.0, None, math.nan, math.nan) == 1.0
+    for bad in ((math.nan, None), (math.inf, 1.0), (-1.0, 1.0), (1.0, math.nan)):
+        with pytest.raises(InputError):
+            fusion.fuse(*bad, 1.0, 1e-4)
+    assert fusion.fuse(1.1, None, math.nan, math.nan) == pytest.approx(1.1)
+    with pytest.raises(InputError):
+        LengthFusion(pull=0.0)
