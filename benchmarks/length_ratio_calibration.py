@@ -23,6 +23,7 @@ import numpy as np
 
 from sfm_ros.cli import image_size
 from sfm_ros.core.classical_vo import CLASSICAL_MAX_WIDTH, RELIABLE_INLIERS, OrbMotion
+from sfm_ros.core.data import has_poses
 from sfm_ros.core.length_fusion import LengthFusion
 from sfm_ros.messages.sources import open_sources
 from sfm_ros.pipeline.frame_pipeline import is_repeat
@@ -65,6 +66,9 @@ def main() -> None:
     print(f"{'clip':34s} ratios  rms log err  rms claim  mean e2/claim  median e2/claim/0.455")
     for clip in args.clips:
         (seq,) = open_sources([clip], height=height, width=width)
+        if not has_poses(seq):
+            print(f"{clip:34s} skipped: no ground-truth poses")
+            continue
         for pool, values in zip(pooled, ratio_errors(seq), strict=True):
             pool.append(values)
         row(clip, *(pool[-1] for pool in pooled))
