@@ -4,23 +4,23 @@
 Measured against ground truth on KITTI (`benchmarks/RESULTS.md`), the network's length changes
 from one frame to the next by 8-11 % (rms of the log ratio) while the car's speed hardly
 changes, and it wanders (+-35 % over about a second on KITTI 06); that is most of the 5-frame
-ATE there, which a constant length would halve. Two more estimates of how much longer a motion
+ATE there, which a constant length would cut by 40 %. Two more estimates of how much longer a motion
 is than the one before: the refined translations' (aligned with the keyframe's depth), and
 classical VO's relative scale from the points both pairs triangulate in their shared frame
-(`classical_vo.length_ratio`): 3 % on full-size KITTI frames, 8-23 % on small synthetic ones,
+(`classical_vo.length_ratio`): 3-8 % on full-size KITTI frames, 9-32 % on small synthetic ones,
 tens of percent where a handheld camera hardly moves between frames.
 
 The three frame-to-frame log ratios are averaged by inverse variance, the variances estimated
 online from how much they disagree (`three_cornered.py`, as the rotation and the translation's
 direction are fused). The classical claim (the squared standard error of its median) is 2-70x
 too small depending on the camera (`benchmarks/length_ratio_calibration.py`), so only its ratio
-to the average claim weighs a frame. The network's and the refined ratio err partly together
-(both follow the networks), which makes the classical estimate look worse than it is: the
-fusion then leans on it less than it could, never more. The published length chains these
+to the average claim weighs a frame. Where the network's and the refined ratio err together
+(both follow the networks), the classical estimate looks worse than it is and the fusion leans
+on it less than it could. The published length chains these
 steps and is pulled towards the network's own by ``pull`` per frame: beyond a few frames it
 keeps the network's (the depth's) scale, and the chain cannot drift away. A longer memory
 steadied the length no better and let its scale wander: at 0.05 instead of 0.2, the synthetic
-street's 5-frame ATE was the same and its whole-trajectory errors a third higher
+street's 5-frame ATE was the same and its whole-trajectory errors about 30 % higher
 (`benchmarks/RESULTS.md`). Until the classical estimate has been seen on ``min_classical``
 frames, and on frames without it, the length is the network's (the refined ratio alone has no
 measured variance).

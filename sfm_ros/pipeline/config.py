@@ -87,8 +87,8 @@ class PipelineConfig(Params):
         "refined rotation with the network's translation) or fused (the network's, the "
         "refined and the classical rotation fused by their variances, the translation's "
         "direction too with fuse_translation, its length the network's anchored to the depth "
-        "with anchor_length; the fused rotation's measured variance is the odometry's rotation "
-        "covariance)",
+        "with anchor_length and steadied from frame to frame with fuse_length; the fused "
+        "rotation's measured variance is the odometry's rotation covariance)",
         choices=POSE_SOURCES,
     )
     depth_source: str = param(
