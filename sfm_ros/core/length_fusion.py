@@ -57,7 +57,7 @@ class LengthFusion(ThreeCorneredHat):
         pull: float = 0.2,
         max_ratio: float = 2.0,
         min_speed_ratio: float = 0.25,
-        **hat: float,
+        **hat: float | int,
     ) -> None:
         if not (0 < pull <= 1 and max_ratio > 1 and 0 <= min_speed_ratio < 1):
             raise InputError(
