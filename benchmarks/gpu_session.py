@@ -66,6 +66,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from speed import cuda_graph  # benchmarks/speed.py
 
 from sfm_ros.core.checkpoint import DEFAULT_MODEL, load_checkpoint, pack_checkpoint
 from sfm_ros.core.config import load_config
@@ -239,33 +240,16 @@ def _time_variants(
 def _make_run(
     run: Callable[..., torch.Tensor], name: str, example: tuple[torch.Tensor, ...]
 ) -> Callable[[], Callable[..., torch.Tensor]]:
-    """A maker of ``run``, captured in a CUDA graph when the variant's name says so."""
-    return (lambda: _captured(run, example)) if name.startswith("CUDA graph") else (lambda: run)
+    """A maker of ``run``, captured in a CUDA graph when the variant's name says so (its
+    output copied out of the graph's buffer, which the next replay overwrites)."""
+    if not name.startswith("CUDA graph"):
+        return lambda: run
 
+    def make() -> Callable[..., torch.Tensor]:
+        replay = cuda_graph(run, *example)
+        return lambda *inputs: replay(*inputs).clone()
 
-def _captured(
-    run: Callable[..., torch.Tensor], example: tuple[torch.Tensor, ...]
-) -> Callable[..., torch.Tensor]:
-    """``run`` (tensors -> a tensor) captured in a CUDA graph: a function of the same inputs
-    that copies them into the graph's own and replays it."""
-    static = [x.clone() for x in example]
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up outside the capture (allocator, kernels)
-        for _ in range(3):
-            run(*static)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        output = run(*static)
-
-    def replay(*inputs: torch.Tensor) -> torch.Tensor:
-        for buffer, x in zip(static, inputs, strict=True):
-            buffer.copy_(x)
-        graph.replay()
-        return output.clone()
-
-    return replay
+    return make
 
 
 def time_refinement(
