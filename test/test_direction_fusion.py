@@ -57,7 +57,7 @@ def test_three_directions_are_weighted_by_their_measured_variances():
         assert np.linalg.norm(t) == pytest.approx(2.5)
         for name, v in (("network", t_n), ("refined", t_r), ("fused", t)):
             errors[name].append(_angle(u, v))
-    assert fusion.three_cornered
+    assert fusion.three_cornered and not fusion.directions_unmeasurable
     variances = fusion.variances
     for got, sigma in zip(variances, (sig_n, sig_r, sig_c), strict=True):
         assert got == pytest.approx(sigma**2, rel=0.3)
@@ -87,6 +87,7 @@ def test_before_the_variances_are_measured_the_closest_of_three_directions_is_ta
             assert _angle(t, u) < np.radians(3.0)
         else:
             assert fusion.three_cornered
+        assert not fusion.directions_unmeasurable  # not measured yet, then measured
 
 
 def test_a_stop_keeps_the_network_translation_and_the_variances():
@@ -105,7 +106,8 @@ def test_a_stop_keeps_the_network_translation_and_the_variances():
 def test_directions_that_all_scatter_by_tens_of_degrees_keep_the_network_translation():
     # small translations at a high frame rate: no direction is known within max_sigma, and
     # the small-angle model behind the weights does not hold (the estimated sigmas, about 35-45
-    # degrees here, scatter too: a frame or two may pass early on)
+    # degrees here, scatter too: a frame or two may pass early on); the fusion says so, for
+    # a caller with a keyframe-aligned translation to publish that instead
     rng = np.random.default_rng(4)
     fusion, cov = DirectionFusion(max_sigma=np.radians(20)), np.radians(80) ** 2 * np.eye(3)
     kept = []
@@ -114,7 +116,7 @@ def test_directions_that_all_scatter_by_tens_of_degrees_keep_the_network_transla
         t_n, t_r, t_c = (_perturb(rng, u, np.radians(80)) for _ in range(3))
         kept.append(np.array_equal(fusion.fuse(t_n, t_r, cov, t_c), t_n))
     assert sum(kept) >= 55 and all(kept[-30:])
-    assert fusion.three_cornered and not fusion.usable
+    assert fusion.three_cornered and not fusion.usable and fusion.directions_unmeasurable
     assert min(fusion.variances) > np.radians(20) ** 2
     assert fusion.last_weights == (1.0, 0.0, 0.0)
 

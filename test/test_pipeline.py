@@ -8,6 +8,7 @@ import logging
 import sys
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -20,9 +21,9 @@ from sfm_ros.core.camera import Camera
 from sfm_ros.core.errors import CheckpointError, ConfigError, InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL
 from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
-from sfm_ros.core.lie import se3_inverse
+from sfm_ros.core.lie import se3_inverse, so3_exp, so3_log
 from sfm_ros.core.odometry import UNOBSERVABLE_VARIANCE
-from sfm_ros.core.synthetic import render_sequence
+from sfm_ros.core.synthetic import Randomization, render_sequence
 from sfm_ros.core.undistort import undistorter_for
 from sfm_ros.pipeline import frame_pipeline as pl
 from sfm_ros.pipeline.config import PipelineConfig
@@ -840,6 +841,107 @@ def test_fused_translation_direction_leans_on_the_better_estimates(fuse_translat
     assert float(diag["network translation direction sigma (deg)"]) > 1.0
     weights = [float(diag[f"translation direction weight of the {k}"]) for k in WEIGHTS]
     assert sum(weights) > 0.6  # the network's weight is small
+
+
+class LostDirectionEstimator(GroundTruthEstimator):
+    """True depth (times UNKNOWN), rotation and length; the translation's direction drawn at
+    random each frame (a camera that moves a few centimetres between frames: no frame-to-frame
+    direction is measurable)."""
+
+    def __init__(self, seq) -> None:
+        super().__init__(seq)
+        self.rng = np.random.default_rng(0)
+
+    def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
+        out = super().step(image, K, stamp_ns, with_flow)
+        if out.T_prev_cur is not None:
+            u = self.rng.standard_normal(3)
+            out.T_prev_cur[:3, 3] = u / np.linalg.norm(u) * np.linalg.norm(out.T_prev_cur[:3, 3])
+        return out
+
+
+def test_a_slow_cameras_translation_is_the_keyframe_aligned_one(monkeypatch):
+    # 2.5 cm a frame at 100 Hz: the network's, the refined and the classical frame-to-frame
+    # directions all scatter by tens of degrees (ORB + E scattered by 78 degrees rms on 7-Scenes
+    # at 30 Hz; here a stand-in draws them at random, as OpenCV's cheirality check rejects
+    # most such synthetic pairs). Once the fusion has measured that, the published translation
+    # is the refined one: aligned with the keyframe, its errors do not add up from frame to
+    # frame, where the network's directions make a random walk.
+    slow = Randomization(appearance=False, photometric=False, fps=(100.0,), speed_scale=(0.3, 0.3))
+    seq = render_sequence("street", 20, seed=5, height=128, width=416, randomization=slow)
+    results = {}
+    for source in ("network", "refined", "fused"):
+        pipe = make(LostDirectionEstimator(seq), pose_source=source, depth_uncertainty=0.0)
+        rng, frames = np.random.default_rng(1), iter(range(len(seq.images)))
+
+        def classical(image, K, rng=rng, frames=frames) -> np.ndarray | None:
+            i = next(frames)
+            if i == 0:
+                return None
+            T = se3_inverse(seq.T_world_cam[i - 1]) @ seq.T_world_cam[i]
+            u = rng.standard_normal(3)
+            T[:3, 3] = u / np.linalg.norm(u)
+            return T
+
+        monkeypatch.setattr(pipe.classical, "step", classical)
+        results[source] = run_sequence(pipe, seq)
+    diag = pipe.diagnostics()
+    assert diag["translation direction"].startswith("the refined translation")
+    assert float(diag["network translation direction sigma (deg)"]) > 20
+    fused, refined = ([r.T_prev_cur[:3, 3] for r in results[s][1:]] for s in ("fused", "refined"))
+    same = [np.allclose(f, r, 0, 1e-12) for f, r in zip(fused, refined, strict=True)]
+    switched = [i + 1 for i, s in enumerate(same) if s]
+    assert switched == list(range(switched[0], len(seq.images))) and switched[0] <= 8
+    end = {}
+    for source, chain in results.items():
+        T_first_last = np.linalg.multi_dot([r.T_prev_cur for r in chain[1:]])
+        true = se3_inverse(seq.T_world_cam[0]) @ seq.T_world_cam[-1]
+        end[source] = np.linalg.norm(T_first_last[:3, 3] - true[:3, 3] * UNKNOWN)
+    path = UNKNOWN * np.linalg.norm(np.diff(seq.T_world_cam[:, :3, 3], axis=0), axis=1).sum()
+    assert end["network"] > 0.5 * path
+    assert end["fused"] < 0.1 * end["network"]
+
+
+class CreepingEstimator(GroundTruthEstimator):
+    """True depth and motion (times UNKNOWN), but between two views of a still scene it
+    reports a tenth of the last motion's translation and a 0.1 degree turn (the packaged pose
+    networks reported 0.17 m and 0.11 degree a frame on KITTI frames shown again and again
+    with fresh noise)."""
+
+    def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
+        out = super().step(image, K, stamp_ns, with_flow)
+        if out.T_prev_cur is not None:
+            if np.linalg.norm(out.T_prev_cur[:3, 3]) < 1e-9:
+                out.T_prev_cur[:3, 3] = 0.1 * self.moving_t
+                out.T_prev_cur[:3, :3] = so3_exp(np.radians([0.0, 0.1, 0.0]))
+            else:
+                self.moving_t = out.T_prev_cur[:3, 3].copy()
+        return out
+
+
+@pytest.mark.parametrize("pose_source", ["fused", "refined_rotation"])
+def test_a_stop_the_refinement_sees_is_published_as_one(street_large, pose_source):
+    # frames 0-5 of a street, then frame 5 eight more times with fresh sensor noise (a stop at a
+    # door), then on: the network creeps on, the odometry must not
+    seq, rng = street_large, np.random.default_rng(0)
+    order = [0, 1, 2, 3, 4, 5, *[5] * 8]
+    noisy = np.clip(seq.images[order] + rng.normal(0, 2.0, seq.images[order].shape), 0, 255)
+    stopped = types.SimpleNamespace(
+        images=noisy.round().astype(np.uint8), depth_m=seq.depth_m[order],
+        T_world_cam=seq.T_world_cam[order], K=seq.K,
+        stamps_ns=seq.stamps_ns[0] + 100_000_000 * np.arange(len(order)),
+    )  # fmt: skip
+    pipe = make(CreepingEstimator(stopped), pose_source=pose_source, depth_uncertainty=0.0)
+    results = run_sequence(pipe, stopped)
+    step = np.median([np.linalg.norm(r.T_prev_cur[:3, 3]) for r in results[1:6]])
+    creep = [np.linalg.norm(r.T_prev_cur[:3, 3]) for r in results[6:]]
+    assert max(creep) < 0.03 * step  # not the network's 0.1 x step a frame
+    T_odom_base = [r.odometry.T_odom_base for r in results]
+    drift = np.linalg.norm(T_odom_base[-1][:3, 3] - T_odom_base[5][:3, 3])
+    assert drift < 0.05 * step  # aligned with one keyframe: the noise does not add up (0.8)
+    turn = so3_log(T_odom_base[5][:3, :3].T @ T_odom_base[-1][:3, :3])
+    assert np.degrees(np.linalg.norm(turn)) < 0.1  # (0.8)
+    assert all(np.isfinite(r.odometry.T_odom_base).all() for r in results)
 
 
 class LongEstimator(GroundTruthEstimator):

@@ -18,7 +18,10 @@ translation and leave the variances alone (their directions would be noise, and 
 would inflate all three disagreements for the next ``window`` frames). And the variances are a
 small-angle model: while even the best of the three directions has an estimated sigma above
 ``max_sigma`` (small translations at a high frame rate, as with a handheld camera at 30 Hz,
-where all three scatter by tens of degrees), the network's translation is kept.
+where all three scatter by tens of degrees), the network's translation is kept here and
+`directions_unmeasurable` says so: frame-to-frame directions are then noise, and a caller that
+has a translation aligned with a keyframe (whose errors do not add up from frame to frame)
+does better to publish that one (`pipeline/frame_pipeline.py` does).
 """
 
 from __future__ import annotations
@@ -83,6 +86,13 @@ class DirectionFusion(ThreeCorneredHat):
         """Whether the variances are measured and at least one direction is known within
         ``max_sigma``."""
         return self.three_cornered and min(self.variances) <= self.max_sigma**2
+
+    @property
+    def directions_unmeasurable(self) -> bool:
+        """Whether the variances are measured and every direction's sigma is above
+        ``max_sigma``: the camera moves too little between frames for any of the three to
+        know its direction."""
+        return self.three_cornered and min(self.variances) > self.max_sigma**2
 
     def fuse(
         self,

@@ -11,10 +11,11 @@ that longer steps count more), is a slow correction that keeps the network's smo
 takes the depth's scale: the published translation is then in the depth's units, which the
 depth-based scale source (``camera_height``) assumes.
 
-Only frames whose refinement succeeded and whose network translation is at least
-``min_speed_ratio`` of the mean update it (a stop's lengths are noise); a single refined length
-counts at most ``max_ratio`` times what the ratio so far predicts, either way (the ratio itself
-is not bounded: the two networks' scales may differ by any factor on a new camera).
+Only frames whose refinement succeeded and whose network and refined translations are at
+least ``min_speed_ratio`` of their means update it (a stop's lengths are noise); a single
+refined length counts at most ``max_ratio`` times what the ratio so far predicts, either way
+(the ratio itself is not bounded: the two networks' scales may differ by any factor on a new
+camera).
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ class LengthAnchor:
         """Refined over network length, 1.0 before the first update."""
         return self._refined / self._network if self.frames else 1.0
 
+    def refined_stop(self, refined_length: float) -> bool:
+        """Whether a refined length below ``min_speed_ratio`` of the refined lengths' mean
+        says the camera stands still: aligned with the keyframe, the refinement sees a still
+        scene as such, where the pose network may report a steady creep (a tenth of the
+        speed before a stop on KITTI 06)."""
+        return self.frames > 0 and refined_length < self.min_speed_ratio * self._refined
+
     def update(self, network_length: float, refined_length: float | None) -> float:
         """Add one frame's lengths (any units, the same for every frame) and return the ratio.
 
@@ -74,7 +82,10 @@ class LengthAnchor:
             raise InputError(f"translation lengths must be finite and >= 0, got {lengths}")
         if refined_length is None or network_length <= 0:
             return self.ratio
-        if self.frames and network_length < self.min_speed_ratio * self._network:
+        if self.frames and (
+            network_length < self.min_speed_ratio * self._network
+            or self.refined_stop(refined_length)
+        ):
             return self.ratio
         if self.frames:  # within max_ratio of the ratio so far, either way
             expected = self.ratio * network_length

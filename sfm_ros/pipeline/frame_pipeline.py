@@ -32,7 +32,11 @@ With the classical estimate the three translation directions are fused the same 
 network's, rescaled by the ratio of refined to network lengths over the last frames
 (``anchor_length``, `core/length_anchor.py`), so that the trajectory's scale follows the
 depth's; from frame to frame its change is fused with the refined and the classical VO's change
-of length the same way (``fuse_length``, `core/length_fusion.py`).
+of length the same way (``fuse_length``, `core/length_fusion.py`). Two cases publish the refined
+translation, aligned with the keyframe, whose errors do not add up from frame to frame: while
+all three directions scatter by tens of degrees (a handheld camera at 30 Hz), and a stop the
+refinement sees (a refined length far below its mean), whose refined motion is published whole
+(between views of a still scene the pose network creeps on).
 ``depth_source`` picks
 the published depth: multi-view depth (the default: a plane sweep over the keyframe and recent
 frames fused with the network's), or the depth network's. ``depth/confidence`` says how far
@@ -572,6 +576,7 @@ class DepthOdometryPipeline:
                 f"pose refinement fell back to the {diag.init_source} motion: {diag.reason}",
             )
         T, covariance, rotation_variance = out.T_prev_cur, None, None
+        keyframe_translation = False  # T's translation is the refined one, in the depth's units
         for fusion in (self.rotation_fusion, self.direction_fusion):  # until one fuses below
             fusion.last_weights = (1.0, 0.0, 0.0)
         self.rotation_fusion.last_variance = self.rotation_fusion.network_variance
@@ -583,7 +588,9 @@ class DepthOdometryPipeline:
         elif cfg.pose_source != "network" and T is not None and diag.reason == "ok":
             T = T.copy()  # the translation's uncertainty is the network's: the noise model's
             R_refined = track.T_prev_cur[:3, :3]
-            if cfg.pose_source == "refined_rotation":
+            if self._refined_stop(track.T_prev_cur):  # aligned with the keyframe: no creep
+                T, covariance, keyframe_translation = track.T_prev_cur, track.covariance, True
+            elif cfg.pose_source == "refined_rotation":
                 T[:3, :3] = R_refined
             else:
                 var = float(np.trace(track.covariance[3:, 3:])) / 3
@@ -596,8 +603,13 @@ class DepthOdometryPipeline:
                     rotation_variance = self.rotation_fusion.last_variance
                     if cfg.fuse_translation and cfg.fuse_classical:
                         T[:3, 3] = self._fused_translation(T[:3, 3], track, T_classical)
+                        keyframe_translation = self.direction_fusion.directions_unmeasurable
+                        if keyframe_translation:  # aligned with the keyframe: no random walk
+                            T[:3, 3] = track.T_prev_cur[:3, 3]
         if self._anchors_length() and T is not None:
-            T = self._anchored_length(T, out.T_prev_cur, track.T_prev_cur, diag.reason == "ok")
+            T = self._anchored_length(
+                T, out.T_prev_cur, track.T_prev_cur, diag.reason == "ok", keyframe_translation
+            )
         multiview = cfg.depth_source == "multiview"
         depth = track.depth_m if multiview else out.depth_m
         confidence = None
@@ -657,11 +669,17 @@ class DepthOdometryPipeline:
         return self._anchored_length(T_network, T_network, None, False)
 
     def _anchored_length(
-        self, T: np.ndarray, T_network: np.ndarray, T_refined: np.ndarray | None, refined: bool
+        self,
+        T: np.ndarray,
+        T_network: np.ndarray,
+        T_refined: np.ndarray | None,
+        refined: bool,
+        keyframe_translation: bool = False,
     ) -> np.ndarray:
         """``T`` with its translation scaled by the length anchor's refined / network ratio,
         updated with this frame's lengths (the refined one only where ``refined``), then to
-        the fused length (``fuse_length``)."""
+        the fused length (``fuse_length``); a ``keyframe_translation`` (the refined one,
+        already in the depth's units) only updates the ratio and restarts the fused length."""
         refined_length = None
         if refined and T_refined is not None:
             refined_length = float(np.linalg.norm(T_refined[:3, 3]))
@@ -672,11 +690,21 @@ class DepthOdometryPipeline:
         except InputError as exc:
             self._throttle.warn("length", f"translation length not anchored: {exc}")
             ratio = self.length_anchor.ratio
+        if keyframe_translation:
+            self.length_fusion.restart()
+            return T
         T = T.copy()
         T[:3, 3] *= ratio
         if self._fuses_length():
             T[:3, 3] *= self._fused_length(float(np.linalg.norm(T[:3, 3])), refined_length)
         return T
+
+    def _refined_stop(self, T_refined: np.ndarray) -> bool:
+        """Whether the refined motion says the camera stands still (`LengthAnchor.
+        refined_stop`; with ``anchor_length``, whose mean it compares with): the pose network
+        may report a creep and ORB + E a random motion between two views of a still scene."""
+        length = float(np.linalg.norm(T_refined[:3, 3]))
+        return self._anchors_length() and self.length_anchor.refined_stop(length)
 
     def _fuses_length(self) -> bool:
         cfg = self.cfg
@@ -862,7 +890,7 @@ class DepthOdometryPipeline:
         return {
             "translation direction": "fused"
             if fusion.usable
-            else (f"the network's (every direction's sigma above {limit:.0f} deg)"),
+            else f"the refined translation (every direction's sigma above {limit:.0f} deg)",
             "translation direction weight of the refinement": f"{fusion.last_weights[1]:.2f}",
             "translation direction weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
             "network translation direction sigma (deg)": f"{network:.3g}",

@@ -1,0 +1,84 @@
+"""How far the node's odometry creeps while the camera stands still.
+
+    OMP_NUM_THREADS=1 python benchmarks/stop_drift.py --data CLIP [--at 40] [--frames 20] \\
+        [--noise 2] [--params config/sfm.yaml] [--set key=value ...]
+
+The clip's frames 0..AT, then frame AT again ``--frames`` times, each with fresh seeded
+Gaussian sensor noise of ``--noise`` grey levels (a still camera's images differ by their noise;
+identical images would be skipped as repeats), then the next frames. Printed: the node's mean
+step before the stop and how far its chained pose moves (metres in the node's units, and in
+those steps) and turns (degrees) over the stop, beside constant velocity (the last true motion
+repeated: the stop's length in steps) and ORB + essential-matrix VO with unit steps (a failed
+pair keeps the previous motion, as `sfm-ros eval pose` chains it).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import numpy as np
+
+from sfm_ros.core.classical_vo import orb_essential_motions
+from sfm_ros.core.metrics import chain_relative_poses, rotation_error_deg
+from sfm_ros.messages.sources import open_sources
+from sfm_ros.pipeline.evaluate import PipelinePredictor
+from sfm_ros.pipeline.params_file import pipeline_config
+
+FRAME_INTERVAL_NS = 100_000_000
+
+
+def moved(T_first: np.ndarray, T_last: np.ndarray) -> tuple[float, float]:
+    """Distance and rotation angle (degrees) between two (4, 4) poses."""
+    distance = float(np.linalg.norm(T_last[:3, 3] - T_first[:3, 3]))
+    return distance, float(rotation_error_deg(T_first[:3, :3], T_last[:3, :3]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="a clip, as for sfm-ros eval pose")
+    parser.add_argument("--at", type=int, default=40, help="frame the camera stops at")
+    parser.add_argument("--frames", type=int, default=20, help="frames standing still")
+    parser.add_argument("--noise", type=float, default=2.0, help="sensor noise, grey levels")
+    parser.add_argument("--params", default="config/sfm.yaml")
+    parser.add_argument("--set", nargs="*", default=[], help="node parameter overrides")
+    args = parser.parse_args()
+    predictor = PipelinePredictor(pipeline_config(args.params, args.set))
+    size = {"height": predictor.estimator.height, "width": predictor.estimator.width}
+    seq = open_sources([args.data], **size)[0]
+    if not 0 < args.at < len(seq) - 1 or args.frames < 1:
+        parser.error(f"--at must be inside the clip's {len(seq)} frames and --frames >= 1")
+    order = [*range(args.at + 1), *[args.at] * args.frames, args.at + 1]
+    stamp0, frames = seq.load(0).stamp_ns, []
+    for k, i in enumerate(order):
+        frame = seq.load(i)
+        rng = np.random.default_rng((k, 7))
+        noisy = frame.image.astype(np.float32) + rng.normal(0, args.noise, frame.image.shape)
+        image = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+        frames.append(replace(frame, image=image, stamp_ns=stamp0 + k * FRAME_INTERVAL_NS))
+    predictor.reset()
+    motions = []
+    for k, frame in enumerate(frames):
+        prediction = predictor.predict(frame)
+        if k and (prediction is None or prediction.T_prev_cur is None):
+            motions.append(np.eye(4))
+        elif k:
+            motions.append(prediction.T_prev_cur)
+    node = chain_relative_poses(np.stack(motions))
+    unit_steps, _ = orb_essential_motions((f.image for f in frames), frames[0].K)
+    classical = chain_relative_poses(unit_steps)
+    stop = (args.at, args.at + args.frames)
+    print(f"{seq.name}: {args.frames} frames standing at frame {args.at}, noise {args.noise}")
+    for name, T in (("node", node), ("ORB + essential matrix (unit steps)", classical)):
+        step = np.linalg.norm(np.diff(T[: args.at + 1, :3, 3], axis=0), axis=1).mean()
+        distance, angle = moved(T[stop[0]], T[stop[1]])
+        print(
+            f"{name}: mean step before the stop {step:.3f}; over the stop it moves "
+            f"{distance:.3f} ({distance / step:.2f} steps) and turns {angle:.2f} deg"
+        )
+    print(f"constant velocity: moves {args.frames} steps")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
