@@ -88,15 +88,16 @@ def test_bad_parameters_are_refused(kwargs):
         LengthAnchor(**kwargs)
 
 
-def test_a_stop_is_a_refined_length_far_below_its_mean():
-    anchor = LengthAnchor(min_speed_ratio=0.25)
-    assert not anchor.refined_stop(0.0)  # nothing to compare with yet
+def test_a_stop_is_a_refined_length_far_below_its_mean_while_the_network_slows_down():
+    anchor = LengthAnchor(min_speed_ratio=0.25, network_stop_ratio=0.5)
+    assert not anchor.stop(0.0, 0.0)  # nothing to compare with yet
     for _ in range(10):
-        anchor.update(2.0, 1.0)  # moving: refined 1.0 a frame
-    assert anchor.refined_stop(0.01) and anchor.refined_stop(0.2)
-    assert not anchor.refined_stop(0.3) and not anchor.refined_stop(1.0)
+        anchor.update(2.0, 1.0)  # moving: network 2.0 and refined 1.0 a frame
+    assert anchor.stop(0.3, 0.01) and anchor.stop(0.9, 0.2)  # a creeping network
+    assert not anchor.stop(0.3, 0.3)  # the refinement sees motion
+    assert not anchor.stop(1.1, 0.01)  # a noisy refined length while the network keeps on
     anchor.update(0.3, 0.01)  # a stop (by either length) leaves the means alone
     assert anchor.ratio == pytest.approx(0.5)
-    anchor.update(2.0, 0.1)
+    anchor.update(0.9, 0.1)
     assert anchor.ratio == pytest.approx(0.5)
-    assert anchor.refined_stop(0.2) and not anchor.refined_stop(0.3)
+    assert anchor.stop(0.9, 0.2) and not anchor.stop(0.9, 0.3)

@@ -843,35 +843,31 @@ def test_fused_translation_direction_leans_on_the_better_estimates(fuse_translat
     assert sum(weights) > 0.6  # the network's weight is small
 
 
-class LostDirectionEstimator(GroundTruthEstimator):
-    """True depth (times UNKNOWN), rotation and length; the translation's direction drawn at
-    random each frame (a camera that moves a few centimetres between frames: no frame-to-frame
-    direction is measurable)."""
-
-    def __init__(self, seq) -> None:
-        super().__init__(seq)
-        self.rng = np.random.default_rng(0)
+class SidewaysPriorEstimator(GroundTruthEstimator):
+    """True depth (times UNKNOWN), rotation and length; the translation always along the
+    camera's x axis while the camera moves forward (a network whose learnt motion does not fit
+    this camera: on 7-Scenes' handheld camera the packaged one, trained on driving, is 107
+    degrees off over 15 frames)."""
 
     def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
         out = super().step(image, K, stamp_ns, with_flow)
         if out.T_prev_cur is not None:
-            u = self.rng.standard_normal(3)
-            out.T_prev_cur[:3, 3] = u / np.linalg.norm(u) * np.linalg.norm(out.T_prev_cur[:3, 3])
+            out.T_prev_cur[:3, 3] = [np.linalg.norm(out.T_prev_cur[:3, 3]), 0.0, 0.0]
         return out
 
 
 def test_a_slow_cameras_translation_is_the_keyframe_aligned_one(monkeypatch):
     # 2.5 cm a frame at 100 Hz: the network's, the refined and the classical frame-to-frame
-    # directions all scatter by tens of degrees (ORB + E scattered by 78 degrees rms on 7-Scenes
-    # at 30 Hz; here a stand-in draws them at random, as OpenCV's cheirality check rejects
-    # most such synthetic pairs). Once the fusion has measured that, the published translation
-    # is the refined one: aligned with the keyframe, its errors do not add up from frame to
-    # frame, where the network's directions make a random walk.
+    # directions all disagree by tens of degrees (ORB + E scattered by 78 degrees rms on
+    # 7-Scenes at 30 Hz; here a stand-in draws them at random, as OpenCV's cheirality check
+    # rejects most such synthetic pairs). Chained over 15 frames, the network's steady
+    # sideways direction disagrees with the refined displacement: from then on the published
+    # translation is the refined one, aligned with the keyframe, whose errors do not add up.
     slow = Randomization(appearance=False, photometric=False, fps=(100.0,), speed_scale=(0.3, 0.3))
-    seq = render_sequence("street", 20, seed=5, height=128, width=416, randomization=slow)
+    seq = render_sequence("street", 28, seed=5, height=128, width=416, randomization=slow)
     results = {}
     for source in ("network", "refined", "fused"):
-        pipe = make(LostDirectionEstimator(seq), pose_source=source, depth_uncertainty=0.0)
+        pipe = make(SidewaysPriorEstimator(seq), pose_source=source, depth_uncertainty=0.0)
         rng, frames = np.random.default_rng(1), iter(range(len(seq.images)))
 
         def classical(image, K, rng=rng, frames=frames) -> np.ndarray | None:
@@ -888,16 +884,19 @@ def test_a_slow_cameras_translation_is_the_keyframe_aligned_one(monkeypatch):
     diag = pipe.diagnostics()
     assert diag["translation direction"].startswith("the refined translation")
     assert float(diag["network translation direction sigma (deg)"]) > 20
+    assert pipe.window_direction.angle_deg > 30
     fused, refined = ([r.T_prev_cur[:3, 3] for r in results[s][1:]] for s in ("fused", "refined"))
     same = [np.allclose(f, r, 0, 1e-12) for f, r in zip(fused, refined, strict=True)]
     switched = [i + 1 for i, s in enumerate(same) if s]
-    assert switched == list(range(switched[0], len(seq.images))) and switched[0] <= 8
+    n = len(seq.images)
+    assert switched == list(range(switched[0], n)) and 15 <= switched[0] <= 18
+    first = switched[0] - 1
     end = {}
     for source, chain in results.items():
-        T_first_last = np.linalg.multi_dot([r.T_prev_cur for r in chain[1:]])
-        true = se3_inverse(seq.T_world_cam[0]) @ seq.T_world_cam[-1]
-        end[source] = np.linalg.norm(T_first_last[:3, 3] - true[:3, 3] * UNKNOWN)
-    path = UNKNOWN * np.linalg.norm(np.diff(seq.T_world_cam[:, :3, 3], axis=0), axis=1).sum()
+        T_chained = np.linalg.multi_dot([r.T_prev_cur for r in chain[switched[0] :]])
+        true = se3_inverse(seq.T_world_cam[first]) @ seq.T_world_cam[-1]
+        end[source] = np.linalg.norm(T_chained[:3, 3] - true[:3, 3] * UNKNOWN)
+    path = UNKNOWN * np.linalg.norm(np.diff(seq.T_world_cam[first:, :3, 3], axis=0), axis=1).sum()
     assert end["network"] > 0.5 * path
     assert end["fused"] < 0.1 * end["network"]
 

@@ -19,9 +19,10 @@ would inflate all three disagreements for the next ``window`` frames). And the v
 small-angle model: while even the best of the three directions has an estimated sigma above
 ``max_sigma`` (small translations at a high frame rate, as with a handheld camera at 30 Hz,
 where all three scatter by tens of degrees), the network's translation is kept here and
-`directions_unmeasurable` says so: frame-to-frame directions are then noise, and a caller that
-has a translation aligned with a keyframe (whose errors do not add up from frame to frame)
-does better to publish that one (`pipeline/frame_pipeline.py` does).
+`directions_unmeasurable` says so. That does not say whose direction is wrong; where the
+network's also fails over a window of frames (`window_direction.py`), a translation aligned with
+a keyframe, whose errors do not add up from frame to frame, is the better one to publish
+(`pipeline/frame_pipeline.py` does).
 """
 
 from __future__ import annotations

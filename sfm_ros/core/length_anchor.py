@@ -35,18 +35,27 @@ class LengthAnchor:
             update the ratio.
         max_ratio: bound on one frame's refined length over the one the ratio so far predicts
             (and its inverse).
+        network_stop_ratio: with a refined length below ``min_speed_ratio`` of its mean, a
+            network length below this fraction of its mean makes a stop (`stop`).
     """
 
     def __init__(
-        self, smoothing: float = 0.1, min_speed_ratio: float = 0.25, max_ratio: float = 4.0
+        self,
+        smoothing: float = 0.1,
+        min_speed_ratio: float = 0.25,
+        max_ratio: float = 4.0,
+        network_stop_ratio: float = 0.5,
     ) -> None:
-        if not (0 < smoothing <= 1 and 0 <= min_speed_ratio < 1 and max_ratio > 1):
+        if not (0 < smoothing <= 1 and 0 <= min_speed_ratio < 1 and max_ratio > 1) or not (
+            0 <= network_stop_ratio <= 1
+        ):
             raise InputError(
-                "smoothing must be in (0, 1], min_speed_ratio in [0, 1) and max_ratio > 1, got "
-                f"{smoothing}, {min_speed_ratio}, {max_ratio}"
+                "smoothing must be in (0, 1], min_speed_ratio in [0, 1), max_ratio > 1 and "
+                "network_stop_ratio in [0, 1], got "
+                f"{smoothing}, {min_speed_ratio}, {max_ratio}, {network_stop_ratio}"
             )
         self.smoothing, self.min_speed_ratio = float(smoothing), float(min_speed_ratio)
-        self.max_ratio = float(max_ratio)
+        self.max_ratio, self.network_stop_ratio = float(max_ratio), float(network_stop_ratio)
         self.reset()
 
     def reset(self) -> None:
@@ -60,12 +69,19 @@ class LengthAnchor:
         """Refined over network length, 1.0 before the first update."""
         return self._refined / self._network if self.frames else 1.0
 
-    def refined_stop(self, refined_length: float) -> bool:
-        """Whether a refined length below ``min_speed_ratio`` of the refined lengths' mean
-        says the camera stands still: aligned with the keyframe, the refinement sees a still
-        scene as such, where the pose network may report a steady creep (a tenth of the
-        speed before a stop on KITTI 06)."""
-        return self.frames > 0 and refined_length < self.min_speed_ratio * self._refined
+    def stop(self, network_length: float, refined_length: float) -> bool:
+        """Whether the camera stands still: the refined length is below ``min_speed_ratio``
+        of the refined lengths' mean and the network's below ``network_stop_ratio`` of its
+        own. Aligned with the keyframe, the refinement sees a still scene as such, where the
+        pose network slows down but creeps on (at 13-28 % of its speed on KITTI). The
+        network's drop is needed too: at 30 Hz a single refined length is as noisy as a slow
+        camera's motion (a car crawling down an alley, 7-Scenes handheld), and there the
+        network's length stays near its mean."""
+        return (
+            self.frames > 0
+            and refined_length < self.min_speed_ratio * self._refined
+            and network_length < self.network_stop_ratio * self._network
+        )
 
     def update(self, network_length: float, refined_length: float | None) -> float:
         """Add one frame's lengths (any units, the same for every frame) and return the ratio.
@@ -84,7 +100,7 @@ class LengthAnchor:
             return self.ratio
         if self.frames and (
             network_length < self.min_speed_ratio * self._network
-            or self.refined_stop(refined_length)
+            or self.stop(network_length, refined_length)
         ):
             return self.ratio
         if self.frames:  # within max_ratio of the ratio so far, either way

@@ -118,7 +118,8 @@ class PipelineConfig(Params):
         "pose_source fused with fuse_classical: fuse the translation's direction too (the "
         "network's, the refined and the classical one, weighted by the variances their "
         "disagreements give); its length is set by anchor_length. While all three directions "
-        "scatter by more than 20 degrees (a handheld camera at 30 Hz), the refined translation "
+        "scatter by more than 20 degrees (a camera at 30 Hz) and the network's, chained over 15 "
+        "frames, is more than 30 degrees off the refined displacement, the refined translation "
         "is published instead: aligned with the keyframe, its errors do not add up from frame "
         "to frame",
     )
@@ -128,9 +129,9 @@ class PipelineConfig(Params):
         "ratio of refined to network lengths over about the last 10 frames, so that the "
         "trajectory's scale follows the depth's (the pose network's scale wanders with the "
         "scene; the camera_height scale source assumes the depth's); a frame whose refined "
-        "translation is under a quarter of the refined lengths' mean is a stop and publishes "
-        "the refined motion whole (the pose network creeps on between views of a still "
-        "scene); false = the network's",
+        "translation is under a quarter of the refined lengths' mean while the network's is "
+        "under half of its own is a stop and publishes the refined motion whole (the pose "
+        "network creeps on between views of a still scene); false = the network's",
     )
     fuse_length: bool = param(
         True,

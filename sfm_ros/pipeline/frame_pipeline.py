@@ -34,9 +34,11 @@ network's, rescaled by the ratio of refined to network lengths over the last fra
 depth's; from frame to frame its change is fused with the refined and the classical VO's change
 of length the same way (``fuse_length``, `core/length_fusion.py`). Two cases publish the refined
 translation, aligned with the keyframe, whose errors do not add up from frame to frame: while
-all three directions scatter by tens of degrees (a handheld camera at 30 Hz), and a stop the
-refinement sees (a refined length far below its mean), whose refined motion is published whole
-(between views of a still scene the pose network creeps on).
+all three directions scatter by tens of degrees (a camera at 30 Hz) and the network's, chained
+over a window of frames, disagrees with the refined displacement (`core/window_direction.py`:
+a network whose learnt motion does not fit the camera), and a stop (a
+refined length far below its mean while the network's drops too), whose refined motion is
+published whole (between views of a still scene the pose network slows down but creeps on).
 ``depth_source`` picks
 the published depth: multi-view depth (the default: a plane sweep over the keyframe and recent
 frames fused with the network's), or the depth network's. ``depth/confidence`` says how far
@@ -64,6 +66,7 @@ the queue, in arrival order, before each frame. `diagnostics` only reads counter
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -97,6 +100,7 @@ from sfm_ros.core.scale import OdometryScale, ScaleFilter, ground_plane_scale
 from sfm_ros.core.undistort import undistorter_for
 from sfm_ros.core.velocity_filter import VelocitySmoother
 from sfm_ros.core.visualize import colormap_depth
+from sfm_ros.core.window_direction import WindowDirection
 from sfm_ros.pipeline.config import RECTIFIED, PipelineConfig
 
 OUTPUT_TYPES = {
@@ -247,6 +251,7 @@ class DepthOdometryPipeline:
         self.direction_fusion = DirectionFusion()
         self.length_anchor = LengthAnchor()
         self.length_fusion = LengthFusion()
+        self.window_direction = WindowDirection()
         self.classical = OrbMotion(max_width=CLASSICAL_MAX_WIDTH, min_inliers=RELIABLE_INLIERS)
         # OpenCV releases the GIL: the classical rotation runs beside the tracker
         self._classical_worker = ThreadPoolExecutor(1, thread_name_prefix="classical_vo")
@@ -322,6 +327,7 @@ class DepthOdometryPipeline:
         self.direction_fusion.reset()
         self.length_anchor.reset()  # the ratio is between the old model's two scales
         self.length_fusion.reset()
+        self.window_direction.reset()
         self.log.info("loaded model %s (version %d)", path, version)
         return version
 
@@ -331,6 +337,7 @@ class DepthOdometryPipeline:
         self.tracker.reset()
         self.classical.reset()
         self.length_fusion.restart()
+        self.window_direction.restart()
         self.odometry.reset()
         self.velocity_smoother.reset()
         self.odometry_scale.reset()
@@ -567,9 +574,12 @@ class DepthOdometryPipeline:
             self._classical_result(classical)  # not left running
             self.tracker.reset()
             self.classical.reset()
+            self.window_direction.restart()
             return Geometry(out.depth_m, self._network_motion(out.T_prev_cur))
         T_classical = self._classical_result(classical)
         diag = self.last_track = track.diagnostics
+        if cfg.pose_source == "fused":
+            self._add_to_window(out.T_prev_cur, track)
         if cfg.pose_source != "network" and diag.reason in FALLBACKS:
             self._throttle.warn(
                 "refine:" + diag.reason,
@@ -588,7 +598,7 @@ class DepthOdometryPipeline:
         elif cfg.pose_source != "network" and T is not None and diag.reason == "ok":
             T = T.copy()  # the translation's uncertainty is the network's: the noise model's
             R_refined = track.T_prev_cur[:3, :3]
-            if self._refined_stop(track.T_prev_cur):  # aligned with the keyframe: no creep
+            if self._stop(T, track.T_prev_cur):  # aligned with the keyframe: no creep
                 T, covariance, keyframe_translation = track.T_prev_cur, track.covariance, True
             elif cfg.pose_source == "refined_rotation":
                 T[:3, :3] = R_refined
@@ -603,7 +613,7 @@ class DepthOdometryPipeline:
                     rotation_variance = self.rotation_fusion.last_variance
                     if cfg.fuse_translation and cfg.fuse_classical:
                         T[:3, 3] = self._fused_translation(T[:3, 3], track, T_classical)
-                        keyframe_translation = self.direction_fusion.directions_unmeasurable
+                        keyframe_translation = self._keyframe_translation()
                         if keyframe_translation:  # aligned with the keyframe: no random walk
                             T[:3, 3] = track.T_prev_cur[:3, 3]
         if self._anchors_length() and T is not None:
@@ -656,6 +666,21 @@ class DepthOdometryPipeline:
             self._throttle.warn("direction", f"translation direction not fused: {exc}")
             return t_network
 
+    def _keyframe_translation(self) -> bool:
+        """Whether to publish the refined translation: no frame-to-frame direction is
+        measurable and, chained over a window of frames, the network's disagrees with the
+        refined one (`WindowDirection`)."""
+        return self.direction_fusion.directions_unmeasurable and not self.window_direction.agrees
+
+    def _add_to_window(self, T_network: np.ndarray | None, track: TrackResult | None) -> None:
+        """This frame's network and refined motions into the window (a gap without either)."""
+        ok = track is not None and track.diagnostics.reason == "ok"
+        if T_network is None or not ok:
+            self.window_direction.restart()
+            return
+        with contextlib.suppress(InputError):  # a non-finite motion: the window restarts
+            self.window_direction.add(T_network, track.T_prev_cur)
+
     def _anchors_length(self) -> bool:
         """Whether the published translation takes the length anchor's ratio."""
         cfg = self.cfg
@@ -699,12 +724,12 @@ class DepthOdometryPipeline:
             T[:3, 3] *= self._fused_length(float(np.linalg.norm(T[:3, 3])), refined_length)
         return T
 
-    def _refined_stop(self, T_refined: np.ndarray) -> bool:
-        """Whether the refined motion says the camera stands still (`LengthAnchor.
-        refined_stop`; with ``anchor_length``, whose mean it compares with): the pose network
-        may report a creep and ORB + E a random motion between two views of a still scene."""
-        length = float(np.linalg.norm(T_refined[:3, 3]))
-        return self._anchors_length() and self.length_anchor.refined_stop(length)
+    def _stop(self, T_network: np.ndarray, T_refined: np.ndarray) -> bool:
+        """Whether the network's and the refined motion say the camera stands still
+        (`LengthAnchor.stop`; with ``anchor_length``, whose means it compares with): between
+        two views of a still scene the pose network creeps on and ORB + E finds no motion."""
+        lengths = (float(np.linalg.norm(T[:3, 3])) for T in (T_network, T_refined))
+        return self._anchors_length() and self.length_anchor.stop(*lengths)
 
     def _fuses_length(self) -> bool:
         cfg = self.cfg
@@ -887,10 +912,16 @@ class DepthOdometryPipeline:
             return {}
         network = math.degrees(math.sqrt(fusion.variances[0]))
         limit = math.degrees(fusion.max_sigma)
+        window = self.window_direction
+        chained = f"{window.angle_deg:.0f} deg from the refined over {window.frames} frames"
+        if fusion.usable:
+            source = "fused"
+        elif self._keyframe_translation():
+            source = f"the refined translation (sigmas above {limit:.0f} deg; network {chained})"
+        else:
+            source = f"the network's (sigmas above {limit:.0f} deg; network {chained})"
         return {
-            "translation direction": "fused"
-            if fusion.usable
-            else f"the refined translation (every direction's sigma above {limit:.0f} deg)",
+            "translation direction": source,
             "translation direction weight of the refinement": f"{fusion.last_weights[1]:.2f}",
             "translation direction weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
             "network translation direction sigma (deg)": f"{network:.3g}",
