@@ -73,7 +73,7 @@ class LengthAnchor:
         """Whether the camera stands still: the refined length is below ``min_speed_ratio``
         of the refined lengths' mean and the network's below ``network_stop_ratio`` of its
         own. Aligned with the keyframe, the refinement sees a still scene as such, where the
-        pose network slows down but creeps on (at 13-28 % of its speed on KITTI). The
+        pose network slows down but creeps on (at 13-20 % of its speed on KITTI). The
         network's drop is needed too: at 30 Hz a single refined length is as noisy as a slow
         camera's motion (a car crawling down an alley, 7-Scenes handheld), and there the
         network's length stays near its mean."""
