@@ -101,3 +101,20 @@ def test_a_stop_is_a_refined_length_far_below_its_mean_while_the_network_slows_d
     anchor.update(0.9, 0.1)
     assert anchor.ratio == pytest.approx(0.5)
     assert anchor.stop(0.9, 0.2) and not anchor.stop(0.9, 0.3)
+
+
+def test_a_network_that_keeps_its_speed_stops_after_three_low_refined_lengths():
+    # a pose network that does not see the stop (on the phone video down the alley it keeps its
+    # speed): three low refined lengths in a row make a stop, one amid the motion does not
+    anchor = LengthAnchor(min_speed_ratio=0.25, stop_frames=3)
+    for _ in range(10):
+        anchor.update(2.0, 1.0)
+    assert not anchor.stop(2.0, 0.05)  # one low refined length is not a stop
+    anchor.update(2.0, 0.05)  # one low refined length while moving ...
+    anchor.update(2.0, 1.0)  # ... and the motion goes on: the run is broken
+    stops = []
+    for _ in range(4):  # the camera stands still
+        stops.append(anchor.stop(2.0, 0.01))
+        anchor.update(2.0, 0.01)
+    assert stops == [False, False, True, True]
+    assert 0.35 < anchor.ratio < 0.5  # only the lengths before the stop was known count

@@ -903,25 +903,33 @@ def test_a_slow_cameras_translation_is_the_keyframe_aligned_one(monkeypatch):
 
 class CreepingEstimator(GroundTruthEstimator):
     """True depth and motion (times UNKNOWN), but between two views of a still scene it
-    reports a tenth of the last motion's translation and a 0.1 degree turn (the packaged pose
-    networks reported 0.17 m and 0.11 degree a frame on KITTI frames shown again and again
-    with fresh noise)."""
+    reports ``creep`` times the last motion's translation and a 0.1 degree turn (the packaged
+    pose network reported 13-20 % of its speed and 0.11 degree a frame on KITTI frames shown
+    again and again with fresh noise, and its full speed on the phone video's)."""
+
+    def __init__(self, seq, creep: float) -> None:
+        super().__init__(seq)
+        self.creep = creep
 
     def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
         out = super().step(image, K, stamp_ns, with_flow)
         if out.T_prev_cur is not None:
             if np.linalg.norm(out.T_prev_cur[:3, 3]) < 1e-9:
-                out.T_prev_cur[:3, 3] = 0.1 * self.moving_t
+                out.T_prev_cur[:3, 3] = self.creep * self.moving_t
                 out.T_prev_cur[:3, :3] = so3_exp(np.radians([0.0, 0.1, 0.0]))
             else:
                 self.moving_t = out.T_prev_cur[:3, 3].copy()
         return out
 
 
-@pytest.mark.parametrize("pose_source", ["fused", "refined_rotation"])
-def test_a_stop_the_refinement_sees_is_published_as_one(street_large, pose_source):
+@pytest.mark.parametrize(
+    "pose_source, creep",
+    [("fused", 0.1), ("refined_rotation", 0.1), ("fused", 1.0)],
+)
+def test_a_stop_the_refinement_sees_is_published_as_one(street_large, pose_source, creep):
     # frames 0-5 of a street, then frame 5 eight more times with fresh sensor noise (a stop at a
-    # door), then on: the network creeps on, the odometry must not
+    # door): the network creeps on, the odometry must not. A network that slows down gives the
+    # stop away at once, one that keeps its speed after three low refined lengths.
     seq, rng = street_large, np.random.default_rng(0)
     order = [0, 1, 2, 3, 4, 5, *[5] * 8]
     noisy = np.clip(seq.images[order] + rng.normal(0, 2.0, seq.images[order].shape), 0, 255)
@@ -930,16 +938,19 @@ def test_a_stop_the_refinement_sees_is_published_as_one(street_large, pose_sourc
         T_world_cam=seq.T_world_cam[order], K=seq.K,
         stamps_ns=seq.stamps_ns[0] + 100_000_000 * np.arange(len(order)),
     )  # fmt: skip
-    pipe = make(CreepingEstimator(stopped), pose_source=pose_source, depth_uncertainty=0.0)
+    pipe = make(CreepingEstimator(stopped, creep), pose_source=pose_source, depth_uncertainty=0.0)
     results = run_sequence(pipe, stopped)
     step = np.median([np.linalg.norm(r.T_prev_cur[:3, 3]) for r in results[1:6]])
-    creep = [np.linalg.norm(r.T_prev_cur[:3, 3]) for r in results[6:]]
-    assert max(creep) < 0.03 * step  # not the network's 0.1 x step a frame
+    # the first stop frame; or the fourth: the first one falls back to the network's motion
+    # (the refinement would move too far from its full speed), so three low ones follow it
+    caught = 6 if creep < 0.5 else 9
+    published = [np.linalg.norm(r.T_prev_cur[:3, 3]) for r in results[caught:]]
+    assert max(published) < 0.03 * step  # not the network's creep
     T_odom_base = [r.odometry.T_odom_base for r in results]
-    drift = np.linalg.norm(T_odom_base[-1][:3, 3] - T_odom_base[5][:3, 3])
-    assert drift < 0.05 * step  # aligned with one keyframe: the noise does not add up (0.8)
-    turn = so3_log(T_odom_base[5][:3, :3].T @ T_odom_base[-1][:3, :3])
-    assert np.degrees(np.linalg.norm(turn)) < 0.1  # (0.8)
+    drift = np.linalg.norm(T_odom_base[-1][:3, 3] - T_odom_base[caught - 1][:3, 3])
+    assert drift < 0.05 * step  # aligned with one keyframe: the noise does not add up
+    turn = so3_log(T_odom_base[caught - 1][:3, :3].T @ T_odom_base[-1][:3, :3])
+    assert np.degrees(np.linalg.norm(turn)) < 0.1  # (0.1 degree a frame)
     assert all(np.isfinite(r.odometry.T_odom_base).all() for r in results)
 
 

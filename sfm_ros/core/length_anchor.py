@@ -37,6 +37,7 @@ class LengthAnchor:
             (and its inverse).
         network_stop_ratio: with a refined length below ``min_speed_ratio`` of its mean, a
             network length below this fraction of its mean makes a stop (`stop`).
+        stop_frames: or that many frames in a row with such a refined length (`stop`).
     """
 
     def __init__(
@@ -45,22 +46,25 @@ class LengthAnchor:
         min_speed_ratio: float = 0.25,
         max_ratio: float = 4.0,
         network_stop_ratio: float = 0.5,
+        stop_frames: int = 3,
     ) -> None:
         if not (0 < smoothing <= 1 and 0 <= min_speed_ratio < 1 and max_ratio > 1) or not (
-            0 <= network_stop_ratio <= 1
+            0 <= network_stop_ratio <= 1 and stop_frames >= 1
         ):
             raise InputError(
-                "smoothing must be in (0, 1], min_speed_ratio in [0, 1), max_ratio > 1 and "
-                "network_stop_ratio in [0, 1], got "
-                f"{smoothing}, {min_speed_ratio}, {max_ratio}, {network_stop_ratio}"
+                "smoothing must be in (0, 1], min_speed_ratio in [0, 1), max_ratio > 1, "
+                "network_stop_ratio in [0, 1] and stop_frames >= 1, got "
+                f"{smoothing}, {min_speed_ratio}, {max_ratio}, {network_stop_ratio}, {stop_frames}"
             )
         self.smoothing, self.min_speed_ratio = float(smoothing), float(min_speed_ratio)
         self.max_ratio, self.network_stop_ratio = float(max_ratio), float(network_stop_ratio)
+        self.stop_frames = int(stop_frames)
         self.reset()
 
     def reset(self) -> None:
         """Forget the means (a new model or camera): the ratio is 1 until the next update."""
         self._network = self._refined = 0.0
+        self._low = 0  # frames in a row, up to the last update, with a low refined length
         self.frames = 0
         """Frames that updated the ratio since the reset."""
 
@@ -71,17 +75,21 @@ class LengthAnchor:
 
     def stop(self, network_length: float, refined_length: float) -> bool:
         """Whether the camera stands still: the refined length is below ``min_speed_ratio``
-        of the refined lengths' mean and the network's below ``network_stop_ratio`` of its
-        own. Aligned with the keyframe, the refinement sees a still scene as such, where the
-        pose network slows down but creeps on (at 13-20 % of its speed on KITTI). The
-        network's drop is needed too: at 30 Hz a single refined length is as noisy as a slow
-        camera's motion (a car crawling down an alley, 7-Scenes handheld), and there the
-        network's length stays near its mean."""
-        return (
-            self.frames > 0
-            and refined_length < self.min_speed_ratio * self._refined
-            and network_length < self.network_stop_ratio * self._network
+        of the refined lengths' mean, and either the network's is below
+        ``network_stop_ratio`` of its own or the refined length has been that low for
+        ``stop_frames`` frames in a row, this one included. Aligned with the keyframe, the
+        refinement sees a still scene as such, where the pose network slows down but creeps
+        on (at 13-20 % of its speed on KITTI) or does not slow down at all (on the phone
+        video down the alley it keeps its speed). One low refined length is not enough: at
+        30 Hz single refined lengths scatter from 0.04 to 4 times their median while the
+        camera moves."""
+        return self._refined_low(refined_length) and (
+            network_length < self.network_stop_ratio * self._network
+            or self._low + 1 >= self.stop_frames
         )
+
+    def _refined_low(self, refined_length: float) -> bool:
+        return self.frames > 0 and refined_length < self.min_speed_ratio * self._refined
 
     def update(self, network_length: float, refined_length: float | None) -> float:
         """Add one frame's lengths (any units, the same for every frame) and return the ratio.
@@ -96,12 +104,12 @@ class LengthAnchor:
         lengths = [network_length] + ([] if refined_length is None else [refined_length])
         if not all(math.isfinite(x) and x >= 0 for x in lengths):
             raise InputError(f"translation lengths must be finite and >= 0, got {lengths}")
+        stop = refined_length is not None and self.stop(network_length, refined_length)
+        low = refined_length is not None and self._refined_low(refined_length)
+        self._low = self._low + 1 if low else 0
         if refined_length is None or network_length <= 0:
             return self.ratio
-        if self.frames and (
-            network_length < self.min_speed_ratio * self._network
-            or self.stop(network_length, refined_length)
-        ):
+        if self.frames and (network_length < self.min_speed_ratio * self._network or stop):
             return self.ratio
         if self.frames:  # within max_ratio of the ratio so far, either way
             expected = self.ratio * network_length

@@ -130,8 +130,9 @@ class PipelineConfig(Params):
         "trajectory's scale follows the depth's (the pose network's scale wanders with the "
         "scene; the camera_height scale source assumes the depth's); a frame whose refined "
         "translation is under a quarter of the refined lengths' mean while the network's is "
-        "under half of its own is a stop and publishes the refined motion whole (the pose "
-        "network creeps on between views of a still scene); false = the network's",
+        "under half of its own, or for three frames in a row, is a stop and publishes the "
+        "refined motion whole (the pose network creeps on between views of a still scene); "
+        "false = the network's",
     )
     fuse_length: bool = param(
         True,

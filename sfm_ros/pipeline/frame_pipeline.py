@@ -36,9 +36,9 @@ of length the same way (``fuse_length``, `core/length_fusion.py`). Two cases pub
 translation, aligned with the keyframe, whose errors do not add up from frame to frame: while
 all three directions scatter by tens of degrees (a camera at 30 Hz) and the network's, chained
 over a window of frames, disagrees with the refined displacement (`core/window_direction.py`:
-a network whose learnt motion does not fit the camera), and a stop (a
-refined length far below its mean while the network's drops too), whose refined motion is
-published whole (between views of a still scene the pose network slows down but creeps on).
+a network whose learnt motion does not fit the camera), and a stop (a refined length far
+below its mean while the network's drops too, or for three frames in a row), whose refined
+motion is published whole (between views of a still scene the pose network creeps on).
 ``depth_source`` picks
 the published depth: multi-view depth (the default: a plane sweep over the keyframe and recent
 frames fused with the network's), or the depth network's. ``depth/confidence`` says how far
