@@ -93,7 +93,7 @@ class DirectionFusion(ThreeCorneredHat):
         """Whether the variances are measured and every direction's sigma is above
         ``max_sigma``: the camera moves too little between frames for any of the three to
         know its direction."""
-        return self.three_cornered and min(self.variances) > self.max_sigma**2
+        return self.three_cornered and not self.usable
 
     def fuse(
         self,

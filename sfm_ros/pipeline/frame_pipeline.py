@@ -672,10 +672,9 @@ class DepthOdometryPipeline:
         refined one (`WindowDirection`)."""
         return self.direction_fusion.directions_unmeasurable and not self.window_direction.agrees
 
-    def _add_to_window(self, T_network: np.ndarray | None, track: TrackResult | None) -> None:
+    def _add_to_window(self, T_network: np.ndarray | None, track: TrackResult) -> None:
         """This frame's network and refined motions into the window (a gap without either)."""
-        ok = track is not None and track.diagnostics.reason == "ok"
-        if T_network is None or not ok:
+        if T_network is None or track.diagnostics.reason != "ok":
             self.window_direction.restart()
             return
         with contextlib.suppress(InputError):  # a non-finite motion: the window restarts
