@@ -10,10 +10,22 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import cv2
 import numpy as np
 
 from sfm_ros.core.errors import InputError
 from sfm_ros.messages.msg_types import MsgTypes
+
+BAYER = {
+    "rggb": cv2.COLOR_BayerBG2RGB,
+    "bggr": cv2.COLOR_BayerRG2RGB,
+    "gbrg": cv2.COLOR_BayerGR2RGB,
+    "grbg": cv2.COLOR_BayerGB2RGB,
+}
+"""Bayer pattern (ROS names its top-left 2x2 cell) -> OpenCV demosaicing code (OpenCV names
+the cell one pixel down and right), as cv_bridge maps them."""
+YUV422 = {"yuv422": cv2.COLOR_YUV2RGB_UYVY, "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2}
+"""Packed 4:2:2 YUV (two bytes a pixel): ROS 2's ``yuv422`` is UYVY, ``yuv422_yuy2`` YUYV."""
 
 # encoding -> (dtype, channels). "8UC3" is taken as OpenCV's BGR order, like cv_bridge.
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -25,12 +37,26 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "mono8": (np.dtype(np.uint8), 1),
     "8UC1": (np.dtype(np.uint8), 1),
     "mono16": (np.dtype(np.uint16), 1),
+    "rgb16": (np.dtype(np.uint16), 3),
+    "bgr16": (np.dtype(np.uint16), 3),
+    "rgba16": (np.dtype(np.uint16), 4),
+    "bgra16": (np.dtype(np.uint16), 4),
+    **{f"bayer_{p}{bits}": (np.dtype(f"uint{bits}"), 1) for p in BAYER for bits in (8, 16)},
+    "yuv422": (np.dtype(np.uint8), 2),
+    "yuv422_yuy2": (np.dtype(np.uint8), 2),
     "16UC1": (np.dtype(np.uint16), 1),
     "32FC1": (np.dtype(np.float32), 1),
     "32FC2": (np.dtype(np.float32), 2),
 }
-COLOUR_ENCODINGS = ("rgb8", "bgr8", "8UC3", "rgba8", "bgra8", "mono8", "8UC1", "mono16")
-"""The encodings a camera input may have (`image_to_rgb8`); mono16 is 16-bit grey."""
+COLOUR_ENCODINGS = (
+    "rgb8", "bgr8", "8UC3", "rgba8", "bgra8", "mono8", "8UC1", "mono16",
+    "rgb16", "bgr16", "rgba16", "bgra16",
+    *(f"bayer_{p}{bits}" for p in BAYER for bits in (8, 16)),
+    *YUV422,
+)  # fmt: skip
+"""The encodings a camera input may have (`image_to_rgb8`): colour, grey, raw Bayer (a camera
+driver's ``image_raw`` before ``image_proc``) and packed YUV 4:2:2 (USB cameras), 8 or 16
+bits."""
 DEPTH_ENCODINGS = ("16UC1", "32FC1")
 """REP 118 depth encodings: refused on the camera input."""
 
@@ -93,9 +119,10 @@ def image_to_rgb8(msg: Any) -> np.ndarray:
     """Decode a colour or grey ``sensor_msgs/Image`` to the network's (H, W, 3) uint8 RGB.
 
     Accepts `COLOUR_ENCODINGS`; depth encodings (``16UC1``, ``32FC1``) are refused. Grey is
-    replicated to three channels, BGR swapped, alpha dropped. 16-bit grey (``mono16``) keeps
-    its high byte (``>> 8``, like cv_bridge's mono16 -> mono8): a fixed scale keeps brightness
-    constant across frames, which the photometric loss relies on.
+    replicated to three channels, BGR swapped, alpha dropped, Bayer mosaics demosaiced and YUV
+    converted (BT.601) with OpenCV, as cv_bridge does. 16-bit images keep their high byte
+    (``>> 8``, like cv_bridge's mono16 -> mono8): a fixed scale keeps brightness constant
+    across frames, which the photometric loss relies on.
     """
     if msg.encoding in DEPTH_ENCODINGS:
         raise _depth_stream_error(msg.encoding)
@@ -104,11 +131,17 @@ def image_to_rgb8(msg: Any) -> np.ndarray:
             f"unsupported image encoding '{msg.encoding}'; supported: {', '.join(COLOUR_ENCODINGS)}"
         )
     image = image_to_numpy(msg)
+    if msg.encoding in YUV422:
+        if image.shape[1] % 2:
+            raise InputError(f"'{msg.encoding}' image has an odd width ({image.shape[1]})")
+        return cv2.cvtColor(image, YUV422[msg.encoding])
     if image.dtype == np.uint16:
         image = (image >> 8).astype(np.uint8)
+    if msg.encoding.startswith("bayer_"):
+        return cv2.cvtColor(image, BAYER[msg.encoding[6:10]])
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
-    if msg.encoding in ("bgr8", "bgra8", "8UC3"):
+    if msg.encoding in ("bgr8", "bgra8", "8UC3", "bgr16", "bgra16"):
         image = image[:, :, 2::-1]
     return np.ascontiguousarray(image[:, :, :3])
 

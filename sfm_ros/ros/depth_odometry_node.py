@@ -1,8 +1,9 @@
 """``depth_odometry``: depth images, point cloud and visual odometry from one camera.
 
 Subscribed topics:
-    image (sensor_msgs/Image), or image/compressed (sensor_msgs/CompressedImage) when
-        ``use_compressed``; QoS ``image_qos`` (sensor_data by default).
+    image (sensor_msgs/Image: colour or grey, 8 or 16 bits, raw Bayer or YUV 4:2:2), or
+        image/compressed (sensor_msgs/CompressedImage) when ``use_compressed``; QoS
+        ``image_qos`` (sensor_data by default).
     camera_info (sensor_msgs/CameraInfo): intrinsics, latest kept per frame_id.
     external_odom (nav_msgs/Odometry): metric reference, only when ``scale_source: odometry``.
     model_update (std_msgs/String): path of a checkpoint to swap in (reliable, transient local).
