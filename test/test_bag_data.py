@@ -164,8 +164,8 @@ def test_bag_without_images_or_valid_camera_info(tmp_path):
 
 
 def test_bag_undecodable_image(tmp_path):
-    bag = _write_bag(tmp_path / "yuv", "mcap", mono_encoding="yuv422")
-    with pytest.raises(DatasetError, match="unsupported image encoding 'yuv422'"):
+    bag = _write_bag(tmp_path / "nv21", "mcap", mono_encoding="nv21")
+    with pytest.raises(DatasetError, match="unsupported image encoding 'nv21'"):
         BagSequence(bag, image_topic="/mono/image")
 
 

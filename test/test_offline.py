@@ -169,7 +169,7 @@ def write_bad_bag(path: Path) -> list[int]:
 
     0: only a zero-K CameraInfo before it (skipped)      5: 64x96 with its CameraInfo (reset)
     1, 2: fine                                           6: stamp earlier than frame 5 (reset)
-    3: encoding yuv422 (skipped)                         7: fine
+    3: encoding nv21 (skipped)                           7: fine
     4: truncated data (skipped)
     """
     small = render_sequence("street", 8, seed=4, height=32, width=96)
@@ -197,7 +197,7 @@ def write_bad_bag(path: Path) -> list[int]:
             write(c_info, cv.camera_info_msg(TYPES, info_K, 96, image.shape[0], hdr), t_log)
             msg = cv.numpy_to_image(TYPES, image, "rgb8", hdr)
             if i == 3:
-                msg.encoding = "yuv422"
+                msg.encoding = "nv21"
             if i == 4:
                 msg.data = msg.data[: len(msg.data) // 2]
             write(c_img, msg, t_log)

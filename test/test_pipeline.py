@@ -103,13 +103,13 @@ def test_bad_images_are_skipped_and_processing_continues(estimator, street, capl
     truncated = image_msg(street.images[1], 1)
     truncated.data = truncated.data[:-100]
     with caplog.at_level(logging.WARNING):
-        assert pipe.process(image_msg(street.images[0], 0, encoding="yuv422")) is None
+        assert pipe.process(image_msg(street.images[0], 0, encoding="nv21")) is None
         assert pipe.process(truncated) is None
         bad_png = TYPES.CompressedImage(
             header=cv.header(TYPES, 2, FRAME), format="png", data=np.arange(50, dtype=np.uint8)
         )
         assert pipe.process(bad_png) is None
-    assert "unsupported image encoding 'yuv422'" in caplog.text and "truncated" in caplog.text
+    assert "unsupported image encoding 'nv21'" in caplog.text and "truncated" in caplog.text
     assert pipe.stats.skipped_by_reason["decode"] == 3
     buf = io.BytesIO()
     PILImage.fromarray(street.images[2]).save(buf, format="PNG")

@@ -18,13 +18,12 @@ import numpy as np
 
 from sfm_ros.core.data.kitti import read_calib_file
 from sfm_ros.core.data.sequence import (
-    DEFAULT_PERIOD_NS,
     Frame,
     check_length,
     list_images,
     load_image,
     read_pose_file,
-    read_times_file,
+    read_stamps,
 )
 from sfm_ros.core.errors import DatasetError
 
@@ -91,12 +90,7 @@ class FolderSequence:
             )
         self.K = read_intrinsics_file(Path(intrinsics_file))
 
-        times = folder / "times.txt"
-        if times.is_file():
-            self.stamps_ns = read_times_file(times)
-            check_length(times, "times.txt", len(self.stamps_ns), n)
-        else:
-            self.stamps_ns = np.arange(n, dtype=np.int64) * DEFAULT_PERIOD_NS
+        self.stamps_ns = read_stamps(folder / "times.txt", n)
 
         self.T_world_cam = None
         if (folder / "poses.txt").is_file():

@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from sfm_ros.core.data.sequence import (
-    DEFAULT_PERIOD_NS,
     Frame,
     check_length,
     list_images,
     load_image,
     read_pose_file,
-    read_times_file,
+    read_stamps,
 )
 from sfm_ros.core.errors import DatasetError
 
@@ -103,12 +102,7 @@ class KittiOdometrySequence:
         P = _projection(read_calib_file(calib_path), f"P{self.camera}", calib_path)
         self.K = P[:, :3].copy()
 
-        times = seq_dir / "times.txt"
-        if times.is_file():
-            self.stamps_ns = read_times_file(times)
-            check_length(times, "times.txt", len(self.stamps_ns), n)
-        else:
-            self.stamps_ns = np.arange(n, dtype=np.int64) * DEFAULT_PERIOD_NS
+        self.stamps_ns = read_stamps(seq_dir / "times.txt", n)
 
         self.T_world_cam = None
         pose_path = seq_dir.parent.parent / "poses" / f"{seq_dir.name}.txt"
@@ -173,12 +167,7 @@ class KittiRawSequence:
         P = _projection(read_calib_file(calib_path), f"P_rect_0{self.camera}", calib_path)
         self.K = P[:, :3].copy()
 
-        times = cam_dir / "timestamps.txt"
-        if times.is_file():
-            self.stamps_ns = read_raw_timestamps(times)
-            check_length(times, "timestamps.txt", len(self.stamps_ns), n)
-        else:
-            self.stamps_ns = np.arange(n, dtype=np.int64) * DEFAULT_PERIOD_NS
+        self.stamps_ns = read_stamps(cam_dir / "timestamps.txt", n, read_raw_timestamps)
         self.has_poses = False
         self.has_depth = False
 

@@ -137,6 +137,18 @@ def read_times_file(path: Path) -> np.ndarray:
     return np.round(seconds.reshape(-1) * 1e9).astype(np.int64)
 
 
+def read_stamps(
+    path: Path, n: int, reader: Callable[[Path], np.ndarray] = read_times_file
+) -> np.ndarray:
+    """Int64 nanosecond stamps of ``n`` frames from a side file (``reader``; at least ``n``
+    entries), or ``DEFAULT_PERIOD_NS`` apart from 0 where the file does not exist."""
+    if not path.is_file():
+        return np.arange(n, dtype=np.int64) * DEFAULT_PERIOD_NS
+    stamps = reader(path)
+    check_length(path, path.name, len(stamps), n)
+    return stamps
+
+
 def check_length(path: Path, what: str, n: int, expected: int) -> None:
     """Raise `DatasetError` unless a side file of ``path`` has at least ``expected`` entries."""
     if n < expected:
