@@ -603,6 +603,10 @@ def test_refined_pose_and_multiview_depth_with_confidence(street_large):
     refined = run_sequence(refined_pipe, seq)
     assert rotation_errors_deg(network, seq).mean() == pytest.approx(0.5, abs=0.05)
     assert rotation_errors_deg(refined, seq).max() < 0.15
+    # the estimates before fusion are kept: here the published motion is the refined one
+    sources = refined_pipe.last_sources
+    np.testing.assert_allclose(sources.refined, refined[-1].T_prev_cur)
+    assert not np.allclose(sources.network, sources.refined, atol=1e-4)
     # the odometry covariance follows the refinement, not the constant noise model
     cov_net = np.asarray(network[-1].messages["odom"].twist.covariance).reshape(6, 6)
     cov_ref = np.asarray(refined[-1].messages["odom"].twist.covariance).reshape(6, 6)

@@ -153,6 +153,21 @@ class Geometry:
     computed."""
 
 
+@dataclass(frozen=True)
+class MotionSources:
+    """One frame's motion estimates before they are fused (``T_prev_cur``, optical frame,
+    network units), for diagnostics and benchmarks."""
+
+    network: np.ndarray | None
+    """(4, 4) the pose network's; None without a previous frame."""
+    refined: np.ndarray | None = None
+    """(4, 4) the refinement against the keyframe; None where it fell back or did not run."""
+    classical: np.ndarray | None = None
+    """(4, 4) ORB + essential matrix, unit translation; None where it failed or is off."""
+    classical_length_ratio: float = math.nan
+    """Classical VO's length over the previous motion's (NaN: none)."""
+
+
 @dataclass
 class PipelineResult:
     """Everything one image produced."""
@@ -245,6 +260,8 @@ class DepthOdometryPipeline:
             device=str(getattr(estimator, "device", "cpu")),
         )
         self.last_track: TrackDiagnostics | None = None
+        self.last_sources: MotionSources | None = None
+        """The last processed frame's motion estimates before fusion."""
         self.odometry = OdometryIntegrator(T_BODY_OPTICAL, metric=cfg.scale_source == "fixed")
         self.velocity_smoother = VelocitySmoother(cfg.velocity_smoothing_s)
         self.rotation_fusion = RotationFusion()
@@ -562,6 +579,7 @@ class DepthOdometryPipeline:
         cfg = self.cfg
         gated_points = "points" in wanted and cfg.points_min_confidence > 0
         fuse = cfg.depth_source == "multiview" or "depth/confidence" in wanted or gated_points
+        self.last_sources = MotionSources(out.T_prev_cur)
         if cfg.pose_source == "network" and not fuse:
             return Geometry(out.depth_m, out.T_prev_cur)
         classical = None
@@ -578,6 +596,12 @@ class DepthOdometryPipeline:
             return Geometry(out.depth_m, self._network_motion(out.T_prev_cur))
         T_classical = self._classical_result(classical)
         diag = self.last_track = track.diagnostics
+        self.last_sources = MotionSources(
+            out.T_prev_cur,
+            track.T_prev_cur if diag.reason == "ok" else None,
+            T_classical,
+            self.classical.last_length_ratio if T_classical is not None else math.nan,
+        )
         if cfg.pose_source == "fused":
             self._add_to_window(out.T_prev_cur, track)
         if cfg.pose_source != "network" and diag.reason in FALLBACKS:
