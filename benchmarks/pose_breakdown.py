@@ -33,7 +33,9 @@ MIN_STEP = 1e-3
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+    """Unit vectors along the last axis; NaN for zero vectors (a stop)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
 def _angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,7 +116,8 @@ def breakdown(predictor: PipelinePredictor, seq) -> None:
     both = moving[1:] & moving[:-1]
     for name, t in (("network", t_net), ("refined", t_ref), ("published", node_directions)):
         length = np.linalg.norm(t, axis=1)
-        error = np.diff(np.log(length)) - true_change
+        with np.errstate(divide="ignore", invalid="ignore"):  # a stop's zero length
+            error = np.diff(np.log(length)) - true_change
         error = error[both & np.isfinite(error)]
         wander = _wander(length, true_length)
         print(f"    {name:10s} {np.sqrt(np.mean(error**2)):.3f}; {wander:.3f}")
