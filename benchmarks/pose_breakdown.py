@@ -66,7 +66,8 @@ def _with(motions: np.ndarray, directions: np.ndarray, lengths: np.ndarray) -> n
 def _wander(lengths: np.ndarray, true: np.ndarray) -> float:
     """Std of 10-frame means of log(length / true length), after their median."""
     ok = np.isfinite(lengths) & (lengths > 0) & (true > MIN_STEP)
-    log_ratio = np.where(ok, np.log(np.where(ok, lengths / np.where(ok, true, 1), 1)), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.where(ok, np.log(lengths / true), np.nan)
     blocks = [log_ratio[i : i + BLOCK] for i in range(0, len(log_ratio) - BLOCK + 1, BLOCK)]
     means = [np.nanmean(b) for b in blocks if np.isfinite(b).any()]
     return float(np.std(means)) if len(means) > 1 else float("nan")

@@ -600,7 +600,7 @@ class DepthOdometryPipeline:
             out.T_prev_cur,
             track.T_prev_cur if diag.reason == "ok" else None,
             T_classical,
-            self.classical.last_length_ratio if T_classical is not None else math.nan,
+            self.classical.last_length_ratio,  # NaN wherever T_classical is None
         )
         if cfg.pose_source == "fused":
             self._add_to_window(out.T_prev_cur, track)
