@@ -39,7 +39,6 @@ setup(
     maintainer_email="sfm-ros@example.org",
     description="Self-supervised monocular depth and ego-motion (SfMLearner family) for ROS 2.",
     license="BSD-3-Clause",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "sfm-ros = sfm_ros.cli:main",

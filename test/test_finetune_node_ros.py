@@ -1,4 +1,4 @@
-"""The finetune node under a real ROS 2 (Humble or Jazzy); skipped without rclpy.
+"""The finetune node under a real ROS 2 (Humble, Jazzy or Lyrical); skipped without rclpy.
 
 The node adapts the tiny checkpoint on synthetic corridor frames published by a probe node,
 which also calls the services and listens to ``model_update`` and ``/diagnostics``. A second

@@ -1,4 +1,4 @@
-"""The depth_odometry node under a real ROS 2 (Humble or Jazzy); skipped without rclpy.
+"""The depth_odometry node under a real ROS 2 (Humble, Jazzy or Lyrical); skipped without rclpy.
 
 The node runs in-process with the tiny checkpoint; a probe node publishes synthetic images and
 CameraInfo and listens to the outputs.

@@ -1,0 +1,86 @@
+"""package.xml and setup.py declare what the package imports, under the keys that provide it."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Third-party Python modules: (rosdep key, pip distribution). The keys are rosdistro's
+# (rosdep/base.yaml, rosdep/python.yaml); tensorboard and rosbags have pip keys only.
+PYTHON = {
+    "torch": ("python3-torch", "torch"),
+    "numpy": ("python3-numpy", "numpy"),
+    "yaml": ("python3-yaml", "pyyaml"),
+    "tqdm": ("python3-tqdm", "tqdm"),
+    "PIL": ("python3-pil", "pillow"),
+    "cv2": ("python3-opencv", "opencv-python-headless"),
+    "matplotlib": ("python3-matplotlib", "matplotlib"),
+    "rosbags": ("python3-rosbags-pip", "rosbags"),
+    "torch.utils.tensorboard": ("python3-tensorboard-pip", "tensorboard"),
+}
+# ROS Python modules whose package has another name (the rest are their own package).
+ROS_PACKAGE = {"tf2_ros": "tf2_ros_py"}
+# Declared without an import: tools the launch files start.
+RUN_ONLY = {"rviz2", "ros2bag"}
+
+
+def _imports() -> set[str]:
+    """Top-level third-party modules imported by the package and its launch files
+    (``torch.utils.tensorboard`` kept whole: it needs its own distribution)."""
+    found = set()
+    files = [*(ROOT / "sfm_ros").rglob("*.py"), *(ROOT / "launch").glob("*.py")]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "sfm_ros":
+                    found.add(name if name.startswith("torch.utils.tensorboard") else top)
+    return found
+
+
+def _exec_depends() -> set[str]:
+    root = ET.parse(ROOT / "package.xml").getroot()
+    return {e.text.strip() for e in root.iter("exec_depend")}
+
+
+def _install_requires() -> set[str]:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "install_requires":
+            return {re.split(r"[<>=!~ ]", req)[0] for req in ast.literal_eval(node.value)}
+    raise AssertionError("setup.py has no install_requires")
+
+
+def test_every_import_is_declared_under_the_key_that_provides_it():
+    imports, depends, requires = _imports(), _exec_depends(), _install_requires()
+    assert {"torch", "rclpy", "tf2_ros", "launch_ros"} <= imports  # the scan sees them
+    missing = []
+    for module in sorted(imports):
+        if module in PYTHON:
+            key, distribution = PYTHON[module]
+            missing += [f"package.xml {key}"] * (key not in depends)
+            missing += [f"setup.py {distribution}"] * (distribution not in requires)
+        else:  # a ROS package (rclpy, message packages, launch ...)
+            key = ROS_PACKAGE.get(module, module)
+            missing += [f"package.xml {key}"] * (key not in depends)
+    assert not missing, f"imported but not declared: {missing}"
+
+
+def test_every_declared_dependency_is_used():
+    imports = _imports()
+    provided = {PYTHON[m][0] if m in PYTHON else ROS_PACKAGE.get(m, m) for m in imports}
+    unused = _exec_depends() - provided - RUN_ONLY
+    assert not unused, f"declared in package.xml but never imported or run: {sorted(unused)}"
+    distributions = {distribution for _, distribution in PYTHON.values()}
+    assert _install_requires() <= distributions, "setup.py requires what nothing imports"
