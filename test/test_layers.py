@@ -8,12 +8,12 @@ by importing each layer in a fresh interpreter where the layers above it cannot 
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from import_scan import absolute_imports
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sfm_ros"
 LAYERS = ["core", "messages", "pipeline", "ros"]
@@ -33,17 +33,9 @@ def layer_of(module: str) -> int | None:
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
     """(line, module) of every ``sfm_ros`` or ``rclpy`` import in ``path``."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            base = node.module
-            names = [f"{base}.{alias.name}" if base == "sfm_ros" else base for alias in node.names]
-        else:
-            continue
-        found += [(node.lineno, n) for n in names if n.split(".")[0] in ("sfm_ros", "rclpy")]
-    return found
+    return [
+        (line, n) for line, n in absolute_imports(path) if n.split(".")[0] in ("sfm_ros", "rclpy")
+    ]
 
 
 def test_every_import_points_down_the_layers():

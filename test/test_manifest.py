@@ -8,6 +8,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from import_scan import absolute_imports
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Third-party Python modules: (rosdep key, pip distribution). The keys are rosdistro's
@@ -32,20 +34,13 @@ RUN_ONLY = {"rviz2", "ros2bag"}
 def _imports() -> set[str]:
     """Top-level third-party modules imported by the package and its launch files
     (``torch.utils.tensorboard`` kept whole: it needs its own distribution)."""
-    found = set()
     files = [*(ROOT / "sfm_ros").rglob("*.py"), *(ROOT / "launch").glob("*.py")]
+    found = set()
     for path in files:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                if top not in sys.stdlib_module_names and top != "sfm_ros":
-                    found.add(name if name.startswith("torch.utils.tensorboard") else top)
+        for _, name in absolute_imports(path):
+            top = name.split(".")[0]
+            if top not in sys.stdlib_module_names and top != "sfm_ros":
+                found.add(name if name.startswith("torch.utils.tensorboard") else top)
     return found
 
 
