@@ -12,7 +12,9 @@ classical one). Printed per clip:
   with all three, the published one beside them);
 - the lengths' log error from one frame to the next (network, refined, published), the mean
   and rms of the classical length ratio's log error, and how far 10-frame means of each
-  length's log ratio to the truth wander (std), which is what the whole trajectory feels.
+  length's log ratio to the truth wander (std), which is what the whole trajectory feels;
+- each source's rotation error against the truth (degrees a frame, median and rms over the
+  frames with all three, the published one beside them).
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def _angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _translations(motions: list[np.ndarray | None]) -> np.ndarray:
     """(N, 3) translations, NaN where there is no motion."""
     return np.stack([np.full(3, np.nan) if T is None else T[:3, 3] for T in motions])
+
+
+def _rotations(motions: list[np.ndarray | None]) -> np.ndarray:
+    """(N, 3, 3) rotations, NaN where there is no motion."""
+    return np.stack([np.full((3, 3), np.nan) if T is None else T[:3, :3] for T in motions])
 
 
 def _scores(gt: np.ndarray, motions: np.ndarray) -> str:
@@ -129,8 +136,14 @@ def breakdown(predictor: PipelinePredictor, seq) -> None:
             f"    classical ratio: mean {error.mean():+.4f}, rms {np.sqrt(np.mean(error**2)):.3f}"
             f" ({len(error)} frames)"
         )
-    rotation = rotation_error_deg(true[:, :3, :3], published[:, :3, :3])
-    print(f"  published rotation error: {np.mean(rotation):.3f} deg a frame")
+    print(f"  rotation error, degrees a frame (median / rms, the {all_three.sum()} frames):")
+    rotations = [
+        (name, _rotations([None if s is None else getattr(s, name) for s in sources]))
+        for name in ("network", "refined", "classical")
+    ]
+    for name, R in (*rotations, ("published", published[:, :3, :3])):
+        a = rotation_error_deg(true[all_three, :3, :3], R[all_three])
+        print(f"    {name:10s} {np.median(a):.3f} / {np.sqrt(np.mean(a**2)):.3f}")
 
 
 def main() -> int:
