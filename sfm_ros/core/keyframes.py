@@ -71,9 +71,11 @@ class KeyframeConfig:
         )
     )
     """Photometric refinement. Its sanity limits bound how far a frame may move from its
-    initial pose: 1 degree from the network's motion (larger corrections were, on real KITTI
-    frames with the former packaged model's depth, mostly wrong) and 15 % of the median keyframe
-    depth. Its depth is a network's: ``depth_uncertainty`` weights residuals accordingly."""
+    initial pose: 1 degree from the network's motion (beyond it, on KITTI 06 with today's
+    packaged model, a run of frames settles 1.9-3.7 degrees off in yaw, where a narrow camera
+    over a short baseline cannot tell yaw from sideways motion; `benchmarks/RESULTS.md`) and
+    15 % of the median keyframe depth. Its depth is a network's: ``depth_uncertainty`` weights
+    residuals accordingly."""
     max_rotation_deg_without_network: float = 5.0
     """The rotation limit when the initial motion is constant velocity or identity."""
     multiview: MultiViewConfig | None = field(
