@@ -116,7 +116,8 @@ class PipelineConfig(Params):
     fuse_translation: bool = param(
         True,
         "pose_source fused with fuse_classical: fuse the translation's direction too (the "
-        "network's, the refined and the classical one, weighted by the variances their "
+        "network's, less its running offset from the other two where that offset is "
+        "significant, the refined and the classical one, weighted by the variances their "
         "disagreements give); its length is set by anchor_length. While all three directions "
         "scatter by more than 20 degrees (a camera at 30 Hz) and the network's, chained over 15 "
         "frames, is more than 30 degrees off the refined displacement, the refined translation "
