@@ -867,6 +867,8 @@ def test_the_network_directions_constant_offset_is_measured_against_geometry():
     corrected = pipe.direction_bias.correct(t_network)
     assert np.degrees(np.arccos(corrected[2])) < 0.5  # back on the camera's forward axis
     assert direction_errors_deg(results, seq)[-8:].max() < 1.5
+    offset = float(pipe.diagnostics()["network translation direction offset removed (deg)"])
+    assert offset == pytest.approx(3.0, rel=0.15)
 
 
 class SidewaysPriorEstimator(GroundTruthEstimator):

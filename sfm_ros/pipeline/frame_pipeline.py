@@ -949,6 +949,7 @@ class DepthOdometryPipeline:
         if not fusion.three_cornered:  # the network's translation is kept until then
             return {}
         network = math.degrees(math.sqrt(fusion.variances[0]))
+        offset = math.degrees(math.asin(min(1.0, float(np.linalg.norm(self.direction_bias.bias)))))
         limit = math.degrees(fusion.max_sigma)
         window = self.window_direction
         chained = f"{window.angle_deg:.0f} deg from the refined over {window.frames} frames"
@@ -963,6 +964,7 @@ class DepthOdometryPipeline:
             "translation direction weight of the refinement": f"{fusion.last_weights[1]:.2f}",
             "translation direction weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
             "network translation direction sigma (deg)": f"{network:.3g}",
+            "network translation direction offset removed (deg)": f"{offset:.3g}",
         }
 
     def _length_diagnostics(self) -> dict[str, str]:
