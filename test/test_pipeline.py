@@ -397,15 +397,15 @@ def test_model_loading(estimator, tiny_checkpoint, monkeypatch, tmp_path):
         )
     assert pipe.direction_fusion.three_cornered and pipe._direction_diagnostics()
     for _ in range(6):  # the old model's direction is off by 0.1 rad from the classical one
-        pipe.direction_bias.update(np.array([0.1, 0, 1]), None, np.array([0, 0, 1]), (0, 1))
-    assert np.abs(pipe.direction_bias.bias).max() > 0.05
+        pipe.direction_fusion.bias.update(np.array([0.1, 0, 1]), None, np.array([0, 0, 1]), (0, 1))
+    assert np.abs(pipe.direction_fusion.bias.bias).max() > 0.05
     pipe.length_anchor.update(1.0, 1.5)  # the old model's length is off by 1.5
     assert pipe._length_diagnostics()
     assert pipe.load_model(tiny_checkpoint) == estimator.model_version == 1
     assert pipe.length_anchor.ratio == 1.0 and pipe._length_diagnostics() == {}
     assert pipe.rotation_fusion.network_variance == 0  # it was the old model's
     assert pipe.direction_fusion.frames == 0 and pipe._direction_diagnostics() == {}
-    np.testing.assert_array_equal(pipe.direction_bias.bias, np.zeros(3))
+    np.testing.assert_array_equal(pipe.direction_fusion.bias.bias, np.zeros(3))
     assert pipe._fusion_diagnostics() == {}  # nothing fused since the swap: nothing to report
     assert pipe.diagnostics()["model version"] == "1"
     monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", tmp_path / "absent.pt")
@@ -860,11 +860,11 @@ def test_the_network_directions_constant_offset_is_measured_against_geometry():
         SidewaysEstimator(seq), pose_source="fused", depth_uncertainty=0.0, anchor_length=False
     )
     results = run_sequence(pipe, seq)
-    bias = pipe.direction_bias.bias
+    bias = pipe.direction_fusion.bias.bias
     assert bias[0] == pytest.approx(np.sin(np.radians(3.0)), rel=0.15)
     assert np.abs(bias[1:]).max() < 0.01
     t_network = np.array([np.sin(np.radians(3.0)), 0.0, np.cos(np.radians(3.0))])
-    corrected = pipe.direction_bias.correct(t_network)
+    corrected = pipe.direction_fusion.bias.correct(t_network)
     assert np.degrees(np.arccos(corrected[2])) < 0.5  # back on the camera's forward axis
     assert direction_errors_deg(results, seq)[-8:].max() < 1.5
     offset = float(pipe.diagnostics()["network translation direction offset removed (deg)"])

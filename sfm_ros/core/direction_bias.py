@@ -78,11 +78,11 @@ class DirectionBias:
 
     def correct(self, t_network: np.ndarray) -> np.ndarray:
         """``t_network`` (3,) with its direction moved by minus the offset, its length kept;
-        returned as it is when it is zero or not finite."""
-        u = _unit(t_network)
-        if u is None:
+        returned as it is when it is zero or not finite, or there is no offset."""
+        u, bias = _unit(t_network), self.bias
+        if u is None or not bias.any():
             return np.asarray(t_network, dtype=np.float64)
-        corrected = _unit(u - self.bias)
+        corrected = _unit(u - bias)
         if corrected is None:
             return np.asarray(t_network, dtype=np.float64)
         return corrected * float(np.linalg.norm(t_network))

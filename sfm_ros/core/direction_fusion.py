@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 
+from sfm_ros.core.direction_bias import DirectionBias
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.three_cornered import ThreeCorneredHat
 
@@ -72,11 +73,15 @@ class DirectionFusion(ThreeCorneredHat):
                 f"{max_sigma}"
             )
         self.min_speed_ratio, self.max_sigma = float(min_speed_ratio), float(max_sigma)
+        self.bias = DirectionBias()
+        """The network direction's steady offset, removed before it is fused."""
         super().__init__(window, min_ratio, min_classical)
 
     def reset(self) -> None:
-        """Forget the variances and the running speed (a new model or camera)."""
+        """Forget the variances, the network's offset and the running speed (a new model or
+        camera)."""
         super().reset()
+        self.bias.reset()
         self._speed, self._speed_count = 0.0, 0
         self.last_weights = (1.0, 0.0, 0.0)
         """Weights of the network's, the refined and the classical direction in the last
@@ -114,10 +119,10 @@ class DirectionFusion(ThreeCorneredHat):
         across ``t_refined``, raise InputError and leave the state unchanged.
         """
         self.last_weights = (1.0, 0.0, 0.0)
-        t_n, t_r = (np.asarray(t, dtype=np.float64) for t in (t_network, t_refined))
+        t_raw, t_r = (np.asarray(t, dtype=np.float64) for t in (t_network, t_refined))
         t_c = None if t_classical is None else np.asarray(t_classical, dtype=np.float64)
         cov = np.asarray(refined_cov, dtype=np.float64)
-        vectors = [t for t in (t_n, t_r, t_c) if t is not None]
+        vectors = [t for t in (t_raw, t_r, t_c) if t is not None]
         if any(t.shape != (3,) for t in vectors) or cov.shape != (3, 3):
             raise InputError("direction fusion needs (3,) translations and a (3, 3) covariance")
         if not all(np.isfinite(t).all() and np.linalg.norm(t) > 0 for t in vectors):
@@ -125,6 +130,7 @@ class DirectionFusion(ThreeCorneredHat):
         claimed = direction_variance(t_r, cov) if np.isfinite(cov).all() else math.nan
         if not 0 < claimed < math.inf:
             raise InputError("direction fusion needs a finite covariance across the translation")
+        t_n = self.bias.correct(t_raw)
         speed = self._update_speed(t_n)
         if speed < self.min_speed_ratio * self._speed:
             return t_n
@@ -138,6 +144,7 @@ class DirectionFusion(ThreeCorneredHat):
         if u_c is not None and not self.three_cornered:
             best = self.closest_of_three(network_refined, *classical)
             self.last_weights = tuple(float(i == best) for i in range(3))
+            self.bias.update(t_raw, t_r, t_c, self.last_weights[1:])
             return (u_n, u_r, u_c)[best] * speed
         if not self.usable:
             return t_n
@@ -148,6 +155,7 @@ class DirectionFusion(ThreeCorneredHat):
         if not np.linalg.norm(fused) > 1e-9:  # opposite directions cancelled: no average
             return t_n
         self.last_weights = tuple(float(w) for w in weights)
+        self.bias.update(t_raw, t_r, t_c, self.last_weights[1:])
         return _unit(fused) * speed
 
     def fuse_without_refined(self, t_network: np.ndarray, t_classical: np.ndarray) -> np.ndarray:
@@ -157,11 +165,12 @@ class DirectionFusion(ThreeCorneredHat):
         the frames `fuse` keeps it on). The variances are not updated. Non-finite or zero
         translations raise InputError."""
         self.last_weights = (1.0, 0.0, 0.0)
-        t_n, t_c = (np.asarray(t, dtype=np.float64) for t in (t_network, t_classical))
-        if t_n.shape != (3,) or t_c.shape != (3,):
+        t_raw, t_c = (np.asarray(t, dtype=np.float64) for t in (t_network, t_classical))
+        if t_raw.shape != (3,) or t_c.shape != (3,):
             raise InputError("direction fusion needs (3,) translations")
-        if not all(np.isfinite(t).all() and np.linalg.norm(t) > 0 for t in (t_n, t_c)):
+        if not all(np.isfinite(t).all() and np.linalg.norm(t) > 0 for t in (t_raw, t_c)):
             raise InputError("direction fusion needs finite, non-zero translations")
+        t_n = self.bias.correct(t_raw)
         speed = self._update_speed(t_n)
         if speed < self.min_speed_ratio * self._speed or not self.usable:
             return t_n
@@ -170,6 +179,7 @@ class DirectionFusion(ThreeCorneredHat):
         if not np.linalg.norm(fused) > 1e-9:
             return t_n
         self.last_weights = tuple(float(w) for w in weights)
+        self.bias.update(t_raw, None, t_c, self.last_weights[1:])
         return _unit(fused) * speed
 
     def _update_speed(self, t_network: np.ndarray) -> float:

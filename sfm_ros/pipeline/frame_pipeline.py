@@ -82,7 +82,6 @@ import numpy as np
 from sfm_ros import messages as cv
 from sfm_ros.core.camera import Camera
 from sfm_ros.core.classical_vo import CLASSICAL_MAX_WIDTH, RELIABLE_INLIERS, OrbMotion
-from sfm_ros.core.direction_bias import DirectionBias
 from sfm_ros.core.direction_fusion import DirectionFusion
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL
@@ -268,7 +267,6 @@ class DepthOdometryPipeline:
         self.velocity_smoother = VelocitySmoother(cfg.velocity_smoothing_s)
         self.rotation_fusion = RotationFusion()
         self.direction_fusion = DirectionFusion()
-        self.direction_bias = DirectionBias()
         self.length_anchor = LengthAnchor()
         self.length_fusion = LengthFusion()
         self.window_direction = WindowDirection()
@@ -344,8 +342,7 @@ class DepthOdometryPipeline:
         """Swap in the weights of another checkpoint (same architecture); returns the version."""
         version = self.estimator.load_weights(path)
         self.rotation_fusion.reset()  # the network's variances are the old model's
-        self.direction_fusion.reset()
-        self.direction_bias.reset()  # the old model's offset
+        self.direction_fusion.reset()  # and the old model's direction offset
         self.length_anchor.reset()  # the ratio is between the old model's two scales
         self.length_fusion.reset()
         self.window_direction.reset()
@@ -673,16 +670,10 @@ class DepthOdometryPipeline:
             self._throttle.warn("fuse_classical", f"classical motion not fused: {exc}")
             return T_network, None
         if self.cfg.fuse_translation:
-            t_network, t_classical = T[:3, 3].copy(), T_classical[:3, 3]
             try:
-                T[:3, 3] = self.direction_fusion.fuse_without_refined(
-                    self.direction_bias.correct(t_network), t_classical
-                )
+                T[:3, 3] = self.direction_fusion.fuse_without_refined(T[:3, 3], T_classical[:3, 3])
             except InputError as exc:  # e.g. a network translation of zero length
                 self._throttle.warn("direction", f"translation direction not fused: {exc}")
-            else:
-                weights = self.direction_fusion.last_weights
-                self.direction_bias.update(t_network, None, t_classical, (0.0, weights[2]))
         return T, (fusion.last_variance if fusion.three_cornered else None)
 
     def _fused_translation(
@@ -695,15 +686,10 @@ class DepthOdometryPipeline:
         t_refined = track.T_prev_cur[:3, 3]
         t_classical = None if T_classical is None else T_classical[:3, 3]
         try:
-            fused = self.direction_fusion.fuse(
-                self.direction_bias.correct(t_network), t_refined, cov_t, t_classical
-            )
+            return self.direction_fusion.fuse(t_network, t_refined, cov_t, t_classical)
         except InputError as exc:
             self._throttle.warn("direction", f"translation direction not fused: {exc}")
             return t_network
-        weights = self.direction_fusion.last_weights
-        self.direction_bias.update(t_network, t_refined, t_classical, weights[1:])
-        return fused
 
     def _keyframe_translation(self) -> bool:
         """Whether to publish the refined translation: no frame-to-frame direction is
@@ -949,7 +935,7 @@ class DepthOdometryPipeline:
         if not fusion.three_cornered:  # the network's translation is kept until then
             return {}
         network = math.degrees(math.sqrt(fusion.variances[0]))
-        offset = math.degrees(math.asin(min(1.0, float(np.linalg.norm(self.direction_bias.bias)))))
+        offset = math.degrees(math.asin(min(1.0, float(np.linalg.norm(fusion.bias.bias)))))
         limit = math.degrees(fusion.max_sigma)
         window = self.window_direction
         chained = f"{window.angle_deg:.0f} deg from the refined over {window.frames} frames"
