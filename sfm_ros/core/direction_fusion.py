@@ -31,8 +31,8 @@ import math
 
 import numpy as np
 
-from sfm_ros.core.direction_bias import DirectionBias
 from sfm_ros.core.errors import InputError
+from sfm_ros.core.network_bias import DirectionBias
 from sfm_ros.core.three_cornered import ThreeCorneredHat
 
 

@@ -10,7 +10,9 @@ with the variances estimated online from how much the three disagree (`three_cor
 disagreements are squared angles per axis, rad^2). Until those are measured (the first
 frames after a start, a model swap or a new camera, which reset them), a frame with all three
 takes the one closest to the other two. Where the refinement fails, the network's and the
-classical rotation are fused by the variances measured on the other frames.
+classical rotation are fused by the variances measured on the other frames. The network's
+rotation is fused less its steady offset from the other two (`network_bias.py`), measured
+after each fusion with the weights it gave them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import so3_exp, so3_log
+from sfm_ros.core.network_bias import RotationBias
 from sfm_ros.core.three_cornered import ThreeCorneredHat
 
 
@@ -33,9 +36,15 @@ class RotationFusion(ThreeCorneredHat):
     """Fuses (3, 3) rotations of the same motion: network, refined and optionally classical
     (arguments: `ThreeCorneredHat`; variances per axis, rad^2)."""
 
+    def __init__(self, window: float = 30.0, min_ratio: float = 0.1, min_classical: int = 5):
+        self.bias = RotationBias()
+        """The network rotation's steady offset, removed before it is fused."""
+        super().__init__(window, min_ratio, min_classical)
+
     def reset(self) -> None:
-        """Forget the variances (a new model or camera)."""
+        """Forget the variances and the network's offset (a new model or camera)."""
         super().reset()
+        self.bias.reset()
         self.last_weights = (1.0, 0.0, 0.0)
         """Weights of the network, refined and classical rotation in the last fusion."""
         self.last_variance = math.nan
@@ -76,6 +85,7 @@ class RotationFusion(ThreeCorneredHat):
             raise InputError(f"rotations must be (3, 3), got {[R.shape for R in rotations]}")
         if not (all(np.isfinite(R).all() for R in rotations) and 0 < refined_var < math.inf):
             raise InputError("rotation fusion needs finite rotations and a finite variance > 0")
+        R_raw, R_n = R_n, self.bias.correct(R_n)
         to_refined = so3_log(R_n.T @ R_r)  # (3,) axis-angle from the network's
         to_classical = None if R_c is None else so3_log(R_n.T @ R_c)
         classical = (None, None)
@@ -89,11 +99,13 @@ class RotationFusion(ThreeCorneredHat):
             # the refined claims, the only variance known this early, were off by 4x on KITTI
             best = self.closest_of_three(_squared_angle(to_refined), *classical)
             self.last_weights = tuple(float(i == best) for i in range(3))
+            self.bias.update(R_raw, R_r, R_c, self.last_weights[1:])
             return (R_n, R_r, R_c)[best], float(best == 1)
         delta = weights[1] * to_refined
         if weights[2] > 0:
             delta = delta + weights[2] * to_classical
         self.last_weights = tuple(float(w) for w in weights)
+        self.bias.update(R_raw, R_r, R_c, self.last_weights[1:])
         return R_n @ so3_exp(delta), float(weights[1])
 
     def fuse_without_refined(
@@ -113,6 +125,8 @@ class RotationFusion(ThreeCorneredHat):
         self.last_variance = self.network_variance
         if not self.three_cornered:
             return R_n
+        R_raw, R_n = R_n, self.bias.correct(R_n)
         weights, self.last_variance = self.weights(1.0, True, classical_var, refined=False)
         self.last_weights = tuple(float(w) for w in weights)
+        self.bias.update(R_raw, None, R_c, self.last_weights[1:])
         return R_n @ so3_exp(weights[2] * so3_log(R_n.T @ R_c))

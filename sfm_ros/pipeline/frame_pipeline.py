@@ -23,13 +23,14 @@ explainability         sensor_msgs/Image 32FC1     explainability mask in [0, 1]
 refined by direct photometric alignment against a keyframe (`core/keyframes.py`), whose inverse
 Hessian then sets the odometry covariance, the refined rotation with the network's translation
 (covariance from the noise model), or the network's and the refined rotation fused by their
-variances (`core/rotation_fusion.py`), with ORB + essential-matrix VO's rotation as a third
+variances (`core/rotation_fusion.py`; the network's first less its running offset from the
+other two, `core/network_bias.py`), with ORB + essential-matrix VO's rotation as a third
 estimate that makes the variances measurable (``fuse_classical``; where the refinement fails,
 the network's and the classical rotation are fused by the variances measured on the other
 frames); the odometry's rotation covariance is then the fused rotation's measured variance.
 With the classical estimate the three translation directions are fused the same way
 (``fuse_translation``, `core/direction_fusion.py`), the network's first less its running
-offset from the other two (`core/direction_bias.py`). The translation's length is the
+offset from the other two (`core/network_bias.py`). The translation's length is the
 network's, rescaled by the ratio of refined to network lengths over the last frames
 (``anchor_length``, `core/length_anchor.py`), so that the trajectory's scale follows the
 depth's; from frame to frame its change is fused with the refined and the classical VO's change
@@ -921,11 +922,13 @@ class DepthOdometryPipeline:
             return {}
         network, fused = (math.degrees(math.sqrt(v)) for v in (fusion.network_variance,
                                                                 fusion.last_variance))  # fmt: skip
+        offset = math.degrees(float(np.linalg.norm(fusion.bias.bias)))
         return {
             "rotation weight of the refinement": f"{fusion.last_weights[1]:.2f}",
             "rotation weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
             "rotation variances from": "three estimates" if fusion.three_cornered else "two",
             "network rotation sigma (deg)": f"{network:.3g}",
+            "network rotation offset removed (deg)": f"{offset:.3g}",
             "fused rotation sigma (deg, odometry covariance)": f"{fused:.3g}",
             **self._direction_diagnostics(),
         }
