@@ -10,20 +10,29 @@ classical VO's relative scale from the points both pairs triangulate in their sh
 (`classical_vo.length_ratio`): 3-8 % on full-size KITTI frames, 9-32 % on small synthetic ones,
 tens of percent where a handheld camera hardly moves between frames.
 
-The three frame-to-frame log ratios are averaged by inverse variance, the variances estimated
-online from how much they disagree (`three_cornered.py`, as the rotation and the translation's
-direction are fused). The classical claim (the squared standard error of its median) is 2-70x
-too small depending on the camera (`benchmarks/length_ratio_calibration.py`), so only its ratio
-to the average claim weighs a frame. Where the network's and the refined ratio err together
-(both follow the networks), the classical estimate looks worse than it is and the fusion leans
-on it less than it could. The published length chains these
+The three frame-to-frame log ratios are averaged by inverse variance. The variances are
+estimated online from how much they disagree (a three-cornered hat, `three_cornered.py`, as the
+rotation and the translation's direction are fused), but not among these three: the network's
+and the refined length err together (both follow the depth network's scale, which changes with
+the scene; on KITTI 06 both wave by +-35 % over about 15 frames, correlation 0.35 of their
+steps), and a hat over them charges that shared error to the classical estimate, which then got
+a weight of 0.12 where its steps err by 3 % against the network's 11 %. The fourth corner is
+the steady-speed assumption: a step of zero, whose error (the true change of speed) is
+independent of every camera's error. Two hats, network / steady / classical and refined /
+steady / classical, give each estimate's variance free of the shared error; the steady
+assumption itself is not averaged in: it would steady a car at constant speed further (KITTI
+06's 5-frame ATE 0.045 -> 0.033 on the clean run) but lags wherever the speed changes (the
+synthetic field's Sim(3) ATE 0.35 -> 0.64, `benchmarks/RESULTS.md`). The classical claim (the
+squared standard error of its median) is 2-70x too small depending on the camera
+(`benchmarks/length_ratio_calibration.py`), so only its ratio to the average claim weighs a
+frame. The published length chains these
 steps and is pulled towards the network's own by ``pull`` per frame: beyond a few frames it
 keeps the network's (the depth's) scale, and the chain cannot drift away. A longer memory
 steadied the length no better and let its scale wander: at 0.05 instead of 0.2, the synthetic
 street's 5-frame ATE was the same and its whole-trajectory errors about 30 % higher
 (`benchmarks/RESULTS.md`). Until the classical estimate has been seen on ``min_classical``
-frames, and on frames without it, the length is the network's (the refined ratio alone has no
-measured variance).
+frames, and on frames without it, the length is the network's; the refined step counts once
+its own hat has seen as many.
 
 A length ratio is only defined while the camera moves: frames whose network length is below
 ``min_speed_ratio`` times its running mean (a stop, a pure rotation) keep the network's length
@@ -41,7 +50,7 @@ from sfm_ros.core.errors import InputError
 from sfm_ros.core.three_cornered import ThreeCorneredHat
 
 
-class LengthFusion(ThreeCorneredHat):
+class LengthFusion:
     """Fused translation length of each frame (the network's units).
 
     Args:
@@ -49,7 +58,8 @@ class LengthFusion(ThreeCorneredHat):
         max_ratio: classical ratios beyond this factor either way are not used.
         min_speed_ratio: frames whose network length is below this fraction of its running
             mean keep it and restart the chain.
-        **hat: `ThreeCorneredHat`'s arguments (variances of log ratios).
+        window, min_ratio, min_classical: `ThreeCorneredHat`'s arguments (variances of log
+            ratios).
     """
 
     def __init__(
@@ -57,7 +67,9 @@ class LengthFusion(ThreeCorneredHat):
         pull: float = 0.2,
         max_ratio: float = 2.0,
         min_speed_ratio: float = 0.25,
-        **hat: float | int,
+        window: float = 30.0,
+        min_ratio: float = 0.1,
+        min_classical: int = 5,
     ) -> None:
         if not (0 < pull <= 1 and max_ratio > 1 and 0 <= min_speed_ratio < 1):
             raise InputError(
@@ -65,12 +77,22 @@ class LengthFusion(ThreeCorneredHat):
                 f"{pull}, {max_ratio}, {min_speed_ratio}"
             )
         self.pull, self.max_ratio = float(pull), float(max_ratio)
-        self.min_speed_ratio = float(min_speed_ratio)
-        super().__init__(**hat)
+        self.min_speed_ratio, self.window = float(min_speed_ratio), float(window)
+        self.network_hat = ThreeCorneredHat(window, min_ratio, min_classical)
+        """Variances of the network's step, the steady-speed step (0) and the classical one."""
+        self.refined_hat = ThreeCorneredHat(window, min_ratio, min_classical)
+        """Variances of the refined step, the steady-speed step and the classical one."""
+        self.reset()
+
+    @property
+    def three_cornered(self) -> bool:
+        """Whether the variances are measured (the classical ratio is in use)."""
+        return self.network_hat.three_cornered
 
     def reset(self) -> None:
         """Forget everything (a new model or camera)."""
-        super().reset()
+        self.network_hat.reset()
+        self.refined_hat.reset()
         self.restart()
         self._speed, self._seen = 0.0, 0
         self.last_weights = (1.0, 0.0, 0.0)
@@ -124,16 +146,26 @@ class LengthFusion(ThreeCorneredHat):
             steps[1] = log_refined - previous[1]
         if classical:
             steps[2] = math.log(classical_ratio)
-        if refined:
-            d_nr, d_nc, d_rc = ((steps[a] - steps[b]) ** 2 for a, b in ((0, 1), (0, 2), (1, 2)))
-            if classical:
-                self.update(d_nr, 1.0, d_nc, d_rc, classical_variance)
-            else:
-                self.update(d_nr, 1.0)
+        if classical:  # each step against the steady speed (a step of 0) and the classical one
+            hats = [(self.network_hat, 0)] + ([(self.refined_hat, 1)] if refined else [])
+            for hat, i in hats:
+                d_steady, d_classical = steps[i] ** 2, (steps[i] - steps[2]) ** 2
+                hat.update(d_steady, 1.0, d_classical, steps[2] ** 2, classical_variance)
         step = steps[0]
         if classical and self.three_cornered:
-            weights, _ = self.weights(1.0, True, classical_variance, refined)
+            weights = self._weights(refined, classical_variance)
             self.last_weights = tuple(float(w) for w in weights)
             step = float(weights @ steps)
         self._log_length = (1 - self.pull) * (self._log_length + step) + self.pull * log_network
         return math.exp(self._log_length)
+
+    def _weights(self, refined: bool, classical_variance: float) -> np.ndarray:
+        """(3,) inverse-variance weights of the network's, the refined and the classical step
+        (the refined one 0 without a refined step or before its hat is measured)."""
+        var_net, _, var_cls = self.network_hat.variances
+        inverse = np.array(
+            [1 / var_net, 0.0, 1 / (var_cls * self.network_hat.claim_ratio(classical_variance))]
+        )
+        if refined and self.refined_hat.three_cornered:
+            inverse[1] = 1 / self.refined_hat.variances[0]
+        return inverse / inverse.sum()

@@ -104,7 +104,7 @@ class ThreeCorneredHat:
             return
         self._count_claims += 1
         if self._count_claims > 1:  # a claim enters the average at most MAX_CLAIM_RATIO from it
-            classical_claimed = self._claim_ratio(classical_claimed) * self._claimed_by_classical
+            classical_claimed = self.claim_ratio(classical_claimed) * self._claimed_by_classical
         self._claimed_by_classical = self._update(
             self._claimed_by_classical, classical_claimed, self._count_claims
         )
@@ -152,7 +152,7 @@ class ThreeCorneredHat:
         var_ref *= claimed / max(mean_claim, 1e-16)
         inverse = np.array([1 / var_net, 1 / var_ref if refined else 0.0, 0.0])
         if classical and self.three_cornered:
-            inverse[2] = 1 / (var_cls * self._claim_ratio(classical_claimed))
+            inverse[2] = 1 / (var_cls * self.claim_ratio(classical_claimed))
         return inverse / inverse.sum(), float(1 / inverse.sum())
 
     @staticmethod
@@ -167,7 +167,7 @@ class ThreeCorneredHat:
         )
         return int(np.argmin([d_nr + d_nc, d_nr + d_rc, d_nc + d_rc]))
 
-    def _claim_ratio(self, classical_claimed: float | None) -> float:
+    def claim_ratio(self, classical_claimed: float | None) -> float:
         """A classical claim over the average claim, within [1 / MAX_CLAIM_RATIO,
         MAX_CLAIM_RATIO] (KITTI and 7-Scenes claims spanned 0.03-22x their mean: a degenerate
         fit's claim cannot take all the weight); 1 for an invalid claim or before any valid

@@ -142,7 +142,9 @@ class PipelineConfig(Params):
         "length from frame to frame: its change is fused with the refined translation's and "
         "the classical VO's relative scale (how much longer each motion is than the one "
         "before, from the points both pairs triangulate), weighted by the variances their "
-        "disagreements give; beyond a few frames the length stays the anchored network's",
+        "disagreements with each other and with a steady speed give (the network's and the "
+        "refined length share the depth's errors, so neither is measured against the other); "
+        "beyond a few frames the length stays the anchored network's",
     )
     depth_uncertainty: float = param(
         NETWORK_DEPTH_UNCERTAINTY,
