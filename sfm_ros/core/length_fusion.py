@@ -19,20 +19,20 @@ steps), and a hat over them charges that shared error to the classical estimate,
 a weight of 0.12 where its steps err by 3 % against the network's 11 %. The fourth corner is
 the steady-speed assumption: a step of zero, whose error (the true change of speed) is
 independent of every camera's error. Two hats, network / steady / classical and refined /
-steady / classical, give each estimate's variance free of the shared error; the steady
-assumption itself is not averaged in: it would steady a car at constant speed further (KITTI
-06's 5-frame ATE 0.045 -> 0.033 on the clean run) but lags wherever the speed changes (the
-synthetic field's Sim(3) ATE 0.35 -> 0.64, `benchmarks/RESULTS.md`). The classical claim (the
-squared standard error of its median) is 2-70x too small depending on the camera
-(`benchmarks/length_ratio_calibration.py`), so only its ratio to the average claim weighs a
-frame. The published length chains these
-steps and is pulled towards the network's own by ``pull`` per frame: beyond a few frames it
-keeps the network's (the depth's) scale, and the chain cannot drift away. A longer memory
-steadied the length no better and let its scale wander: at 0.05 instead of 0.2, the synthetic
-street's 5-frame ATE was the same and its whole-trajectory errors about 30 % higher
-(`benchmarks/RESULTS.md`). Until the classical estimate has been seen on ``min_classical``
-frames, and on frames without it, the length is the network's; the refined step counts once
-its own hat has seen as many.
+steady / classical, give each estimate's variance free of the shared error, both over the
+frames with all three steps (as `three_cornered.py` does: where a step is missing, the others
+may err differently than on average); the steady assumption itself is not averaged in: it would
+steady a car at constant speed further (KITTI 06's 5-frame ATE 0.045 -> 0.033 on the clean run)
+but lags wherever the speed changes (the synthetic field's Sim(3) ATE 0.35 -> 0.64,
+`benchmarks/RESULTS.md`). The classical claim (the squared standard error of its median) is
+2-70x too small depending on the camera (`benchmarks/length_ratio_calibration.py`), so only its
+ratio to the average claim weighs a frame. The published length chains these steps and is
+pulled towards the network's own by ``pull`` per frame: beyond a few frames it keeps the
+network's (the depth's) scale, and the chain cannot drift away. A longer memory steadied the
+length no better and let its scale wander: at 0.05 instead of 0.2, the synthetic street's
+5-frame ATE was the same and its whole-trajectory errors about 30 % higher
+(`benchmarks/RESULTS.md`). Until ``min_classical`` frames with both a refined and a classical
+step have been seen, and on frames without a classical step, the length is the network's.
 
 A length ratio is only defined while the camera moves: frames whose network length is below
 ``min_speed_ratio`` times its running mean (a stop, a pure rotation) keep the network's length
@@ -146,9 +146,8 @@ class LengthFusion:
             steps[1] = log_refined - previous[1]
         if classical:
             steps[2] = math.log(classical_ratio)
-        if classical:  # each step against the steady speed (a step of 0) and the classical one
-            hats = [(self.network_hat, 0)] + ([(self.refined_hat, 1)] if refined else [])
-            for hat, i in hats:
+        if classical and refined:  # each step against the steady speed (0) and the classical
+            for hat, i in ((self.network_hat, 0), (self.refined_hat, 1)):
                 d_steady, d_classical = steps[i] ** 2, (steps[i] - steps[2]) ** 2
                 hat.update(d_steady, 1.0, d_classical, steps[2] ** 2, classical_variance)
         step = steps[0]
@@ -161,11 +160,11 @@ class LengthFusion:
 
     def _weights(self, refined: bool, classical_variance: float) -> np.ndarray:
         """(3,) inverse-variance weights of the network's, the refined and the classical step
-        (the refined one 0 without a refined step or before its hat is measured)."""
+        (the refined one 0 without a refined step)."""
         var_net, _, var_cls = self.network_hat.variances
         inverse = np.array(
             [1 / var_net, 0.0, 1 / (var_cls * self.network_hat.claim_ratio(classical_variance))]
         )
-        if refined and self.refined_hat.three_cornered:
+        if refined:
             inverse[1] = 1 / self.refined_hat.variances[0]
         return inverse / inverse.sum()
