@@ -215,8 +215,9 @@ def cmd_bag(args: argparse.Namespace) -> int:
     cfg = pipeline_config(args.params, args.set, args.checkpoint)
     summary = process_bag(
         args.input, args.output, args.image_topic, args.camera_info_topic, cfg,
-        odometry_topic=args.odometry_topic, storage=args.storage, namespace=args.namespace,
-        overwrite=args.overwrite, num_previews=args.previews, progress=not args.no_progress,
+        odometry_topic=args.odometry_topic, imu_topic=args.imu_topic, storage=args.storage,
+        namespace=args.namespace, overwrite=args.overwrite, num_previews=args.previews,
+        progress=not args.no_progress,
     )  # fmt: skip
     print(summary.format())
     return 0
@@ -350,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--camera-info-topic", help="CameraInfo topic (default: <image namespace>/camera_info)"
     )
     p.add_argument("--odometry-topic", help="external nav_msgs/Odometry for scale_source odometry")
+    p.add_argument(
+        "--imu-topic",
+        metavar="TOPIC",
+        help="sensor_msgs/Imu whose angular velocity gives the rotation between frames "
+        "(use_imu); the camera <- IMU rotation comes from the bag's /tf_static (or /tf)",
+    )
     p.add_argument(
         "--checkpoint",
         help="checkpoint (.pt) or `sfm-ros export` folder (onnxruntime); overrides the params file",

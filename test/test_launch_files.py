@@ -315,7 +315,7 @@ def test_node_publishes_every_pipeline_output_and_documents_it():
     ]
     assert {k.value for k in classes.keys} == set(OUTPUT_TYPES.values())
     doc = ast.get_docstring(tree)
-    for topic in [*OUTPUTS, "image", "camera_info", "external_odom", "model_update"]:
+    for topic in [*OUTPUTS, "image", "camera_info", "external_odom", "imu", "model_update"]:
         assert topic in doc, topic
 
 

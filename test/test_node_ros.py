@@ -17,13 +17,17 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import Vector3  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, Imu  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+from tf2_ros import StaticTransformBroadcaster  # noqa: E402
 
 from sfm_ros.core.errors import ConfigError  # noqa: E402
+from sfm_ros.core.frames import T_BODY_OPTICAL  # noqa: E402
+from sfm_ros.core.lie import se3_inverse, so3_exp  # noqa: E402
 from sfm_ros.core.synthetic import render_sequence  # noqa: E402
 from sfm_ros.messages import (  # noqa: E402
     camera_info_msg,
@@ -31,6 +35,7 @@ from sfm_ros.messages import (  # noqa: E402
     numpy_to_image,
     rclpy_types,
     stamp_to_ns,
+    transform_stamped,
 )
 from sfm_ros.ros.depth_odometry_node import DepthOdometryNode  # noqa: E402
 from sfm_ros.ros.node_utils import (  # noqa: E402
@@ -179,6 +184,51 @@ def test_model_update_and_diagnostics(node_and_probe, tiny_checkpoint):
     assert "depth_odometry" in status.name
     assert values["frames dropped"] == "0" and values["scale source"] == "none"
     assert status.message == "no image received yet"
+
+
+def test_imu_and_its_mount_from_tf(node_and_probe):
+    """Imu on ``imu`` between the images; ``camera <- imu_link`` looked up on /tf_static."""
+    node, probe, executor = node_and_probe
+    types = rclpy_types()
+    T_base_camera = np.eye(4)
+    T_base_camera[:3, :3] = so3_exp(np.radians([0.0, 5.0, 0.0]))
+    T_base_camera = T_base_camera @ T_BODY_OPTICAL
+    T_base_imu = np.eye(4)
+    T_base_imu[:3, :3] = so3_exp(np.radians([180.0, 0.0, 0.0]))
+    static = StaticTransformBroadcaster(probe)
+    static.sendTransform(
+        [
+            transform_stamped(types, header(types, 0, "base_link"), FRAME, T_base_camera),
+            transform_stamped(types, header(types, 0, "base_link"), "imu_link", T_base_imu),
+        ]
+    )
+    image_pub = probe.create_publisher(Image, "image", qos_profile("sensor_data", 5))
+    info_pub = probe.create_publisher(CameraInfo, "camera_info", qos_profile("sensor_data", 5))
+    imu_pub = probe.create_publisher(Imu, "imu", qos_profile("sensor_data", 200))
+    assert spin_until(
+        executor, lambda: all(p.get_subscription_count() > 0 for p in (image_pub, imu_pub))
+    )
+    seq = render_sequence("street", 8, seed=0, height=64, width=96)
+    imu_ns = int(seq.stamps_ns[0]) - 30_000_000
+    for image, stamp_ns in zip(seq.images, seq.stamps_ns, strict=True):
+        while imu_ns < stamp_ns:
+            imu = Imu(header=header(types, imu_ns, "imu_link"), angular_velocity=Vector3(z=0.05))
+            imu_pub.publish(imu)
+            imu_ns += 10_000_000
+        hdr = header(types, int(stamp_ns), FRAME)
+        info_pub.publish(camera_info_msg(types, seq.K, 96, 64, hdr))
+        executor.spin_once(timeout_sec=0.05)
+        done = node.pipeline.stats.frames_in
+        image_pub.publish(numpy_to_image(types, image, "rgb8", hdr))
+        spin_until(executor, lambda d=done: node.pipeline.stats.frames_in > d)
+        if node.pipeline.gyro.R_cam_imu is not None:
+            break
+    assert node.pipeline.imu_frame_id == "imu_link"
+    R_cam_imu = node.pipeline.gyro.R_cam_imu
+    assert R_cam_imu is not None, node.pipeline.diagnostics()["gyroscope"]
+    expected = (se3_inverse(T_base_camera) @ T_base_imu)[:3, :3]
+    np.testing.assert_allclose(R_cam_imu, expected, atol=1e-6)
+    assert node.pipeline.diagnostics()["gyroscope"].startswith("compared with the camera")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from sfm_ros.cli import main
 from sfm_ros.core import checkpoint
 from sfm_ros.core.config import parse_overrides
 from sfm_ros.core.errors import ConfigError
+from sfm_ros.core.frames import T_BODY_OPTICAL
+from sfm_ros.core.lie import se3_inverse, so3_exp
 from sfm_ros.core.synthetic import render_sequence
 from sfm_ros.pipeline import frame_pipeline as pl
 from sfm_ros.pipeline.params_file import load_params_file, pipeline_config
@@ -131,6 +134,12 @@ def test_bag_errors(bags, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", tmp_path / "absent.pt")
     assert main(["bag", str(synthetic_bag), str(tmp_path / "o"), "--image-topic", IMAGE]) == 2
     assert "sfm-ros train" in capsys.readouterr().err
+    for imu in ("/camera/camera_info", "/imu"):  # a wrong type, a missing topic
+        assert main(["bag", str(synthetic_bag), str(tmp_path / "o"), "--image-topic", IMAGE,
+                     "--imu-topic", imu]) == 2  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert f"IMU topic '{imu}' is not a sensor_msgs/msg/Imu topic" in err and "\n" not in err
+        assert IMAGE in err and "/ground_truth/odom" in err  # lists the topics
     bad_set = ["bag", str(synthetic_bag), str(tmp_path / "o"), "--image-topic", IMAGE,
                "--set", "scale_source=lidar"]  # fmt: skip
     assert main(bad_set) == 2
@@ -236,3 +245,142 @@ def test_unwritable_outputs_and_bad_preview_count_are_one_line_errors(bags, tmp_
         assert err.startswith("sfm-ros: error:") and "\n" not in err, err
         assert ("cannot write the output" in err) or ("--previews must be >= 0" in err), err
     assert blocker.read_text() == "user data" and not (tmp_path / "fine").exists()
+
+
+# ---------------------------------------------------------------------------- --imu-topic
+IMU = "/imu"
+IMU_TYPE = "sensor_msgs/msg/Imu"
+
+
+def mount(rotvec_deg: tuple[float, float, float], t: tuple[float, float, float]) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = so3_exp(np.radians(np.asarray(rotvec_deg, dtype=np.float64)))
+    T[:3, 3] = t
+    return T
+
+
+T_BASE_CAMLINK = mount((0.0, 5.0, 0.0), (0.2, 0.0, 0.3))  # pitched 5 degrees down
+T_BASE_IMU = mount((180.0, 0.0, 90.0), (-0.1, 0.05, 0.1))
+T_OPTICAL_IMU = se3_inverse(T_BASE_CAMLINK @ T_BODY_OPTICAL) @ T_BASE_IMU
+
+
+def tf_msg(edges: list[tuple[str, str, np.ndarray]], t_ns: int):
+    return cv.tf_message(
+        TYPES, [cv.transform_stamped(TYPES, cv.header(TYPES, t_ns, p), c, T) for p, c, T in edges]
+    )
+
+
+def with_imu(src: Path, dst: Path, imu_on_tf: bool = False) -> list[int]:
+    """``src`` (a `bags` bag) plus ``/imu`` at 100 Hz (imu_link, 5 ms off the image times) and
+    the camera's and IMU's mounts on ``/tf_static``; with ``imu_on_tf`` the IMU's comes on
+    ``/tf`` after the second image instead. Returns the IMU's log times."""
+    events = [(t, topic, msg) for topic, msgs in read_bag(src).items() for t, msg in msgs]
+    image_times = sorted(t for t, topic, _ in events if topic == IMAGE)
+    camera = [("base_link", "camera_link", T_BASE_CAMLINK),
+              ("camera_link", "camera_optical_frame", T_BODY_OPTICAL)]  # fmt: skip
+    imu_mount = [("base_link", "imu_link", T_BASE_IMU)]
+    start = image_times[0] - 1_000_000
+    events.append((start, "/tf_static", tf_msg(camera + ([] if imu_on_tf else imu_mount), 0)))
+    if imu_on_tf:
+        events.append((image_times[1] + 1_000_000, "/tf", tf_msg(imu_mount, image_times[1])))
+    imu_times = list(range(image_times[0] - 25_000_000, image_times[-1] + 30_000_000, 10_000_000))
+    for t in imu_times:
+        imu = TYPESTORE.types[IMU_TYPE](
+            header=cv.header(TYPES, t, "imu_link"),
+            orientation=TYPES.Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),
+            orientation_covariance=np.array([-1.0] + [0.0] * 8),
+            angular_velocity=TYPES.Vector3(x=0.0, y=0.0, z=0.05),
+            angular_velocity_covariance=np.zeros(9),
+            linear_acceleration=TYPES.Vector3(x=0.0, y=0.0, z=-9.81),
+            linear_acceleration_covariance=np.zeros(9),
+        )
+        events.append((t, IMU, imu))
+    with Writer(dst, version=8) as writer:
+        conns = {}
+        for t, topic, msg in sorted(events, key=lambda e: e[0]):
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
+            writer.write(conns[topic], t, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+    return imu_times
+
+
+@pytest.fixture
+def spy(monkeypatch) -> dict[str, list]:
+    """Records the pipeline's set_imu_extrinsics calls and the Imu messages queued before each
+    image is processed."""
+    seen: dict[str, list] = {"imu": [], "before_frame": [], "extrinsics": []}
+    cls = pl.DepthOdometryPipeline
+    on_imu, process, set_imu = cls.on_imu, cls.process, cls.set_imu_extrinsics
+
+    def spy_on_imu(self, msg):
+        seen["imu"].append(cv.stamp_to_ns(msg.header.stamp))
+        on_imu(self, msg)
+
+    def spy_process(self, msg, outputs=None):
+        seen["before_frame"].append(len(seen["imu"]))
+        return process(self, msg, outputs)
+
+    def spy_set_imu(self, T_cam_imu):
+        seen["extrinsics"].append((len(seen["before_frame"]), np.array(T_cam_imu)))
+        set_imu(self, T_cam_imu)
+
+    monkeypatch.setattr(cls, "on_imu", spy_on_imu)
+    monkeypatch.setattr(cls, "process", spy_process)
+    monkeypatch.setattr(cls, "set_imu_extrinsics", spy_set_imu)
+    return seen
+
+
+def test_bag_feeds_the_imu_between_images_with_the_static_mounts(
+    bags, tiny_checkpoint, tmp_path, capsys, spy
+):
+    imu_times = with_imu(bags["sqlite3"], tmp_path / "imu_bag")
+    out = tmp_path / "imu_out"
+    args = ["bag", str(tmp_path / "imu_bag"), str(out), "--image-topic", IMAGE, "--imu-topic",
+            IMU, "--checkpoint", str(tiny_checkpoint), "--no-progress",
+            "--previews", "0"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"frames: {FRAMES} in, {FRAMES} processed" in printed
+    # four tiny frames: too few to check the gyro against the camera, whose rotation's
+    # variance the tiny model's failed refinements leave unmeasured
+    assert f"gyroscope: rotation of 0 of {FRAMES} frames (at the end: not used" in printed
+
+    # every Imu message, in bag order, the ones logged before an image queued before it
+    assert spy["imu"] == imu_times
+    image_times = [t for t, _ in read_bag(tmp_path / "imu_bag")[IMAGE]]
+    assert spy["before_frame"] == [sum(t < t_img for t in imu_times) for t_img in image_times]
+    # camera_optical_frame <- imu_link through base_link, set after the first frame
+    ((after_frames, T),) = spy["extrinsics"]
+    assert after_frames == 1
+    np.testing.assert_allclose(T, T_OPTICAL_IMU, atol=1e-9)
+    # the IMU and the static transforms are copied into the output
+    outputs = read_bag(out)
+    assert [t for t, _ in outputs[IMU]] == imu_times
+    assert {m.header.frame_id for _, m in outputs[IMU]} == {"imu_link"}
+    assert [tf.child_frame_id for tf in outputs["/tf_static"][0][1].transforms] == [
+        "camera_link", "camera_optical_frame", "imu_link"]  # fmt: skip
+
+
+def test_bag_warns_once_without_the_imu_mount_and_takes_it_from_tf(
+    bags, tiny_checkpoint, tmp_path, capsys, caplog, spy
+):
+    with_imu(bags["sqlite3"], tmp_path / "imu_bag", imu_on_tf=True)
+    args = ["bag", str(tmp_path / "imu_bag"), str(tmp_path / "imu_out"), "--image-topic", IMAGE,
+            "--imu-topic", IMU, "--checkpoint", str(tiny_checkpoint), "--no-progress",
+            "--previews", "0"]  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="sfm_ros.pipeline.bag_tool"):
+        assert main(args) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    missing = "no 'camera_optical_frame' <- 'imu_link' transform in /tf_static or /tf: the "
+    assert [w for w in warnings if "transform" in w] == [missing + "gyroscope is not used"]
+    assert "from /tf, after all" in caplog.text
+    ((after_frames, T),) = spy["extrinsics"]  # the /tf message comes after the second image
+    assert after_frames == 3
+    np.testing.assert_allclose(T, T_OPTICAL_IMU, atol=1e-9)
+    # use_imu false: the Imu is copied, not used
+    capsys.readouterr()
+    assert main([*args, "--overwrite", "--set", "use_imu=false"]) == 0
+    assert "gyroscope: rotation of 0 of 4 frames (at the end: off (use_imu false))" in (
+        capsys.readouterr().out
+    )
+    assert len(spy["extrinsics"]) == 1 and len(read_bag(tmp_path / "imu_out")[IMU]) > 0

@@ -53,19 +53,29 @@ class SteadyOffset:
     Args:
         window: frames the median is taken over.
         min_frames: frames needed before any offset is applied.
+        significance: standard errors an axis's offset must exceed (`SIGNIFICANCE`; 0: the
+            plain median).
     """
 
-    def __init__(self, window: int = 30, min_frames: int = 5) -> None:
-        if window < 1 or not 1 <= min_frames <= window:
+    def __init__(
+        self, window: int = 30, min_frames: int = 5, significance: float = SIGNIFICANCE
+    ) -> None:
+        if window < 1 or not 1 <= min_frames <= window or not significance >= 0:
             raise InputError(
-                f"window must be >= 1 and min_frames in [1, window], got {window}, {min_frames}"
+                "window must be >= 1, min_frames in [1, window] and significance >= 0, got "
+                f"{window}, {min_frames}, {significance}"
             )
         self.window, self.min_frames = int(window), int(min_frames)
+        self.significance = float(significance)
         self.reset()
 
     def reset(self) -> None:
         """Forget the offsets (a new model or camera)."""
         self._offsets: deque[np.ndarray] = deque(maxlen=self.window)
+
+    def add(self, offset: np.ndarray) -> None:
+        """Add one frame's (3,) offset."""
+        self._offsets.append(np.asarray(offset, dtype=np.float64))
 
     @property
     def bias(self) -> np.ndarray:
@@ -78,7 +88,7 @@ class SteadyOffset:
         mad = np.median(np.abs(offsets - median), axis=0) * MAD_TO_SIGMA
         se2 = (MEDIAN_EFFICIENCY * mad) ** 2 / len(offsets)
         with np.errstate(invalid="ignore", divide="ignore"):
-            shrink = np.where(median**2 > 0, 1 - SIGNIFICANCE**2 * se2 / median**2, 0.0)
+            shrink = np.where(median**2 > 0, 1 - self.significance**2 * se2 / median**2, 0.0)
         return median * np.clip(shrink, 0.0, 1.0)
 
 
@@ -118,7 +128,7 @@ class DirectionBias(SteadyOffset):
             return
         reference = _unit(sum(w * v for w, v in parts))
         if reference is not None:
-            self._offsets.append(u - reference)
+            self.add(u - reference)
 
 
 class RotationBias(SteadyOffset):
@@ -150,4 +160,4 @@ class RotationBias(SteadyOffset):
         parts = [(w, a) for w, a in parts if np.isfinite(a).all()]
         total = sum(w for w, _ in parts)
         if parts and total > 0:
-            self._offsets.append(sum(w * a for w, a in parts) / total)
+            self.add(sum(w * a for w, a in parts) / total)

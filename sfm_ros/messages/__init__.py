@@ -23,6 +23,7 @@ from sfm_ros.messages.image import (
     image_to_rgb8,
     numpy_to_image,
 )
+from sfm_ros.messages.imu import angular_velocity
 from sfm_ros.messages.motion import odometry_msg, tf_message, transform_stamped
 from sfm_ros.messages.msg_types import (
     MsgTypes,
@@ -40,6 +41,7 @@ __all__ = [
     "ENCODINGS",
     "CameraInfoCache",
     "MsgTypes",
+    "angular_velocity",
     "camera_from_camera_info",
     "camera_info_msg",
     "camera_info_to_K",

@@ -9,6 +9,10 @@ topics (copied raw; ROS 1 inputs are not copied) plus the outputs under a namesp
     /tf                                              (when publish_tf)
 
 Output messages carry the input image's header stamp and are logged at the image's bag time.
+With ``imu_topic`` (``--imu-topic``), its sensor_msgs/Imu messages reach the pipeline's gyroscope
+in bag order, between the images, and the ``camera <- IMU`` rotation comes from the bag's
+``/tf_static`` (then ``/tf``), composed through the frames' common ancestor; without one the
+gyroscope is not used (one warning).
 Next to the output bag, in the sibling folder ``OUTPUT_previews/``, go a few depth previews
 (``depth_NNNNNN.png``: image above depth, above ``depth/confidence`` when it is published:
 Turbo from 0, blue, to 1, red), ``trajectory.png`` (with any nav_msgs/Odometry topic
@@ -46,10 +50,13 @@ from sfm_ros.messages.bag_io import (
     clear_previews,
     open_reader,
 )
+from sfm_ros.messages.static_tf import TF_TYPE, TransformTree
 from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline
 
 log = logging.getLogger(__name__)
+
+IMU_TYPE = "sensor_msgs/msg/Imu"
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -83,6 +90,10 @@ class BagSummary:
     scale_source: str
     scale: float
     pose_source: str
+    gyroscope_frames: int | None = None
+    """Frames whose rotation is the gyroscope's (None without an IMU topic)."""
+    gyroscope: dict[str, str] = field(default_factory=dict)
+    """The gyroscope's state at the end, as on `/diagnostics`; empty without an IMU topic."""
     tracking: dict[str, str] = field(default_factory=dict)
     """The keyframe tracker's counts at the end (refinement fallbacks, keyframe switches, the
     fused rotation's weight), as on `/diagnostics`; empty for ``pose_source: network``."""
@@ -105,6 +116,12 @@ class BagSummary:
         if self.tracking:
             keys = ("refinement fallbacks", "fallbacks by reason", "keyframe switches")
             lines[-1] += " (" + ", ".join(f"{k} {self.tracking[k]}" for k in keys) + ")"
+        if self.gyroscope_frames is not None:
+            state = self.gyroscope.get("gyroscope", "off (use_imu false)")
+            lines.append(
+                f"gyroscope: rotation of {self.gyroscope_frames} of {self.frames_processed} "
+                f"frames (at the end: {state})"
+            )
         if self.plot:
             lines.append(f"previews and trajectory plot in {Path(self.plot).parent}")
         return "\n".join(lines)
@@ -118,6 +135,7 @@ def process_bag(
     camera_info_topic: str | None = None,
     cfg: PipelineConfig | None = None,
     odometry_topic: str | None = None,
+    imu_topic: str | None = None,
     storage: str = "sqlite3",
     namespace: str = "/sfm",
     overwrite: bool = False,
@@ -131,6 +149,8 @@ def process_bag(
         camera_info_topic: default ``<image namespace>/camera_info`` when the bag has it.
         cfg: pipeline parameters (default `PipelineConfig()`; its checkpoint is loaded).
         odometry_topic: external nav_msgs/Odometry for ``scale_source: odometry``.
+        imu_topic: sensor_msgs/Imu for the gyroscope (``use_imu``); ``camera <- IMU`` from the
+            bag's ``/tf_static`` (or ``/tf``).
         storage: "sqlite3" or "mcap".
         namespace: prefix of the output topics.
         num_previews: depth previews written next to the output (0 = none, and no plot).
@@ -174,6 +194,14 @@ def process_bag(
                 f"odometry topic {odometry_topic!r} is not a nav_msgs/Odometry topic of "
                 f"{input_path}; topics: {_topic_listing(reader)}"
             )
+        if imu_topic is not None and topics.get(imu_topic) != IMU_TYPE:
+            raise DatasetError(
+                f"IMU topic {imu_topic!r} is not a sensor_msgs/msg/Imu topic of "
+                f"{input_path}; topics: {_topic_listing(reader)}"
+            )
+        if imu_topic is not None and not cfg.use_imu:
+            log.warning("use_imu is false: %s is copied but the gyroscope is not used", imu_topic)
+        imu = _ImuExtrinsics(reader, cfg.camera_frame) if imu_topic and cfg.use_imu else None
         typestore = get_typestore(Stores.ROS2_HUMBLE)
         pipeline = DepthOdometryPipeline(cfg, cv.rosbags_types(typestore), estimator)
         total = sum(c.msgcount for c in reader.connections if c.topic == image_topic)
@@ -183,9 +211,9 @@ def process_bag(
             logging_redirect_tqdm(),
         ):
             bar = tqdm(total=total, unit="frame", disable=not progress, desc="sfm-ros bag")
-            run = _BagRun(reader, writer, typestore, pipeline, namespace, total, num_previews)
+            run = _BagRun(reader, writer, typestore, pipeline, namespace, total, num_previews, imu)
             try:
-                run.loop(image_topic, camera_info_topic, odometry_topic, bar)
+                run.loop(image_topic, camera_info_topic, odometry_topic, imu_topic, bar)
             finally:
                 bar.close()
             if pipeline.stats.frames_processed == 0:
@@ -195,6 +223,11 @@ def process_bag(
                     f"({run.frames_in} read; skipped: {reasons or 'none'}); no output written"
                 )
         summary = run.summary(output)
+        if imu_topic is not None:
+            summary.gyroscope_frames = run.gyro_frames
+            summary.gyroscope = {
+                k: v for k, v in pipeline.diagnostics().items() if k.startswith("gyroscope")
+            }
         if num_previews:
             summary.previews = run.write_previews(previews_dir)
             summary.plot = run.write_plot(previews_dir, cfg.scale_source)
@@ -202,6 +235,49 @@ def process_bag(
         return summary
     finally:
         reader.close()
+
+
+class _ImuExtrinsics:
+    """Gives the pipeline ``camera <- IMU`` from the bag's transforms once it knows the IMU's
+    frame, as the node does with TF: ``/tf_static`` read up front, ``/tf`` (assumed rigid
+    between the two frames) as it comes, never over a static transform."""
+
+    def __init__(self, reader: AnyReader, camera_frame: str) -> None:
+        self.camera_frame = camera_frame
+        self.tree = TransformTree()
+        static = [c for c in reader.connections if c.topic == "/tf_static" and c.msgtype == TF_TYPE]
+        for conn, _, raw in reader.messages(connections=static) if static else ():
+            try:
+                self.tree.add_message(reader.deserialize(raw, conn.msgtype))
+            except Exception as exc:  # noqa: BLE001 - rosbags raises assorted errors on bad CDR
+                log.warning("cannot deserialize a /tf_static message: %s", exc)
+        self._warned: set[tuple[str, str]] = set()
+
+    def add_tf(self, msg: Any) -> None:
+        """A ``/tf`` message: its transforms for frames no static transform gives."""
+        self.tree.add_message(msg, overwrite=False)
+
+    def update(self, pipeline: DepthOdometryPipeline, image_frame: str) -> None:
+        """Set the pipeline's ``camera <- IMU`` once its IMU frame is known and it has none."""
+        imu_frame = pipeline.imu_frame_id
+        if imu_frame is None or pipeline.gyro.R_cam_imu is not None:
+            return
+        camera = self.camera_frame or image_frame
+        T_cam_imu = self.tree.lookup(camera, imu_frame)
+        if T_cam_imu is None:
+            if (camera, imu_frame) not in self._warned:
+                self._warned.add((camera, imu_frame))
+                log.warning(
+                    "no '%s' <- '%s' transform in /tf_static or /tf: the gyroscope is not used",
+                    camera, imu_frame,
+                )  # fmt: skip
+            return
+        pipeline.set_imu_extrinsics(T_cam_imu)
+        late = " (from /tf, after all: the gyroscope is used from now on)"
+        log.info(
+            "IMU extrinsics from the bag's transforms: '%s' <- '%s'%s",
+            camera, imu_frame, late if (camera, imu_frame) in self._warned else "",
+        )  # fmt: skip
 
 
 class _BagRun:
@@ -216,6 +292,7 @@ class _BagRun:
         namespace: str,
         total: int,
         num_previews: int,
+        imu: _ImuExtrinsics | None = None,
     ) -> None:
         self.reader, self.writer, self.typestore, self.pipeline = (
             reader,
@@ -231,6 +308,8 @@ class _BagRun:
         self.stage_s: Counter = Counter()
         self.poses: list[np.ndarray] = []
         self.references: dict[str, list[np.ndarray]] = {}
+        self.imu = imu
+        self.gyro_frames = 0
         picks = np.linspace(0, max(total - 1, 0), num_previews).round() if num_previews else []
         self.preview_at = sorted({int(i) for i in picks})
         self.previews: list[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]] = []
@@ -249,7 +328,12 @@ class _BagRun:
         self.counts[topic] += 1
 
     def loop(
-        self, image_topic: str, info_topic: str | None, odom_topic: str | None, bar: Any
+        self,
+        image_topic: str,
+        info_topic: str | None,
+        odom_topic: str | None,
+        imu_topic: str | None,
+        bar: Any,
     ) -> None:
         reader, pipeline = self.reader, self.pipeline
         if not reader.is2:
@@ -262,8 +346,13 @@ class _BagRun:
                 )  # fmt: skip
                 self.writer.write(out_conn, t_ns, raw)
                 self.counts[conn.topic] += 1
-            wanted = (image_topic, info_topic, odom_topic)
-            if conn.topic not in wanted and conn.msgtype != ODOMETRY_TYPE:
+            wanted = (image_topic, info_topic, odom_topic, imu_topic)
+            tf = (  # /tf only while the camera <- IMU transform is missing
+                self.imu is not None
+                and pipeline.gyro.R_cam_imu is None
+                and (conn.topic, conn.msgtype) == ("/tf", TF_TYPE)
+            )
+            if conn.topic not in wanted and conn.msgtype != ODOMETRY_TYPE and not tf:
                 continue
             try:
                 msg = reader.deserialize(raw, conn.msgtype)
@@ -281,6 +370,10 @@ class _BagRun:
             elif conn.topic == image_topic:
                 self._image(msg, t_ns)
                 bar.update()
+            elif conn.topic == imu_topic:
+                pipeline.on_imu(msg)
+            elif tf and self.imu is not None:
+                self.imu.add_tf(msg)
             if conn.msgtype == ODOMETRY_TYPE:
                 if conn.topic == odom_topic:
                     pipeline.on_odometry(msg)
@@ -290,8 +383,11 @@ class _BagRun:
         index = self.frames_in
         self.frames_in += 1
         result = self.pipeline.process(msg)
+        if self.imu is not None:
+            self.imu.update(self.pipeline, msg.header.frame_id)
         if result is None:
             return
+        self.gyro_frames += self.pipeline.gyro_used
         t0 = time.perf_counter()
         for name, out in result.messages.items():
             self._write(f"{self.namespace}/{name}", out, t_ns)

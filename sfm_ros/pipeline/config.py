@@ -146,6 +146,16 @@ class PipelineConfig(Params):
         "refined length share the depth's errors, so neither is measured against the other); "
         "beyond a few frames the length stays the anchored network's",
     )
+    use_imu: bool = param(
+        True,
+        "take the rotation between frames from a gyroscope (sensor_msgs/Imu on imu, its "
+        "angular velocity; TF must give the camera <- IMU rotation): integrated between the "
+        "image stamps, its bias (the steady offset from the camera's rotation) removed, and "
+        "used while it agrees with the camera's rotation within 3 standard deviations (a wrong "
+        "transform, rates in degrees or a time offset hand the rotation back to the camera; "
+        "/diagnostics says why); needs the camera rotation's measured variance (pose_source "
+        "fused or refined)",
+    )
     depth_uncertainty: float = param(
         NETWORK_DEPTH_UNCERTAINTY,
         "relative error of the depth that pose refinement aligns with: residuals that a depth "

@@ -86,6 +86,7 @@ from sfm_ros.core.classical_vo import CLASSICAL_MAX_WIDTH, RELIABLE_INLIERS, Orb
 from sfm_ros.core.direction_fusion import DirectionFusion
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL
+from sfm_ros.core.gyro import GyroRotation
 from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
 from sfm_ros.core.keyframes import (
     TRACK_REASONS,
@@ -271,6 +272,11 @@ class DepthOdometryPipeline:
         self.length_anchor = LengthAnchor()
         self.length_fusion = LengthFusion()
         self.window_direction = WindowDirection()
+        self.gyro = GyroRotation()
+        self.imu_frame_id: str | None = None
+        """frame_id of the Imu messages received (None before the first)."""
+        self.gyro_state = "no Imu received"
+        """Whose the last frame's rotation is and why (`/diagnostics`)."""
         self.classical = OrbMotion(max_width=CLASSICAL_MAX_WIDTH, min_inliers=RELIABLE_INLIERS)
         # OpenCV releases the GIL: the classical rotation runs beside the tracker
         self._classical_worker = ThreadPoolExecutor(1, thread_name_prefix="classical_vo")
@@ -305,10 +311,27 @@ class DepthOdometryPipeline:
         if self.cfg.scale_source == "odometry":
             self._side_inputs.append(("odometry", msg))
 
+    def on_imu(self, msg: Any) -> None:
+        """Queue a ``sensor_msgs/Imu`` (any thread) for its angular velocity (``use_imu``)."""
+        if self.cfg.use_imu:
+            self._side_inputs.append(("imu", msg))
+
+    @property
+    def gyro_used(self) -> bool:
+        """Whether the last frame's rotation is the gyroscope's."""
+        return self.gyro_state == "used for the rotation"
+
+    def set_imu_extrinsics(self, T_cam_imu: np.ndarray) -> None:
+        """``camera optical <- imu_frame_id`` (4, 4) from TF (only its rotation is used)."""
+        self.gyro.set_extrinsics(np.asarray(T_cam_imu, dtype=np.float64)[:3, :3])
+
     def _apply_side_inputs(self) -> None:
         """Apply the queued side inputs in arrival order (the processing thread)."""
         while self._side_inputs:
             kind, msg = self._side_inputs.popleft()
+            if kind == "imu":
+                self._add_imu(msg)
+                continue
             if kind == "odometry":
                 p = msg.pose.pose.position
                 stamp_ns = cv.stamp_to_ns(msg.header.stamp)
@@ -319,6 +342,24 @@ class DepthOdometryPipeline:
                 self.cameras.add(msg)
             except InputError as exc:
                 self._throttle.warn(f"camera_info:{frame}", f"ignoring CameraInfo: {exc}")
+
+    def _add_imu(self, msg: Any) -> None:
+        try:
+            sample = cv.angular_velocity(msg)
+        except InputError as exc:
+            self._throttle.warn("imu", f"ignoring Imu: {exc}")
+            return
+        if sample is None:
+            self._throttle.warn("imu", "ignoring Imu: it has no angular velocity (covariance -1)")
+            return
+        stamp_ns, frame_id, omega = sample
+        if self.imu_frame_id not in (None, frame_id):
+            self._throttle.warn(
+                "imu:frame", f"Imu frame_id changed from '{self.imu_frame_id}' to '{frame_id}'"
+            )
+            self.gyro.forget_extrinsics()
+        self.imu_frame_id = frame_id
+        self.gyro.add(stamp_ns, omega)
 
     def set_camera_extrinsics(self, T_base_cam: np.ndarray | None) -> None:
         """``base_link <- camera optical`` (4, 4) from TF; None = the standard optical rotation."""
@@ -512,7 +553,7 @@ class DepthOdometryPipeline:
         self._previous_image = (in_frame, decoded.copy())  # the message's buffer may be reused
         if valid is not None:  # undistorted pixels sampled outside the raw image
             out.depth_m[~valid] = np.nan
-        geometry = self._geometry(image, camera, out, wanted)
+        geometry = self._with_gyro(self._geometry(image, camera, out, wanted), last_stamp, stamp_ns)
         depth_raw, T_raw, cov_raw = geometry.depth_m, geometry.T_prev_cur, geometry.covariance
         confidence = geometry.confidence
         if T_raw is None or last_stamp is None:
@@ -652,6 +693,71 @@ class DepthOdometryPipeline:
         if fuse:  # the published depth's: the fused one's, or how far it confirms the network's
             confidence = track.confidence if multiview else track.prior_confidence
         return Geometry(depth, T, covariance, rotation_variance, confidence)
+
+    def _with_gyro(self, geometry: Geometry, last_stamp: int | None, stamp_ns: int) -> Geometry:
+        """``geometry`` with the gyroscope's rotation since the last frame in place of the
+        camera's, where the samples cover the interval and the two agree (`core/gyro.py`)."""
+        T, gyro = geometry.T_prev_cur, self.gyro
+        if self.imu_frame_id is None:
+            return geometry
+        if gyro.R_cam_imu is None:
+            self.gyro_state = f"not used: no camera <- '{self.imu_frame_id}' transform"
+            return geometry
+        self.gyro_state = "not used: no camera motion"
+        if last_stamp is None or T is None or not np.isfinite(T).all():
+            return geometry
+        R_raw = gyro.raw_rotation(last_stamp, stamp_ns)
+        if R_raw is None:
+            self.gyro_state = "not used: the Imu samples do not cover the frame interval"
+            return geometry
+        variance, cov = geometry.rotation_variance, geometry.covariance
+        if variance is None and cov is not None:
+            variance = float(np.trace(cov[3:, 3:])) / 3
+        if variance is None and self.rotation_fusion.frames:  # the network's motion stands
+            variance = self.rotation_fusion.network_variance
+        dt = (stamp_ns - last_stamp) * 1e-9
+        if variance is not None:
+            gyro.compare(R_raw, T[:3, :3], variance, dt)
+            self._measure_gyro_bias(R_raw, dt)
+        elif gyro.frames_compared == 0:  # nothing to check it against (pose_source network)
+            self.gyro_state = "not used: the camera rotation's variance is not measured"
+            return geometry
+        if gyro.frames_compared < gyro.min_frames:
+            self.gyro_state = (
+                f"compared with the camera ({gyro.frames_compared} of {gyro.min_frames} frames)"
+            )
+            return geometry
+        if not gyro.consistent:
+            self.gyro_state = "not used: it disagrees with the camera's rotation"
+            self._throttle.warn(
+                "gyro",
+                f"gyroscope not used: it disagrees with the camera's rotation by "
+                f"{gyro.disagreement_deg:.3g} deg rms a frame; check the camera <- "
+                f"'{self.imu_frame_id}' transform, the Imu's units (rad/s) and stamps",
+            )
+            return geometry
+        T = T.copy()
+        T[:3, :3] = gyro.corrected(R_raw, dt)
+        if cov is not None:  # the rotation block is the gyro's now
+            cov = cov.copy()
+            cov[3:, :], cov[:, 3:] = 0.0, 0.0
+            cov[3:, 3:] = gyro.variance * np.eye(3)
+        self.gyro_state = "used for the rotation"
+        return replace(geometry, T_prev_cur=T, covariance=cov, rotation_variance=gyro.variance)
+
+    def _measure_gyro_bias(self, R_raw: np.ndarray, dt: float) -> None:
+        """The gyro's offset from this frame's geometric rotation: classical VO's where the
+        rotation fusion measures it the more precise of the two, else the refined one."""
+        sources = self.last_sources
+        if sources is None:
+            return
+        _, refined_variance, classical_variance = self.rotation_fusion.variances
+        order = (sources.refined, sources.classical)
+        if classical_variance <= refined_variance:
+            order = order[::-1]
+        reference = next((T for T in order if T is not None), None)
+        if reference is not None:
+            self.gyro.measure_bias(R_raw, reference[:3, :3], dt)
 
     def _fused_without_refined(
         self, T_network: np.ndarray, T_classical: np.ndarray
@@ -895,8 +1001,20 @@ class DepthOdometryPipeline:
             "device": str(getattr(est, "device", "?")),
             "pose source": self.cfg.pose_source,
             "depth source": self.cfg.depth_source,
+            **self._gyro_diagnostics(),
             **self.tracking_diagnostics(),
         }
+
+    def _gyro_diagnostics(self) -> dict[str, str]:
+        gyro = self.gyro
+        if not self.cfg.use_imu:
+            return {}
+        out = {"gyroscope": self.gyro_state}
+        if gyro.frames_compared:
+            bias = ", ".join(f"{b:.3g}" for b in np.degrees(gyro.bias_rad_s))
+            out["gyroscope disagreement with the camera (deg rms)"] = f"{gyro.disagreement_deg:.3g}"
+            out["gyroscope bias removed (deg/s)"] = bias
+        return out
 
     def tracking_diagnostics(self) -> dict[str, str]:
         """The keyframe tracker's last outcome and counts (empty before it ran)."""

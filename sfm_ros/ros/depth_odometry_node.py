@@ -6,8 +6,11 @@ Subscribed topics:
         ``image_qos`` (sensor_data by default).
     camera_info (sensor_msgs/CameraInfo): intrinsics, latest kept per frame_id.
     external_odom (nav_msgs/Odometry): metric reference, only when ``scale_source: odometry``.
+    imu (sensor_msgs/Imu): angular velocity for the rotation between frames, when ``use_imu``;
+        QoS ``image_qos`` with a history of max(queue_depth, 200) for a 200-400 Hz IMU.
     model_update (std_msgs/String): path of a checkpoint to swap in (reliable, transient local).
-    /tf, /tf_static: ``base_frame <- camera frame`` extrinsics (optional).
+    /tf, /tf_static: ``base_frame <- camera frame`` extrinsics (optional); ``camera <- imu
+        frame`` (the Imu's frame_id) for the gyroscope, which is not used without it.
 
 Published topics (reliable):
     depth (sensor_msgs/Image 32FC1, metres, NaN invalid), depth/camera_info (CameraInfo),
@@ -25,9 +28,9 @@ descriptions, or ``ros2 param describe /depth_odometry <name>``) plus image_qos
 (``sensor_data``), queue_depth (5) and diagnostics_period (1.0 s). Defaults: config/sfm.yaml.
 
 Images are decoded and run on a worker thread: the callback only keeps the newest frame (older
-ones are counted as dropped), so the executor never waits on the network. The camera_info and
-external_odom callbacks only queue their message for that worker (the pipeline's threading
-rule: its state belongs to the worker).
+ones are counted as dropped), so the executor never waits on the network. The camera_info,
+external_odom and imu callbacks only queue their message for that worker (the pipeline's
+threading rule: its state belongs to the worker).
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ import sys
 import threading
 from typing import Any
 
+import numpy as np
 from nav_msgs.msg import Odometry
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.time import Time
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu, PointCloud2
 from std_msgs.msg import String
 from tf2_ros import Buffer, TransformBroadcaster, TransformException, TransformListener
 
@@ -67,6 +71,8 @@ MESSAGE_CLASSES = {
 }
 ON_DEMAND = ("depth/confidence", "depth/colormap", "points", "flow", "explainability")
 """Outputs only computed while they have subscribers."""
+IMU_QUEUE_DEPTH = 200
+"""Least history depth of the imu subscription: 0.5-1 s of a 200-400 Hz IMU."""
 
 
 class DepthOdometryNode(Node):
@@ -111,6 +117,9 @@ class DepthOdometryNode(Node):
         )
         if self.cfg.scale_source == "odometry":
             self.create_subscription(Odometry, "external_odom", self.pipeline.on_odometry, depth)
+        if self.cfg.use_imu:
+            imu_qos = qos_profile(self.node_cfg.image_qos, max(depth, IMU_QUEUE_DEPTH))
+            self.create_subscription(Imu, "imu", self.pipeline.on_imu, imu_qos)
         self.create_subscription(String, "model_update", self._on_model_update, latched_qos())
         self.diagnostic_task = start_diagnostics(
             self, "depth_odometry", self.node_cfg.diagnostics_period, self._diagnostics
@@ -170,8 +179,12 @@ class DepthOdometryNode(Node):
             )
 
     def _process(self, msg: Any) -> None:
+        camera_frame = self.cfg.camera_frame or msg.header.frame_id
         if not self._extrinsics_known:
-            self._lookup_extrinsics(self.cfg.camera_frame or msg.header.frame_id)
+            self._lookup_extrinsics(camera_frame)
+        imu_frame = self.pipeline.imu_frame_id
+        if imu_frame is not None and self.pipeline.gyro.R_cam_imu is None:
+            self._lookup_imu_extrinsics(camera_frame, imu_frame)
         outputs = {
             name
             for name, pub in self.outputs.items()
@@ -204,6 +217,24 @@ class DepthOdometryNode(Node):
         self.get_logger().info(
             f"camera extrinsics from TF: {self.cfg.base_frame} <- {camera_frame}"
         )
+
+    def _lookup_imu_extrinsics(self, camera_frame: str, imu_frame: str) -> None:
+        """``camera_frame <- imu_frame`` from TF, without waiting; until it is found, the
+        gyroscope is not used and the pipeline's diagnostics say which transform is missing."""
+        if not camera_frame or not imu_frame:
+            return
+        if imu_frame == camera_frame:
+            T_cam_imu = np.eye(4)
+        else:
+            try:
+                tf = self.tf_buffer.lookup_transform(
+                    camera_frame, imu_frame, Time(), timeout=Duration(seconds=0)
+                )
+            except TransformException:
+                return  # retried on the next frame
+            T_cam_imu = matrix_from_transform(tf)
+        self.pipeline.set_imu_extrinsics(T_cam_imu)
+        self.get_logger().info(f"IMU extrinsics from TF: {camera_frame} <- {imu_frame}")
 
     # ------------------------------------------------------------------ diagnostics
     def _diagnostics(self) -> tuple[str, str, dict[str, str]]:

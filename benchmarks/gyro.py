@@ -1,0 +1,127 @@
+"""The node's pose with a (simulated) gyroscope beside it (``use_imu``, `core/gyro.py`).
+
+    OMP_NUM_THREADS=1 python benchmarks/gyro.py --data CLIP [CLIP ...] \\
+        [--params config/sfm.yaml] [--render-size 128x416] [--bias-deg-s 0.5] \\
+        [--noise-deg-s-rt-hz 0.014] [--rate-hz 200]
+
+The clips have no IMU, so one is simulated on the ground-truth trajectory
+(`synthetic.imu.gyro_samples`: the camera turns at a constant rate between frames), mounted in
+base_link's axes (x forward, z up; TF's camera <- IMU rotation given to the pipeline), with a
+consumer MEMS gyro's white noise (0.014 deg/s/sqrt(Hz), a BMI088's) and a constant bias of
+``--bias-deg-s`` in a fixed random direction, at 200 Hz. Its messages (sensor_msgs/Imu) reach
+the pipeline up to 10 ms after each image, as a live IMU's would. Printed per clip (as ``sfm-ros
+eval pose``): ATE5 / RE / Sim(3) ATE / t_err / r_err of the node without and with the gyro
+beside constant velocity and ORB + essential-matrix VO, the frames whose rotation was the
+gyro's, and the bias it removed against the simulated one (deg/s, optical frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from rosbags.typesys import Stores, get_typestore
+
+from sfm_ros import messages as cv
+from sfm_ros.cli import image_size
+from sfm_ros.core.evaluate import CLASSICAL, evaluate_pose_sequences
+from sfm_ros.core.frames import T_BODY_OPTICAL
+from sfm_ros.core.metrics import format_table
+from sfm_ros.core.synthetic.imu import gyro_samples
+from sfm_ros.messages.sources import open_sources
+from sfm_ros.pipeline.evaluate import PipelinePredictor
+from sfm_ros.pipeline.params_file import pipeline_config
+
+KEYS = ("ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent", "r_err_deg_per_100m")
+R_OPTICAL_BODY = T_BODY_OPTICAL[:3, :3].T
+IMU = get_typestore(Stores.ROS2_HUMBLE).types["sensor_msgs/msg/Imu"]
+LATENCY_NS = 10_000_000
+
+
+class GyroPredictor(PipelinePredictor):
+    """`PipelinePredictor` fed the Imu messages of one sequence before each frame."""
+
+    def __init__(self, cfg, estimator, stamps_ns: np.ndarray, rates: np.ndarray) -> None:
+        self.samples = [self._imu(int(t), w) for t, w in zip(stamps_ns, rates, strict=True)]
+        super().__init__(cfg, estimator)
+        self.used, self.summary = 0, (0, np.zeros(3), 0.0)
+
+    def _imu(self, stamp_ns: int, w: np.ndarray):
+        types = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
+        return stamp_ns, IMU(
+            header=cv.header(types, stamp_ns, "imu_link"),
+            orientation=types.Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),
+            orientation_covariance=np.array([-1.0] + [0.0] * 8),
+            angular_velocity=types.Vector3(x=float(w[0]), y=float(w[1]), z=float(w[2])),
+            angular_velocity_covariance=np.zeros(9),
+            linear_acceleration=types.Vector3(x=0.0, y=0.0, z=0.0),
+            linear_acceleration_covariance=np.array([-1.0] + [0.0] * 8),
+        )
+
+    def reset(self) -> None:
+        gyro = self.pipeline.gyro
+        if self.pipeline.stats.frames_processed:  # the sequence just run (evaluation resets after)
+            self.summary = (self.used, np.degrees(gyro.bias_rad_s), gyro.disagreement_deg)
+        super().reset()
+        T_cam_imu = np.eye(4)
+        T_cam_imu[:3, :3] = R_OPTICAL_BODY
+        self.pipeline.set_imu_extrinsics(T_cam_imu)
+        self._next, self.used = 0, 0
+
+    def predict(self, frame):
+        while self._next < len(self.samples) and (
+            self.samples[self._next][0] <= frame.stamp_ns + LATENCY_NS
+        ):
+            self.pipeline.on_imu(self.samples[self._next][1])
+            self._next += 1
+        prediction = super().predict(frame)
+        self.used += self.pipeline.gyro_used
+        return prediction
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", required=True, help="clips with poses")
+    parser.add_argument("--params", default="config/sfm.yaml")
+    parser.add_argument("--set", nargs="*", default=[], help="node parameter overrides")
+    parser.add_argument("--render-size", type=image_size, default=None, help="HxW (synthetic)")
+    parser.add_argument("--bias-deg-s", type=float, default=0.5)
+    parser.add_argument("--noise-deg-s-rt-hz", type=float, default=0.014)
+    parser.add_argument("--rate-hz", type=float, default=200.0)
+    args = parser.parse_args()
+    cfg = pipeline_config(args.params, args.set)
+    plain = PipelinePredictor(cfg)
+    height, width = args.render_size or (plain.estimator.height, plain.estimator.width)
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=3)
+    bias = np.radians(args.bias_deg_s) * direction / np.linalg.norm(direction)
+    for seq in open_sources(args.data, height=height, width=width):
+        frames = [seq.load(i) for i in range(len(seq))]
+        poses = np.stack([f.T_world_cam for f in frames])
+        stamps = np.array([f.stamp_ns for f in frames], dtype=np.int64)
+        times, rates = gyro_samples(
+            poses, stamps, args.rate_hz, R_OPTICAL_BODY, bias,
+            np.radians(args.noise_deg_s_rt_hz), np.random.default_rng(1),
+        )  # fmt: skip
+        gyro = GyroPredictor(cfg, plain.estimator, times, rates)
+        rows = {}
+        for name, predictor in (("node", plain), ("node with the gyro", gyro)):
+            report = evaluate_pose_sequences(predictor, [seq], progress=False)
+            entry = next(iter(report["sequences"].values()))
+            rows[f"{seq.name}, {name}"] = {k: entry["model"][k] for k in KEYS}
+        for base in ("baseline: constant velocity", CLASSICAL):
+            rows[f"{seq.name}, {base}"] = {k: entry[base][k] for k in KEYS}
+        print(format_table(rows))
+        used, removed, disagreement = gyro.summary
+        simulated = np.degrees(R_OPTICAL_BODY @ bias)
+        print(
+            f"  gyro rotation on {used} of {len(seq) - 1} frames; bias removed "
+            f"{np.round(removed, 3)} deg/s, simulated {np.round(simulated, 3)}; disagreement "
+            f"with the camera {disagreement:.3g} deg rms a frame",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
