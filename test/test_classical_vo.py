@@ -4,7 +4,12 @@ import cv2
 import numpy as np
 import pytest
 
-from sfm_ros.core.classical_vo import OrbMotion, orb_essential_motions, relative_motion
+from sfm_ros.core.classical_vo import (
+    OrbMotion,
+    orb_essential_motions,
+    relative_motion,
+    translation_given_rotation,
+)
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import so3_exp, so3_log
 from sfm_ros.core.metrics import rotation_error_deg
@@ -166,3 +171,40 @@ def test_length_ratios_follow_uneven_steps():
     assert np.isnan(stream.last_length_ratio)
     stream.step(street.images[7], street.K)  # nor right after it
     assert np.isnan(stream.last_length_ratio)
+
+
+def test_a_known_rotation_gives_the_translation_from_two_point_ransac():
+    rng = np.random.default_rng(4)
+    K = np.array([[500.0, 0, 320], [0, 500.0, 120], [0, 0, 1]])
+    X = np.c_[rng.uniform(-8, 8, 300), rng.uniform(-2, 2, 300), rng.uniform(4, 40, 300)]
+    R = so3_exp(np.radians([0.3, 2.0, -0.2]))  # x_b = R x_a + t
+    t = np.array([0.05, -0.01, 1.0]) / np.linalg.norm([0.05, -0.01, 1.0])
+    project = lambda P: (P / P[:, 2:]) @ K.T  # noqa: E731
+    pa = project(X)[:, :2] + rng.normal(0, 0.2, (300, 2))
+    pb = project(X @ R.T + t)[:, :2] + rng.normal(0, 0.2, (300, 2))
+    pb[:30] = rng.uniform([0, 0], [640, 240], (30, 2))  # a tenth mismatched
+    found = translation_given_rotation(pa, pb, K, R)
+    assert np.degrees(np.arccos(np.clip(found @ t, -1, 1))) < 0.3  # sign included
+    assert translation_given_rotation(pa[:5], pb[:5], K, R) is None
+    # no translation, no direction: a pure rotation, and a camera standing still
+    turned = project(X @ R.T)[:, :2] + rng.normal(0, 0.2, (300, 2))
+    assert translation_given_rotation(pa, turned, K, R) is None
+    assert translation_given_rotation(pa, pa.copy(), K, np.eye(3)) is None
+
+
+def test_a_stream_given_the_rotations_fits_the_translations_with_them(corridor):
+    stream = OrbMotion()
+    true = np.linalg.inv(corridor.T_world_cam[:-1]) @ corridor.T_world_cam[1:]
+    assert stream.step(corridor.images[0], corridor.K, np.eye(3)) is None
+    errors, essential = [], []
+    for image, T in zip(corridor.images[1:], true, strict=True):
+        motion = stream.step(image, corridor.K, T[:3, :3])
+        assert motion is not None
+        u = T[:3, 3] / np.linalg.norm(T[:3, 3])
+        essential.append(np.degrees(np.arccos(np.clip(motion[:3, 3] @ u, -1, 1))))
+        errors.append(
+            np.degrees(np.arccos(np.clip(stream.last_translation_given_rotation @ u, -1, 1)))
+        )
+    assert np.median(errors) < 1.5 and np.median(errors) < np.median(essential) / 2
+    stream.step(corridor.images[0], corridor.K)
+    assert stream.last_translation_given_rotation is None

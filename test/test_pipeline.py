@@ -932,7 +932,7 @@ def test_a_slow_cameras_translation_is_the_keyframe_aligned_one(monkeypatch):
         pipe = make(SidewaysPriorEstimator(seq), pose_source=source, depth_uncertainty=0.0)
         rng, frames = np.random.default_rng(1), iter(range(len(seq.images)))
 
-        def classical(image, K, rng=rng, frames=frames) -> np.ndarray | None:
+        def classical(image, K, R_prev_cur=None, rng=rng, frames=frames) -> np.ndarray | None:
             i = next(frames)
             if i == 0:
                 return None
@@ -1144,8 +1144,19 @@ def test_the_gyroscope_gives_the_rotation_once_it_agrees_with_the_camera(looking
     T_cam_imu = np.eye(4)
     T_cam_imu[:3, :3] = R_OPTICAL_BODY
     pipe.set_imu_extrinsics(T_cam_imu)
+    priors, step = [], pipe.classical.step
+
+    def classical_step(image, K, R_prev_cur=None):  # records the rotation it is given
+        priors.append(R_prev_cur)
+        return step(image, K, R_prev_cur)
+
+    pipe.classical.step = classical_step
     errors = rotation_errors_deg(run_with_imu(pipe, seq, imu_msgs(seq, bias)), seq)
     assert pipe.imu_frame_id == "imu_link"
+    # classical VO fits its translation with the gyro's rotation once that is in use
+    assert all(R is None for R in priors[:11]) and all(R is not None for R in priors[11:])
+    true = se3_inverse(seq.T_world_cam[-2]) @ seq.T_world_cam[-1]
+    assert np.degrees(np.linalg.norm(so3_log(priors[-1].T @ true[:3, :3]))) < 0.15
     assert pipe.diagnostics()["gyroscope"] == "used for the rotation"
     np.testing.assert_allclose(errors[:9], camera_errors[:9], atol=1e-6)  # compared first
     rms = [float(np.sqrt(np.mean(e[10:] ** 2))) for e in (errors, camera_errors)]

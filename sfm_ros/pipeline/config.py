@@ -150,10 +150,12 @@ class PipelineConfig(Params):
         True,
         "take the rotation between frames from a gyroscope (sensor_msgs/Imu on imu, its "
         "angular velocity; TF must give the camera <- IMU rotation): integrated between the "
-        "image stamps, its bias (the steady offset from the camera's rotation) removed, and "
-        "used while it agrees with the camera's rotation within 3 standard deviations (a wrong "
-        "transform, rates in degrees or a time offset hand the rotation back to the camera; "
-        "/diagnostics says why); needs the camera rotation's measured variance (pose_source "
+        "image stamps, its bias (the steady offset from classical VO's or the refined "
+        "rotation) removed, and used while it agrees with the camera's rotation (within 3 "
+        "standard deviations plus a tenth of the rotation: a wrong transform, rates in "
+        "degrees or a time offset hand the rotation back to the camera; /diagnostics says "
+        "why); classical VO then also fits its translation with that rotation for the "
+        "direction's fusion; needs the camera rotation's measured variance (pose_source "
         "fused or refined)",
     )
     depth_uncertainty: float = param(

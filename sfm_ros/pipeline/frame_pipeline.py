@@ -553,7 +553,15 @@ class DepthOdometryPipeline:
         self._previous_image = (in_frame, decoded.copy())  # the message's buffer may be reused
         if valid is not None:  # undistorted pixels sampled outside the raw image
             out.depth_m[~valid] = np.nan
-        geometry = self._with_gyro(self._geometry(image, camera, out, wanted), last_stamp, stamp_ns)
+        R_gyro = None  # the gyro's rotation over the frame interval, bias not removed
+        if self.cfg.use_imu and last_stamp is not None:
+            R_gyro = self.gyro.raw_rotation(last_stamp, stamp_ns)
+        self._gyro_prior = None
+        if R_gyro is not None and self.gyro.consistent:
+            self._gyro_prior = self.gyro.corrected(R_gyro, (stamp_ns - last_stamp) * 1e-9)
+        geometry = self._with_gyro(
+            self._geometry(image, camera, out, wanted), R_gyro, last_stamp, stamp_ns
+        )
         depth_raw, T_raw, cov_raw = geometry.depth_m, geometry.T_prev_cur, geometry.covariance
         confidence = geometry.confidence
         if T_raw is None or last_stamp is None:
@@ -627,7 +635,9 @@ class DepthOdometryPipeline:
             return Geometry(out.depth_m, out.T_prev_cur)
         classical = None
         if cfg.pose_source == "fused" and cfg.fuse_classical:
-            classical = self._classical_worker.submit(self.classical.step, image, camera.K)
+            classical = self._classical_worker.submit(
+                self.classical.step, image, camera.K, self._gyro_prior
+            )
         try:
             track = self.tracker.track(image, out.depth_m, camera.K, out.T_prev_cur, fuse)
         except InputError as exc:  # the network's outputs still stand
@@ -694,9 +704,16 @@ class DepthOdometryPipeline:
             confidence = track.confidence if multiview else track.prior_confidence
         return Geometry(depth, T, covariance, rotation_variance, confidence)
 
-    def _with_gyro(self, geometry: Geometry, last_stamp: int | None, stamp_ns: int) -> Geometry:
-        """``geometry`` with the gyroscope's rotation since the last frame in place of the
-        camera's, where the samples cover the interval and the two agree (`core/gyro.py`)."""
+    def _with_gyro(
+        self,
+        geometry: Geometry,
+        R_raw: np.ndarray | None,
+        last_stamp: int | None,
+        stamp_ns: int,
+    ) -> Geometry:
+        """``geometry`` with the gyroscope's rotation since the last frame (``R_raw``, its
+        bias not removed) in place of the camera's, where the samples cover the interval and
+        the two agree (`core/gyro.py`)."""
         T, gyro = geometry.T_prev_cur, self.gyro
         if self.imu_frame_id is None:
             return geometry
@@ -706,7 +723,6 @@ class DepthOdometryPipeline:
         self.gyro_state = "not used: no camera motion"
         if last_stamp is None or T is None or not np.isfinite(T).all():
             return geometry
-        R_raw = gyro.raw_rotation(last_stamp, stamp_ns)
         if R_raw is None:
             self.gyro_state = "not used: the Imu samples do not cover the frame interval"
             return geometry
@@ -883,15 +899,22 @@ class DepthOdometryPipeline:
 
     def _classical_result(self, job: Future | None) -> np.ndarray | None:
         """The classical motion of this frame: None without one (off, the first frame, a
-        failed pair, bad input)."""
+        failed pair, bad input). Its rotation is the essential matrix's (independent of the
+        other estimates); its translation, where the gyro's rotation was in use, the one
+        fitted with that rotation (`classical_vo.translation_given_rotation`)."""
         if job is None:
             return None
         try:
-            return job.result()
+            T = job.result()
         except InputError as exc:
             self._throttle.warn("classical", f"classical rotation skipped: {exc}")
             self.classical.reset()
             return None
+        t_known = self.classical.last_translation_given_rotation
+        if T is not None and t_known is not None:
+            T = T.copy()
+            T[:3, 3] = t_known
+        return T
 
     def _messages(
         self,
