@@ -144,6 +144,10 @@ def relative_motion(
     return _motion(R, t), rotation_variance(pa[inliers], pb[inliers], K, R, t)
 
 
+RANSAC_FAIL_LOG = math.log(1e-3)
+"""Log of the chance left that every pair drawn held an outlier, where RANSAC stops."""
+
+
 def translation_given_rotation(
     pa: np.ndarray,
     pb: np.ndarray,
@@ -156,7 +160,8 @@ def translation_given_rotation(
     """Unit t of x_b = R x_a + t for a known ``R`` (a gyroscope's) from matches ``pa`` ->
     ``pb`` (M, 2): the epipolar constraint is then linear in t (t . ((R f_a) x f_b) = 0 for
     the rays f = K^-1 [u, v, 1]), so two matches give it; RANSAC over pairs with the Sampson
-    distance (``threshold_px``), refined over the inliers by least squares, the sign the one
+    distance (``threshold_px``; at most ``iterations`` pairs, fewer once the inliers found make
+    a clean pair likely), refined over the inliers by least squares, the sign the one
     that puts more points in front of both cameras. With the rotation known, the direction
     no longer trades off against it (a forward-moving camera's essential matrix confuses a
     sideways translation with a yaw). None with fewer than `MIN_POINTS` inliers, or where the
@@ -172,8 +177,10 @@ def translation_given_rotation(
     moved = lengths > 1e-9  # a point without parallax says nothing about t
     if moved.sum() < MIN_POINTS:
         return None
-    best, best_count = None, 0
-    for i, j in rng.choice(np.flatnonzero(moved), size=(iterations, 2)):
+    best, best_count, needed = None, 0, iterations
+    for k, (i, j) in enumerate(rng.choice(np.flatnonzero(moved), size=(iterations, 2))):
+        if k >= needed:
+            break
         t = np.cross(normals[i], normals[j])
         norm = np.linalg.norm(t)
         if not norm > 1e-12:
@@ -181,6 +188,8 @@ def translation_given_rotation(
         inliers = moved & (np.abs(sampson_residuals(pa, pb, K, R, t / norm)) < threshold_px)
         if inliers.sum() > best_count:
             best, best_count = inliers, int(inliers.sum())
+            clean = (best_count / moved.sum()) ** 2  # chance that a pair is all inliers
+            needed = RANSAC_FAIL_LOG / math.log(1 - clean) if clean < 1 else 0
     if best is None or best_count < MIN_POINTS:
         return None
     try:

@@ -54,18 +54,6 @@ MIN_RATIO = 0.1
 """The gyro rotation's variance is at least this fraction of its disagreement."""
 
 
-def _rodrigues(w: np.ndarray) -> np.ndarray:
-    """(K, 3, 3) rotations of (K, 3) axis-angle vectors (rad)."""
-    theta = np.linalg.norm(w, axis=1)[:, None, None]
-    K = np.zeros((len(w), 3, 3))
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -w[:, 2], w[:, 1], -w[:, 0]
-    K = K - K.transpose(0, 2, 1)
-    small = theta < 1e-8
-    a = np.where(small, 1.0, np.sin(theta) / np.where(small, 1.0, theta))
-    b = np.where(small, 0.5, (1 - np.cos(theta)) / np.where(small, 1.0, theta) ** 2)
-    return np.eye(3) + a * K + b * K @ K
-
-
 class GyroRotation:
     """Frame-to-frame rotations (optical frame) from gyro samples, bias-corrected and checked.
 
@@ -170,7 +158,7 @@ class GyroRotation:
         t = (near - t0_ns) * 1e-9
         mid = (knots[:-1] + knots[1:]) / 2 - t0_ns
         omega = np.stack([np.interp(mid * 1e-9, t, rates[:, k]) for k in range(3)], axis=1)
-        steps = _rodrigues(omega * (np.diff(knots) * 1e-9)[:, None])
+        steps = so3_exp(omega * (np.diff(knots) * 1e-9)[:, None])
         R_imu = np.eye(3)
         for R in steps:
             R_imu = R_imu @ R
