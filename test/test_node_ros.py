@@ -228,7 +228,7 @@ def test_imu_and_its_mount_from_tf(node_and_probe):
     assert R_cam_imu is not None, node.pipeline.diagnostics()["gyroscope"]
     expected = (se3_inverse(T_base_camera) @ T_base_imu)[:3, :3]
     np.testing.assert_allclose(R_cam_imu, expected, atol=1e-6)
-    assert node.pipeline.diagnostics()["gyroscope"].startswith("compared with the camera")
+    assert "transform" not in node.pipeline.diagnostics()["gyroscope"]  # found, whatever next
 
 
 @pytest.fixture

@@ -556,11 +556,11 @@ class DepthOdometryPipeline:
         R_gyro = None  # the gyro's rotation over the frame interval, bias not removed
         if self.cfg.use_imu and last_stamp is not None:
             R_gyro = self.gyro.raw_rotation(last_stamp, stamp_ns)
-        self._gyro_prior = None
+        R_prior = None  # the gyro's rotation, where it is in use: classical VO fits t with it
         if R_gyro is not None and self.gyro.consistent:
-            self._gyro_prior = self.gyro.corrected(R_gyro, (stamp_ns - last_stamp) * 1e-9)
+            R_prior = self.gyro.corrected(R_gyro, (stamp_ns - last_stamp) * 1e-9)
         geometry = self._with_gyro(
-            self._geometry(image, camera, out, wanted), R_gyro, last_stamp, stamp_ns
+            self._geometry(image, camera, out, wanted, R_prior), R_gyro, last_stamp, stamp_ns
         )
         depth_raw, T_raw, cov_raw = geometry.depth_m, geometry.T_prev_cur, geometry.covariance
         confidence = geometry.confidence
@@ -623,10 +623,16 @@ class DepthOdometryPipeline:
         )
 
     def _geometry(
-        self, image: np.ndarray, camera: Camera, out: EstimatorOutput, wanted: set[str]
+        self,
+        image: np.ndarray,
+        camera: Camera,
+        out: EstimatorOutput,
+        wanted: set[str],
+        R_prior: np.ndarray | None = None,
     ) -> Geometry:
         """Depth, motion and their uncertainty from the configured sources; the tracker runs
-        only when something needs it."""
+        only when something needs it. ``R_prior``: the gyro's (3, 3) rotation of the frame
+        interval where it is in use, for classical VO's translation."""
         cfg = self.cfg
         gated_points = "points" in wanted and cfg.points_min_confidence > 0
         fuse = cfg.depth_source == "multiview" or "depth/confidence" in wanted or gated_points
@@ -635,9 +641,7 @@ class DepthOdometryPipeline:
             return Geometry(out.depth_m, out.T_prev_cur)
         classical = None
         if cfg.pose_source == "fused" and cfg.fuse_classical:
-            classical = self._classical_worker.submit(
-                self.classical.step, image, camera.K, self._gyro_prior
-            )
+            classical = self._classical_worker.submit(self.classical.step, image, camera.K, R_prior)
         try:
             track = self.tracker.track(image, out.depth_m, camera.K, out.T_prev_cur, fuse)
         except InputError as exc:  # the network's outputs still stand
