@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/gyro.py --data CLIP [CLIP ...] \\
         [--params config/sfm.yaml] [--render-size 128x416] [--bias-deg-s 0.5] \\
-        [--noise-deg-s-rt-hz 0.014] [--rate-hz 200]
+        [--noise-deg-s-rt-hz 0.014] [--rate-hz 200] [--plot DIR]
 
 The clips have no IMU, so one is simulated on the ground-truth trajectory
 (`synthetic.imu.gyro_samples`: the camera turns at a constant rate between frames), mounted in
@@ -18,6 +18,7 @@ gyro's, and the bias it removed against the simulated one (deg/s, optical frame)
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
@@ -28,6 +29,7 @@ from sfm_ros.core.evaluate import CLASSICAL, evaluate_pose_sequences
 from sfm_ros.core.frames import T_BODY_OPTICAL
 from sfm_ros.core.metrics import format_table
 from sfm_ros.core.synthetic.imu import gyro_samples
+from sfm_ros.core.visualize import plot_trajectories
 from sfm_ros.messages.sources import open_sources
 from sfm_ros.pipeline.evaluate import PipelinePredictor
 from sfm_ros.pipeline.params_file import pipeline_config
@@ -88,6 +90,7 @@ def main() -> int:
     parser.add_argument("--bias-deg-s", type=float, default=0.5)
     parser.add_argument("--noise-deg-s-rt-hz", type=float, default=0.014)
     parser.add_argument("--rate-hz", type=float, default=200.0)
+    parser.add_argument("--plot", help="folder for trajectory plots (PNG), without and with")
     args = parser.parse_args()
     cfg = pipeline_config(args.params, args.set)
     plain = PipelinePredictor(cfg)
@@ -109,6 +112,9 @@ def main() -> int:
             report = evaluate_pose_sequences(predictor, [seq], progress=False)
             entry = next(iter(report["sequences"].values()))
             rows[f"{seq.name}, {name}"] = {k: entry["model"][k] for k in KEYS}
+            if args.plot:
+                path = Path(args.plot) / f"trajectory_{seq.name}_{name.replace(' ', '_')}.png"
+                plot_trajectories(path, entry["trajectory_xyz"], title=f"{seq.name}, {name}")
         for base in ("baseline: constant velocity", CLASSICAL):
             rows[f"{seq.name}, {base}"] = {k: entry[base][k] for k in KEYS}
         print(format_table(rows))
