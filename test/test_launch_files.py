@@ -25,11 +25,11 @@ import yaml
 from sfm_ros.core.errors import ConfigError
 from sfm_ros.core.frames import quaternion_from_matrix
 from sfm_ros.core.online import OnlineConfig
+from sfm_ros.messages import matrix_from_transform
 from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.frame_pipeline import OUTPUT_TYPES, OUTPUTS
 from sfm_ros.ros.node_utils import (
     NodeConfig,
-    matrix_from_transform,
     parameter_specs,
     parameter_value,
     ros_logging_bridge,

@@ -24,7 +24,12 @@ from sfm_ros.messages.image import (
     numpy_to_image,
 )
 from sfm_ros.messages.imu import angular_velocity
-from sfm_ros.messages.motion import odometry_msg, tf_message, transform_stamped
+from sfm_ros.messages.motion import (
+    matrix_from_transform,
+    odometry_msg,
+    tf_message,
+    transform_stamped,
+)
 from sfm_ros.messages.msg_types import (
     MsgTypes,
     header,
@@ -52,6 +57,7 @@ __all__ = [
     "image_to_numpy",
     "image_to_rgb8",
     "matrix_from_quaternion",
+    "matrix_from_transform",
     "ns_to_stamp",
     "numpy_to_image",
     "odometry_msg",

@@ -1,4 +1,5 @@
-"""``nav_msgs/Odometry``, ``geometry_msgs/TransformStamped`` and ``tf2_msgs/TFMessage`` builders."""
+"""``nav_msgs/Odometry``, ``geometry_msgs/TransformStamped`` and ``tf2_msgs/TFMessage`` builders,
+and ``geometry_msgs/Transform`` -> matrix."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from sfm_ros.core.errors import InputError
-from sfm_ros.core.frames import quaternion_from_matrix
+from sfm_ros.core.frames import matrix_from_quaternion, quaternion_from_matrix
 from sfm_ros.messages.msg_types import MsgTypes
 
 
@@ -87,3 +88,13 @@ def transform_stamped(types: MsgTypes, header: Any, child_frame_id: str, T: np.n
 def tf_message(types: MsgTypes, transforms: Iterable[Any]) -> Any:
     """``tf2_msgs/TFMessage`` holding the given ``TransformStamped`` messages."""
     return types.TFMessage(transforms=list(transforms))
+
+
+def matrix_from_transform(transform: Any) -> np.ndarray:
+    """``geometry_msgs/Transform`` or ``TransformStamped`` -> (4, 4) ``T_parent_child``."""
+    transform = getattr(transform, "transform", transform)
+    t, q = transform.translation, transform.rotation
+    T = np.eye(4)
+    T[:3, :3] = matrix_from_quaternion(np.array([q.x, q.y, q.z, q.w]))
+    T[:3, 3] = [t.x, t.y, t.z]
+    return T

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from sfm_ros.core.errors import InputError
-from sfm_ros.core.frames import matrix_from_quaternion
 from sfm_ros.core.lie import se3_inverse
+from sfm_ros.messages.motion import matrix_from_transform
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,8 @@ class TransformTree:
         added. Invalid ones (empty frames, a zero quaternion) are skipped with a warning."""
         added = 0
         for tf in msg.transforms:
-            t, q = tf.transform.translation, tf.transform.rotation
-            T = np.eye(4)
             try:
-                T[:3, :3] = matrix_from_quaternion(np.array([q.x, q.y, q.z, q.w]))
-                T[:3, 3] = [t.x, t.y, t.z]
+                T = matrix_from_transform(tf)
                 self.add(tf.header.frame_id, tf.child_frame_id, T, overwrite)
             except InputError as exc:
                 log.warning("skipping a transform %s <- %s: %s", tf.header.frame_id,

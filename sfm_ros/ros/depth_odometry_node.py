@@ -49,14 +49,13 @@ from std_msgs.msg import String
 from tf2_ros import Buffer, TransformBroadcaster, TransformException, TransformListener
 
 from sfm_ros.core.errors import SfmError
-from sfm_ros.messages import rclpy_types
+from sfm_ros.messages import matrix_from_transform, rclpy_types
 from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.frame_pipeline import OUTPUT_TYPES, DepthOdometryPipeline
 from sfm_ros.ros.node_utils import (
     NodeConfig,
     declare_parameters,
     latched_qos,
-    matrix_from_transform,
     qos_profile,
     ros_logging_bridge,
     run_nodes,

@@ -1,7 +1,7 @@
 """Helpers shared by the rclpy nodes: parameters from a dataclass, QoS, logging, diagnostics.
 
 Importable without ROS: the pure parts (parameter specs, value normalisation, the logging
-bridge, TF to matrix) are tested offline; functions taking a ``node`` import rclpy when called.
+bridge) are tested offline; functions taking a ``node`` import rclpy when called.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from sfm_ros.core.errors import ConfigError, SfmError
-from sfm_ros.core.frames import matrix_from_quaternion
 from sfm_ros.core.params import Params, param
 
 QOS_NAMES = ("sensor_data", "reliable")
@@ -150,16 +147,6 @@ def latched_qos() -> Any:
         reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.TRANSIENT_LOCAL,
     )
-
-
-def matrix_from_transform(transform: Any) -> np.ndarray:
-    """``geometry_msgs/Transform`` or ``TransformStamped`` -> (4, 4) ``T_parent_child``."""
-    transform = getattr(transform, "transform", transform)
-    t, q = transform.translation, transform.rotation
-    T = np.eye(4)
-    T[:3, :3] = matrix_from_quaternion(np.array([q.x, q.y, q.z, q.w]))
-    T[:3, 3] = [t.x, t.y, t.z]
-    return T
 
 
 class RosLogHandler(logging.Handler):
