@@ -44,12 +44,12 @@ class GyroPredictor(PipelinePredictor):
     """`PipelinePredictor` fed the Imu messages of one sequence before each frame."""
 
     def __init__(self, cfg, estimator, stamps_ns: np.ndarray, rates: np.ndarray) -> None:
-        self.samples = [self._imu(int(t), w) for t, w in zip(stamps_ns, rates, strict=True)]
         super().__init__(cfg, estimator)
+        self.samples = [self._imu(int(t), w) for t, w in zip(stamps_ns, rates, strict=True)]
         self.used, self.summary = 0, (0, np.zeros(3), 0.0)
 
     def _imu(self, stamp_ns: int, w: np.ndarray):
-        types = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
+        types = self.types
         return stamp_ns, IMU(
             header=cv.header(types, stamp_ns, "imu_link"),
             orientation=types.Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),

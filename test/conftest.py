@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from rosbags.typesys import Stores, get_typestore
+
+from sfm_ros import messages as cv
+from sfm_ros.core.lie import so3_exp
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -92,3 +97,37 @@ def ros():
     rclpy.init()
     yield
     rclpy.try_shutdown()
+
+
+def rigid(rotvec_deg: tuple[float, float, float], t: tuple[float, float, float]) -> np.ndarray:
+    """(4, 4) transform of an axis-angle (degrees) and a translation (m)."""
+    T = np.eye(4)
+    T[:3, :3] = so3_exp(np.radians(np.asarray(rotvec_deg, dtype=np.float64)))
+    T[:3, 3] = t
+    return T
+
+
+def tf_message(edges: list[tuple[str, str, np.ndarray]], stamp_ns: int = 0):
+    """``tf2_msgs/TFMessage`` (rosbags) of (parent, child, T_parent_child) edges."""
+    types = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
+    return cv.tf_message(
+        types,
+        [cv.transform_stamped(types, cv.header(types, stamp_ns, p), c, T) for p, c, T in edges],
+    )
+
+
+def imu_message(stamp_ns: int, omega_rad_s, frame: str = "imu_link"):
+    """``sensor_msgs/Imu`` (rosbags) with angular velocity only (orientation and acceleration
+    marked absent, as Imu.msg defines)."""
+    typestore = get_typestore(Stores.ROS2_HUMBLE)
+    types = cv.rosbags_types(typestore)
+    w = [float(v) for v in omega_rad_s]
+    return typestore.types["sensor_msgs/msg/Imu"](
+        header=cv.header(types, int(stamp_ns), frame),
+        orientation=types.Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),
+        orientation_covariance=np.array([-1.0] + [0.0] * 8),
+        angular_velocity=types.Vector3(x=w[0], y=w[1], z=w[2]),
+        angular_velocity_covariance=np.zeros(9),
+        linear_acceleration=types.Vector3(x=0.0, y=0.0, z=0.0),
+        linear_acceleration_covariance=np.array([-1.0] + [0.0] * 8),
+    )

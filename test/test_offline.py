@@ -13,13 +13,14 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 
+from conftest import imu_message, rigid, tf_message
 from sfm_ros import messages as cv
 from sfm_ros.cli import main
 from sfm_ros.core import checkpoint
 from sfm_ros.core.config import parse_overrides
 from sfm_ros.core.errors import ConfigError
 from sfm_ros.core.frames import T_BODY_OPTICAL
-from sfm_ros.core.lie import se3_inverse, so3_exp
+from sfm_ros.core.lie import se3_inverse
 from sfm_ros.core.synthetic import render_sequence
 from sfm_ros.pipeline import frame_pipeline as pl
 from sfm_ros.pipeline.params_file import load_params_file, pipeline_config
@@ -249,25 +250,11 @@ def test_unwritable_outputs_and_bad_preview_count_are_one_line_errors(bags, tmp_
 
 # ---------------------------------------------------------------------------- --imu-topic
 IMU = "/imu"
-IMU_TYPE = "sensor_msgs/msg/Imu"
 
 
-def mount(rotvec_deg: tuple[float, float, float], t: tuple[float, float, float]) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = so3_exp(np.radians(np.asarray(rotvec_deg, dtype=np.float64)))
-    T[:3, 3] = t
-    return T
-
-
-T_BASE_CAMLINK = mount((0.0, 5.0, 0.0), (0.2, 0.0, 0.3))  # pitched 5 degrees down
-T_BASE_IMU = mount((180.0, 0.0, 90.0), (-0.1, 0.05, 0.1))
+T_BASE_CAMLINK = rigid((0.0, 5.0, 0.0), (0.2, 0.0, 0.3))  # pitched 5 degrees down
+T_BASE_IMU = rigid((180.0, 0.0, 90.0), (-0.1, 0.05, 0.1))
 T_OPTICAL_IMU = se3_inverse(T_BASE_CAMLINK @ T_BODY_OPTICAL) @ T_BASE_IMU
-
-
-def tf_msg(edges: list[tuple[str, str, np.ndarray]], t_ns: int):
-    return cv.tf_message(
-        TYPES, [cv.transform_stamped(TYPES, cv.header(TYPES, t_ns, p), c, T) for p, c, T in edges]
-    )
 
 
 def with_imu(src: Path, dst: Path, imu_on_tf: bool = False) -> list[int]:
@@ -280,20 +267,12 @@ def with_imu(src: Path, dst: Path, imu_on_tf: bool = False) -> list[int]:
               ("camera_link", "camera_optical_frame", T_BODY_OPTICAL)]  # fmt: skip
     imu_mount = [("base_link", "imu_link", T_BASE_IMU)]
     start = image_times[0] - 1_000_000
-    events.append((start, "/tf_static", tf_msg(camera + ([] if imu_on_tf else imu_mount), 0)))
+    events.append((start, "/tf_static", tf_message(camera + ([] if imu_on_tf else imu_mount), 0)))
     if imu_on_tf:
-        events.append((image_times[1] + 1_000_000, "/tf", tf_msg(imu_mount, image_times[1])))
+        events.append((image_times[1] + 1_000_000, "/tf", tf_message(imu_mount, image_times[1])))
     imu_times = list(range(image_times[0] - 25_000_000, image_times[-1] + 30_000_000, 10_000_000))
     for t in imu_times:
-        imu = TYPESTORE.types[IMU_TYPE](
-            header=cv.header(TYPES, t, "imu_link"),
-            orientation=TYPES.Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),
-            orientation_covariance=np.array([-1.0] + [0.0] * 8),
-            angular_velocity=TYPES.Vector3(x=0.0, y=0.0, z=0.05),
-            angular_velocity_covariance=np.zeros(9),
-            linear_acceleration=TYPES.Vector3(x=0.0, y=0.0, z=-9.81),
-            linear_acceleration_covariance=np.zeros(9),
-        )
+        imu = imu_message(t, (0.0, 0.0, 0.05))
         events.append((t, IMU, imu))
     with Writer(dst, version=8) as writer:
         conns = {}

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image as PILImage
 from rosbags.typesys import Stores, get_typestore
 
+from conftest import imu_message
 from sfm_ros import messages as cv
 from sfm_ros.core import checkpoint
 from sfm_ros.core.camera import Camera
@@ -1088,30 +1089,13 @@ def test_refinement_falls_back_on_blank_frames_without_jumps(street_large, pose_
     assert int(pipe.diagnostics()["refinement fallbacks"]) == len(seq.images) - 1
 
 
-IMU_TYPES = get_typestore(Stores.ROS2_HUMBLE).types
 R_OPTICAL_BODY = T_BODY_OPTICAL[:3, :3].T  # an IMU in base_link's axes (x forward, z up)
 
 
 def imu_msgs(seq, bias_rad_s=(0.0, 0.0, 0.0), scale: float = 1.0, frame: str = "imu_link"):
     """(stamp, sensor_msgs/Imu) at 200 Hz along ``seq``'s trajectory, rates times ``scale``."""
     times, rates = gyro_samples(seq.T_world_cam, seq.stamps_ns, 200.0, R_OPTICAL_BODY, bias_rad_s)
-    msgs = []
-    for t, w in zip(times, rates * scale, strict=True):
-        msgs.append(
-            (
-                int(t),
-                IMU_TYPES["sensor_msgs/msg/Imu"](
-                    header=cv.header(TYPES, int(t), frame),
-                    orientation=TYPES.Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),
-                    orientation_covariance=np.array([-1.0] + [0.0] * 8),
-                    angular_velocity=TYPES.Vector3(x=w[0], y=w[1], z=w[2]),
-                    angular_velocity_covariance=np.zeros(9),
-                    linear_acceleration=TYPES.Vector3(x=0.0, y=0.0, z=9.81),
-                    linear_acceleration_covariance=np.zeros(9),
-                ),
-            )
-        )
-    return msgs
+    return [(int(t), imu_message(t, w, frame)) for t, w in zip(times, rates * scale, strict=True)]
 
 
 def run_with_imu(pipe: DepthOdometryPipeline, seq, msgs) -> list:

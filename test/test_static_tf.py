@@ -8,20 +8,14 @@ import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_typestore
 
+from conftest import rigid, tf_message
 from sfm_ros import messages as cv
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL
-from sfm_ros.core.lie import se3_inverse, so3_exp
+from sfm_ros.core.lie import se3_inverse
 from sfm_ros.messages.static_tf import TransformTree
 
 TYPES = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
-
-
-def rigid(rotvec_deg: tuple[float, float, float], t: tuple[float, float, float]) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = so3_exp(np.radians(np.asarray(rotvec_deg, dtype=np.float64)))
-    T[:3, 3] = t
-    return T
 
 
 # base_link -> camera_link -> camera_optical_frame, base_link -> imu_link (upside down)
@@ -29,13 +23,6 @@ T_BASE_CAMLINK = rigid((0.0, 5.0, 0.0), (0.2, 0.0, 0.3))  # pitched 5 degrees do
 T_CAMLINK_OPTICAL = np.array(T_BODY_OPTICAL)
 T_BASE_IMU = rigid((180.0, 0.0, 0.0), (-0.1, 0.05, 0.1))
 T_OPTICAL_IMU = se3_inverse(T_BASE_CAMLINK @ T_CAMLINK_OPTICAL) @ T_BASE_IMU
-
-
-def tf_message(edges: list[tuple[str, str, np.ndarray]]):
-    """``tf2_msgs/TFMessage`` (rosbags) of (parent, child, T_parent_child)."""
-    return cv.tf_message(
-        TYPES, [cv.transform_stamped(TYPES, cv.header(TYPES, 0, p), c, T) for p, c, T in edges]
-    )
 
 
 @pytest.fixture
