@@ -1,7 +1,8 @@
 """How well does ``depth/confidence`` rank the published depth's errors? (issue 9)
 
     OMP_NUM_THREADS=1 python benchmarks/depth_confidence.py [--checkpoint CKPT] \\
-        [--clips synthetic:field:40:1000 ...] [--real ../shared/data/real/alley_iphone ...]
+        [--clips synthetic:field:40:1000 ...] [--real ../shared/data/real/alley_iphone ...] \\
+        [--carry-over 0.8]
 
 Runs the packaged model (`DepthPoseEstimator`) and the keyframe tracker with its multi-view
 depth (what the node runs for ``depth/confidence``) over held-out synthetic sequences at
@@ -28,6 +29,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from real_depth_photometric import tracker_config  # benchmarks/real_depth_photometric.py
 
 from sfm_ros.core.checkpoint import resolve_checkpoint
 from sfm_ros.core.inference import DepthPoseEstimator
@@ -44,11 +46,11 @@ REAL = [
 ]
 
 
-def collect(checkpoint: str, clip: str) -> dict[str, np.ndarray]:
+def collect(checkpoint: str, clip: str, carry_over: float | None) -> dict[str, np.ndarray]:
     """Per valid pixel of every frame after the third: errors and confidences."""
     (seq,) = open_source(clip, height=128, width=416)
     est = DepthPoseEstimator.from_checkpoint(resolve_checkpoint(checkpoint))
-    tracker = KeyframeTracker()
+    tracker = KeyframeTracker(tracker_config(carry_over))
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("net", "fused", "c", "prior_c")}
     for i in range(len(seq)):
         frame = seq.load(i)
@@ -66,12 +68,14 @@ def collect(checkpoint: str, clip: str) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def mean_confidences(checkpoint: str, clip: str, frames: int) -> tuple[float, float]:
+def mean_confidences(
+    checkpoint: str, clip: str, frames: int, carry_over: float | None
+) -> tuple[float, float]:
     """Mean multi-view confidence and ``prior_confidence`` over a recording's first frames
     (after the third), at its own resolution, as the node runs it."""
     (seq,) = open_source(clip)
     est = DepthPoseEstimator.from_checkpoint(resolve_checkpoint(checkpoint))
-    tracker = KeyframeTracker()
+    tracker = KeyframeTracker(tracker_config(carry_over))
     means = []
     for i in range(min(frames, len(seq))):
         frame = seq.load(i)
@@ -97,8 +101,11 @@ def main() -> int:
     parser.add_argument("--clips", nargs="+", default=CLIPS)
     parser.add_argument("--real", nargs="*", default=REAL, help="recordings without depth")
     parser.add_argument("--real-frames", type=int, default=150)
+    parser.add_argument(
+        "--carry-over", type=float, help="multi-view carry_over (default: the tracker's)"
+    )
     args = parser.parse_args()
-    data = [collect(args.checkpoint, clip) for clip in args.clips]
+    data = [collect(args.checkpoint, clip, args.carry_over) for clip in args.clips]
     pooled = {k: np.concatenate([d[k] for d in data]) for k in data[0]}
     print(f"{len(pooled['net'])} pixels of {len(args.clips)} clips: {' '.join(args.clips)}")
     print(
@@ -116,7 +123,7 @@ def main() -> int:
     for name, (confidence, error) in rows.items():
         print(f"{name} | {ranked(confidence, error)}")
     for clip in args.real:
-        c, prior_c = mean_confidences(args.checkpoint, clip, args.real_frames)
+        c, prior_c = mean_confidences(args.checkpoint, clip, args.real_frames, args.carry_over)
         print(f"{clip}: mean multi-view confidence {c:.3f}, prior_confidence {prior_c:.3f}")
     return 0
 

@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/real_depth_photometric.py [--checkpoint CKPT] \\
         [--clips ../shared/data/real/kitti_odometry_00:2 synthetic:field:61:1000:1 ...] \\
-        [--frames 150]
+        [--frames 150] [--carry-over 0.8]
 
 The real clips have true poses but no true depth. For every frame i (after the third) each
 depth map of frame i synthesises it from frame i + AHEAD, a later frame that neither the
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from sfm_ros.core.checkpoint import resolve_checkpoint
 from sfm_ros.core.data.augment import resize
 from sfm_ros.core.geometry import inverse_warp
 from sfm_ros.core.inference import DepthPoseEstimator
-from sfm_ros.core.keyframes import KeyframeTracker
+from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker
 from sfm_ros.core.losses import photometric_error
 from sfm_ros.core.refine import to_grey
 from sfm_ros.core.sources import open_source
@@ -83,11 +84,21 @@ def _best_warp(depth_m: np.ndarray, src: torch.Tensor, tgt: torch.Tensor, T_src_
     return error[best : best + 1], valid[best, 0]
 
 
-def evaluate(checkpoint: str, spec: str, frames: int) -> dict[str, float]:
+def tracker_config(carry_over: float | None) -> KeyframeConfig:
+    """The tracker's defaults, the published sweep's ``carry_over`` replaced unless None."""
+    config = KeyframeConfig()
+    if carry_over is not None:
+        config.multiview = replace(config.multiview, carry_over=carry_over)
+    return config
+
+
+def evaluate(
+    checkpoint: str, spec: str, frames: int, carry_over: float | None = None
+) -> dict[str, float]:
     source, ahead = spec.rsplit(":", 1)
     (seq,) = open_source(source)
     est = DepthPoseEstimator.from_checkpoint(resolve_checkpoint(checkpoint))
-    tracker = KeyframeTracker()
+    tracker = KeyframeTracker(tracker_config(carry_over))
     n = min(frames, len(seq))
     loaded = [seq.load(i) for i in range(n)]
     sums = dict.fromkeys(METHODS, 0.0)
@@ -130,6 +141,9 @@ def main() -> int:
     parser.add_argument("--checkpoint", default="", help="default: the packaged model")
     parser.add_argument("--clips", nargs="+", default=CLIPS, help="SOURCE:AHEAD")
     parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument(
+        "--carry-over", type=float, help="multi-view carry_over (default: the tracker's)"
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     print("clip | photometric error: network / multi-view / constant | Abs Rel (synthetic)")
@@ -138,7 +152,7 @@ def main() -> int:
         if not source.startswith("synthetic:") and not Path(source).exists():
             print(f"{spec}: not found, skipped")
             continue
-        r = evaluate(args.checkpoint, spec, args.frames)
+        r = evaluate(args.checkpoint, spec, args.frames, args.carry_over)
         errors = " / ".join(f"{r[m]:.4f}" for m in METHODS)
         rel = " / ".join(f"{r[f'{m} abs_rel']:.3f}" for m in METHODS if f"{m} abs_rel" in r)
         print(f"{spec} | {errors} | {rel or '-'}", flush=True)

@@ -135,8 +135,9 @@ def test_source_poses_refined_against_the_frame_give_better_depth(sequence):
 
 def test_the_published_depth_reads_nothing_back_and_sync_free_changes_nothing(sequence):
     """With a sync-free refinement the tracker's poses and depth are the same; the published
-    depth of a frame (two sweeps and the sources' refinement) then runs without any operator
-    reading a value back to the host (what a CUDA graph needs)."""
+    depth of a frame (two sweeps, the sources' refinement, the last frame's depth carried
+    over) then runs without any operator reading a value back to the host (what a CUDA graph
+    needs)."""
     free = KeyframeConfig(refine=replace(EXACT, sync_free=True))
     tracked = _track(sequence, KeyframeConfig(refine=EXACT)), _track(sequence, free)
     for a, b in zip(*tracked, strict=True):
@@ -154,11 +155,13 @@ def test_the_published_depth_reads_nothing_back_and_sync_free_changes_nothing(se
         T_src[None],
         free,
     )
+    last = published_depth(*args)  # frame 4 as the last frame too: a still camera
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        out = published_depth(*args)
+        out = published_depth(*args, last.evidence, torch.eye(4)[None])
     reads = {"aten::item", "aten::_local_scalar_dense", "aten::is_nonzero"}
     assert not [e.name for e in prof.events() if e.name in reads]
     assert float(out.confidence.mean()) > 0.1  # it did measure depth
+    assert not torch.equal(out.depth_m, last.depth_m)  # and carried the last frame's over
 
 
 def test_without_network_motion_uses_constant_velocity(sequence):
@@ -235,8 +238,9 @@ def test_a_slow_camera_measures_depth_against_farther_recent_frames():
         return out
 
     apart = KeyframeConfig().min_source_baseline
-    # A narrow sweep (+-30 %) in one pass: the newest frames' flat costs cancel the keyframe's.
-    narrow = dict(multiview=MultiViewConfig(), source_pose_refinement=False)
+    # A narrow sweep (+-30 %) in one pass, each frame on its own: the newest frames' flat costs
+    # cancel the keyframe's.
+    narrow = dict(multiview=MultiViewConfig(carry_over=0.0), source_pose_refinement=False)
     picked, newest = last(apart, **narrow), last(0.0, **narrow)
     assert picked.confidence[textured].mean() > 1.5 * newest.confidence[textured].mean()
     assert picked.prior_confidence[textured].mean() > 1.5 * newest.prior_confidence[textured].mean()
@@ -309,3 +313,28 @@ def test_bad_arguments_raise_input_error(sequence):
         KeyframeConfig(min_overlap=1.5)
     with pytest.raises(InputError):
         KeyframeConfig(covariance_scale=(0.0, 20.0))
+
+
+def test_the_carried_depth_leaves_the_poses_alone_and_a_frame_not_fused_breaks_the_chain(
+    sequence,
+):
+    """Frame 5 is tracked without its depth: frame 6 has nothing to carry over (its depth is
+    the one without carrying), frame 7 carries frame 6's; the poses never change."""
+
+    def run(carry_over: float) -> list:
+        published = replace(KeyframeConfig().multiview, carry_over=carry_over)
+        tracker = KeyframeTracker(KeyframeConfig(multiview=published, refine=EXACT))
+        motions = [None, *sequence["net"]]
+        return [
+            tracker.track(
+                sequence["images"][i], sequence["depth"][i], sequence["K"], motions[i], i != 5
+            )
+            for i in range(N)
+        ]
+
+    carried, alone = run(0.8), run(0.0)
+    for a, b in zip(carried[1:], alone[1:], strict=True):
+        np.testing.assert_array_equal(a.T_prev_cur, b.T_prev_cur)
+    assert not np.allclose(carried[4].depth_m, alone[4].depth_m)
+    np.testing.assert_array_equal(carried[6].depth_m, alone[6].depth_m)
+    assert not np.allclose(carried[7].depth_m, alone[7].depth_m)

@@ -1,6 +1,7 @@
 """Plane-sweep multi-view depth on analytically rendered scenes (refine_scenes.py)."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -240,3 +241,97 @@ def test_prior_confidence_is_low_where_geometry_contradicts_the_prior(scene):
     assert torch.all(out.prior_confidence <= out.confidence)
     with pytest.raises(InputError, match="agreement_sigma"):
         MultiViewConfig(agreement_sigma=0.0)
+
+
+def _frame_0(scene) -> tuple:
+    """`multiview_depth`'s first five arguments for view 0 with the prior and four sources."""
+    images = scene["images"]
+    return images[:1], scene["prior"], scene["K"], images[None, 1:], scene["T_src_key"]
+
+
+def _carried_from_view_1(scene, prior_1: torch.Tensor):
+    """The evidence view 1 measures (sources: views 0 and 2) and T_1_0 (view 0 -> view 1)."""
+    Tw = scene["T_world_cam"]
+    T_src = torch.stack([rs.relative(Tw[i], Tw[1]) for i in (0, 2)])[None].float()
+    images = scene["images"][None, [0, 2]]
+    first = multiview_depth(scene["images"][1:2], prior_1, scene["K"], images, T_src)
+    return first.evidence, rs.relative(Tw[1], Tw[0])[None].float()
+
+
+def test_depth_measured_in_the_last_frame_is_carried_over_where_this_one_has_no_parallax(scene):
+    """The camera stops: the frame's own sources show no parallax, its sweep measures nothing
+    and the prior (20 % too far) would stand; the depth the last frame measured, 0.8 m away,
+    is carried over through the motion between them instead."""
+    true, textured = scene["depth"][:1], ~scene["flat"][:1]
+    previous, T_prev_key = _carried_from_view_1(scene, scene["depth"][1:2] * 1.2)
+    still = torch.eye(4).expand(1, 2, 4, 4)
+    args = (
+        scene["images"][:1],
+        scene["prior"],
+        scene["K"],
+        scene["images"][None, :1].expand(1, 2, -1, -1, -1),
+        still,
+    )
+    alone = multiview_depth(*args)
+    carried = multiview_depth(*args, None, previous, T_prev_key)
+    assert float(alone.confidence.max()) == 0
+    assert _abs_rel(alone.depth_m, true, textured) > 0.15
+    reached = textured & (carried.confidence > 0)
+    assert reached.float().mean() > 0.5 * textured.float().mean()  # view 1 sees most of it
+    # weighted 0.8 x the last frame's weight, the carried depth takes most of the prior's error
+    assert _abs_rel(carried.depth_m, true, reached) < 0.4 * _abs_rel(alone.depth_m, true, reached)
+    # the carried weight shrinks by carry_over; none is carried with carry_over 0
+    assert float(carried.evidence.weight.max()) <= 0.8 + 1e-6
+    off = multiview_depth(*args, MultiViewConfig(carry_over=0.0), previous, T_prev_key)
+    torch.testing.assert_close(off.depth_m, alone.depth_m)
+    with pytest.raises(InputError, match="T_prev_key"):
+        multiview_depth(*args, None, previous, None)
+
+
+def test_carried_depth_is_brought_to_the_frames_scale_and_dropped_where_it_clashes(scene):
+    """The last frame's depth and motion in a scale 1.5x this frame's are rescaled before the
+    depth is averaged in; on the right quarter, 2x too far beyond that (a moving object), it is
+    dropped where this frame measures depth of its own."""
+    true, textured = scene["depth"][:1], ~scene["flat"][:1]
+    previous, T_prev_key = _carried_from_view_1(scene, scene["depth"][1:2] * 1.2)
+    args = _frame_0(scene)
+    wide = MultiViewConfig(inverse_depth_range=0.6)  # the published sweep's: 2x is inside
+    alone = multiview_depth(*args, wide)
+    moved = torch.zeros_like(previous.inverse_depth, dtype=torch.bool)
+    moved[..., 3 * W // 4 :] = True
+    scaled = previous.inverse_depth / 1.5
+    wrong = replace(previous, inverse_depth=torch.where(moved, scaled / 2, scaled))
+    T_prev_key = T_prev_key.clone()
+    T_prev_key[:, :3, 3] *= 1.5  # the last frame's poses and depth in a scale of their own
+    carried = multiview_depth(*args, wide, wrong, T_prev_key)
+    ungated = multiview_depth(*args, replace(wide, carry_gate=100.0), wrong, T_prev_key)
+    rest = textured & (torch.arange(W) < 3 * W // 4 - 8)
+    right = textured & (torch.arange(W) >= 3 * W // 4 + 8)
+    error = {
+        k: _scaled_abs_rel(out.depth_m, true, rest) for k, out in (("a", alone), ("c", carried))
+    }
+    assert error["c"] < 0.95 * error["a"]  # rescaled, the last frame's depth adds to this one's
+    alone_right = _scaled_abs_rel(alone.depth_m, true, right)
+    assert _scaled_abs_rel(carried.depth_m, true, right) < 1.1 * alone_right
+    assert _scaled_abs_rel(ungated.depth_m, true, right) > 1.5 * alone_right
+
+
+def test_carried_depth_this_frame_could_not_measure_is_dropped(scene):
+    """Where the last frame's depth is 4x too far on blank surfaces (no texture here either, so
+    no estimate of this frame's to gate it), this frame's sweep (+-60 %) could not have found
+    it: it is not carried over, and the published depth stays finite and as good as alone."""
+    previous, T_prev_key = _carried_from_view_1(scene, scene["depth"][1:2] * 1.2)
+    far = scene["flat"][1:2]
+    wrong = replace(
+        previous,
+        inverse_depth=torch.where(far, 1 / (scene["depth"][1:2] * 4), previous.inverse_depth),
+        weight=torch.where(far, 1.0, previous.weight),
+    )
+    args = (*_frame_0(scene), MultiViewConfig(inverse_depth_range=0.6, fill_radius=0.04))
+    carried = multiview_depth(*args, wrong, T_prev_key)
+    alone = multiview_depth(*args)
+    assert torch.isfinite(carried.depth_m).all() and torch.isfinite(carried.confidence).all()
+    true, flat = scene["depth"][:1], scene["flat"][:1]
+    assert _scaled_abs_rel(carried.depth_m, true, flat) < 1.05 * _scaled_abs_rel(
+        alone.depth_m, true, flat
+    )

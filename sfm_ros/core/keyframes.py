@@ -28,6 +28,7 @@ from sfm_ros.core.errors import InputError
 from sfm_ros.core.geometry import check_intrinsics, scale_intrinsics
 from sfm_ros.core.lie import se3_adjoint, se3_inverse, so3_log
 from sfm_ros.core.multiview import (
+    DepthEvidence,
     MultiViewConfig,
     MultiViewDepth,
     multiview_depth,
@@ -270,6 +271,7 @@ class KeyframeTracker:
         self._velocity: np.ndarray | None = None
         self._failures = 0
         self._size: tuple[int, int] | None = None
+        self._carried: tuple[DepthEvidence, np.ndarray] | None = None  # and its T_world_cam
 
     # ------------------------------------------------------------------------------ inputs
     def _prepare(
@@ -566,6 +568,7 @@ class KeyframeTracker:
         align with (``for_keyframe``)."""
         cfg = self.config.multiview
         zeros = np.zeros_like(depth_m)
+        carried, self._carried = self._carried, None  # a frame not fused breaks the chain
         if cfg is None or self._keyframe is None or not (fuse_depth or for_keyframe):
             return depth_m, zeros, zeros, depth
         sources = self._source_frames(frame)
@@ -578,7 +581,15 @@ class KeyframeTracker:
             kf_depth = multiview_depth(frame.grey, depth, K, src_images, T_tracked, kf_cfg).depth_m
         if not fuse_depth:
             return depth_m, zeros, zeros, kf_depth
-        out = published_depth(frame.grey, depth, K, src_images, T_tracked, self.config)
+        previous, T_prev_cur = None, None
+        if carried is not None:
+            previous, T_world_prev = carried
+            T = se3_inverse(T_world_prev) @ frame.T_world_cam
+            T_prev_cur = torch.as_tensor(T, dtype=torch.float32, device=self.device)[None]
+        out = published_depth(
+            frame.grey, depth, K, src_images, T_tracked, self.config, previous, T_prev_cur
+        )
+        self._carried = out.evidence, frame.T_world_cam
         depth_out, confidences = out.depth_m, (out.confidence, out.prior_confidence)
         if depth_out.shape[-2:] != depth_m.shape:
             size = depth_m.shape
@@ -597,11 +608,13 @@ def published_depth(
     src_images: torch.Tensor,
     T_src_cur: torch.Tensor,
     config: KeyframeConfig,
+    previous: DepthEvidence | None = None,
+    T_prev_cur: torch.Tensor | None = None,
 ) -> MultiViewDepth:
     """The multi-view depth a frame publishes (``config.multiview``): with
     ``source_pose_refinement``, a coarse sweep first, on whose depth each source view's pose is
     refined against the frame (one batch; a source whose refinement fails keeps its pose), then
-    the sweep with those poses.
+    the sweep with those poses, carrying ``previous`` (the last frame's ``evidence``) over.
 
     Args:
         grey: (1, 1, h, w) frame in [0, 1]; depth: (1, 1, h, w) its network depth.
@@ -609,6 +622,8 @@ def published_depth(
         T_src_cur: (1, N, 4, 4) float32 tracked poses (frame points -> source camera).
         config: its ``multiview`` and ``refine`` (with ``refine.sync_free`` nothing is read
             back to the host: a CUDA graph can hold all of it).
+        previous, T_prev_cur: the last published frame's evidence and (1, 4, 4) float32 frame
+            points -> that frame's camera (tracked), or None.
 
     Inputs are not checked here: the tracker checked them when the frames came in.
     """
@@ -622,4 +637,4 @@ def published_depth(
             reference.expand(N), src_images[0], T_src_cur[0].double(), config.refine
         )
         T_src = solution["T_tgt_ref"].to(T_src_cur.dtype)[None]
-    return multiview_on_device(grey, depth, K, src_images, T_src, cfg)
+    return multiview_on_device(grey, depth, K, src_images, T_src, cfg, previous, T_prev_cur)

@@ -254,9 +254,11 @@ class DepthOdometryPipeline:
                 resize_policy=cfg.resize_policy, min_depth=0.0, max_depth=float("inf"),
             )  # fmt: skip
         self.estimator = estimator
+        published = KeyframeConfig().multiview
         self.tracker = KeyframeTracker(
             KeyframeConfig(
                 refine_poses=cfg.pose_source != "network",
+                multiview=replace(published, carry_over=cfg.multiview_carry_over),
                 source_pose_refinement=cfg.multiview_refine_sources,
                 refine=replace(KeyframeConfig().refine, depth_uncertainty=cfg.depth_uncertainty),
             ),
