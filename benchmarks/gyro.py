@@ -21,7 +21,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from rosbags.typesys import Stores, get_typestore
 
 from sfm_ros import messages as cv
 from sfm_ros.cli import image_size
@@ -36,7 +35,6 @@ from sfm_ros.pipeline.params_file import pipeline_config
 
 KEYS = ("ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent", "r_err_deg_per_100m")
 R_OPTICAL_BODY = T_BODY_OPTICAL[:3, :3].T
-IMU = get_typestore(Stores.ROS2_HUMBLE).types["sensor_msgs/msg/Imu"]
 LATENCY_NS = 10_000_000
 
 
@@ -49,16 +47,7 @@ class GyroPredictor(PipelinePredictor):
         self.used, self.summary = 0, (0, np.zeros(3), 0.0)
 
     def _imu(self, stamp_ns: int, w: np.ndarray):
-        types = self.types
-        return stamp_ns, IMU(
-            header=cv.header(types, stamp_ns, "imu_link"),
-            orientation=types.Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),
-            orientation_covariance=np.array([-1.0] + [0.0] * 8),
-            angular_velocity=types.Vector3(x=float(w[0]), y=float(w[1]), z=float(w[2])),
-            angular_velocity_covariance=np.zeros(9),
-            linear_acceleration=types.Vector3(x=0.0, y=0.0, z=0.0),
-            linear_acceleration_covariance=np.array([-1.0] + [0.0] * 8),
-        )
+        return stamp_ns, cv.imu_msg(self.types, cv.header(self.types, stamp_ns, "imu_link"), w)
 
     def reset(self) -> None:
         gyro = self.pipeline.gyro

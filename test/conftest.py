@@ -119,15 +119,5 @@ def tf_message(edges: list[tuple[str, str, np.ndarray]], stamp_ns: int = 0):
 def imu_message(stamp_ns: int, omega_rad_s, frame: str = "imu_link"):
     """``sensor_msgs/Imu`` (rosbags) with angular velocity only (orientation and acceleration
     marked absent, as Imu.msg defines)."""
-    typestore = get_typestore(Stores.ROS2_HUMBLE)
-    types = cv.rosbags_types(typestore)
-    w = [float(v) for v in omega_rad_s]
-    return typestore.types["sensor_msgs/msg/Imu"](
-        header=cv.header(types, int(stamp_ns), frame),
-        orientation=types.Quaternion(x=0.0, y=0.0, z=0.0, w=1.0),
-        orientation_covariance=np.array([-1.0] + [0.0] * 8),
-        angular_velocity=types.Vector3(x=w[0], y=w[1], z=w[2]),
-        angular_velocity_covariance=np.zeros(9),
-        linear_acceleration=types.Vector3(x=0.0, y=0.0, z=0.0),
-        linear_acceleration_covariance=np.array([-1.0] + [0.0] * 8),
-    )
+    types = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
+    return cv.imu_msg(types, cv.header(types, int(stamp_ns), frame), omega_rad_s)

@@ -19,6 +19,7 @@ from sfm_ros.core.camera import Camera
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.frames import matrix_from_quaternion
 from sfm_ros.core.visualize import colormap_depth
+from sfm_ros.messages.imu import ABSENT
 
 STORES = [Stores.ROS2_HUMBLE, Stores.ROS2_JAZZY]
 H, W = 6, 5
@@ -521,6 +522,22 @@ def test_tf_message_serialises(store):
     np.testing.assert_allclose(matrix_from_quaternion(q), T[:3, :3], atol=1e-12)
 
 
+def test_imu_serialises_and_reads_back_as_a_gyroscope_sample(store):
+    typestore, t = store
+    msg = cv.imu_msg(t, cv.header(t, 12, "imu_link"), np.array([0.1, -0.2, 0.3]), 1e-6)
+    back = cdr_round_trip(typestore, msg)
+    stamp, frame, omega = cv.angular_velocity(back)
+    assert (stamp, frame) == (12, "imu_link")
+    np.testing.assert_array_equal(omega, [0.1, -0.2, 0.3])
+    np.testing.assert_array_equal(
+        np.asarray(back.angular_velocity_covariance), np.eye(3).ravel() * 1e-6
+    )
+    for absent in (back.orientation_covariance, back.linear_acceleration_covariance):
+        assert absent[0] == -1.0  # Imu.msg: no orientation, no acceleration
+    back.angular_velocity_covariance = ABSENT.copy()
+    assert cv.angular_velocity(back) is None  # no angular velocity either
+
+
 @pytest.mark.parametrize("ns", [0, 1, 999_999_999, 1_700_000_000_123_456_789, -1])
 def test_stamp_round_trip(store, ns):
     _, t = store
@@ -530,13 +547,14 @@ def test_stamp_round_trip(store, ns):
 
 
 # ------------------------------------------------------------------------------ rclpy-like types
+IMU_FIELDS = ("orientation", "angular_velocity", "linear_acceleration")
 
 
 class StrictMsg:
     """Mimics rclpy's setters: plain int/float scalars, array.array for unbounded sequences."""
 
     SEQUENCES = {"data", "d"}
-    FIXED = {"k", "r", "p", "covariance"}
+    FIXED = {"k", "r", "p", "covariance", *(f"{f}_covariance" for f in IMU_FIELDS)}
     FLOAT32 = 7
 
     def __init__(self, **fields):
@@ -571,6 +589,7 @@ def fake_ros(monkeypatch):
             "CameraInfo",
             "CompressedImage",
             "Image",
+            "Imu",
             "PointCloud2",
             "PointField",
             "RegionOfInterest",
@@ -600,3 +619,4 @@ def test_rclpy_types_builders(fake_ros):
     cv.pointcloud2_msg(t, hdr, np.zeros((3, 3), np.float32), np.zeros((3, 3), np.uint8))
     cv.odometry_msg(t, hdr, "base_link", np.eye(4), np.zeros(3), np.zeros(3), np.eye(6), np.eye(6))
     cv.tf_message(t, [cv.transform_stamped(t, hdr, "base_link", np.eye(4))])
+    cv.imu_msg(t, hdr, np.zeros(3))

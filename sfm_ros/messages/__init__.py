@@ -23,7 +23,7 @@ from sfm_ros.messages.image import (
     image_to_rgb8,
     numpy_to_image,
 )
-from sfm_ros.messages.imu import angular_velocity
+from sfm_ros.messages.imu import angular_velocity, imu_msg
 from sfm_ros.messages.motion import (
     matrix_from_transform,
     odometry_msg,
@@ -56,6 +56,7 @@ __all__ = [
     "header",
     "image_to_numpy",
     "image_to_rgb8",
+    "imu_msg",
     "matrix_from_quaternion",
     "matrix_from_transform",
     "ns_to_stamp",

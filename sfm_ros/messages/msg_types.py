@@ -27,6 +27,7 @@ class MsgTypes:
     Image: Any
     CompressedImage: Any
     CameraInfo: Any
+    Imu: Any
     RegionOfInterest: Any
     PointCloud2: Any
     PointField: Any
@@ -53,6 +54,7 @@ _TYPE_NAMES = {
     "Image": "sensor_msgs/msg/Image",
     "CompressedImage": "sensor_msgs/msg/CompressedImage",
     "CameraInfo": "sensor_msgs/msg/CameraInfo",
+    "Imu": "sensor_msgs/msg/Imu",
     "RegionOfInterest": "sensor_msgs/msg/RegionOfInterest",
     "PointCloud2": "sensor_msgs/msg/PointCloud2",
     "PointField": "sensor_msgs/msg/PointField",
@@ -99,6 +101,7 @@ def rclpy_types() -> MsgTypes:
         CameraInfo,
         CompressedImage,
         Image,
+        Imu,
         PointCloud2,
         PointField,
         RegionOfInterest,
@@ -112,6 +115,7 @@ def rclpy_types() -> MsgTypes:
         Image=Image,
         CompressedImage=CompressedImage,
         CameraInfo=CameraInfo,
+        Imu=Imu,
         RegionOfInterest=RegionOfInterest,
         PointCloud2=PointCloud2,
         PointField=PointField,
