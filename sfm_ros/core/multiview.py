@@ -366,7 +366,7 @@ def _carried(
         sampled = F.grid_sample(maps, grid.view(B, h, w, 2), align_corners=False).flatten(2)
         share = sampled[:, 2:]
         inv_prev, weight = sampled[:, :1] / share.clamp(min=1e-6), sampled[:, 1:2]
-        reached = (z > _Z_MIN) & (share > 0.5) & (inv_prev > 0) & (weight > 0)
+        reached = (z > _Z_MIN) & (share > 0.5)  # then inv_prev and weight are > 0
         X_prev = K_inv @ torch.cat([uv, torch.ones_like(z)], 1) / inv_prev.clamp(min=1e-9)
         z_key = (T_key_prev[:, 2:3, :3] @ X_prev + T_key_prev[:, 2:3, 3:]).clamp(min=_Z_MIN)
         settled = (guess * z_key - 1).abs() < 0.02
