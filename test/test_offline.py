@@ -340,6 +340,45 @@ def test_bag_feeds_the_imu_between_images_with_the_static_mounts(
         "camera_link", "camera_optical_frame", "imu_link"]  # fmt: skip
 
 
+FROM_TF = "camera extrinsics from the bag's transforms: 'base_link' <- 'camera_optical_frame'"
+
+
+def pose_matrix(pose) -> np.ndarray:
+    """geometry_msgs/Pose -> (4, 4)."""
+    T = np.eye(4)
+    T[:3, :3] = cv.matrix_from_quaternion([pose.orientation.x, pose.orientation.y,
+                                           pose.orientation.z, pose.orientation.w])  # fmt: skip
+    T[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
+    return T
+
+
+def test_bag_takes_the_camera_mount_from_tf_static(bags, tiny_checkpoint, tmp_path, caplog):
+    """The odometry of base_link, not of the assumed optical rotation at its origin: the same
+    camera motion conjugated by the mount (pitched, offset) that /tf_static gives. The fixed
+    scale blows the tiny model's motion up to decimetres."""
+    with_imu(bags["sqlite3"], tmp_path / "mounted")
+    poses = {}
+    for name, bag in (("assumed", bags["sqlite3"]), ("mounted", tmp_path / "mounted")):
+        args = ["bag", str(bag), str(tmp_path / f"{name}_out"), "--image-topic", IMAGE,
+                "--checkpoint", str(tiny_checkpoint), "--no-progress", "--previews", "0",
+                "--set", "scale_source=fixed", "scale_factor=1000"]  # fmt: skip
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert main(args) == 0
+        odom = read_bag(tmp_path / f"{name}_out")["/sfm/odom"]
+        poses[name] = [pose_matrix(m.pose.pose) for _, m in odom]
+        said = ("standard optical rotation" in caplog.text, FROM_TF in caplog.text)
+        assert said == ((True, False) if name == "assumed" else (False, True))
+    assert len(poses["mounted"]) == FRAMES
+    T_base_cam = T_BASE_CAMLINK @ T_BODY_OPTICAL
+    conjugate = T_base_cam @ se3_inverse(T_BODY_OPTICAL)
+    travelled = 0.0
+    for plain, mounted in zip(poses["assumed"], poses["mounted"], strict=True):
+        np.testing.assert_allclose(mounted, conjugate @ plain @ se3_inverse(conjugate), atol=1e-6)
+        travelled = max(travelled, np.linalg.norm(plain[:3, 3]))
+    assert travelled > 0.1  # the camera moved: the check above is not between identities
+
+
 def test_bag_warns_once_without_the_imu_mount_and_takes_it_from_tf(
     bags, tiny_checkpoint, tmp_path, capsys, caplog, spy
 ):

@@ -432,7 +432,16 @@ def test_camera_extrinsics_rotate_the_odometry(street, caplog):
     assert caplog.text.count("standard optical rotation") == 1
     R_z90 = np.eye(4)
     R_z90[:2, :2] = [[0.0, -1.0], [1.0, 0.0]]
-    pipe.set_camera_extrinsics(R_z90 @ T_BODY_OPTICAL)  # camera looking left (+y of the base)
+    R_x180 = np.diag([1.0, -1.0, -1.0, 1.0])  # optical axis down: a camera looking at the floor
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        pipe.set_camera_extrinsics(np.eye(4), "camera_link")  # a body frame taken as optical
+        said_for_body_frame = caplog.text
+        caplog.clear()
+        pipe.set_camera_extrinsics(R_x180, "down_cam")
+        pipe.set_camera_extrinsics(R_z90 @ T_BODY_OPTICAL)  # camera looking left (+y of the base)
+    assert "if 'camera_link' is a body-convention frame" in said_for_body_frame
+    assert caplog.text == ""
     pipe.on_camera_info(info_msg(street.K, 96, 32))
     for im, t in zip(street.images, street.stamps_ns, strict=True):
         r = pipe.process(image_msg(im, int(t)))

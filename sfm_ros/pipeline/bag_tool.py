@@ -9,6 +9,8 @@ topics (copied raw; ROS 1 inputs are not copied) plus the outputs under a namesp
     /tf                                              (when publish_tf)
 
 Output messages carry the input image's header stamp and are logged at the image's bag time.
+As in the node, the odometry is ``base_frame``'s: ``base_frame <- camera`` comes from the bag's
+``/tf_static`` (then ``/tf``); until it is found, the standard optical rotation at the base origin.
 With ``imu_topic`` (``--imu-topic``), its sensor_msgs/Imu messages reach the pipeline's gyroscope
 in bag order, between the images, and the ``camera <- IMU`` rotation comes from the bag's
 ``/tf_static`` (then ``/tf``), composed through the frames' common ancestor; without one the
@@ -201,7 +203,7 @@ def process_bag(
             )
         if imu_topic is not None and not cfg.use_imu:
             log.warning("use_imu is false: %s is copied but the gyroscope is not used", imu_topic)
-        imu = _ImuExtrinsics(reader, cfg.camera_frame) if imu_topic and cfg.use_imu else None
+        transforms = _BagTransforms(reader, cfg, use_imu=bool(imu_topic) and cfg.use_imu)
         typestore = get_typestore(Stores.ROS2_HUMBLE)
         pipeline = DepthOdometryPipeline(cfg, cv.rosbags_types(typestore), estimator)
         total = sum(c.msgcount for c in reader.connections if c.topic == image_topic)
@@ -211,7 +213,9 @@ def process_bag(
             logging_redirect_tqdm(),
         ):
             bar = tqdm(total=total, unit="frame", disable=not progress, desc="sfm-ros bag")
-            run = _BagRun(reader, writer, typestore, pipeline, namespace, total, num_previews, imu)
+            run = _BagRun(
+                reader, writer, typestore, pipeline, namespace, total, num_previews, transforms
+            )
             try:
                 run.loop(image_topic, camera_info_topic, odometry_topic, imu_topic, bar)
             finally:
@@ -237,13 +241,16 @@ def process_bag(
         reader.close()
 
 
-class _ImuExtrinsics:
-    """Gives the pipeline ``camera <- IMU`` from the bag's transforms once it knows the IMU's
-    frame, as the node does with TF: ``/tf_static`` read up front, ``/tf`` (assumed rigid
-    between the two frames) as it comes, never over a static transform."""
+class _BagTransforms:
+    """Gives the pipeline its extrinsics from the bag's transforms, as the node does with TF:
+    ``base_frame <- camera`` before each frame until found (until then the pipeline assumes the
+    standard optical rotation and says so once), ``camera <- IMU`` once the IMU's frame is
+    known. ``/tf_static`` is read up front, ``/tf`` (assumed rigid between the frames looked
+    up) as it comes while a transform is missing, never over a static transform."""
 
-    def __init__(self, reader: AnyReader, camera_frame: str) -> None:
-        self.camera_frame = camera_frame
+    def __init__(self, reader: AnyReader, cfg: PipelineConfig, use_imu: bool) -> None:
+        self.camera_frame, self.base_frame, self.use_imu = cfg.camera_frame, cfg.base_frame, use_imu
+        self.camera_known = False
         self.tree = TransformTree()
         static = [c for c in reader.connections if c.topic == "/tf_static" and c.msgtype == TF_TYPE]
         for conn, _, raw in reader.messages(connections=static) if static else ():
@@ -253,14 +260,33 @@ class _ImuExtrinsics:
                 log.warning("cannot deserialize a /tf_static message: %s", exc)
         self._warned: set[tuple[str, str]] = set()
 
+    def missing(self, pipeline: DepthOdometryPipeline) -> bool:
+        """Whether a transform is still looked for (then ``/tf`` is worth reading)."""
+        return not self.camera_known or (self.use_imu and pipeline.gyro.R_cam_imu is None)
+
     def add_tf(self, msg: Any) -> None:
         """A ``/tf`` message: its transforms for frames no static transform gives."""
         self.tree.add_message(msg, overwrite=False)
 
-    def update(self, pipeline: DepthOdometryPipeline, image_frame: str) -> None:
+    def before_frame(self, pipeline: DepthOdometryPipeline, image_frame: str) -> None:
+        """Set ``base_frame <- camera`` on the pipeline once the bag's transforms give it."""
+        camera = self.camera_frame or image_frame
+        if self.camera_known or not camera:
+            return
+        if camera == self.base_frame:  # nothing to look up: the pipeline's assumption stands
+            self.camera_known = True
+            return
+        T_base_cam = self.tree.lookup(self.base_frame, camera)
+        if T_base_cam is not None:
+            pipeline.set_camera_extrinsics(T_base_cam, camera)
+            self.camera_known = True
+            log.info("camera extrinsics from the bag's transforms: '%s' <- '%s'",
+                     self.base_frame, camera)  # fmt: skip
+
+    def after_frame(self, pipeline: DepthOdometryPipeline, image_frame: str) -> None:
         """Set the pipeline's ``camera <- IMU`` once its IMU frame is known and it has none."""
         imu_frame = pipeline.imu_frame_id
-        if imu_frame is None or pipeline.gyro.R_cam_imu is not None:
+        if not self.use_imu or imu_frame is None or pipeline.gyro.R_cam_imu is not None:
             return
         camera = self.camera_frame or image_frame
         T_cam_imu = self.tree.lookup(camera, imu_frame)
@@ -292,7 +318,7 @@ class _BagRun:
         namespace: str,
         total: int,
         num_previews: int,
-        imu: _ImuExtrinsics | None = None,
+        transforms: _BagTransforms,
     ) -> None:
         self.reader, self.writer, self.typestore, self.pipeline = (
             reader,
@@ -308,7 +334,7 @@ class _BagRun:
         self.stage_s: Counter = Counter()
         self.poses: list[np.ndarray] = []
         self.references: dict[str, list[np.ndarray]] = {}
-        self.imu = imu
+        self.transforms = transforms
         self.gyro_frames = 0
         picks = np.linspace(0, max(total - 1, 0), num_previews).round() if num_previews else []
         self.preview_at = sorted({int(i) for i in picks})
@@ -347,11 +373,9 @@ class _BagRun:
                 self.writer.write(out_conn, t_ns, raw)
                 self.counts[conn.topic] += 1
             wanted = (image_topic, info_topic, odom_topic, imu_topic)
-            tf = (  # /tf only while the camera <- IMU transform is missing
-                self.imu is not None
-                and pipeline.gyro.R_cam_imu is None
-                and (conn.topic, conn.msgtype) == ("/tf", TF_TYPE)
-            )
+            tf = (conn.topic, conn.msgtype) == ("/tf", TF_TYPE) and self.transforms.missing(
+                pipeline
+            )  # /tf only while an extrinsic transform is missing
             if conn.topic not in wanted and conn.msgtype != ODOMETRY_TYPE and not tf:
                 continue
             try:
@@ -372,8 +396,8 @@ class _BagRun:
                 bar.update()
             elif conn.topic == imu_topic:
                 pipeline.on_imu(msg)
-            elif tf and self.imu is not None:
-                self.imu.add_tf(msg)
+            elif tf:
+                self.transforms.add_tf(msg)
             if conn.msgtype == ODOMETRY_TYPE:
                 if conn.topic == odom_topic:
                     pipeline.on_odometry(msg)
@@ -382,9 +406,9 @@ class _BagRun:
     def _image(self, msg: Any, t_ns: int) -> None:
         index = self.frames_in
         self.frames_in += 1
+        self.transforms.before_frame(self.pipeline, msg.header.frame_id)
         result = self.pipeline.process(msg)
-        if self.imu is not None:
-            self.imu.update(self.pipeline, msg.header.frame_id)
+        self.transforms.after_frame(self.pipeline, msg.header.frame_id)
         if result is None:
             return
         self.gyro_frames += self.pipeline.gyro_used

@@ -363,13 +363,26 @@ class DepthOdometryPipeline:
         self.imu_frame_id = frame_id
         self.gyro.add(stamp_ns, omega)
 
-    def set_camera_extrinsics(self, T_base_cam: np.ndarray | None) -> None:
-        """``base_link <- camera optical`` (4, 4) from TF; None = the standard optical rotation."""
+    def set_camera_extrinsics(self, T_base_cam: np.ndarray | None, camera_frame: str = "") -> None:
+        """``base_link <- camera optical`` (4, 4) from TF; None = the standard optical rotation.
+
+        An optical axis within 30 degrees of the base's up axis is allowed (a camera looking up)
+        but said once: it is what a body-convention frame (x forward, as ``camera_link``) given
+        as the image's frame looks like."""
         if T_base_cam is None:
             self._assume_extrinsics()
-        else:
-            self.odometry.set_extrinsics(T_base_cam)
-            self._extrinsics_given = True
+            return
+        self.odometry.set_extrinsics(T_base_cam)
+        self._extrinsics_given = True
+        if self.odometry.T_base_cam[2, 2] > np.cos(np.radians(30.0)):
+            self.log.warning(
+                "%s <- %s puts the camera's optical axis (z) along %s's up axis: right for a "
+                "camera looking up; if %s is a body-convention frame (x forward, REP 103) "
+                "rather than the optical frame (z forward, x right, y down), set camera_frame "
+                "to the optical frame",
+                self.cfg.base_frame, camera_frame or "the camera", self.cfg.base_frame,
+                repr(camera_frame) if camera_frame else "it",
+            )  # fmt: skip
 
     def _assume_extrinsics(self) -> None:
         if not self._assumption_logged:

@@ -211,7 +211,7 @@ class DepthOdometryNode(Node):
             )
         except TransformException:
             return  # the pipeline assumes the optical rotation and says so once
-        self.pipeline.set_camera_extrinsics(matrix_from_transform(tf))
+        self.pipeline.set_camera_extrinsics(matrix_from_transform(tf), camera_frame)
         self._extrinsics_known = True
         self.get_logger().info(
             f"camera extrinsics from TF: {self.cfg.base_frame} <- {camera_frame}"
