@@ -4,9 +4,12 @@ The DeepV2D depth module without learning. For every keyframe pixel, ``num_bins`
 hypotheses span ``prior_inverse_depth * (1 +- inverse_depth_range)``. Each is scored, in each
 source view, by ``(1 - ZNCC) / 2`` over a square window (zero-mean normalised cross-correlation
 is blind to gain and bias changes); the per-view costs are averaged over the best half of the
-views that see the pixel (occlusion handling), and the winning bin is refined to sub-bin
-precision with a parabola. The sweep runs on images reduced to at most ``sweep_pixels`` pixels
-(by 2x2 averaging, K scaled exactly); its relative correction is upsampled to full resolution.
+views that see the pixel (occlusion handling). With ``jump_penalty``, the cost volume is then
+aggregated along the four scanline directions as in semi-global matching (Hirschmueller 2008),
+so that a pixel's correction agrees with its neighbours' unless its own cost or an image edge
+says otherwise. The winning bin is refined to sub-bin precision with a parabola. The sweep runs
+on images reduced to at most ``sweep_pixels`` pixels (by 2x2 averaging, K scaled exactly); its
+relative correction is upsampled to full resolution.
 The prior's scale is first aligned to the poses' (``align_prior_scale``): a coarse, wide sweep
 gives the median ratio of geometric to prior inverse depth, and the sweep runs around the
 rescaled prior; the correction it finds is then applied to the prior as it was.
@@ -102,6 +105,16 @@ class MultiViewConfig:
     carry_gate: float = 0.4
     """Log inverse-depth difference beyond which the carried depth is dropped where this frame
     has its own estimate (a moving object, an occlusion)."""
+    jump_penalty: float = 0.0
+    """Semi-global aggregation of the sweep's cost (Hirschmueller's SGM) along the four scanline
+    directions before each pixel's winner is taken: the penalty, in cost units (ZNCC cost in
+    [0, 1]), for a correction that jumps by more than one bin between neighbours; 0 = no
+    aggregation (each pixel's own window decides)."""
+    step_penalty: float = 0.02
+    """The aggregation's penalty for a change of one bin between neighbours."""
+    edge_contrast: float = 0.005
+    """Grey-level difference between neighbours at which the jump penalty is halved (towards
+    ``step_penalty``): the network's errors, and so the correction, change at image edges."""
     agreement_sigma: float = 0.1
     """Relative inverse-depth difference between the geometric estimate and the (scale-aligned)
     prior at which ``prior_confidence`` falls to exp(-1/2) of ``confidence``."""
@@ -131,6 +144,16 @@ class MultiViewConfig:
             raise InputError(
                 f"carry_over must be in [0, 1] and carry_gate > 0, got {self.carry_over}, "
                 f"{self.carry_gate}"
+            )
+        if min(self.step_penalty, self.jump_penalty) < 0 or not self.edge_contrast > 0:
+            raise InputError(
+                "step_penalty and jump_penalty must be >= 0 and edge_contrast > 0, got "
+                f"{self.step_penalty}, {self.jump_penalty}, {self.edge_contrast}"
+            )
+        if 0 < self.jump_penalty < self.step_penalty:
+            raise InputError(
+                f"jump_penalty must be 0 or >= step_penalty ({self.step_penalty}), got "
+                f"{self.jump_penalty}"
             )
         if self.fill_radius < 0 or not self.fill_support > 0:
             raise InputError(
@@ -226,6 +249,37 @@ def _check(
     return prior, K, src_images, T_src_key
 
 
+def _aggregate(cost: torch.Tensor, key: torch.Tensor, cfg: MultiViewConfig) -> torch.Tensor:
+    """Semi-global aggregation of a (B, D, h, w) cost volume: the mean over the four scanline
+    directions of ``L(p, d) = C(p, d) + min(L(q, d), L(q, d +- 1) + P1, min L(q) + P2) - min
+    L(q)``, q the previous pixel on the path, P2 lowered towards P1 across an edge of the (B, 1,
+    h, w) grey keyframe ``key``."""
+    total = torch.zeros_like(cost)
+    for dim in (-1, -2):  # along rows (both ways at once), then along columns
+        volume = torch.stack([cost, cost.flip(dim)])  # (2, B, D, h, w)
+        grey = torch.stack([key, key.flip(dim)])
+        n = volume.shape[dim]
+        contrast = (grey.narrow(dim, 1, n - 1) - grey.narrow(dim, 0, n - 1)).abs()
+        jump = cfg.step_penalty + (cfg.jump_penalty - cfg.step_penalty) / (
+            1 + contrast / cfg.edge_contrast
+        )
+        path = volume.select(dim, 0)  # (2, B, D, h or w): the path costs at one pixel
+        paths = [path]
+        for i in range(1, n):
+            best = path.amin(2, keepdim=True)
+            neighbours = torch.minimum(
+                F.pad(path[:, :, 1:], (0, 0, 0, 1), value=math.inf),
+                F.pad(path[:, :, :-1], (0, 0, 1, 0), value=math.inf),
+            )
+            step = torch.minimum(path, neighbours + cfg.step_penalty)
+            step = torch.minimum(step, best + jump.select(dim, i - 1))
+            path = volume.select(dim, i) + step - best
+            paths.append(path)
+        both = torch.stack(paths, dim)
+        total = total + both[0] + both[1].flip(dim)
+    return total / 4
+
+
 def _sweep(
     key: torch.Tensor,
     inv_centre: torch.Tensor,
@@ -277,7 +331,9 @@ def _sweep(
     n_seen = torch.stack(seen).sum(0)  # (B, 1, h, w)
     n_best = torch.ceil(n_seen * cfg.best_view_fraction).clamp(min=1).long()
     ranked = torch.cat(costs, -1).sort(-1).values.cumsum(-1)  # (B, D, h, w, N)
-    cost = ranked.gather(-1, (n_best - 1).expand(B, D, h, w)[..., None])[..., 0] / n_best
+    own = ranked.gather(-1, (n_best - 1).expand(B, D, h, w)[..., None])[..., 0] / n_best
+    # a pixel no view sees (cost 1e4) aggregates as a flat 1
+    cost = _aggregate(own.clamp(max=1), key, cfg) if cfg.jump_penalty > 0 else own
 
     best_cost, best = cost.min(1, keepdim=True)
     lo = cost.gather(1, (best - 1).clamp(min=0))
@@ -288,8 +344,8 @@ def _sweep(
     offset = torch.where(interior & (curvature > 0), offset, 0.0).clamp(-0.5, 0.5)
     s = steps[best] + offset * (steps[1] - steps[0])
 
-    mean_cost = cost.mean(1, keepdim=True)
-    distinct = (mean_cost - best_cost) / mean_cost.clamp(min=1e-6)
+    mean_cost = own.mean(1, keepdim=True)  # how distinct the winner is in the pixel's own cost
+    distinct = (mean_cost - own.gather(1, best)) / mean_cost.clamp(min=1e-6)
     texture = (key_var.sqrt() - cfg.min_texture) / (cfg.full_texture - cfg.min_texture)
     par = (parallax - cfg.min_parallax_px) / (cfg.full_parallax_px - cfg.min_parallax_px)
     confidence = (
