@@ -27,7 +27,7 @@ from sfm_ros.cli import image_size
 from sfm_ros.core.evaluate import CLASSICAL, evaluate_pose_sequences
 from sfm_ros.core.frames import T_BODY_OPTICAL
 from sfm_ros.core.metrics import format_table
-from sfm_ros.core.synthetic.imu import gyro_samples
+from sfm_ros.core.synthetic.imu import BIAS_RAD_S, NOISE_DENSITY_RAD_S, gyro_samples
 from sfm_ros.core.visualize import plot_trajectories
 from sfm_ros.messages.sources import open_sources
 from sfm_ros.pipeline.evaluate import PipelinePredictor
@@ -76,8 +76,9 @@ def main() -> int:
     parser.add_argument("--params", default="config/sfm.yaml")
     parser.add_argument("--set", nargs="*", default=[], help="node parameter overrides")
     parser.add_argument("--render-size", type=image_size, default=None, help="HxW (synthetic)")
-    parser.add_argument("--bias-deg-s", type=float, default=0.5)
-    parser.add_argument("--noise-deg-s-rt-hz", type=float, default=0.014)
+    parser.add_argument("--bias-deg-s", type=float, default=float(np.degrees(BIAS_RAD_S)))
+    noise = float(np.degrees(NOISE_DENSITY_RAD_S))
+    parser.add_argument("--noise-deg-s-rt-hz", type=float, default=noise)
     parser.add_argument("--rate-hz", type=float, default=200.0)
     parser.add_argument("--plot", help="folder for trajectory plots (PNG), without and with")
     args = parser.parse_args()

@@ -229,7 +229,7 @@ def cmd_make_bag(args: argparse.Namespace) -> int:
     out = make_bag(
         args.out, synthetic=args.synthetic, images=args.images, frames=args.frames,
         seed=args.seed, height=args.height, width=args.width, fps=args.fps,
-        storage=args.storage, overwrite=args.overwrite,
+        storage=args.storage, overwrite=args.overwrite, imu_rate_hz=args.imu_rate,
     )  # fmt: skip
     print(f"wrote {out}")
     return 0
@@ -394,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--storage", default="sqlite3", choices=("sqlite3", "mcap"), help="(default: %(default)s)"
     )
+    p.add_argument(
+        "--imu-rate", type=float, default=0.0, metavar="HZ",
+        help="also write /imu, a gyroscope simulated on the true trajectory at HZ (a MEMS "
+        "gyro's noise, a 0.5 deg/s bias), and /tf_static with the camera's and the IMU's mounts "
+        "(needs poses; default %(default)s: none)",
+    )  # fmt: skip
     p.add_argument("--out", required=True, help="output rosbag2 folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_make_bag)

@@ -402,3 +402,59 @@ def test_bag_warns_once_without_the_imu_mount_and_takes_it_from_tf(
         capsys.readouterr().out
     )
     assert len(spy["extrinsics"]) == 1 and len(read_bag(tmp_path / "imu_out")[IMU]) > 0
+
+
+def test_make_bag_simulates_an_imu_with_the_mounts_on_tf_static(tmp_path, capsys, caplog):
+    bag = tmp_path / "imu_bag"
+    args = ["make-bag", "--synthetic", "street", "--frames", str(FRAMES), "--height", "32",
+            "--width", "96", "--fps", "5", "--imu-rate", "50", "--out", str(bag)]  # fmt: skip
+    assert main(args) == 0
+    msgs = read_bag(bag)
+    assert set(msgs) == {IMAGE, "/camera/camera_info", "/ground_truth/odom", IMU, "/tf_static"}
+    with AnyReader([bag], default_typestore=TYPESTORE) as reader:
+        times = [t for _, t, _ in reader.messages()]
+        (qos,) = next(
+            c for c in reader.connections if c.topic == "/tf_static"
+        ).ext.offered_qos_profiles
+    assert times == sorted(times) and qos.durability.name == "TRANSIENT_LOCAL"
+    ((t_tf, tf),) = msgs["/tf_static"]
+    assert t_tf == msgs[IMAGE][0][0]  # before the first image is read
+    mounts = {
+        (m.header.frame_id, m.child_frame_id): cv.matrix_from_transform(m) for m in tf.transforms
+    }
+    np.testing.assert_allclose(mounts[("base_link", "camera_optical_frame")], T_BODY_OPTICAL)
+    np.testing.assert_allclose(mounts[("base_link", "imu_link")], np.eye(4))
+    # 50 Hz over the four frames' 0.6 s; each interval's mean rate is the true body rate (the
+    # ground truth's twist, base_link's axes) plus one constant 0.5 deg/s bias
+    imu = msgs[IMU]
+    assert len(imu) == 30 and {m.header.frame_id for _, m in imu} == {"imu_link"}
+    image_times = [t for t, _ in msgs[IMAGE]]
+    gt = [m.twist.twist.angular for _, m in msgs["/ground_truth/odom"]][1:]
+    offsets = []
+    for t0, t1, w in zip(image_times[:-1], image_times[1:], gt, strict=True):
+        rates = [m.angular_velocity for t, m in imu if t0 <= t < t1]
+        mean = np.mean([[r.x, r.y, r.z] for r in rates], axis=0)
+        offsets.append(mean - [w.x, w.y, w.z])
+    offsets = np.degrees(offsets)
+    assert np.linalg.norm(offsets.mean(0)) == pytest.approx(0.5, abs=0.1)
+    assert offsets.std(0).max() < 0.1  # white noise of 0.1 deg/s a sample, 10 samples a frame
+    # the bag tool takes both mounts from /tf_static
+    with caplog.at_level(logging.INFO, logger="sfm_ros.pipeline.bag_tool"):
+        assert main(["bag", str(bag), str(tmp_path / "out"), "--image-topic", IMAGE,
+                     "--imu-topic", IMU, "--no-progress", "--previews", "0"]) == 0  # fmt: skip
+    assert FROM_TF in caplog.text
+    assert "IMU extrinsics from the bag's transforms: 'camera_optical_frame' <- 'imu_link'" in (
+        caplog.text
+    )
+    # a source without poses has nothing to simulate the gyro on: one line
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 96, 3), 40 * i, np.uint8)).save(folder / f"{i:03d}.png")
+    (folder / "intrinsics.txt").write_text("80\n80\n48\n16\n")
+    capsys.readouterr()
+    assert main(["make-bag", "--images", str(folder), "--imu-rate", "50",
+                 "--out", str(tmp_path / "no_poses")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "has no poses for its frames" in err and "\n" not in err
+    assert not (tmp_path / "no_poses").exists()

@@ -13,7 +13,8 @@ Every tool writes its outputs through `BagOutput`, which keeps the user's files 
 
 `make_bag` writes a synthetic or recorded sequence as a rosbag2 with ``/camera/image_raw``
 (rgb8), ``/camera/camera_info`` and, when poses are known, ``/ground_truth/odom`` (REP 103 body
-frame, relative to the first frame).
+frame, relative to the first frame) and, on request, a simulated gyroscope on ``/imu`` with the
+camera's and the IMU's mounts on ``/tf_static``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ from typing import Any
 
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.interfaces import (
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
@@ -37,8 +46,10 @@ from sfm_ros.core.frames import T_BODY_OPTICAL
 from sfm_ros.core.lie import se3_inverse, se3_log
 from sfm_ros.messages.camera import camera_info_msg
 from sfm_ros.messages.image import numpy_to_image
-from sfm_ros.messages.motion import odometry_msg
+from sfm_ros.messages.imu import imu_msg
+from sfm_ros.messages.motion import odometry_msg, tf_message, transform_stamped
 from sfm_ros.messages.msg_types import MsgTypes, header, rosbags_types
+from sfm_ros.messages.static_tf import TF_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,13 @@ BAG_VERSION = 8
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
+IMU_TYPE = "sensor_msgs/msg/Imu"
+IMU_TOPIC, IMU_FRAME = "/imu", "imu_link"
+TF_STATIC_QOS = Qos(
+    QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+    QosTime(0, 0), QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False,
+)  # fmt: skip
+"""What tf2's static broadcaster offers: a late subscriber (``ros2 bag play``) gets the mounts."""
 START_NS = 1_700_000_000 * 1_000_000_000
 """First stamp of bags made from sequences without absolute time (2023-11-14)."""
 MARKER = "sfm_ros_output.json"
@@ -211,23 +229,32 @@ def make_bag(
     storage: str = "sqlite3",
     overwrite: bool = False,
     camera_frame: str = "camera_optical_frame",
+    imu_rate_hz: float = 0.0,
 ) -> Path:
     """Write a rosbag2 of a synthetic sequence (``synthetic`` = domain) or of ``images``.
 
     ``images`` is anything `sfm_ros.messages.sources.open_source` reads (image folder, KITTI
     sequence or drive, bag); the first sequence found is used, at its own resolution, and at
-    most ``frames`` of its frames.
+    most ``frames`` of its frames. With ``imu_rate_hz``, the bag also holds ``/imu`` and
+    ``/tf_static`` (`_imu_events`); the source needs poses.
     """
     if (synthetic is None) == (images is None):
         raise ConfigError("make-bag needs exactly one of --synthetic DOMAIN or --images PATH")
     plugin = check_storage(storage)
-    if frames < 1 or fps <= 0:
-        raise ConfigError(f"need frames >= 1 and fps > 0, got {frames}, {fps}")
+    if frames < 1 or fps <= 0 or imu_rate_hz < 0:
+        raise ConfigError(
+            f"need frames >= 1, fps > 0 and imu rate >= 0, got {frames}, {fps}, {imu_rate_hz}"
+        )
     out = Path(out)
     output = BagOutput(out, overwrite, [Path(images)] if images else [], "sfm-ros make-bag")
     rgb, Ks, stamps, T_world_cam = _frames_from_source(
         synthetic, images, frames, seed, height, width, fps
     )
+    if imu_rate_hz and (T_world_cam is None or len(stamps) < 2):
+        raise ConfigError(
+            f"--imu-rate simulates the gyro on the true trajectory: {images} has no poses for "
+            "its frames (or fewer than two frames)"
+        )
     typestore = get_typestore(Stores.ROS2_HUMBLE)
     types = rosbags_types(typestore)
     T_world_base = None
@@ -239,14 +266,22 @@ def make_bag(
         "/camera/camera_info": CAMERA_INFO_TYPE,
         "/ground_truth/odom": ODOMETRY_TYPE,
     }
+    imu = _imu_events(types, T_world_cam, stamps, imu_rate_hz, camera_frame, seed)
     with output as tmp, Writer(tmp, version=BAG_VERSION, storage_plugin=plugin) as writer:
         conns = {t: writer.add_connection(t, m, typestore=typestore) for t, m in topics.items()}
+        if imu:
+            conns[IMU_TOPIC] = writer.add_connection(IMU_TOPIC, IMU_TYPE, typestore=typestore)
+            conns["/tf_static"] = writer.add_connection(
+                "/tf_static", TF_TYPE, typestore=typestore, offered_qos_profiles=[TF_STATIC_QOS]
+            )
 
         def write(topic: str, msg: Any, t_ns: int) -> None:
             writer.write(conns[topic], t_ns, typestore.serialize_cdr(msg, msg.__msgtype__))
 
         for i, (image, K, t_ns) in enumerate(zip(rgb, Ks, stamps, strict=True)):
             t_ns = int(t_ns)
+            while imu and imu[0][0] <= t_ns:  # the IMU's messages up to the image, in time order
+                write(*reversed(imu.pop(0)))
             hdr = header(types, t_ns, camera_frame)
             h, w = image.shape[:2]
             write("/camera/camera_info", camera_info_msg(types, K, w, h, hdr), t_ns)
@@ -254,6 +289,48 @@ def make_bag(
             if T_world_base is not None:
                 write("/ground_truth/odom", _gt_odometry(types, T_world_base, stamps, i), t_ns)
     return out
+
+
+def _imu_events(
+    types: MsgTypes,
+    T_world_cam: np.ndarray | None,
+    stamps: np.ndarray,
+    rate_hz: float,
+    camera_frame: str,
+    seed: int,
+) -> list[tuple[int, Any, str]]:
+    """(log time, message, topic) of a simulated IMU, in time order; empty for rate 0.
+
+    A gyroscope at ``rate_hz`` on the true trajectory (`gyro_samples`: a BMI088's white noise
+    and a constant 0.5 deg/s bias in a direction drawn from ``seed``), in ``imu_link`` with
+    base_link's axes, and one ``/tf_static`` message (transient local, as tf2's static
+    broadcaster offers it) with ``base_link <- camera_frame`` (the camera at the base origin,
+    as the ground-truth odometry has it) and ``base_link <- imu_link`` (the identity), at the
+    first image's time.
+    """
+    if not rate_hz or T_world_cam is None:
+        return []
+    from sfm_ros.core.synthetic.imu import BIAS_RAD_S, NOISE_DENSITY_RAD_S, gyro_samples
+
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=3)
+    bias = BIAS_RAD_S * direction / np.linalg.norm(direction)
+    R_optical_imu = T_BODY_OPTICAL[:3, :3].T
+    times, rates = gyro_samples(
+        T_world_cam, stamps, rate_hz, R_optical_imu, bias, NOISE_DENSITY_RAD_S, rng
+    )
+    start = int(stamps[0])
+    mounts = [
+        transform_stamped(types, header(types, start, "base_link"), camera_frame, T_BODY_OPTICAL),
+        transform_stamped(types, header(types, start, "base_link"), IMU_FRAME, np.eye(4)),
+    ]
+    events = [(start, tf_message(types, mounts), "/tf_static")]
+    variance = NOISE_DENSITY_RAD_S**2 * rate_hz
+    for t, w in zip(times, rates, strict=True):
+        events.append(
+            (int(t), imu_msg(types, header(types, int(t), IMU_FRAME), w, variance), IMU_TOPIC)
+        )
+    return events
 
 
 def _gt_odometry(types: MsgTypes, T_odom_base: np.ndarray, stamps: np.ndarray, i: int) -> Any:

@@ -46,6 +46,7 @@ from sfm_ros.messages.bag_io import (
     BAG_VERSION,
     CAMERA_INFO_TYPE,
     IMAGE_TYPES,
+    IMU_TYPE,
     ODOMETRY_TYPE,
     BagOutput,
     check_storage,
@@ -57,8 +58,6 @@ from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline
 
 log = logging.getLogger(__name__)
-
-IMU_TYPE = "sensor_msgs/msg/Imu"
 
 
 # ---------------------------------------------------------------------------- helpers

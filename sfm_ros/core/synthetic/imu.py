@@ -7,6 +7,11 @@ import numpy as np
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import so3_log
 
+NOISE_DENSITY_RAD_S = float(np.radians(0.014))
+"""White noise of a consumer MEMS gyro (a BMI088's 0.014 deg/s/sqrt(Hz)), rad/s/sqrt(Hz)."""
+BIAS_RAD_S = float(np.radians(0.5))
+"""Magnitude of the constant bias simulated by default (0.5 deg/s, an uncalibrated MEMS gyro)."""
+
 
 def gyro_samples(
     T_world_cam: np.ndarray,
