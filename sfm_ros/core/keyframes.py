@@ -96,7 +96,7 @@ class KeyframeConfig:
     it makes around them (``fill_radius``, 4 % of the width): held-out synthetic Abs Rel 22 %
     below the network's instead of 17 %, and the held-out-view photometric error on real clips
     lower still (`benchmarks/RESULTS.md`). Its cost is aggregated semi-globally
-    (``jump_penalty``; jumps allowed at image edges): held-out synthetic Abs Rel 27.4 % below
+    (``jump_penalty``; jumps allowed at image edges): held-out synthetic Abs Rel 27.8 % below
     the network's instead of 25.1 %."""
     keyframe_multiview: MultiViewConfig = field(
         default_factory=lambda: MultiViewConfig(align_prior_scale=False, fusion_exponent=1.0)

@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import shutil
+from collections import deque
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -266,7 +267,7 @@ def make_bag(
         "/camera/camera_info": CAMERA_INFO_TYPE,
         "/ground_truth/odom": ODOMETRY_TYPE,
     }
-    imu = _imu_events(types, T_world_cam, stamps, imu_rate_hz, camera_frame, seed)
+    imu = deque(_imu_events(types, T_world_cam, stamps, imu_rate_hz, camera_frame, seed))
     with output as tmp, Writer(tmp, version=BAG_VERSION, storage_plugin=plugin) as writer:
         conns = {t: writer.add_connection(t, m, typestore=typestore) for t, m in topics.items()}
         if imu:
@@ -281,7 +282,8 @@ def make_bag(
         for i, (image, K, t_ns) in enumerate(zip(rgb, Ks, stamps, strict=True)):
             t_ns = int(t_ns)
             while imu and imu[0][0] <= t_ns:  # the IMU's messages up to the image, in time order
-                write(*reversed(imu.pop(0)))
+                t_imu, msg, topic = imu.popleft()
+                write(topic, msg, t_imu)
             hdr = header(types, t_ns, camera_frame)
             h, w = image.shape[:2]
             write("/camera/camera_info", camera_info_msg(types, K, w, h, hdr), t_ns)

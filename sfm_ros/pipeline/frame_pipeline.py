@@ -367,7 +367,7 @@ class DepthOdometryPipeline:
         """``base_link <- camera optical`` (4, 4) from TF; None = the standard optical rotation.
 
         An optical axis within 30 degrees of the base's up axis is allowed (a camera looking up)
-        but said once: it is what a body-convention frame (x forward, as ``camera_link``) given
+        but warned about: it is what a body-convention frame (x forward, as ``camera_link``) given
         as the image's frame looks like."""
         if T_base_cam is None:
             self._assume_extrinsics()
