@@ -253,29 +253,26 @@ def _aggregate(cost: torch.Tensor, key: torch.Tensor, cfg: MultiViewConfig) -> t
     """Semi-global aggregation of a (B, D, h, w) cost volume: the mean over the four scanline
     directions of ``L(p, d) = C(p, d) + min(L(q, d), L(q, d +- 1) + P1, min L(q) + P2) - min
     L(q)``, q the previous pixel on the path, P2 lowered towards P1 across an edge of the (B, 1,
-    h, w) grey keyframe ``key``."""
+    h, w) grey keyframe ``key``. Written for few kernels a step (a GPU launches each): the path
+    costs go straight into a buffer whose bins beyond both ends stay infinite."""
     total = torch.zeros_like(cost)
     for dim in (-1, -2):  # along rows (both ways at once), then along columns
-        volume = torch.stack([cost, cost.flip(dim)])  # (2, B, D, h, w)
-        grey = torch.stack([key, key.flip(dim)])
-        n = volume.shape[dim]
-        contrast = (grey.narrow(dim, 1, n - 1) - grey.narrow(dim, 0, n - 1)).abs()
+        volume = torch.stack([cost, cost.flip(dim)]).movedim(dim, 0)  # (n, 2, B, D, m)
+        grey = torch.stack([key, key.flip(dim)]).movedim(dim, 0)
         jump = cfg.step_penalty + (cfg.jump_penalty - cfg.step_penalty) / (
-            1 + contrast / cfg.edge_contrast
+            1 + (grey[1:] - grey[:-1]).abs() / cfg.edge_contrast
         )
-        path = volume.select(dim, 0)  # (2, B, D, h or w): the path costs at one pixel
-        paths = [path]
+        n, _, _, D, _ = volume.shape
+        padded = volume.new_full((n, *volume.shape[1:3], D + 2, volume.shape[-1]), math.inf)
+        paths = padded[:, :, :, 1:-1]  # (n, 2, B, D, m)
+        paths[0] = volume[0]
         for i in range(1, n):
-            best = path.amin(2, keepdim=True)
-            neighbours = torch.minimum(
-                F.pad(path[:, :, 1:], (0, 0, 0, 1), value=math.inf),
-                F.pad(path[:, :, :-1], (0, 0, 1, 0), value=math.inf),
-            )
-            step = torch.minimum(path, neighbours + cfg.step_penalty)
-            step = torch.minimum(step, best + jump.select(dim, i - 1))
-            path = volume.select(dim, i) + step - best
-            paths.append(path)
-        both = torch.stack(paths, dim)
+            best = paths[i - 1].amin(2, keepdim=True)
+            neighbours = torch.minimum(padded[i - 1, :, :, :-2], padded[i - 1, :, :, 2:])
+            step = torch.minimum(paths[i - 1], neighbours.add_(cfg.step_penalty))
+            step = torch.minimum(step.sub_(best), jump[i - 1], out=step)
+            torch.add(volume[i], step, out=paths[i])
+        both = paths.movedim(0, dim)
         total = total + both[0] + both[1].flip(dim)
     return total / 4
 
