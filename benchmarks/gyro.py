@@ -25,16 +25,15 @@ import numpy as np
 from sfm_ros import messages as cv
 from sfm_ros.cli import image_size
 from sfm_ros.core.evaluate import CLASSICAL, evaluate_pose_sequences
-from sfm_ros.core.frames import T_BODY_OPTICAL
+from sfm_ros.core.frames import R_OPTICAL_BODY
 from sfm_ros.core.metrics import format_table
-from sfm_ros.core.synthetic.imu import BIAS_RAD_S, NOISE_DENSITY_RAD_S, gyro_samples
+from sfm_ros.core.synthetic.imu import BIAS_RAD_S, NOISE_DENSITY_RAD_S, gyro_samples, random_bias
 from sfm_ros.core.visualize import plot_trajectories
 from sfm_ros.messages.sources import open_sources
 from sfm_ros.pipeline.evaluate import PipelinePredictor
 from sfm_ros.pipeline.params_file import pipeline_config
 
 KEYS = ("ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent", "r_err_deg_per_100m")
-R_OPTICAL_BODY = T_BODY_OPTICAL[:3, :3].T
 LATENCY_NS = 10_000_000
 
 
@@ -85,9 +84,7 @@ def main() -> int:
     cfg = pipeline_config(args.params, args.set)
     plain = PipelinePredictor(cfg)
     height, width = args.render_size or (plain.estimator.height, plain.estimator.width)
-    rng = np.random.default_rng(0)
-    direction = rng.normal(size=3)
-    bias = np.radians(args.bias_deg_s) * direction / np.linalg.norm(direction)
+    bias = random_bias(np.random.default_rng(0), np.radians(args.bias_deg_s))
     for seq in open_sources(args.data, height=height, width=width):
         frames = [seq.load(i) for i in range(len(seq))]
         poses = np.stack([f.T_world_cam for f in frames])

@@ -20,7 +20,7 @@ from sfm_ros import messages as cv
 from sfm_ros.core import checkpoint
 from sfm_ros.core.camera import Camera
 from sfm_ros.core.errors import CheckpointError, ConfigError, InputError
-from sfm_ros.core.frames import T_BODY_OPTICAL
+from sfm_ros.core.frames import R_OPTICAL_BODY, T_BODY_OPTICAL
 from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
 from sfm_ros.core.lie import se3_inverse, so3_exp, so3_log
 from sfm_ros.core.odometry import UNOBSERVABLE_VARIANCE
@@ -1096,9 +1096,6 @@ def test_refinement_falls_back_on_blank_frames_without_jumps(street_large, pose_
         if expected is not None:  # the network's motion, unchanged
             np.testing.assert_allclose(r.T_prev_cur, expected, atol=1e-9)
     assert int(pipe.diagnostics()["refinement fallbacks"]) == len(seq.images) - 1
-
-
-R_OPTICAL_BODY = T_BODY_OPTICAL[:3, :3].T  # an IMU in base_link's axes (x forward, z up)
 
 
 def imu_msgs(seq, bias_rad_s=(0.0, 0.0, 0.0), scale: float = 1.0, frame: str = "imu_link"):

@@ -19,6 +19,10 @@ R_BODY_OPTICAL.setflags(write=False)
 T_BODY_OPTICAL.setflags(write=False)
 """(4, 4) ``T_body_optical``: the standard optical rotation with zero translation."""
 
+R_OPTICAL_BODY = R_BODY_OPTICAL.T  # a view of a read-only array: read-only too
+"""The inverse of ``R_BODY_OPTICAL``: ``p_optical = R @ p_body`` (e.g. a sensor in base_link's
+axes seen from the camera)."""
+
 
 def _check_se3(T: np.ndarray, name: str) -> np.ndarray:
     T = np.asarray(T, dtype=np.float64)

@@ -43,7 +43,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from sfm_ros import __version__
 from sfm_ros.core.errors import ConfigError, DatasetError
-from sfm_ros.core.frames import T_BODY_OPTICAL
+from sfm_ros.core.frames import R_OPTICAL_BODY, T_BODY_OPTICAL
 from sfm_ros.core.lie import se3_inverse, se3_log
 from sfm_ros.messages.camera import camera_info_msg
 from sfm_ros.messages.image import numpy_to_image
@@ -312,14 +312,12 @@ def _imu_events(
     """
     if not rate_hz or T_world_cam is None:
         return []
-    from sfm_ros.core.synthetic.imu import BIAS_RAD_S, NOISE_DENSITY_RAD_S, gyro_samples
+    from sfm_ros.core.synthetic.imu import NOISE_DENSITY_RAD_S, gyro_samples, random_bias
 
     rng = np.random.default_rng(seed)
-    direction = rng.normal(size=3)
-    bias = BIAS_RAD_S * direction / np.linalg.norm(direction)
-    R_optical_imu = T_BODY_OPTICAL[:3, :3].T
+    bias = random_bias(rng)
     times, rates = gyro_samples(
-        T_world_cam, stamps, rate_hz, R_optical_imu, bias, NOISE_DENSITY_RAD_S, rng
+        T_world_cam, stamps, rate_hz, R_OPTICAL_BODY, bias, NOISE_DENSITY_RAD_S, rng
     )
     start = int(stamps[0])
     mounts = [

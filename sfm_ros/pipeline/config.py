@@ -95,14 +95,14 @@ class PipelineConfig(Params):
     depth_source: str = param(
         "multiview",
         "published depth: multiview (plane sweep over recent frames fused with the network's "
-        "depth; two sweeps and a pose refinement of each source view every frame, about 190 ms "
+        "depth; two sweeps and a pose refinement of each source view every frame, about 210 ms "
         "on one CPU thread at 416 px wide) or network (the depth network's, the fastest)",
         choices=DEPTH_SOURCES,
     )
     multiview_refine_sources: bool = param(
         True,
         "depth_source multiview: refine the source views' poses against the frame before the "
-        "published sweep (about 85 ms of its 190 on one CPU thread; on five held-out synthetic "
+        "published sweep (about 85 ms of its 210 on one CPU thread; on five held-out synthetic "
         "sequences the multi-view depth gained 31 % on the network's with it, 20 % without)",
     )
     multiview_carry_over: float = param(

@@ -13,6 +13,12 @@ BIAS_RAD_S = float(np.radians(0.5))
 """Magnitude of the constant bias simulated by default (0.5 deg/s, an uncalibrated MEMS gyro)."""
 
 
+def random_bias(rng: np.random.Generator, magnitude_rad_s: float = BIAS_RAD_S) -> np.ndarray:
+    """(3,) constant gyro bias of ``magnitude_rad_s`` in a direction drawn from ``rng``."""
+    direction = rng.normal(size=3)
+    return magnitude_rad_s * direction / np.linalg.norm(direction)
+
+
 def gyro_samples(
     T_world_cam: np.ndarray,
     stamps_ns: np.ndarray,
