@@ -50,7 +50,7 @@ from sfm_ros.messages.image import numpy_to_image
 from sfm_ros.messages.imu import imu_msg
 from sfm_ros.messages.motion import odometry_msg, tf_message, transform_stamped
 from sfm_ros.messages.msg_types import MsgTypes, header, rosbags_types
-from sfm_ros.messages.static_tf import TF_TYPE
+from sfm_ros.messages.static_tf import TF_STATIC_TOPIC, TF_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -272,8 +272,8 @@ def make_bag(
         conns = {t: writer.add_connection(t, m, typestore=typestore) for t, m in topics.items()}
         if imu:
             conns[IMU_TOPIC] = writer.add_connection(IMU_TOPIC, IMU_TYPE, typestore=typestore)
-            conns["/tf_static"] = writer.add_connection(
-                "/tf_static", TF_TYPE, typestore=typestore, offered_qos_profiles=[TF_STATIC_QOS]
+            conns[TF_STATIC_TOPIC] = writer.add_connection(
+                TF_STATIC_TOPIC, TF_TYPE, typestore=typestore, offered_qos_profiles=[TF_STATIC_QOS]
             )
 
         def write(topic: str, msg: Any, t_ns: int) -> None:
@@ -324,7 +324,7 @@ def _imu_events(
         transform_stamped(types, header(types, start, "base_link"), camera_frame, T_BODY_OPTICAL),
         transform_stamped(types, header(types, start, "base_link"), IMU_FRAME, np.eye(4)),
     ]
-    events = [(start, tf_message(types, mounts), "/tf_static")]
+    events = [(start, tf_message(types, mounts), TF_STATIC_TOPIC)]
     variance = NOISE_DENSITY_RAD_S**2 * rate_hz
     for t, w in zip(times, rates, strict=True):
         events.append(

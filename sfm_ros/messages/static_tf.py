@@ -20,6 +20,7 @@ from sfm_ros.messages.motion import matrix_from_transform
 log = logging.getLogger(__name__)
 
 TF_TYPE = "tf2_msgs/msg/TFMessage"
+TF_TOPIC, TF_STATIC_TOPIC = "/tf", "/tf_static"
 
 
 def _frame(name: str) -> str:

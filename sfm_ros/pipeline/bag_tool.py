@@ -53,7 +53,7 @@ from sfm_ros.messages.bag_io import (
     clear_previews,
     open_reader,
 )
-from sfm_ros.messages.static_tf import TF_TYPE, TransformTree
+from sfm_ros.messages.static_tf import TF_STATIC_TOPIC, TF_TOPIC, TF_TYPE, TransformTree
 from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline
 
@@ -251,7 +251,9 @@ class _BagTransforms:
         self.camera_frame, self.base_frame, self.use_imu = cfg.camera_frame, cfg.base_frame, use_imu
         self.camera_known = False
         self.tree = TransformTree()
-        static = [c for c in reader.connections if c.topic == "/tf_static" and c.msgtype == TF_TYPE]
+        static = [
+            c for c in reader.connections if c.topic == TF_STATIC_TOPIC and c.msgtype == TF_TYPE
+        ]
         for conn, _, raw in reader.messages(connections=static) if static else ():
             try:
                 self.tree.add_message(reader.deserialize(raw, conn.msgtype))
@@ -372,7 +374,7 @@ class _BagRun:
                 self.writer.write(out_conn, t_ns, raw)
                 self.counts[conn.topic] += 1
             wanted = (image_topic, info_topic, odom_topic, imu_topic)
-            tf = (conn.topic, conn.msgtype) == ("/tf", TF_TYPE) and self.transforms.missing(
+            tf = (conn.topic, conn.msgtype) == (TF_TOPIC, TF_TYPE) and self.transforms.missing(
                 pipeline
             )  # /tf only while an extrinsic transform is missing
             if conn.topic not in wanted and conn.msgtype != ODOMETRY_TYPE and not tf:
@@ -415,7 +417,7 @@ class _BagRun:
         for name, out in result.messages.items():
             self._write(f"{self.namespace}/{name}", out, t_ns)
         if result.transforms:
-            self._write("/tf", cv.tf_message(self.pipeline.types, result.transforms), t_ns)
+            self._write(TF_TOPIC, cv.tf_message(self.pipeline.types, result.transforms), t_ns)
         self.write_s += time.perf_counter() - t0
         self.stage_s.update(result.timings)
         self.poses.append(result.odometry.T_odom_base)
