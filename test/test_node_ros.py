@@ -223,6 +223,12 @@ def test_imu_and_its_mount_from_tf(node_and_probe):
         spin_until(executor, lambda d=done: node.pipeline.stats.frames_in > d)
         if node.pipeline.gyro.R_cam_imu is not None:
             break
+    # frames_in counts a frame when the worker starts it; the gyroscope's state is set later
+    # in that frame, so wait until the worker is done with it
+    stats = node.pipeline.stats
+    assert spin_until(
+        executor, lambda: stats.frames_processed + stats.frames_skipped >= stats.frames_in
+    )
     assert node.pipeline.imu_frame_id == "imu_link"
     R_cam_imu = node.pipeline.gyro.R_cam_imu
     assert R_cam_imu is not None, node.pipeline.diagnostics()["gyroscope"]
