@@ -338,3 +338,49 @@ def test_the_carried_depth_leaves_the_poses_alone_and_a_frame_not_fused_breaks_t
     assert not np.allclose(carried[4].depth_m, alone[4].depth_m)
     np.testing.assert_array_equal(carried[6].depth_m, alone[6].depth_m)
     assert not np.allclose(carried[7].depth_m, alone[7].depth_m)
+
+
+def test_a_turn_beyond_the_networks_reach_is_refined_from_the_geometric_rotation(sequence):
+    # turning on the spot at 3 degrees a frame, a network that learnt to drive says a third of
+    # the turn and 0.2 m forward: 2 degrees off, beyond the 1 degree the refinement may move.
+    # Classical VO's motion (here the true rotation with a unit translation) is a second start.
+    n = 6
+    v = rs.views([rs.pose((0, -3.0 * i, 0), (0, 0, 0)) for i in range(n)], H, W)
+    Tw = v["T_world_cam"].numpy()
+    true = [np.linalg.inv(Tw[i - 1]) @ Tw[i] for i in range(1, n)]
+    net = [rs.pose((0, -1.0, 0), (0, 0, 0.2)) for _ in true]
+    classical = [
+        np.block([[T[:3, :3], np.array([[0.0], [0.0], [1.0]])], [0, 0, 0, 1]]) for T in true
+    ]
+    images = list((v["images"][:, 0].numpy() * 255).round().astype(np.uint8))
+    depth, K = list(v["depth"][:, 0].numpy()), v["K"].numpy().astype(np.float64)
+
+    def run(geometric: bool) -> tuple[list, list]:
+        tracker, outs, calls = KeyframeTracker(NO_MULTIVIEW), [], []
+        for i in range(n):
+            motion = net[i - 1] if i else None
+            ask = (lambda i=i: calls.append(i) or classical[i - 1]) if geometric else None
+            outs.append(tracker.track(images[i], depth[i], K, motion, geometric_motion=ask))
+        return outs, calls
+
+    outs, calls = run(geometric=True)
+    assert all(np.isfinite(o.T_prev_cur).all() for o in outs[1:])
+    assert calls == list(range(1, n))  # asked once a frame
+    assert outs[1].diagnostics.init_source == "geometric"
+    for out, T in zip(outs[1:], true, strict=True):
+        assert out.diagnostics.reason == "ok" and out.diagnostics.init_source != "network"
+        assert rotation_error_deg(out.T_prev_cur, T) < 0.2  # the network's is 2 degrees
+        assert np.linalg.norm(out.T_prev_cur[:3, 3]) < 0.02  # not the network's 0.2 m
+    without, _ = run(geometric=False)
+    errors = [rotation_error_deg(o.T_prev_cur, T) for o, T in zip(without[1:], true, strict=True)]
+    assert max(errors) > 0.9
+
+    # within the refinement's reach the network's start stands, and nothing is rejected
+    tracker = KeyframeTracker(NO_MULTIVIEW)
+    seq, motions = sequence, [None, *sequence["true"]]
+    for i in range(N):
+        out = tracker.track(
+            seq["images"][i], seq["depth"][i], seq["K"], seq["net"][i - 1] if i else None,
+            geometric_motion=lambda i=i: motions[i],
+        )  # fmt: skip
+        assert out.diagnostics.init_source in ("network", "identity")

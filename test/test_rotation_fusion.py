@@ -174,6 +174,29 @@ def test_without_the_refined_rotation_the_other_two_are_weighed_by_the_measured_
     np.testing.assert_array_equal(fresh.fuse_without_refined(R_net, np.eye(3)), R_net)
 
 
+def test_without_the_network_the_refined_and_classical_rotation_are_weighed_alone():
+    # a frame whose network rotation was rejected (a turn it did not learn): the refined and
+    # the classical rotation by the variances measured on the other frames, and nothing is
+    # learnt from the frame (`_run_three` claims the refined variance exactly, classical 1)
+    _, fusion = _run_three(0.004, 0.008, 0.002, claimed=1.0, classical=True)
+    _, var_ref, var_cls = before = fusion.variances
+    bias = fusion.bias.bias.copy()
+    R_ref = so3_exp(np.array([0.0, 0.05, 0.0]))
+    delta = np.array([0.002, 0.003, -0.001])
+    fused = fusion.fuse_without_network(R_ref, 0.008**2, R_ref @ so3_exp(delta), 1.0)
+    w_cls = (1 / var_cls) / (1 / var_ref + 1 / var_cls)
+    assert fusion.last_weights == pytest.approx((0.0, 1 - w_cls, w_cls), rel=1e-6)
+    np.testing.assert_allclose(so3_log(R_ref.T @ fused), w_cls * delta, atol=1e-9)
+    assert fusion.last_variance == pytest.approx(1 / (1 / var_ref + 1 / var_cls), rel=1e-6)
+    assert fusion.variances == before and np.array_equal(fusion.bias.bias, bias)
+    np.testing.assert_array_equal(fusion.fuse_without_network(R_ref, 1e-6), R_ref)
+    with pytest.raises(InputError):
+        fusion.fuse_without_network(R_ref, 1e-6, np.full((3, 3), np.nan))
+    fresh = RotationFusion()  # no variances measured yet: the refined rotation, its claim
+    np.testing.assert_array_equal(fresh.fuse_without_network(R_ref, 1e-6, np.eye(3)), R_ref)
+    assert fresh.last_variance == 1e-6
+
+
 def test_before_the_variances_are_measured_one_wrong_rotation_cannot_pull_the_fusion():
     # the first frames after a start or a model swap: the refinement claims a tiny variance but
     # is 1 degree off; the network's and the classical rotation agree within 0.05 degrees

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -49,8 +50,9 @@ from sfm_ros.core.refine import (
 NETWORK_DEPTH_UNCERTAINTY = 0.3
 """Relative error of a depth network's depth that refinement assumes (`RefineConfig`): Abs Rel
 is 0.15-0.45 on the synthetic domains, worse on real images."""
-INIT_SOURCES = ("network", "constant_velocity", "identity")
-"""Where a frame's initial motion came from."""
+INIT_SOURCES = ("network", "constant_velocity", "identity", "geometric")
+"""Where a frame's initial motion came from ("geometric": the rotation of a motion measured
+beside the network, classical VO's, with the network's translation)."""
 TRACK_REASONS = ("first_frame", "no_keyframe", "unrefined", *REASONS)
 """Outcomes of `KeyframeTracker.track`: the refinement's, or "first_frame" (after a reset),
 "no_keyframe" (no frame so far had the texture and depth to be one), "unrefined"
@@ -394,6 +396,59 @@ class KeyframeTracker:
         )
         return np.diag([sigma_t**2] * 3 + [cfg.fallback_rotation_std_rad**2] * 3)
 
+    def _refine_from(
+        self,
+        kf: _Keyframe,
+        grey: torch.Tensor,
+        T_kf_prev: np.ndarray,
+        T_init: np.ndarray,
+        source: str,
+        best: RefineResult | None,
+        init_source: str,
+    ) -> tuple[RefineResult | None, str]:
+        """Refine from ``T_init`` (prev -> cur); the result replaces ``best`` if it converged
+        to a lower cost (or ``best`` is None), and then ``init_source`` becomes ``source``."""
+        cfg = self.config.refine
+        if source not in ("network", "geometric"):
+            cfg = replace(cfg, max_rotation_deg=self.config.max_rotation_deg_without_network)
+        T_cur_kf = se3_inverse(T_kf_prev @ T_init)
+        result = refine_with_reference(
+            kf.reference,
+            grey,
+            torch.as_tensor(T_cur_kf, dtype=torch.float64, device=self.device)[None],
+            cfg,
+        )
+        ok = bool(result.ok[0])
+        better = best is None or (
+            ok and (not bool(best.ok[0]) or float(result.final_cost[0]) < float(best.final_cost[0]))
+        )
+        if not better:
+            return best, init_source
+        return result, source if ok else init_source
+
+    def _geometric_candidate(
+        self,
+        candidates: list[np.ndarray],
+        sources: list[str],
+        geometric_motion: Callable[[], np.ndarray | None] | None,
+    ) -> np.ndarray | None:
+        """The geometric motion's rotation with the network's translation, where the network's
+        motion was a candidate and the geometric rotation lies beyond the refinement's reach
+        from it; else None."""
+        if geometric_motion is None or "network" not in sources:
+            return None
+        T_geo = geometric_motion()
+        if not _is_pose(T_geo):
+            return None
+        T_net = candidates[sources.index("network")]
+        R_geo = np.asarray(T_geo, dtype=np.float64)[:3, :3]
+        apart = np.degrees(np.linalg.norm(so3_log(T_net[:3, :3].T @ R_geo)))
+        if apart <= self.config.refine.max_rotation_deg:
+            return None
+        T = T_net.copy()
+        T[:3, :3] = R_geo
+        return _rigid(T)
+
     @torch.no_grad()
     def track(
         self,
@@ -402,6 +457,7 @@ class KeyframeTracker:
         K: np.ndarray,
         T_prev_cur: np.ndarray | None = None,
         fuse_depth: bool = True,
+        geometric_motion: Callable[[], np.ndarray | None] | None = None,
     ) -> TrackResult:
         """Process the next frame.
 
@@ -413,6 +469,16 @@ class KeyframeTracker:
             fuse_depth: compute this frame's multi-view depth and confidence. False: only when
                 the frame becomes a keyframe (whose alignment depth it is); the result then
                 carries the network depth with confidence 0, and the poses are the same.
+            geometric_motion: returns a (4, 4) motion measured beside the network (a
+                gyroscope's rotation or classical VO's motion; None where there is none),
+                called at most once, after the refinement from the network's motion (so that
+                it may finish in a thread meanwhile). Where that refinement did not converge
+                (or converged less well than from constant velocity) and this rotation lies
+                further from the network's than the refinement may move
+                (``refine.max_rotation_deg``), the refinement also starts from it (with the
+                network's translation) and the better fit is kept (`init_source`
+                "geometric"): a turn beyond what the network learnt (a robot turning on the
+                spot) is then still refined.
 
         Returns:
             `TrackResult`; a resolution change resets the tracker (first-frame result).
@@ -442,29 +508,19 @@ class KeyframeTracker:
         best, T_step = None, candidates[0]
         if kf is not None and self.config.refine_poses:
             T_kf_prev = se3_inverse(kf.frame.T_world_cam) @ self._T_world_prev
+            network_won = False
             for T_init, source in zip(candidates, sources, strict=True):
-                T_cur_kf = se3_inverse(T_kf_prev @ T_init)
-                cfg = self.config.refine
-                if source != "network":
-                    limit = self.config.max_rotation_deg_without_network
-                    cfg = replace(cfg, max_rotation_deg=limit)
-                result = refine_with_reference(
-                    kf.reference,
-                    grey,
-                    torch.as_tensor(T_cur_kf, dtype=torch.float64, device=self.device)[None],
-                    cfg,
+                best, init_source = self._refine_from(
+                    kf, grey, T_kf_prev, T_init, source, best, init_source
                 )
-                better = best is None or (
-                    bool(result.ok[0])
-                    and (
-                        not bool(best.ok[0])
-                        or float(result.final_cost[0]) < float(best.final_cost[0])
-                    )
+                network_won |= init_source == source == "network" and bool(best.ok[0])
+            T_geo = None
+            if not network_won:
+                T_geo = self._geometric_candidate(candidates, sources, geometric_motion)
+            if T_geo is not None:
+                best, init_source = self._refine_from(
+                    kf, grey, T_kf_prev, T_geo, "geometric", best, init_source
                 )
-                if better:
-                    best = result
-                    if bool(result.ok[0]):
-                        init_source = source
         if best is not None:
             reason = best.reason[0]
         else:

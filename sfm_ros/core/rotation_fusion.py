@@ -130,3 +130,35 @@ class RotationFusion(ThreeCorneredHat):
         self.last_weights = tuple(float(w) for w in weights)
         self.bias.update(R_raw, None, R_c, self.last_weights[1:])
         return R_n @ so3_exp(weights[2] * so3_log(R_n.T @ R_c))
+
+    def fuse_without_network(
+        self,
+        R_refined: np.ndarray,
+        refined_var: float,
+        R_classical: np.ndarray | None = None,
+        classical_var: float | None = None,
+    ) -> np.ndarray:
+        """The fused (3, 3) rotation of a frame whose network motion was rejected (the
+        refinement fit better from the classical rotation): the refined and the classical one
+        weighted by the variances measured on the other frames (the refined one alone, with
+        its claimed variance, until those are known, or without a classical one). Nothing is
+        updated: the frame says nothing about the network. Non-finite inputs raise
+        InputError."""
+        self.last_weights, self.last_variance = (0.0, 1.0, 0.0), math.nan
+        R_r = np.asarray(R_refined, dtype=np.float64)
+        R_c = None if R_classical is None else np.asarray(R_classical, dtype=np.float64)
+        rotations = [R for R in (R_r, R_c) if R is not None]
+        if any(R.shape != (3, 3) for R in rotations):
+            raise InputError(f"rotations must be (3, 3), got {[R.shape for R in rotations]}")
+        if not (all(np.isfinite(R).all() for R in rotations) and 0 < refined_var < math.inf):
+            raise InputError("rotation fusion needs finite rotations and a finite variance > 0")
+        if not self.three_cornered:
+            self.last_variance = float(refined_var)
+            return R_r
+        weights, self.last_variance = self.weights(
+            float(refined_var), R_c is not None, classical_var, network=False
+        )
+        self.last_weights = tuple(float(w) for w in weights)
+        if R_c is None:
+            return R_r
+        return R_r @ so3_exp(weights[2] * so3_log(R_r.T @ R_c))

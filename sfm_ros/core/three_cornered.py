@@ -132,6 +132,7 @@ class ThreeCorneredHat:
         classical: bool,
         classical_claimed: float | None = None,
         refined: bool = True,
+        network: bool = True,
     ) -> tuple[np.ndarray, float]:
         """Inverse-variance weights (3,) of the network's, the refined and the classical
         estimate of this frame (classical 0 where there is none or it is not used yet), and
@@ -146,11 +147,12 @@ class ThreeCorneredHat:
                 not finite and positive: the average).
             refined: whether this frame has a refined estimate (where the refinement failed,
                 the other two are weighted by the variances measured on the other frames).
+            network: whether the network's estimate is used (not where it was rejected).
         """
         var_net, var_ref, var_cls = self.variances
         mean_claim = self._claimed_classical if self.three_cornered else self._claimed
         var_ref *= claimed / max(mean_claim, 1e-16)
-        inverse = np.array([1 / var_net, 1 / var_ref if refined else 0.0, 0.0])
+        inverse = np.array([1 / var_net if network else 0.0, 1 / var_ref if refined else 0.0, 0.0])
         if classical and self.three_cornered:
             inverse[2] = 1 / (var_cls * self.claim_ratio(classical_claimed))
         return inverse / inverse.sum(), float(1 / inverse.sum())

@@ -69,6 +69,7 @@ the queue, in arrival order, before each frame. `diagnostics` only reads counter
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -97,6 +98,7 @@ from sfm_ros.core.keyframes import (
 )
 from sfm_ros.core.length_anchor import LengthAnchor
 from sfm_ros.core.length_fusion import LengthFusion
+from sfm_ros.core.lie import so3_log
 from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
 from sfm_ros.core.rotation_fusion import RotationFusion
 from sfm_ros.core.scale import OdometryScale, ScaleFilter, ground_plane_scale
@@ -105,6 +107,9 @@ from sfm_ros.core.velocity_filter import VelocitySmoother
 from sfm_ros.core.visualize import colormap_depth
 from sfm_ros.core.window_direction import WindowDirection
 from sfm_ros.pipeline.config import RECTIFIED, PipelineConfig
+
+CHI2_3DOF_999 = 16.27
+"""99.9th percentile of the chi-square distribution with three degrees of freedom."""
 
 OUTPUT_TYPES = {
     "depth": "sensor_msgs/msg/Image",
@@ -274,6 +279,9 @@ class DepthOdometryPipeline:
         self.length_anchor = LengthAnchor()
         self.length_fusion = LengthFusion()
         self.window_direction = WindowDirection()
+        self.network_rejections = 0
+        """Frames whose network rotation was left out of the fusion
+        (`_network_rotation_rejected`)."""
         self.gyro = GyroRotation()
         self.imu_frame_id: str | None = None
         """frame_id of the Imu messages received (None before the first)."""
@@ -647,7 +655,8 @@ class DepthOdometryPipeline:
     ) -> Geometry:
         """Depth, motion and their uncertainty from the configured sources; the tracker runs
         only when something needs it. ``R_prior``: the gyro's (3, 3) rotation of the frame
-        interval where it is in use, for classical VO's translation."""
+        interval where it is in use, for classical VO's translation and, where the network's
+        refinement does not converge, as its other start (else classical VO's motion)."""
         cfg = self.cfg
         gated_points = "points" in wanted and cfg.points_min_confidence > 0
         fuse = cfg.depth_source == "multiview" or "depth/confidence" in wanted or gated_points
@@ -657,16 +666,28 @@ class DepthOdometryPipeline:
         classical = None
         if cfg.pose_source == "fused" and cfg.fuse_classical:
             classical = self._classical_worker.submit(self.classical.step, image, camera.K, R_prior)
+        classical_motion = functools.cache(lambda: self._classical_result(classical))
+
+        def start_elsewhere() -> np.ndarray | None:
+            """The gyro's rotation where it is in use, else classical VO's motion."""
+            if R_prior is None:
+                return classical_motion()
+            T = np.eye(4)
+            T[:3, :3] = R_prior
+            return T
+
         try:
-            track = self.tracker.track(image, out.depth_m, camera.K, out.T_prev_cur, fuse)
+            track = self.tracker.track(
+                image, out.depth_m, camera.K, out.T_prev_cur, fuse, start_elsewhere
+            )
         except InputError as exc:  # the network's outputs still stand
             self._throttle.warn("tracker", f"pose refinement / multi-view depth skipped: {exc}")
-            self._classical_result(classical)  # not left running
+            classical_motion()  # not left running
             self.tracker.reset()
             self.classical.reset()
             self.window_direction.restart()
             return Geometry(out.depth_m, self._network_motion(out.T_prev_cur))
-        T_classical = self._classical_result(classical)
+        T_classical = classical_motion()
         diag = self.last_track = track.diagnostics
         self.last_sources = MotionSources(
             out.T_prev_cur,
@@ -703,9 +724,15 @@ class DepthOdometryPipeline:
                 if var > 0 and np.isfinite(T).all():  # else the network's rotation stays
                     R_classical = None if T_classical is None else T_classical[:3, :3]
                     claim = self.classical.last_rotation_variance  # NaN: the average claim
-                    T[:3, :3], _ = self.rotation_fusion.fuse(
-                        T[:3, :3], R_refined, var, R_classical, claim
-                    )
+                    if self._network_rotation_rejected(T, track, T_classical):
+                        self.network_rejections += 1
+                        T[:3, :3] = self.rotation_fusion.fuse_without_network(
+                            R_refined, var, R_classical, claim
+                        )
+                    else:
+                        T[:3, :3], _ = self.rotation_fusion.fuse(
+                            T[:3, :3], R_refined, var, R_classical, claim
+                        )
                     rotation_variance = self.rotation_fusion.last_variance
                     if cfg.fuse_translation and cfg.fuse_classical:
                         T[:3, 3] = self._fused_translation(T[:3, 3], track, T_classical)
@@ -793,6 +820,36 @@ class DepthOdometryPipeline:
         reference = next((T for T in order if T is not None), None)
         if reference is not None:
             self.gyro.measure_bias(R_raw, reference[:3, :3], dt)
+
+    def _network_rotation_rejected(
+        self, T_network: np.ndarray, track: TrackResult, T_classical: np.ndarray | None
+    ) -> bool:
+        """Whether to leave the network's rotation out of the fusion: a turn it did not learn
+        (a robot turning on the spot). The refinement fit better from another start (classical
+        VO's rotation, constant velocity) and ended further from the network's rotation than
+        it may move from a start; once the fusion has measured the variances, further than
+        chance allows (the 99.9th percentile); and classical VO's rotation lies nearer the
+        refined one than the network's."""
+
+        def between(R_a: np.ndarray, R_b: np.ndarray) -> np.ndarray:  # axis-angle, rad
+            return so3_log(R_a.T @ R_b)
+
+        R_network, R_refined = T_network[:3, :3], track.T_prev_cur[:3, :3]
+        delta = between(R_network, R_refined)
+        limit = math.radians(self.tracker.config.refine.max_rotation_deg)
+        if track.diagnostics.init_source == "network" or np.linalg.norm(delta) <= limit:
+            return False
+        fusion = self.rotation_fusion
+        if fusion.three_cornered:  # |delta|^2 / (sum of per-axis variances): chi-square, 3 dof
+            var_network, var_refined, _ = fusion.variances
+            if delta @ delta <= CHI2_3DOF_999 * (var_network + var_refined):
+                return False
+        if T_classical is None:  # constant velocity's start alone may settle far off
+            return False
+        R_classical = T_classical[:3, :3]
+        return np.linalg.norm(between(R_classical, R_refined)) < np.linalg.norm(
+            between(R_classical, R_network)
+        )
 
     def _fused_without_refined(
         self, T_network: np.ndarray, T_classical: np.ndarray
@@ -1072,6 +1129,7 @@ class DepthOdometryPipeline:
             "refinement fallbacks": str(sum(fallbacks.values())),
             "fallbacks by reason": ", ".join(f"{k}={v}" for k, v in fallbacks.items()) or "none",
             "keyframe switches": str(track.keyframe_switches),
+            "network rotation rejected (frames)": str(self.network_rejections),
             **self._fusion_diagnostics(),
             **self._length_diagnostics(),
         }

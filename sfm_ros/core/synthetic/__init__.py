@@ -39,6 +39,7 @@ from sfm_ros.core.synthetic.sequence import (
     SyntheticSequence,
     intrinsics,
     render_sequence,
+    render_turn_on_the_spot,
     write_sequence,
 )
 
@@ -53,5 +54,6 @@ __all__ = [
     "intrinsics",
     "render_frame",
     "render_sequence",
+    "render_turn_on_the_spot",
     "write_sequence",
 ]

@@ -113,6 +113,48 @@ def render_sequence(
     return _render_randomized(domain, frames, seed, height, width, randomization)
 
 
+def render_turn_on_the_spot(
+    domain: str,
+    seed: int = 0,
+    height: int = 128,
+    width: int = 416,
+    before: int = 20,
+    turn_deg: float = 30.0,
+    rate_deg: float = 3.0,
+    after: int = 15,
+) -> tuple[SyntheticSequence, range]:
+    """The plain world's trajectory of ``domain`` and ``seed`` (as `render_sequence`), driven
+    for ``before`` frames, then turning on the spot, as a differential-drive robot does, by
+    ``turn_deg`` at ``rate_deg`` a frame and back to its heading, then driven ``after`` frames
+    more; and the frames from the stop to the end of the turn (the camera does not move
+    between them). Bad counts or angles raise InputError."""
+    if before < 1 or after < 0 or not 0 < rate_deg <= turn_deg:
+        raise InputError(
+            f"render_turn_on_the_spot needs before >= 1, after >= 0 and 0 < rate_deg <= "
+            f"turn_deg; got {before}, {after}, {rate_deg}, {turn_deg}"
+        )
+    s_drive, yaw_drive = trajectory(domain, seed, np.arange(before + after))
+    out = np.radians(np.arange(rate_deg, turn_deg + 1e-9, rate_deg))
+    turn = np.concatenate([out, out[::-1][1:], [0.0]])  # out and back to the heading
+    s = np.concatenate(
+        [s_drive[:before], np.full(len(turn), s_drive[before - 1]), s_drive[before:]]
+    )
+    yaw = np.concatenate([yaw_drive[:before], yaw_drive[before - 1] + turn, yaw_drive[before:]])
+    spec = domain_spec(domain)
+    scene = build_scene(domain, seed, float(s.max()))
+    T_world_cam = camera_poses(spec, scene.path, s, yaw)
+    K = intrinsics(height, width)
+    images = np.empty((len(s), height, width, 3), dtype=np.uint8)
+    depth = np.empty((len(s), height, width), dtype=np.float32)
+    for n, (arc, T) in enumerate(zip(s, T_world_cam, strict=True)):
+        images[n], depth[n] = render_frame(scene.view(float(arc)), T, K, height, width)
+    stamps = np.arange(len(s), dtype=np.int64) * int(1e9 / FPS)
+    seq = SyntheticSequence(
+        domain, images, depth, T_world_cam, K, stamps, spec.camera_height_m, seed
+    )
+    return seq, range(before - 1, before + len(turn))
+
+
 def _render_randomized(
     domain: str,
     frames: np.ndarray,
