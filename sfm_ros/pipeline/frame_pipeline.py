@@ -778,8 +778,10 @@ class DepthOdometryPipeline:
         if variance is None and self.rotation_fusion.frames:  # the network's motion stands
             variance = self.rotation_fusion.network_variance
         dt = (stamp_ns - last_stamp) * 1e-9
+        sources = self.last_sources
         if variance is not None:
-            gyro.compare(R_raw, T[:3, :3], variance, dt)
+            if sources is None or sources.refined is not None or sources.classical is not None:
+                gyro.compare(R_raw, T[:3, :3], variance, dt)  # not against the network's alone
             self._measure_gyro_bias(R_raw, dt)
         elif gyro.frames_compared == 0:  # nothing to check it against (pose_source network)
             self.gyro_state = "not used: the camera rotation's variance is not measured"
