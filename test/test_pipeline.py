@@ -760,6 +760,21 @@ def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
     )
 
 
+def diverging_from(track, first: int, calls: list[int]):
+    """``KeyframeTracker.track`` whose answers from its ``first`` call on (call 0 is frame 0)
+    say "diverged" and keep the initial motion; each call appends its index to ``calls``."""
+
+    def diverging(image, depth_m, K, T_init, fuse, start_elsewhere):
+        calls.append(len(calls))
+        result = track(image, depth_m, K, T_init, fuse, start_elsewhere)
+        if len(calls) <= first:
+            return result
+        diverged = dataclasses.replace(result.diagnostics, reason="diverged")
+        return dataclasses.replace(result, T_prev_cur=T_init.copy(), diagnostics=diverged)
+
+    return diverging
+
+
 def test_where_the_refinement_fails_the_classical_motion_is_still_fused(monkeypatch):
     # from frame 8 on the refinement "diverges" (the tracker's answer replaced): the published
     # rotation is then the network's and the classical one weighted by the variances measured
@@ -769,16 +784,8 @@ def test_where_the_refinement_fails_the_classical_motion_is_still_fused(monkeypa
         NoisyMotionEstimator(seq), pose_source="fused", depth_uncertainty=0.0,
         anchor_length=False,
     )  # fmt: skip
-    track, frames = pipe.tracker.track, []
-
-    def diverges_from_frame_8(image, depth_m, K, T_init, fuse, start_elsewhere):
-        frames.append(len(frames))
-        result = track(image, depth_m, K, T_init, fuse, start_elsewhere)
-        if len(frames) <= 8:
-            return result
-        diverged = dataclasses.replace(result.diagnostics, reason="diverged")
-        return dataclasses.replace(result, T_prev_cur=T_init.copy(), diagnostics=diverged)
-
+    frames = []
+    diverges_from_frame_8 = diverging_from(pipe.tracker.track, 8, frames)
     fuse_direction = pipe.direction_fusion.fuse_without_refined
 
     def direction_fails_on_frame_10(t_network, t_classical):
@@ -1140,6 +1147,10 @@ def imu_msgs(seq, bias_rad_s=(0.0, 0.0, 0.0), scale: float = 1.0, frame: str = "
     return [(int(t), imu_message(t, w, frame)) for t, w in zip(times, rates * scale, strict=True)]
 
 
+T_CAM_IMU = np.block([[R_OPTICAL_BODY, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]])
+"""The simulated IMU's mount: in base_link's axes, at the camera."""
+
+
 def run_with_imu(pipe: DepthOdometryPipeline, seq, msgs) -> list:
     """`run_sequence` with the Imu messages up to 10 ms after each image queued before it."""
     pipe.on_camera_info(info_msg(seq.K, seq.images.shape[2], seq.images.shape[1]))
@@ -1167,9 +1178,7 @@ def test_the_gyroscope_gives_the_rotation_once_it_agrees_with_the_camera(looking
     without = make(NoisyMotionEstimator(seq), pose_source="fused", depth_uncertainty=0.0)
     camera_errors = rotation_errors_deg(run_sequence(without, seq), seq)
     pipe = make(NoisyMotionEstimator(seq), pose_source="fused", depth_uncertainty=0.0)
-    T_cam_imu = np.eye(4)
-    T_cam_imu[:3, :3] = R_OPTICAL_BODY
-    pipe.set_imu_extrinsics(T_cam_imu)
+    pipe.set_imu_extrinsics(T_CAM_IMU)
     priors, step = [], pipe.classical.step
 
     def classical_step(image, K, R_prev_cur=None):  # records the rotation it is given
@@ -1203,19 +1212,8 @@ def test_the_gyroscope_is_not_checked_against_the_networks_rotation_alone(lookin
         NoisyMotionEstimator(seq), pose_source="fused", depth_uncertainty=0.0,
         fuse_classical=False,
     )  # fmt: skip
-    T_cam_imu = np.eye(4)
-    T_cam_imu[:3, :3] = R_OPTICAL_BODY
-    pipe.set_imu_extrinsics(T_cam_imu)
-    track, frames = pipe.tracker.track, []
-
-    def diverges_from_frame_8(image, depth_m, K, T_init, fuse, start_elsewhere):
-        frames.append(len(frames))
-        result = track(image, depth_m, K, T_init, fuse, start_elsewhere)
-        if len(frames) <= 8:
-            return result
-        diverged = dataclasses.replace(result.diagnostics, reason="diverged")
-        return dataclasses.replace(result, T_prev_cur=T_init.copy(), diagnostics=diverged)
-
+    pipe.set_imu_extrinsics(T_CAM_IMU)
+    diverges_from_frame_8 = diverging_from(pipe.tracker.track, 8, [])
     pipe.tracker.track = diverges_from_frame_8
     run_with_imu(pipe, seq, imu_msgs(seq, np.zeros(3)))
     assert pipe.gyro.frames_compared == 7  # frames 1-7: the refined rotation is in them
@@ -1232,9 +1230,7 @@ def test_a_gyroscope_in_degrees_or_without_a_transform_is_not_used(looking_aroun
     state = network.diagnostics()["gyroscope"]
     assert state == "not used: the camera rotation's variance is not measured"
     degrees = make(NoisyMotionEstimator(seq), pose_source="fused", depth_uncertainty=0.0)
-    T_cam_imu = np.eye(4)
-    T_cam_imu[:3, :3] = R_OPTICAL_BODY
-    degrees.set_imu_extrinsics(T_cam_imu)
+    degrees.set_imu_extrinsics(T_CAM_IMU)
     with caplog.at_level(logging.WARNING):
         results = run_with_imu(degrees, seq, imu_msgs(seq, scale=np.degrees(1.0)))
     assert degrees.diagnostics()["gyroscope"] == "not used: it disagrees with the camera's rotation"

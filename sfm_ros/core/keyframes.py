@@ -52,7 +52,7 @@ NETWORK_DEPTH_UNCERTAINTY = 0.3
 is 0.15-0.45 on the synthetic domains, worse on real images."""
 INIT_SOURCES = ("network", "constant_velocity", "identity", "geometric")
 """Where a frame's initial motion came from ("geometric": the rotation of a motion measured
-beside the network, classical VO's, with the network's translation)."""
+beside the network, a gyroscope's or classical VO's, with the network's translation)."""
 TRACK_REASONS = ("first_frame", "no_keyframe", "unrefined", *REASONS)
 """Outcomes of `KeyframeTracker.track`: the refinement's, or "first_frame" (after a reset),
 "no_keyframe" (no frame so far had the texture and depth to be one), "unrefined"

@@ -81,7 +81,7 @@ def render_sequence(
     are drawn from the seed (`randomize`), depth and poses staying exact.
     Unknown domains raise ConfigError; bad sizes or counts raise InputError.
     """
-    spec = domain_spec(domain)
+    domain_spec(domain)  # an unknown domain raises ConfigError before the sizes are checked
     if num_frames < 1 or start < 0 or seed < 0 or height < 1 or width < 1:
         raise InputError(
             f"render_sequence needs num_frames >= 1, start >= 0, seed >= 0 and a "
@@ -90,27 +90,40 @@ def render_sequence(
     frames = np.arange(start, start + num_frames)
     if randomization is None:
         s, yaw = trajectory(domain, seed, frames)
-        scene = build_scene(domain, seed, float(s.max()))
-        T_world_cam = camera_poses(spec, scene.path, s, yaw)
-        K = intrinsics(height, width)
-        images = np.empty((num_frames, height, width, 3), dtype=np.uint8)
-        depth = np.empty((num_frames, height, width), dtype=np.float32)
-        for n in range(num_frames):
-            images[n], depth[n] = render_frame(
-                scene.view(float(s[n])), T_world_cam[n], K, height, width
-            )
-        return SyntheticSequence(
-            domain=domain,
-            images=images,
-            depth_m=depth,
-            T_world_cam=T_world_cam,
-            K=K,
-            stamps_ns=frames.astype(np.int64) * int(1e9 / FPS),
-            camera_height_m=spec.camera_height_m,
-            seed=seed,
-            fps=FPS,
-        )
+        return _render_plain(domain, seed, s, yaw, frames, height, width)
     return _render_randomized(domain, frames, seed, height, width, randomization)
+
+
+def _render_plain(
+    domain: str,
+    seed: int,
+    s: np.ndarray,
+    yaw: np.ndarray,
+    frames: np.ndarray,
+    height: int,
+    width: int,
+) -> SyntheticSequence:
+    """The plain world's views at arc lengths ``s`` with extra yaw ``yaw`` (N,), frame
+    indices ``frames`` (N,) at `FPS`: level camera, centred 90 degree field of view."""
+    spec = domain_spec(domain)
+    scene = build_scene(domain, seed, float(s.max()))
+    T_world_cam = camera_poses(spec, scene.path, s, yaw)
+    K = intrinsics(height, width)
+    images = np.empty((len(s), height, width, 3), dtype=np.uint8)
+    depth = np.empty((len(s), height, width), dtype=np.float32)
+    for n, (arc, T) in enumerate(zip(s, T_world_cam, strict=True)):
+        images[n], depth[n] = render_frame(scene.view(float(arc)), T, K, height, width)
+    return SyntheticSequence(
+        domain=domain,
+        images=images,
+        depth_m=depth,
+        T_world_cam=T_world_cam,
+        K=K,
+        stamps_ns=frames.astype(np.int64) * int(1e9 / FPS),
+        camera_height_m=spec.camera_height_m,
+        seed=seed,
+        fps=FPS,
+    )
 
 
 def render_turn_on_the_spot(
@@ -140,18 +153,7 @@ def render_turn_on_the_spot(
         [s_drive[:before], np.full(len(turn), s_drive[before - 1]), s_drive[before:]]
     )
     yaw = np.concatenate([yaw_drive[:before], yaw_drive[before - 1] + turn, yaw_drive[before:]])
-    spec = domain_spec(domain)
-    scene = build_scene(domain, seed, float(s.max()))
-    T_world_cam = camera_poses(spec, scene.path, s, yaw)
-    K = intrinsics(height, width)
-    images = np.empty((len(s), height, width, 3), dtype=np.uint8)
-    depth = np.empty((len(s), height, width), dtype=np.float32)
-    for n, (arc, T) in enumerate(zip(s, T_world_cam, strict=True)):
-        images[n], depth[n] = render_frame(scene.view(float(arc)), T, K, height, width)
-    stamps = np.arange(len(s), dtype=np.int64) * int(1e9 / FPS)
-    seq = SyntheticSequence(
-        domain, images, depth, T_world_cam, K, stamps, spec.camera_height_m, seed
-    )
+    seq = _render_plain(domain, seed, s, yaw, np.arange(len(s)), height, width)
     return seq, range(before - 1, before + len(turn))
 
 
