@@ -266,12 +266,16 @@ def _aggregate(cost: torch.Tensor, key: torch.Tensor, cfg: MultiViewConfig) -> t
         padded = volume.new_full((n, *volume.shape[1:3], D + 2, volume.shape[-1]), math.inf)
         paths = padded[:, :, :, 1:-1]  # (n, 2, B, D, m)
         paths[0] = volume[0]
-        for i in range(1, n):
-            best = paths[i - 1].amin(2, keepdim=True)
-            neighbours = torch.minimum(padded[i - 1, :, :, :-2], padded[i - 1, :, :, 2:])
-            step = torch.minimum(paths[i - 1], neighbours.add_(cfg.step_penalty))
-            step = torch.minimum(step.sub_(best), jump[i - 1], out=step)
-            torch.add(volume[i], step, out=paths[i])
+        # one view per step, taken at once: indexing inside the loop would cost more than its
+        # arithmetic on these small slices
+        path = paths.unbind()
+        below, above = padded[..., :-2, :].unbind(), padded[..., 2:, :].unbind()
+        for i, (cost_i, jump_i) in enumerate(zip(volume[1:], jump, strict=True), 1):
+            best = path[i - 1].amin(2, keepdim=True)
+            neighbours = torch.minimum(below[i - 1], above[i - 1]).add_(cfg.step_penalty)
+            step = torch.minimum(path[i - 1], neighbours)
+            step = torch.minimum(step.sub_(best), jump_i, out=step)
+            torch.add(cost_i, step, out=path[i])
         both = paths.movedim(0, dim)
         total = total + both[0] + both[1].flip(dim)
     return total / 4
