@@ -47,7 +47,7 @@ def record(checkpoint: str, source: str) -> dict[str, np.ndarray]:
     NaN where ORB + E failed or is off), ``refined_var`` and ``weight`` (M,)."""
     seq = open_source(source)[0]
     predictor = PipelinePredictor(PipelineConfig(checkpoint=checkpoint, pose_source="fused"))
-    fusion = predictor.pipeline.rotation_fusion
+    fusion = predictor.pipeline.fusion.rotation_fusion
     fuse, rows, frame = fusion.fuse, [], {}
 
     def recording_fuse(R_network, R_refined, refined_var, R_classical=None, classical_var=None):  # noqa: ANN001, ANN202

@@ -391,28 +391,32 @@ def test_config_validation_and_descriptions():
 def test_model_loading(estimator, tiny_checkpoint, monkeypatch, tmp_path):
     pipe = make(estimator)
     tilt = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-    pipe.rotation_fusion.fuse(np.eye(3), tilt, 1e-6)  # a disagreement: a network variance
-    assert pipe.rotation_fusion.network_variance > 0 and pipe._fusion_diagnostics()
+    pipe.fusion.rotation_fusion.fuse(np.eye(3), tilt, 1e-6)  # a disagreement: a network variance
+    assert pipe.fusion.rotation_fusion.network_variance > 0 and pipe.fusion.rotation_diagnostics()
     for _ in range(6):  # classical directions too: the direction variances are measured
-        pipe.direction_fusion.fuse(
+        pipe.fusion.direction_fusion.fuse(
             np.array([0.1, 0, 1]), np.array([0, 0, 1]), np.eye(3), [0, 0.1, 1]
         )
-    assert pipe.direction_fusion.three_cornered and pipe._direction_diagnostics()
+    assert pipe.fusion.direction_fusion.three_cornered and pipe.fusion.direction_diagnostics()
     for _ in range(6):  # the old model's direction is off by 0.1 rad from the classical one
-        pipe.direction_fusion.bias.update(np.array([0.1, 0, 1]), None, np.array([0, 0, 1]), (0, 1))
-    assert np.abs(pipe.direction_fusion.bias.bias).max() > 0.05
+        pipe.fusion.direction_fusion.bias.update(
+            np.array([0.1, 0, 1]), None, np.array([0, 0, 1]), (0, 1)
+        )
+    assert np.abs(pipe.fusion.direction_fusion.bias.bias).max() > 0.05
     for _ in range(6):  # and its rotation is off from the classical one
-        pipe.rotation_fusion.bias.update(np.eye(3), None, tilt, (0, 1))
-    assert np.abs(pipe.rotation_fusion.bias.bias).max() > 0.05
-    pipe.length_anchor.update(1.0, 1.5)  # the old model's length is off by 1.5
-    assert pipe._length_diagnostics()
+        pipe.fusion.rotation_fusion.bias.update(np.eye(3), None, tilt, (0, 1))
+    assert np.abs(pipe.fusion.rotation_fusion.bias.bias).max() > 0.05
+    pipe.fusion.length_anchor.update(1.0, 1.5)  # the old model's length is off by 1.5
+    assert pipe.fusion.length_diagnostics()
     assert pipe.load_model(tiny_checkpoint) == estimator.model_version == 1
-    assert pipe.length_anchor.ratio == 1.0 and pipe._length_diagnostics() == {}
-    assert pipe.rotation_fusion.network_variance == 0  # it was the old model's
-    assert pipe.direction_fusion.frames == 0 and pipe._direction_diagnostics() == {}
-    for bias in (pipe.direction_fusion.bias, pipe.rotation_fusion.bias):
+    assert pipe.fusion.length_anchor.ratio == 1.0 and pipe.fusion.length_diagnostics() == {}
+    assert pipe.fusion.rotation_fusion.network_variance == 0  # it was the old model's
+    assert pipe.fusion.direction_fusion.frames == 0 and pipe.fusion.direction_diagnostics() == {}
+    for bias in (pipe.fusion.direction_fusion.bias, pipe.fusion.rotation_fusion.bias):
         np.testing.assert_array_equal(bias.bias, np.zeros(3))
-    assert pipe._fusion_diagnostics() == {}  # nothing fused since the swap: nothing to report
+    assert (
+        pipe.fusion.rotation_diagnostics() == {}
+    )  # nothing fused since the swap: nothing to report
     assert pipe.diagnostics()["model version"] == "1"
     monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", tmp_path / "absent.pt")
     with pytest.raises(CheckpointError, match="sfm-ros train"):
@@ -749,7 +753,7 @@ def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
     assert float(diag["network rotation offset removed (deg)"]) == pytest.approx(0.5, abs=0.1)
     # the odometry's rotation noise is the fused rotation's measured variance, below the
     # network's
-    fusion, dt = pipe.rotation_fusion, (seq.stamps_ns[-1] - seq.stamps_ns[-2]) * 1e-9
+    fusion, dt = pipe.fusion.rotation_fusion, (seq.stamps_ns[-1] - seq.stamps_ns[-2]) * 1e-9
     assert fusion.last_variance < 0.5 * fusion.network_variance
     sigma = float(diag["fused rotation sigma (deg, odometry covariance)"])
     assert sigma == pytest.approx(np.degrees(np.sqrt(fusion.last_variance)), rel=1e-2)
@@ -786,7 +790,7 @@ def test_where_the_refinement_fails_the_classical_motion_is_still_fused(monkeypa
     )  # fmt: skip
     frames = []
     diverges_from_frame_8 = diverging_from(pipe.tracker.track, 8, frames)
-    fuse_direction = pipe.direction_fusion.fuse_without_refined
+    fuse_direction = pipe.fusion.direction_fusion.fuse_without_refined
 
     def direction_fails_on_frame_10(t_network, t_classical):
         if len(frames) == 11:  # frame 10 (the tracker sees frame 0 too)
@@ -794,7 +798,9 @@ def test_where_the_refinement_fails_the_classical_motion_is_still_fused(monkeypa
         return fuse_direction(t_network, t_classical)
 
     monkeypatch.setattr(pipe.tracker, "track", diverges_from_frame_8)
-    monkeypatch.setattr(pipe.direction_fusion, "fuse_without_refined", direction_fails_on_frame_10)
+    monkeypatch.setattr(
+        pipe.fusion.direction_fusion, "fuse_without_refined", direction_fails_on_frame_10
+    )
     fused = run_sequence(pipe, seq)
     network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)
     errors, network_errors = rotation_errors_deg(fused, seq), rotation_errors_deg(network, seq)
@@ -811,7 +817,7 @@ def test_where_the_refinement_fails_the_classical_motion_is_still_fused(monkeypa
     assert float(diag["rotation weight of the refinement"]) == 0.0
     assert float(diag["rotation weight of the classical VO"]) > 0.5
     assert float(diag["translation direction weight of the classical VO"]) == 0.0
-    fusion, dt = pipe.rotation_fusion, (seq.stamps_ns[-1] - seq.stamps_ns[-2]) * 1e-9
+    fusion, dt = pipe.fusion.rotation_fusion, (seq.stamps_ns[-1] - seq.stamps_ns[-2]) * 1e-9
     np.testing.assert_allclose(  # the odometry's rotation noise is the two-way fusion's
         np.diag(fused[-1].odometry.twist_cov)[3:],
         (fusion.last_variance + pipe.odometry.noise.rot_abs**2) / dt**2,
@@ -884,11 +890,11 @@ def test_the_network_directions_constant_offset_is_measured_against_geometry():
         SidewaysEstimator(seq), pose_source="fused", depth_uncertainty=0.0, anchor_length=False
     )
     results = run_sequence(pipe, seq)
-    bias = pipe.direction_fusion.bias.bias
+    bias = pipe.fusion.direction_fusion.bias.bias
     assert bias[0] == pytest.approx(np.sin(np.radians(3.0)), rel=0.15)
     assert np.abs(bias[1:]).max() < 0.01
     t_network = np.array([np.sin(np.radians(3.0)), 0.0, np.cos(np.radians(3.0))])
-    corrected = pipe.direction_fusion.bias.correct(t_network)
+    corrected = pipe.fusion.direction_fusion.bias.correct(t_network)
     assert np.degrees(np.arccos(corrected[2])) < 0.5  # back on the camera's forward axis
     assert direction_errors_deg(results, seq)[-8:].max() < 1.5
     offset = float(pipe.diagnostics()["network translation direction offset removed (deg)"])
@@ -916,7 +922,7 @@ def test_the_network_rotations_steady_offset_is_measured_against_geometry():
     seq = render_sequence("street", 20, seed=5, height=128, width=416)
     pipe = make(TurnedEstimator(seq), pose_source="fused", depth_uncertainty=0.0)
     results = run_sequence(pipe, seq)
-    np.testing.assert_allclose(pipe.rotation_fusion.bias.bias, -TURN, atol=np.radians(0.15))
+    np.testing.assert_allclose(pipe.fusion.rotation_fusion.bias.bias, -TURN, atol=np.radians(0.15))
     assert rotation_errors_deg(results, seq)[-8:].max() < 0.25  # the rotation stays right
     offset = float(pipe.diagnostics()["network rotation offset removed (deg)"])
     assert offset == pytest.approx(0.5, abs=0.15)
@@ -963,7 +969,7 @@ def test_a_slow_cameras_translation_is_the_keyframe_aligned_one(monkeypatch):
     diag = pipe.diagnostics()
     assert diag["translation direction"].startswith("the refined translation")
     assert float(diag["network translation direction sigma (deg)"]) > 20
-    assert pipe.window_direction.angle_deg > 30
+    assert pipe.fusion.window_direction.angle_deg > 30
     fused, refined = ([r.T_prev_cur[:3, 3] for r in results[s][1:]] for s in ("fused", "refined"))
     same = [np.allclose(f, r, 0, 1e-12) for f, r in zip(fused, refined, strict=True)]
     switched = [i + 1 for i, s in enumerate(same) if s]

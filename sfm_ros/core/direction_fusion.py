@@ -22,7 +22,7 @@ where all three scatter by tens of degrees), the network's translation is kept h
 `directions_unmeasurable` says so. That does not say whose direction is wrong; where the
 network's also fails over a window of frames (`window_direction.py`), a translation aligned with
 a keyframe, whose errors do not add up from frame to frame, is the better one to publish
-(`pipeline/frame_pipeline.py` does).
+(`motion_fusion.py` does).
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from sfm_ros.core.errors import ConfigError
 from sfm_ros.core.keyframes import NETWORK_DEPTH_UNCERTAINTY
+from sfm_ros.core.motion_fusion import POSE_SOURCES
 from sfm_ros.core.params import Params, param
 
 SCALE_SOURCES = ("none", "fixed", "camera_height", "odometry")
 RECTIFIED = {"auto": None, "true": True, "false": False}
 """Values of the ``rectified`` parameter -> ``camera_from_camera_info(rectified=...)``."""
-POSE_SOURCES = ("network", "refined", "refined_rotation", "fused")
 DEPTH_SOURCES = ("network", "multiview")
 
 

@@ -1,0 +1,395 @@
+"""The motion odometry publishes, from the pose network's, the refined and classical VO's.
+
+``pose_source`` picks it: the pose network's motion; the network's refined by direct
+photometric alignment against a keyframe (`keyframes.py`), whose inverse Hessian then sets the
+covariance; the refined rotation with the network's translation (covariance from the noise
+model); or the network's and the refined rotation fused by their variances
+(`rotation_fusion.py`; the network's first less its running offset from the other two,
+`network_bias.py`), with ORB + essential-matrix VO's rotation as a third estimate that makes
+the variances measurable (``fuse_classical``; where the refinement fails, the network's and the
+classical rotation are fused by the variances measured on the other frames); the rotation's
+covariance is then the fused rotation's measured variance. With the classical estimate the
+three translation directions are fused the same way (``fuse_translation``,
+`direction_fusion.py`), the network's first less its running offset from the other two. The
+translation's length is the network's, rescaled by the ratio of refined to network lengths
+over the last frames (``anchor_length``, `length_anchor.py`), so that the trajectory's scale
+follows the depth's; from frame to frame its change is fused with the refined and the classical
+VO's change of length the same way (``fuse_length``, `length_fusion.py`). Two cases publish the
+refined translation, aligned with the keyframe, whose errors do not add up from frame to
+frame: while all three directions scatter by tens of degrees (a camera at 30 Hz) and the
+network's, chained over a window of frames, disagrees with the refined displacement
+(`window_direction.py`: a network whose learnt motion does not fit the camera), and a stop (a
+refined length far below its mean while the network's drops too, or for three frames in a
+row), whose refined motion is published whole (between views of a still scene the pose network
+creeps on). A turn the network did not learn (a robot turning on the spot) leaves the
+network's rotation out of the fusion (`MotionFusion.network_rotation_rejected`).
+
+Motions are (4, 4) ``T_prev_cur`` in the camera optical frame, translation in the depth
+network's units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sfm_ros.core.classical_vo import OrbMotion
+from sfm_ros.core.direction_fusion import DirectionFusion
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.keyframes import TrackResult
+from sfm_ros.core.length_anchor import LengthAnchor
+from sfm_ros.core.length_fusion import LengthFusion
+from sfm_ros.core.lie import so3_log
+from sfm_ros.core.rotation_fusion import RotationFusion
+from sfm_ros.core.window_direction import WindowDirection
+
+POSE_SOURCES = ("network", "refined", "refined_rotation", "fused")
+CHI2_3DOF_999 = 16.27
+"""99.9th percentile of the chi-square distribution with three degrees of freedom."""
+
+
+@dataclass(frozen=True)
+class MotionFusionConfig:
+    """Which estimates make the published motion (the node's parameters of the same names)."""
+
+    pose_source: str = "fused"
+    """network, refined, refined_rotation or fused."""
+    fuse_classical: bool = True
+    """fused: classical VO's motion as a third estimate of the rotation and direction."""
+    fuse_translation: bool = True
+    """fused with fuse_classical: fuse the translation's direction too."""
+    anchor_length: bool = True
+    """fused or refined_rotation: the network's length scaled to the depth's."""
+    fuse_length: bool = True
+    """fused with fuse_classical and anchor_length: steady the length from frame to frame."""
+
+    def __post_init__(self) -> None:
+        if self.pose_source not in POSE_SOURCES:
+            raise InputError(f"pose_source must be one of {POSE_SOURCES}, got {self.pose_source!r}")
+
+
+@dataclass(frozen=True)
+class FusedMotion:
+    """A frame's published motion and its uncertainty."""
+
+    T_prev_cur: np.ndarray | None
+    """(4, 4) motion; None without a previous frame."""
+    covariance: np.ndarray | None = None
+    """(6, 6) covariance of the motion (the refined one's); None = the noise model."""
+    rotation_variance: float | None = None
+    """The fused rotation's measured variance per axis (rad^2), in place of the noise model's."""
+
+
+class MotionFusion:
+    """The published motion of each frame, and what the fusion learnt about its sources.
+
+    Args:
+        config: which estimates to use.
+        classical: the classical VO whose motion `fuse` is given; its ``last_*`` statistics
+            (rotation variance, length ratio and its variance) describe that motion.
+        max_rotation_deg: how far the refinement may turn from its start (its
+            ``RefineConfig.max_rotation_deg``).
+        warn: ``warn(key, message)`` for inputs the fusion skips (throttled by the caller).
+    """
+
+    def __init__(
+        self,
+        config: MotionFusionConfig,
+        classical: OrbMotion,
+        max_rotation_deg: float,
+        warn: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.config, self.classical, self.max_rotation_deg = config, classical, max_rotation_deg
+        self._warn = warn or (lambda key, msg: logging.getLogger(__name__).warning(msg))
+        self.rotation_fusion = RotationFusion()
+        self.direction_fusion = DirectionFusion()
+        self.length_anchor = LengthAnchor()
+        self.length_fusion = LengthFusion()
+        self.window_direction = WindowDirection()
+        self.network_rejections = 0
+        """Frames whose network rotation was left out of the fusion
+        (`network_rotation_rejected`)."""
+
+    def reset_model(self) -> None:
+        """Forget what was learnt about the pose network (a new model)."""
+        self.rotation_fusion.reset()  # the network's variances are the old model's
+        self.direction_fusion.reset()  # and the old model's direction offset
+        self.length_anchor.reset()  # the ratio is between the old model's two scales
+        self.length_fusion.reset()
+        self.window_direction.reset()
+
+    def restart(self) -> None:
+        """A break in the frames (the pipeline's reset): the chained length and window start
+        again; what was learnt about the sources stays."""
+        self.length_fusion.restart()
+        self.window_direction.restart()
+
+    def fuse(
+        self, T_network: np.ndarray | None, track: TrackResult, T_classical: np.ndarray | None
+    ) -> FusedMotion:
+        """This frame's motion from the network's, the tracker's result and classical VO's
+        (None where it has none)."""
+        cfg = self.config
+        diag = track.diagnostics
+        if cfg.pose_source == "fused":
+            self._add_to_window(T_network, track)
+        T, covariance, rotation_variance = T_network, None, None
+        keyframe_translation = False  # T's translation is the refined one, in the depth's units
+        for fusion in (self.rotation_fusion, self.direction_fusion):  # until one fuses below
+            fusion.last_weights = (1.0, 0.0, 0.0)
+        self.rotation_fusion.last_variance = self.rotation_fusion.network_variance
+        if cfg.pose_source == "refined":
+            T, covariance = track.T_prev_cur, track.covariance
+        elif cfg.pose_source == "fused" and diag.reason != "ok" and T is not None:
+            if T_classical is not None:  # the refinement failed: the other two
+                T, rotation_variance = self._fused_without_refined(T, T_classical)
+        elif cfg.pose_source != "network" and T is not None and diag.reason == "ok":
+            T = T.copy()  # the translation's uncertainty is the network's: the noise model's
+            R_refined = track.T_prev_cur[:3, :3]
+            if self._stop(T, track.T_prev_cur):  # aligned with the keyframe: no creep
+                T, covariance, keyframe_translation = track.T_prev_cur, track.covariance, True
+            elif cfg.pose_source == "refined_rotation":
+                T[:3, :3] = R_refined
+            else:
+                var = float(np.trace(track.covariance[3:, 3:])) / 3
+                if var > 0 and np.isfinite(T).all():  # else the network's rotation stays
+                    R_classical = None if T_classical is None else T_classical[:3, :3]
+                    claim = self.classical.last_rotation_variance  # NaN: the average claim
+                    if self.network_rotation_rejected(T, track, T_classical):
+                        self.network_rejections += 1
+                        T[:3, :3] = self.rotation_fusion.fuse_without_network(
+                            R_refined, var, R_classical, claim
+                        )
+                    else:
+                        T[:3, :3], _ = self.rotation_fusion.fuse(
+                            T[:3, :3], R_refined, var, R_classical, claim
+                        )
+                    rotation_variance = self.rotation_fusion.last_variance
+                    if cfg.fuse_translation and cfg.fuse_classical:
+                        T[:3, 3] = self._fused_translation(T[:3, 3], track, T_classical)
+                        keyframe_translation = self._keyframe_translation()
+                        if keyframe_translation:  # aligned with the keyframe: no random walk
+                            T[:3, 3] = track.T_prev_cur[:3, 3]
+        if self._anchors_length() and T is not None:
+            T = self._anchored_length(
+                T, T_network, track.T_prev_cur, diag.reason == "ok", keyframe_translation
+            )
+        return FusedMotion(T, covariance, rotation_variance)
+
+    def network_rotation_rejected(
+        self, T_network: np.ndarray, track: TrackResult, T_classical: np.ndarray | None
+    ) -> bool:
+        """Whether to leave the network's rotation out of the fusion: a turn it did not learn
+        (a robot turning on the spot). The refinement fit better from another start (classical
+        VO's rotation, constant velocity) and ended further from the network's rotation than
+        it may move from a start; once the fusion has measured the variances, further than
+        chance allows (the 99.9th percentile); and classical VO's rotation lies nearer the
+        refined one than the network's."""
+
+        def between(R_a: np.ndarray, R_b: np.ndarray) -> np.ndarray:  # axis-angle, rad
+            return so3_log(R_a.T @ R_b)
+
+        R_network, R_refined = T_network[:3, :3], track.T_prev_cur[:3, :3]
+        delta = between(R_network, R_refined)
+        limit = math.radians(self.max_rotation_deg)
+        if track.diagnostics.init_source == "network" or np.linalg.norm(delta) <= limit:
+            return False
+        fusion = self.rotation_fusion
+        if fusion.three_cornered:  # |delta|^2 / (sum of per-axis variances): chi-square, 3 dof
+            var_network, var_refined, _ = fusion.variances
+            if delta @ delta <= CHI2_3DOF_999 * (var_network + var_refined):
+                return False
+        if T_classical is None:  # constant velocity's start alone may settle far off
+            return False
+        R_classical = T_classical[:3, :3]
+        return np.linalg.norm(between(R_classical, R_refined)) < np.linalg.norm(
+            between(R_classical, R_network)
+        )
+
+    def _fused_without_refined(
+        self, T_network: np.ndarray, T_classical: np.ndarray
+    ) -> tuple[np.ndarray, float | None]:
+        """A frame whose refinement failed: the network's motion with the classical one fused
+        in by the variances measured on the other frames (rotation and, with fuse_translation,
+        the direction), and the fused rotation's variance (None where the network's stands)."""
+        if not np.isfinite(T_network).all():
+            return T_network, None
+        T = T_network.copy()
+        fusion = self.rotation_fusion
+        try:
+            T[:3, :3] = fusion.fuse_without_refined(
+                T[:3, :3], T_classical[:3, :3], self.classical.last_rotation_variance
+            )
+        except InputError as exc:
+            self._warn("fuse_classical", f"classical motion not fused: {exc}")
+            return T_network, None
+        if self.config.fuse_translation:
+            try:
+                T[:3, 3] = self.direction_fusion.fuse_without_refined(T[:3, 3], T_classical[:3, 3])
+            except InputError as exc:  # e.g. a network translation of zero length
+                self._warn("direction", f"translation direction not fused: {exc}")
+        return T, (fusion.last_variance if fusion.three_cornered else None)
+
+    def _fused_translation(
+        self, t_network: np.ndarray, track: TrackResult, T_classical: np.ndarray | None
+    ) -> np.ndarray:
+        """The network's translation with its direction fused with the refined and the
+        classical one (the network's where the inputs do not allow it)."""
+        R_refined = track.T_prev_cur[:3, :3]  # the covariance perturbs on the right
+        cov_t = R_refined @ track.covariance[:3, :3] @ R_refined.T
+        t_refined = track.T_prev_cur[:3, 3]
+        t_classical = None if T_classical is None else T_classical[:3, 3]
+        try:
+            return self.direction_fusion.fuse(t_network, t_refined, cov_t, t_classical)
+        except InputError as exc:
+            self._warn("direction", f"translation direction not fused: {exc}")
+            return t_network
+
+    def _keyframe_translation(self) -> bool:
+        """Whether to publish the refined translation: no frame-to-frame direction is
+        measurable and, chained over a window of frames, the network's disagrees with the
+        refined one (`WindowDirection`)."""
+        return self.direction_fusion.directions_unmeasurable and not self.window_direction.agrees
+
+    def _add_to_window(self, T_network: np.ndarray | None, track: TrackResult) -> None:
+        """This frame's network and refined motions into the window (a gap without either)."""
+        if T_network is None or track.diagnostics.reason != "ok":
+            self.window_direction.restart()
+            return
+        with contextlib.suppress(InputError):  # a non-finite motion: the window restarts
+            self.window_direction.add(T_network, track.T_prev_cur)
+
+    def _anchors_length(self) -> bool:
+        """Whether the published translation takes the length anchor's ratio."""
+        cfg = self.config
+        return cfg.pose_source in ("fused", "refined_rotation") and cfg.anchor_length
+
+    def network_only(self, T_network: np.ndarray | None) -> np.ndarray | None:
+        """The network's motion where the tracker could not run, its length anchored like the
+        frames around it (no jump in length for one frame); the chained window starts again."""
+        self.window_direction.restart()
+        if not self._anchors_length() or T_network is None:
+            return T_network
+        return self._anchored_length(T_network, T_network, None, False)
+
+    def _anchored_length(
+        self,
+        T: np.ndarray,
+        T_network: np.ndarray,
+        T_refined: np.ndarray | None,
+        refined: bool,
+        keyframe_translation: bool = False,
+    ) -> np.ndarray:
+        """``T`` with its translation scaled by the length anchor's refined / network ratio,
+        updated with this frame's lengths (the refined one only where ``refined``), then to
+        the fused length (``fuse_length``); a ``keyframe_translation`` (the refined one,
+        already in the depth's units) only updates the ratio and restarts the fused length."""
+        refined_length = None
+        if refined and T_refined is not None:
+            refined_length = float(np.linalg.norm(T_refined[:3, 3]))
+        try:
+            ratio = self.length_anchor.update(
+                float(np.linalg.norm(T_network[:3, 3])), refined_length
+            )
+        except InputError as exc:
+            self._warn("length", f"translation length not anchored: {exc}")
+            ratio = self.length_anchor.ratio
+        if keyframe_translation:
+            self.length_fusion.restart()
+            return T
+        T = T.copy()
+        T[:3, 3] *= ratio
+        if self._fuses_length():
+            T[:3, 3] *= self._fused_length(float(np.linalg.norm(T[:3, 3])), refined_length)
+        return T
+
+    def _stop(self, T_network: np.ndarray, T_refined: np.ndarray) -> bool:
+        """Whether the network's and the refined motion say the camera stands still
+        (`LengthAnchor.stop`; with ``anchor_length``, whose means it compares with): between
+        two views of a still scene the pose network creeps on and ORB + E finds no motion."""
+        lengths = (float(np.linalg.norm(T[:3, 3])) for T in (T_network, T_refined))
+        return self._anchors_length() and self.length_anchor.stop(*lengths)
+
+    def _fuses_length(self) -> bool:
+        cfg = self.config
+        return cfg.pose_source == "fused" and cfg.fuse_classical and cfg.fuse_length
+
+    def _fused_length(self, length: float, refined_length: float | None) -> float:
+        """Factor on an anchored translation of ``length`` that gives the fused length."""
+        classical = self.classical
+        try:
+            fused = self.length_fusion.fuse(
+                length,
+                refined_length,
+                classical.last_length_ratio,
+                classical.last_length_ratio_variance,
+            )
+        except InputError as exc:
+            self._warn("length", f"translation length not fused: {exc}")
+            return 1.0
+        return fused / length if length > 0 else 1.0
+
+    def diagnostics(self) -> dict[str, str]:
+        """Key/values for ``/diagnostics``: the weights, variances and offsets measured."""
+        return {
+            "network rotation rejected (frames)": str(self.network_rejections),
+            **self.rotation_diagnostics(),
+            **self.length_diagnostics(),
+        }
+
+    def rotation_diagnostics(self) -> dict[str, str]:
+        fusion = self.rotation_fusion
+        if fusion.frames == 0:  # none since the start or the last model swap
+            return {}
+        network, fused = (math.degrees(math.sqrt(v)) for v in (fusion.network_variance,
+                                                                fusion.last_variance))  # fmt: skip
+        offset = math.degrees(float(np.linalg.norm(fusion.bias.bias)))
+        return {
+            "rotation weight of the refinement": f"{fusion.last_weights[1]:.2f}",
+            "rotation weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
+            "rotation variances from": "three estimates" if fusion.three_cornered else "two",
+            "network rotation sigma (deg)": f"{network:.3g}",
+            "network rotation offset removed (deg)": f"{offset:.3g}",
+            "fused rotation sigma (deg, odometry covariance)": f"{fused:.3g}",
+            **self.direction_diagnostics(),
+        }
+
+    def direction_diagnostics(self) -> dict[str, str]:
+        fusion = self.direction_fusion
+        if not fusion.three_cornered:  # the network's translation is kept until then
+            return {}
+        network = math.degrees(math.sqrt(fusion.variances[0]))
+        offset = math.degrees(math.asin(min(1.0, float(np.linalg.norm(fusion.bias.bias)))))
+        limit = math.degrees(fusion.max_sigma)
+        window = self.window_direction
+        chained = f"{window.angle_deg:.0f} deg from the refined over {window.frames} frames"
+        if fusion.usable:
+            source = "fused"
+        elif self._keyframe_translation():
+            source = f"the refined translation (sigmas above {limit:.0f} deg; network {chained})"
+        else:
+            source = f"the network's (sigmas above {limit:.0f} deg; network {chained})"
+        return {
+            "translation direction": source,
+            "translation direction weight of the refinement": f"{fusion.last_weights[1]:.2f}",
+            "translation direction weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
+            "network translation direction sigma (deg)": f"{network:.3g}",
+            "network translation direction offset removed (deg)": f"{offset:.3g}",
+        }
+
+    def length_diagnostics(self) -> dict[str, str]:
+        anchor = self.length_anchor
+        if not (self.config.anchor_length and anchor.frames):
+            return {}
+        out = {"translation length ratio (refined / network)": f"{anchor.ratio:.3g}"}
+        fusion = self.length_fusion
+        if self._fuses_length() and fusion.three_cornered:
+            weights = fusion.last_weights
+            out["translation length change weight of the refinement"] = f"{weights[1]:.2f}"
+            out["translation length change weight of the classical VO"] = f"{weights[2]:.2f}"
+        return out

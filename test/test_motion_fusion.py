@@ -1,0 +1,113 @@
+"""The published motion from the network's, the refined and the classical estimates."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sfm_ros.core.classical_vo import OrbMotion
+from sfm_ros.core.errors import InputError
+from sfm_ros.core.keyframes import TrackDiagnostics, TrackResult
+from sfm_ros.core.lie import so3_exp, so3_log
+from sfm_ros.core.motion_fusion import MotionFusion, MotionFusionConfig
+
+YAW = np.array([0.0, 1.0, 0.0])  # about the optical y axis (down): a turn of a level camera
+
+
+def _motion(angle_deg: float, t: tuple[float, float, float]) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = so3_exp(math.radians(angle_deg) * YAW)
+    T[:3, 3] = t
+    return T
+
+
+def _track(T: np.ndarray, init_source: str = "network", reason: str = "ok") -> TrackResult:
+    shape = (4, 6)
+    diagnostics = TrackDiagnostics(reason, init_source, 5, 0.1, 0.05, 900, False, 0, 0.9, {})
+    covariance = np.diag([1e-4] * 3 + [1e-6] * 3)
+    return TrackResult(
+        T, covariance, np.ones(shape, np.float32), np.ones(shape, np.float32),
+        np.ones(shape, np.float32), diagnostics,
+    )  # fmt: skip
+
+
+def _fusion(pose_source: str, **config) -> MotionFusion:
+    config = {"anchor_length": False, **config}
+    return MotionFusion(MotionFusionConfig(pose_source, **config), OrbMotion(), 1.0)
+
+
+def _degrees(R_a: np.ndarray, R_b: np.ndarray) -> float:
+    return math.degrees(float(np.linalg.norm(so3_log(R_a.T @ R_b))))
+
+
+def test_each_pose_source_publishes_its_motion():
+    T_network, T_refined = _motion(0.0, (0.0, 0.0, 1.0)), _motion(0.5, (0.05, 0.0, 0.9))
+    track = _track(T_refined)
+    network = _fusion("network").fuse(T_network, track, None)
+    np.testing.assert_array_equal(network.T_prev_cur, T_network)
+    assert network.covariance is None and network.rotation_variance is None
+    refined = _fusion("refined").fuse(T_network, track, None)
+    np.testing.assert_array_equal(refined.T_prev_cur, T_refined)
+    np.testing.assert_array_equal(refined.covariance, track.covariance)
+    rotation = _fusion("refined_rotation").fuse(T_network, track, None).T_prev_cur
+    np.testing.assert_array_equal(rotation[:3, :3], T_refined[:3, :3])
+    np.testing.assert_array_equal(rotation[:3, 3], T_network[:3, 3])
+    fused = _fusion("fused", fuse_classical=False).fuse(T_network, track, None)
+    between = _degrees(T_network[:3, :3], fused.T_prev_cur[:3, :3])
+    assert 0 < between < 0.5 and fused.rotation_variance is not None  # a weighted mean
+
+
+def _measured(fusion: MotionFusion, frames: int = 40) -> MotionFusion:
+    """``fusion`` after frames whose three estimates scatter by 0.05 degrees around the truth,
+    so that it has measured their variances."""
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        network, refined, classical = (
+            _motion(a, (0.0, 0.0, 1.0)) for a in rng.normal(scale=0.05, size=3)
+        )
+        fusion.fuse(network, _track(refined), classical)
+    assert fusion.rotation_fusion.three_cornered
+    return fusion
+
+
+def test_a_turn_the_network_did_not_learn_is_fused_without_it():
+    """The refinement fit better from classical VO's start, 3 degrees from the network's
+    rotation (beyond the 1 degree a refinement may move), and classical VO agrees."""
+    T_network = _motion(0.0, (0.0, 0.0, 1.0))
+    T_refined, T_classical = _motion(3.0, (0.0, 0.0, 1.0)), _motion(3.05, (0.0, 0.0, 1.0))
+    fusion = _measured(_fusion("fused"))
+    rejected = fusion.network_rotation_rejected
+    assert rejected(T_network, _track(T_refined, "classical"), T_classical)
+    assert not rejected(T_network, _track(T_refined, "network"), T_classical)  # its own start
+    assert not rejected(T_network, _track(T_refined, "classical"), None)  # nothing agrees
+    assert not rejected(T_network, _track(T_refined, "classical"), _motion(0.2, (0, 0, 1.0)))
+    within_reach = _motion(0.8, (0.0, 0.0, 1.0))
+    assert not rejected(T_network, _track(within_reach, "classical"), T_classical)
+    published = fusion.fuse(T_network, _track(T_refined, "classical"), T_classical)
+    assert fusion.network_rejections == 1
+    assert fusion.diagnostics()["network rotation rejected (frames)"] == "1"
+    assert _degrees(T_refined[:3, :3], published.T_prev_cur[:3, :3]) < 0.1
+
+
+def test_restart_keeps_what_was_learnt_and_reset_model_forgets_it():
+    fusion = _fusion("fused", fuse_classical=False)
+    T_network = _motion(0.0, (0.0, 0.0, 1.0))
+    for angle in (0.3, -0.2, 0.4, -0.1):
+        fusion.fuse(T_network, _track(_motion(angle, (0.0, 0.0, 1.0))), None)
+    learnt = fusion.rotation_fusion.network_variance
+    assert learnt > 0 and fusion.rotation_diagnostics()
+    fusion.restart()
+    assert fusion.rotation_fusion.network_variance == learnt
+    fusion.reset_model()
+    assert fusion.rotation_fusion.network_variance == 0 and fusion.rotation_diagnostics() == {}
+
+
+def test_a_non_finite_network_motion_is_not_fused():
+    T_network = np.full((4, 4), np.nan)
+    published = _fusion("fused").fuse(T_network, _track(_motion(0.5, (0, 0, 1.0))), None)
+    assert published.rotation_variance is None  # the network's motion, not a fusion of NaN
+
+
+def test_an_unknown_pose_source_is_refused():
+    with pytest.raises(InputError, match="pose_source"):
+        MotionFusionConfig("gyro")
