@@ -100,6 +100,25 @@ def test_stream_poses_and_resets(tiny_checkpoint: Path, frames) -> None:
     assert est.step(frames.images[0], frames.K, 400).T_prev_cur is None
 
 
+def test_observed_frames_chain_into_the_next_steps_motion(tiny_checkpoint: Path, frames) -> None:
+    """A live node keeps only the newest frame: the frames it drops are observed, and the next
+    motion is the chain of the motions between neighbouring frames, exactly as stepping them."""
+    every = DepthPoseEstimator.from_checkpoint(tiny_checkpoint)
+    motions = [every.step(image, frames.K).T_prev_cur for image in frames.images]
+    chained = motions[1] @ motions[2] @ motions[3]
+    dropping = DepthPoseEstimator.from_checkpoint(tiny_checkpoint)
+    assert dropping.step(frames.images[0], frames.K).T_prev_cur is None
+    dropping.observe(frames.images[1], frames.K)
+    dropping.observe(frames.images[2], frames.K)
+    out = dropping.step(frames.images[3], frames.K)
+    np.testing.assert_allclose(out.T_prev_cur, chained, atol=1e-6)
+    # a stream whose first frames are only observed has no motion at its first step
+    dropping.reset()
+    dropping.observe(frames.images[0], frames.K)
+    assert dropping.step(frames.images[1], frames.K).T_prev_cur is None
+    assert _is_se3(dropping.step(frames.images[2], frames.K).T_prev_cur)
+
+
 def test_first_motion_of_a_stream_is_as_long_as_inside_a_full_snippet() -> None:
     """The packaged model on a held-out street: the first motion of a stream (older frames
     mirrored) against the same motion seen with its real predecessor; repeating the first

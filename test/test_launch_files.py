@@ -29,6 +29,7 @@ from sfm_ros.messages import matrix_from_transform
 from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.frame_pipeline import OUTPUT_TYPES, OUTPUTS
 from sfm_ros.ros.node_utils import (
+    DepthNodeConfig,
     NodeConfig,
     parameter_specs,
     parameter_value,
@@ -328,7 +329,7 @@ def load_params(key: str = NODE_KEY) -> dict:
 
 def test_params_file_lists_every_parameter_with_its_default():
     params = load_params()
-    specs = parameter_specs(PipelineConfig) + parameter_specs(NodeConfig)
+    specs = parameter_specs(PipelineConfig) + parameter_specs(DepthNodeConfig)
     # Empty lists cannot be written in a ROS parameter file: they stay commented out.
     listed = {s.name for s in specs if s.default != []}
     assert set(params) == listed
@@ -437,12 +438,13 @@ def test_parameter_value_normalises_rclpy_values():
         ({"image_qos": "fast"}, "image_qos"),
         ({"queue_depth": 0}, "queue_depth"),
         ({"diagnostics_period": 0.0}, "diagnostics_period"),
+        ({"max_observed_frames": -1}, "max_observed_frames"),
     ],
 )
 def test_node_config_validation(kwargs, match):
-    NodeConfig().validate()
+    DepthNodeConfig().validate()
     with pytest.raises(ConfigError, match=match):
-        NodeConfig(**kwargs).validate()
+        DepthNodeConfig(**kwargs).validate()
 
 
 def test_matrix_from_transform_round_trips():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -157,6 +158,61 @@ def test_refined_pose_and_confidence_on_demand(ros, tiny_checkpoint, pose_source
         assert np.all((values >= 0) & (values <= 1))
         assert np.all(np.isfinite(got["odom"][-1].pose.covariance))
         assert node.cfg.rectified == "true"
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+
+
+@pytest.mark.parametrize("max_observed", [30, 2])
+def test_frames_that_arrive_while_busy_are_observed(ros, tiny_checkpoint, max_observed):
+    """A worker slower than the camera processes the newest frame and shows the pose network
+    those that arrived meanwhile (at most ``max_observed_frames``; older ones are dropped)."""
+    node = DepthOdometryNode(
+        parameter_overrides=[
+            Parameter("checkpoint", value=str(tiny_checkpoint)),
+            Parameter("device", value="cpu"),
+            Parameter("max_observed_frames", value=max_observed),
+        ]
+    )
+    probe = rclpy.create_node("probe_busy")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.add_node(probe)
+    process = node.pipeline.process
+    busy, all_sent = threading.Event(), threading.Event()
+
+    def slow_process(*args, **kwargs):
+        busy.set()
+        all_sent.wait(timeout=30.0)  # the worker is busy until the other frames have arrived
+        return process(*args, **kwargs)
+
+    node.pipeline.process = slow_process
+    try:
+        image_pub = probe.create_publisher(Image, "image", qos_profile("sensor_data", 5))
+        info_pub = probe.create_publisher(CameraInfo, "camera_info", qos_profile("sensor_data", 5))
+        assert spin_until(executor, lambda: image_pub.get_subscription_count() > 0)
+        assert spin_until(executor, lambda: info_pub.get_subscription_count() > 0)
+        types = rclpy_types()
+        seq = render_sequence("street", 8, seed=0, height=64, width=96)
+        for k, (image, stamp_ns) in enumerate(zip(seq.images, seq.stamps_ns, strict=True)):
+            hdr = header(types, int(stamp_ns), FRAME)
+            info_pub.publish(camera_info_msg(types, seq.K, 96, 64, hdr))
+            executor.spin_once(timeout_sec=0.05)
+            received = node.frames_received
+            image_pub.publish(numpy_to_image(types, image, "rgb8", hdr))
+            assert spin_until(executor, lambda r=received: node.frames_received > r)
+            if k == 0:
+                assert busy.wait(timeout=20.0)  # the worker took the first frame
+        all_sent.set()
+        stats = node.pipeline.stats
+        # the first frame, then the newest once the worker is free
+        assert spin_until(executor, lambda: stats.frames_processed == 2)
+        time.sleep(0.5)  # nothing more comes
+        assert stats.frames_processed == 2 and stats.frames_in == 8 - node.frames_dropped
+        assert stats.frames_observed == min(6, max_observed)
+        assert node.frames_dropped == 6 - min(6, max_observed)
+        assert stats.resets == 0 or max_observed < 6  # a gap only where frames were dropped
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import logging
@@ -29,7 +30,7 @@ from sfm_ros.core.synthetic.imu import gyro_samples
 from sfm_ros.core.undistort import undistorter_for
 from sfm_ros.pipeline import frame_pipeline as pl
 from sfm_ros.pipeline.config import PipelineConfig
-from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, has_content
 
 TYPES = cv.rosbags_types(get_typestore(Stores.ROS2_HUMBLE))
 FRAME = "camera_optical_frame"
@@ -240,8 +241,34 @@ class GroundTruthEstimator:
         self.prev = i
         return EstimatorOutput(depth.astype(np.float32), T, stamp_ns, self.model_version)
 
+    def observe(self, image, K) -> None:
+        """The true motion needs no intermediate frame."""
+
     def reset(self) -> None:
         self.prev = None
+
+
+def test_frames_observed_while_busy_keep_the_stream_continuous(street):
+    # A node slower than its camera processes the newest frame only; the frames it observes
+    # in between set the stream's gaps (0.3 s here, below max_time_gap_s) instead of its
+    # processing time (0.9 s from one processed frame to the next, above it).
+    stamps = [int(k * 0.3e9) for k in range(len(street.images))]
+    slow = copy.copy(street)
+    slow.stamps_ns = np.array(stamps)
+    results = {}
+    for observe in (True, False):
+        pipe = make(GroundTruthEstimator(slow), anchor_length=False, max_time_gap_s=0.5)
+        pipe.on_camera_info(info_msg(street.K, 96, 32))
+        pipe.process(image_msg(street.images[0], stamps[0]))
+        if observe:
+            for k in (1, 2):
+                pipe.observe(image_msg(street.images[k], stamps[k]))
+        results[observe] = pipe.process(image_msg(street.images[3], stamps[3]))
+        assert pipe.stats.resets == (0 if observe else 1)
+        assert pipe.stats.frames_observed == (2 if observe else 0)
+    assert results[False].T_prev_cur is None  # the gap reset the chain
+    true = se3_inverse(street.T_world_cam[0]) @ street.T_world_cam[3]
+    np.testing.assert_allclose(results[True].T_prev_cur[:3, :3], true[:3, :3], atol=2e-3)
 
 
 def test_a_repeated_frame_is_skipped_and_the_next_motion_spans_both_intervals(street):
@@ -260,6 +287,29 @@ def test_a_repeated_frame_is_skipped_and_the_next_motion_spans_both_intervals(st
     np.testing.assert_allclose(results[4].T_prev_cur[:3, :3], true[:3, :3], atol=1e-6)
     np.testing.assert_allclose(results[4].T_prev_cur[:3, 3], UNKNOWN * true[:3, 3], atol=1e-6)
     assert "repeated=1" in pipe.diagnostics()["skipped by reason"]
+
+
+def test_an_image_that_shows_nothing_is_skipped_and_the_next_motion_spans_it(street):
+    # A covered lens or a black or saturated frame has no depth or motion to measure: the
+    # networks would only guess (on KITTI 00 three black frames turned the heading by 5 deg).
+    pipe = make(GroundTruthEstimator(street), anchor_length=False)  # the true lengths
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    rng = np.random.default_rng(0)
+    images = list(street.images)
+    images[2] = np.clip(rng.normal(6, 3, images[2].shape), 0, 255).astype(np.uint8)  # dark noise
+    images[3] = np.full_like(images[3], 255)  # saturated
+    dark = (images[4] * 0.3).astype(np.uint8)  # a dark frame of the scene still shows it
+    assert has_content(dark) and not has_content(images[2]) and not has_content(images[3])
+    results = [
+        pipe.process(image_msg(im, int(t))) for im, t in zip(images, street.stamps_ns, strict=True)
+    ]
+    assert results[2] is None and results[3] is None
+    assert pipe.stats.skipped_by_reason["no_content"] == 2
+    true = se3_inverse(street.T_world_cam[1]) @ street.T_world_cam[4]  # three intervals
+    np.testing.assert_allclose(results[4].T_prev_cur[:3, :3], true[:3, :3], atol=2e-3)
+    t = results[4].T_prev_cur[:3, 3]
+    assert np.linalg.norm(t - UNKNOWN * true[:3, 3]) < 0.05 * np.linalg.norm(UNKNOWN * true[:3, 3])
+    assert "no_content=2" in pipe.diagnostics()["skipped by reason"]
 
 
 def gt_base_poses(seq) -> np.ndarray:
@@ -1135,7 +1185,10 @@ def test_anchored_length_holds_where_the_tracker_fails(monkeypatch):
 @pytest.mark.parametrize("pose_source", ["refined", "refined_rotation", "fused"])
 def test_refinement_falls_back_on_blank_frames_without_jumps(street_large, pose_source):
     seq = street_large
-    blank = np.full_like(seq.images, 128)
+    # no texture, but not nothing to see (an image showing nothing is skipped): a faint ramp
+    ramp = np.linspace(100, 160, seq.images.shape[2]).round()
+    frames = np.arange(len(seq.images))[:, None, None, None]  # one grey level apart: no repeats
+    blank = np.broadcast_to(ramp[None, None, :, None] + frames, seq.images.shape).astype(np.uint8)
     pipe = make(NoisyMotionEstimator(seq), pose_source=pose_source)
     results = run_sequence(pipe, seq, blank)
     net = NoisyMotionEstimator(seq)

@@ -8,6 +8,7 @@ Each frame becomes a ``sensor_msgs/Image`` and a ``CameraInfo`` message and goes
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from rosbags.typesys import Stores, get_typestore
 
@@ -41,13 +42,20 @@ class PipelinePredictor:
         self.estimator.reset()
         self.pipeline = DepthOdometryPipeline(self.cfg, self.types, self.estimator, self.log)
 
-    def predict(self, frame: Frame) -> Prediction | None:
+    def _message(self, frame: Frame) -> Any:
+        """The frame as an Image message, its CameraInfo queued."""
         height, width = frame.image.shape[:2]
         header = cv.header(self.types, frame.stamp_ns, FRAME_ID)
         camera = Camera(frame.K, width, height)
         self.pipeline.on_camera_info(cv.camera_info_msg(self.types, camera, header))
-        image = cv.numpy_to_image(self.types, frame.image, "rgb8", header)
-        result = self.pipeline.process(image, outputs=set())
+        return cv.numpy_to_image(self.types, frame.image, "rgb8", header)
+
+    def observe(self, frame: Frame) -> None:
+        """A frame the node would not process (`DepthOdometryPipeline.observe`)."""
+        self.pipeline.observe(self._message(frame))
+
+    def predict(self, frame: Frame) -> Prediction | None:
+        result = self.pipeline.process(self._message(frame), outputs=set())
         if result is None:
             return None
         return Prediction(result.depth_m, result.T_prev_cur)

@@ -38,6 +38,9 @@ vehicle's inertia, `core/velocity_filter.py`).
 
 An image identical to the previous one of its camera (a repeated frame) is skipped: it shows
 no motion although the camera may have moved, so the next image's motion spans both intervals.
+So is an image that shows nothing (`has_content`: a covered lens, a black or saturated frame),
+whose depth and motion the networks would only guess (on KITTI 00 three black frames turned
+the published heading by 5 degrees); a longer gap than ``max_time_gap_s`` then resets the chain.
 
 Image outputs have the input image's stamp, frame_id and resolution (REP 118). A distorted
 input (CameraInfo D not zero and ``rectified`` not "true") is undistorted first, so every output
@@ -61,6 +64,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from sfm_ros import messages as cv
@@ -105,6 +109,8 @@ class PipelineStats:
 
     frames_in: int = 0
     frames_processed: int = 0
+    frames_observed: int = 0
+    """Seen by the pose network only (`DepthOdometryPipeline.observe`)."""
     frames_skipped: int = 0
     resets: int = 0
     last_latency_s: float = 0.0
@@ -171,6 +177,23 @@ class PipelineResult:
     camera: Camera | None = None
     """Pinhole camera of `image` and `depth_m` (what ``depth/camera_info`` describes)."""
     odometry: OdometryState | None = None
+
+
+MIN_CONTENT_GREY_LEVELS = 12
+"""Spread of an image's grey levels (1st to 99th percentile of 4x4 block means, of 255) below
+which it has nothing to measure: a covered lens, a black or saturated frame (sensor noise of
+up to about 10 grey levels included). Camera frames of real scenes span 100 to 250."""
+
+
+def has_content(image: np.ndarray) -> bool:
+    """Whether an (H, W, 3) uint8 image shows anything (`MIN_CONTENT_GREY_LEVELS`)."""
+    green = np.ascontiguousarray(image[..., 1])
+    height, width = green.shape
+    if min(height, width) >= 8:
+        size = (width // 4, height // 4)
+        green = cv2.resize(green, size, interpolation=cv2.INTER_AREA)
+    low, high = np.percentile(green, [1, 99])
+    return high - low >= MIN_CONTENT_GREY_LEVELS
 
 
 def is_repeat(previous: np.ndarray | None, image: np.ndarray) -> bool:
@@ -268,6 +291,7 @@ class DepthOdometryPipeline:
         )
         self._side_inputs: deque[tuple[str, Any]] = deque(maxlen=SIDE_INPUT_QUEUE)
         self._last: tuple[str, tuple[int, int], int] | None = None  # frame_id, (H, W), stamp
+        self._last_processed_stamp: int | None = None  # the motion's start; None after a reset
         self._previous_image: tuple[str, np.ndarray] | None = None  # frame_id, decoded rgb8
         self._stamps: deque[int] = deque(maxlen=30)
         self._latencies: deque[float] = deque(maxlen=30)
@@ -388,7 +412,7 @@ class DepthOdometryPipeline:
         self.odometry.reset()
         self.velocity_smoother.reset()
         self.odometry_scale.reset()
-        self._last = self._previous_image = None
+        self._last = self._previous_image = self._last_processed_stamp = None
         self.stats.resets += 1
         self.log.warning("%s: pose history reset (odometry continues from its last pose)", reason)
 
@@ -485,23 +509,11 @@ class DepthOdometryPipeline:
         }
         return {name for name in OUTPUTS if flags.get(name, True)}
 
-    def process(self, image_msg: Any, outputs: set[str] | None = None) -> PipelineResult | None:
-        """Run one ``sensor_msgs/Image`` or ``CompressedImage``; None when it is skipped.
-
-        Args:
-            outputs: output names wanted (e.g. those with subscribers); None = all enabled.
-        """
-        t0 = time.perf_counter()
-        self.stats.frames_in += 1
-        wanted = self.enabled_outputs()
-        if outputs is not None:
-            if unknown := set(outputs) - set(OUTPUTS):
-                raise InputError(f"unknown outputs {sorted(unknown)}; known: {OUTPUTS}")
-            wanted &= set(outputs)
-        if not self._extrinsics_given:
-            self._assume_extrinsics()
+    def _admit(self, image_msg: Any) -> tuple[np.ndarray, Camera, np.ndarray | None, int] | None:
+        """A new image's pinhole pixels, camera, valid mask (None: all valid) and stamp; None
+        when it is skipped (undecodable, showing nothing, a repeat, no camera). The stream's
+        continuity is checked against the last image admitted, processed or observed."""
         self._apply_side_inputs()
-
         stamp_ns = cv.stamp_to_ns(image_msg.header.stamp)
         in_frame = image_msg.header.frame_id
         self._stamps.append(stamp_ns)
@@ -512,6 +524,15 @@ class DepthOdometryPipeline:
                 decoded = cv.image_to_rgb8(image_msg)
         except InputError as exc:
             self._skip("decode", "decode:" + str(exc).split(":")[0], str(exc))
+            return None
+        if not has_content(decoded):
+            self._skip(
+                "no_content",
+                "no_content",
+                f"the image shows nothing (its grey levels span under {MIN_CONTENT_GREY_LEVELS} "
+                "of 255: a covered lens, a black or saturated frame); the next image's motion "
+                "covers the interval",
+            )
             return None
         previous = self._previous_image
         if previous is not None and previous[0] == in_frame and is_repeat(previous[1], decoded):
@@ -528,6 +549,48 @@ class DepthOdometryPipeline:
         image, camera, valid = pinhole
         H, W = image.shape[:2]
         self._check_continuity(in_frame, (H, W), stamp_ns)
+        self._last = (in_frame, (H, W), stamp_ns)
+        self._previous_image = (in_frame, decoded.copy())  # the message's buffer may be reused
+        return image, camera, valid, stamp_ns
+
+    def observe(self, image_msg: Any) -> None:
+        """An image that will not be processed (the node is behind its camera and keeps only
+        the newest): the pose network still sees it (`DepthOdometryPipeline.process`'s next
+        motion then chains motions between neighbouring frames, the baselines it learnt), and
+        the stream's continuity is judged on the camera's intervals, not on how long a frame
+        takes to process. Nothing is published."""
+        self.stats.frames_in += 1
+        admitted = self._admit(image_msg)
+        if admitted is None:
+            return
+        image, camera, _, _ = admitted
+        try:
+            self.estimator.observe(image, camera)
+        except InputError as exc:
+            self._skip("inference", "inference", str(exc))
+            return
+        self.stats.frames_observed += 1
+
+    def process(self, image_msg: Any, outputs: set[str] | None = None) -> PipelineResult | None:
+        """Run one ``sensor_msgs/Image`` or ``CompressedImage``; None when it is skipped.
+
+        Args:
+            outputs: output names wanted (e.g. those with subscribers); None = all enabled.
+        """
+        t0 = time.perf_counter()
+        self.stats.frames_in += 1
+        wanted = self.enabled_outputs()
+        if outputs is not None:
+            if unknown := set(outputs) - set(OUTPUTS):
+                raise InputError(f"unknown outputs {sorted(unknown)}; known: {OUTPUTS}")
+            wanted &= set(outputs)
+        if not self._extrinsics_given:
+            self._assume_extrinsics()
+        admitted = self._admit(image_msg)
+        if admitted is None:
+            return None
+        image, camera, valid, stamp_ns = admitted
+        in_frame = image_msg.header.frame_id
         t1 = time.perf_counter()
 
         try:
@@ -535,9 +598,7 @@ class DepthOdometryPipeline:
         except InputError as exc:
             self._skip("inference", "inference", str(exc))
             return None
-        last_stamp = self._last[2] if self._last is not None else None
-        self._last = (in_frame, (H, W), stamp_ns)
-        self._previous_image = (in_frame, decoded.copy())  # the message's buffer may be reused
+        last_stamp, self._last_processed_stamp = self._last_processed_stamp, stamp_ns
         if valid is not None:  # undistorted pixels sampled outside the raw image
             out.depth_m[~valid] = np.nan
         R_gyro = None  # the gyro's rotation over the frame interval, bias not removed
@@ -856,6 +917,7 @@ class DepthOdometryPipeline:
             "last latency (ms)": f"{1e3 * s.last_latency_s:.1f}",
             "frames in": str(s.frames_in),
             "frames processed": str(s.frames_processed),
+            "frames observed (pose network only)": str(s.frames_observed),
             "frames skipped": str(s.frames_skipped),
             "skipped by reason": ", ".join(
                 f"{k}={v}" for k, v in sorted(s.skipped_by_reason.items())

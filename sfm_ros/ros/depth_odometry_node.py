@@ -25,10 +25,14 @@ Published topics (reliable):
 
 Parameters: every field of :class:`~sfm_ros.pipeline.config.PipelineConfig` (see its
 descriptions, or ``ros2 param describe /depth_odometry <name>``) plus image_qos
-(``sensor_data``), queue_depth (5) and diagnostics_period (1.0 s). Defaults: config/sfm.yaml.
+(``sensor_data``), queue_depth (5), diagnostics_period (1.0 s) and max_observed_frames (30).
+Defaults: config/sfm.yaml.
 
-Images are decoded and run on a worker thread: the callback only keeps the newest frame (older
-ones are counted as dropped), so the executor never waits on the network. The camera_info,
+Images are decoded and run on a worker thread, so the executor never waits on the network: the
+callback queues frames, and the worker processes the newest and shows those that arrived while
+it was busy to the pose network alone (`DepthOdometryPipeline.observe`, at most
+``max_observed_frames``; older ones are dropped), whose motion then chains motions between
+neighbouring frames, the baselines it learnt. The camera_info,
 external_odom and imu callbacks only queue their message for that worker (the pipeline's
 threading rule: its state belongs to the worker).
 """
@@ -53,7 +57,7 @@ from sfm_ros.messages import matrix_from_transform, rclpy_types
 from sfm_ros.pipeline.config import PipelineConfig
 from sfm_ros.pipeline.frame_pipeline import OUTPUT_TYPES, DepthOdometryPipeline
 from sfm_ros.ros.node_utils import (
-    NodeConfig,
+    DepthNodeConfig,
     declare_parameters,
     latched_qos,
     qos_profile,
@@ -80,7 +84,7 @@ class DepthOdometryNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("depth_odometry", **kwargs)
         self.cfg = PipelineConfig.from_mapping(declare_parameters(self, PipelineConfig))
-        self.node_cfg = NodeConfig(**declare_parameters(self, NodeConfig))
+        self.node_cfg = DepthNodeConfig(**declare_parameters(self, DepthNodeConfig))
         self.node_cfg.validate()
         log = ros_logging_bridge(self.get_logger(), f"sfm_ros.{self.get_name()}")
         self.pipeline = DepthOdometryPipeline(self.cfg, rclpy_types(), logger=log)
@@ -88,7 +92,7 @@ class DepthOdometryNode(Node):
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._frame: Any = None
+        self._frames: list[Any] = []  # arrived since the worker last took them, oldest first
         self._model_path: str | None = None
         self.frames_received = 0
         self.frames_dropped = 0
@@ -132,12 +136,14 @@ class DepthOdometryNode(Node):
 
     # ------------------------------------------------------------------ callbacks
     def _on_image(self, msg: Any) -> None:
-        """Keep only the newest frame; the worker picks it up."""
+        """Queue the frame (the newest and at most ``max_observed_frames`` before it); the
+        worker picks them up."""
         with self._lock:
             self.frames_received += 1
-            if self._frame is not None:
+            self._frames.append(msg)
+            if len(self._frames) > self.node_cfg.max_observed_frames + 1:
+                self._frames.pop(0)
                 self.frames_dropped += 1
-            self._frame = msg
         self._wake.set()
 
     def _on_model_update(self, msg: String) -> None:
@@ -151,16 +157,18 @@ class DepthOdometryNode(Node):
             self._wake.wait()
             self._wake.clear()  # before taking the slots: a later frame sets it again
             with self._lock:
-                frame, self._frame = self._frame, None
+                frames, self._frames = self._frames, []
                 model_path, self._model_path = self._model_path, None
             if self._stop.is_set():
                 return
             if model_path:
                 self._load_model(model_path)
-            if frame is None:
+            if not frames:
                 continue
             try:
-                self._process(frame)
+                for msg in frames[:-1]:
+                    self._observe(msg)
+                self._process(frames[-1])
                 self._worker_error = None
             except Exception as exc:  # e.g. CUDA out of memory: report, keep serving frames
                 self._worker_error = f"{type(exc).__name__}: {exc}"
@@ -176,6 +184,12 @@ class DepthOdometryNode(Node):
             self.get_logger().error(
                 f"model update {path} rejected: {reason}; the current model stays in service"
             )
+
+    def _observe(self, msg: Any) -> None:
+        try:
+            self.pipeline.observe(msg)
+        except SfmError as exc:
+            self.get_logger().warning(f"frame not observed: {exc}", throttle_duration_sec=5.0)
 
     def _process(self, msg: Any) -> None:
         camera_frame = self.cfg.camera_frame or msg.header.frame_id
