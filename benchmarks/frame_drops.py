@@ -3,14 +3,16 @@ frame interval processes the newest image and drops the others, so the intervals
 frames it sees vary.
 
     OMP_NUM_THREADS=1 python benchmarks/frame_drops.py --data CLIP [CLIP ...] \\
-        [--params config/sfm.yaml] [--set key=value ...] [--render-size HxW] [--seed 0]
+        [--params config/sfm.yaml] [--set key=value ...] [--render-size HxW] [--seed 0] \\
+        [--longest 3] [--observe]
 
 `sfm-ros eval pose` (the node's pipeline, ground truth at the frames kept) on each clip with
 every frame, every second frame, and a seeded irregular pattern that keeps the next frame after
-1, 2 or 3 intervals at random (what a node taking 1-3 frame intervals per frame sees);
+1 to ``--longest`` intervals at random (what a node taking 1-3 frame intervals per frame sees;
+a 30 Hz camera feeding a node at 4-6 Hz: 5-8);
 constant velocity and ORB + E on the same frames beside it. With ``--observe`` the frames
-left out are given to `DepthOdometryPipeline.observe` as a live node does with the frames it
-drops (the pose network sees them; nothing else).
+left out are given to `DepthOdometryPipeline.catch_up` as a live node does with the frames it
+fell behind on (the pose network sees those it needs; nothing else).
 """
 
 from __future__ import annotations
@@ -64,22 +66,21 @@ class Observing:
     def predict(self, frame: Frame):
         i = self.index[frame.stamp_ns]
         if self.last is not None:
-            for j in range(self.last + 1, i):
-                self.predictor.observe(self.seq.load(j))
+            self.predictor.catch_up([self.seq.load(j) for j in range(self.last + 1, i)])
         self.last = i
         return self.predictor.predict(frame)
 
 
-def patterns(seq: FrameSequence, seed: int) -> list[Kept]:
-    """Every frame, every second one, and 1-3 intervals at random."""
+def patterns(seq: FrameSequence, seed: int, longest: int = 3) -> list[Kept]:
+    """Every frame, every second one, and 1 to ``longest`` intervals at random."""
     rng = np.random.default_rng(seed)
     irregular = [0]
-    while irregular[-1] + 3 < len(seq):
-        irregular.append(irregular[-1] + int(rng.integers(1, 4)))
+    while irregular[-1] + longest < len(seq):
+        irregular.append(irregular[-1] + int(rng.integers(1, longest + 1)))
     return [
         Kept(seq, list(range(len(seq))), "every frame"),
         Kept(seq, list(range(0, len(seq), 2)), "every second frame"),
-        Kept(seq, irregular, "1-3 intervals"),
+        Kept(seq, irregular, f"1-{longest} intervals"),
     ]
 
 
@@ -92,12 +93,14 @@ def main() -> int:
     parser.add_argument("--render-size", type=image_size, help="HxW of synthetic clips")
     parser.add_argument("--seed", type=int, default=0, help="of the irregular pattern")
     parser.add_argument("--observe", action="store_true", help="observe the frames left out")
+    parser.add_argument("--longest", type=int, default=3, help="longest gap, in intervals")
     args = parser.parse_args()
     predictor = PipelinePredictor(pipeline_config(args.params, args.set, args.checkpoint))
     height, width = args.render_size or (predictor.estimator.height, predictor.estimator.width)
     for seq in open_sources(args.data, height=height, width=width):
         model = Observing(predictor, seq) if args.observe else predictor
-        report = evaluate_pose_sequences(model, patterns(seq, args.seed), progress=False)
+        kept = patterns(seq, args.seed, args.longest)
+        report = evaluate_pose_sequences(model, kept, progress=False)
         for name, entry in report["sequences"].items():
             for method, figures in entry.items():
                 if method == "model" or method.startswith("baseline"):

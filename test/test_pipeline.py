@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import io
 import logging
+import math
 import sys
 import threading
 import time
@@ -269,6 +270,44 @@ def test_frames_observed_while_busy_keep_the_stream_continuous(street):
     assert results[False].T_prev_cur is None  # the gap reset the chain
     true = se3_inverse(street.T_world_cam[0]) @ street.T_world_cam[3]
     np.testing.assert_allclose(results[True].T_prev_cur[:3, :3], true[:3, :3], atol=2e-3)
+
+
+class ScaledMotionEstimator(GroundTruthEstimator):
+    """The true depth and ``factor`` times the true translation: a camera ``factor`` times as
+    fast through the same scene (the networks' units: UNKNOWN)."""
+
+    def __init__(self, seq, factor: float) -> None:
+        super().__init__(seq)
+        self.factor = factor
+
+    def step(self, image, K, stamp_ns, with_flow=False) -> EstimatorOutput:
+        out = super().step(image, K, stamp_ns, with_flow)
+        if out.T_prev_cur is not None:
+            out.T_prev_cur[:3, 3] *= self.factor
+        return out
+
+
+@pytest.mark.parametrize("factor", [0.05, 1.0, 3.0])
+def test_catch_up_shows_the_pose_network_pairs_as_long_as_it_learnt(street, factor):
+    # The frames a node fell behind on: every h-th is observed, h the camera intervals it takes
+    # to move MIN_PAIR_BASELINE of the median depth (a slow camera: none, one longer pair).
+    pipe = make(
+        ScaledMotionEstimator(street, factor), pose_source="network", depth_source="network"
+    )
+    pipe.on_camera_info(info_msg(street.K, 96, 32))
+    msgs = [image_msg(im, int(t)) for im, t in zip(street.images, street.stamps_ns, strict=True)]
+    for msg in msgs[:2]:
+        assert pipe.process(msg) is not None
+    T = se3_inverse(street.T_world_cam[0]) @ street.T_world_cam[1]
+    depth = np.nanmedian(np.where(street.depth_m[1] > 0, street.depth_m[1], np.nan)[::8, ::8])
+    stride = max(math.ceil(pl.MIN_PAIR_BASELINE / (factor * np.linalg.norm(T[:3, 3]) / depth)), 1)
+    pipe.catch_up(msgs[2:5])
+    observed = len(range(3 - stride, -1, -stride))
+    assert pipe.stats.frames_observed == observed
+    assert pipe.stats.frames_passed_over == 3 - observed
+    assert {0.05: 0, 3.0: 3}.get(factor, observed) == observed  # a slow and a fast camera
+    result = pipe.process(msgs[5])
+    assert result.T_prev_cur is not None and pipe.stats.resets == 0
 
 
 def test_a_repeated_frame_is_skipped_and_the_next_motion_spans_both_intervals(street):

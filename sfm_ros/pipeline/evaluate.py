@@ -50,9 +50,9 @@ class PipelinePredictor:
         self.pipeline.on_camera_info(cv.camera_info_msg(self.types, camera, header))
         return cv.numpy_to_image(self.types, frame.image, "rgb8", header)
 
-    def observe(self, frame: Frame) -> None:
-        """A frame the node would not process (`DepthOdometryPipeline.observe`)."""
-        self.pipeline.observe(self._message(frame))
+    def catch_up(self, frames: list[Frame]) -> None:
+        """Frames the node fell behind on (`DepthOdometryPipeline.catch_up`), oldest first."""
+        self.pipeline.catch_up([self._message(frame) for frame in frames])
 
     def predict(self, frame: Frame) -> Prediction | None:
         result = self.pipeline.process(self._message(frame), outputs=set())

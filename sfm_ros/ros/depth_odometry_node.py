@@ -29,10 +29,10 @@ descriptions, or ``ros2 param describe /depth_odometry <name>``) plus image_qos
 Defaults: config/sfm.yaml.
 
 Images are decoded and run on a worker thread, so the executor never waits on the network: the
-callback queues frames, and the worker processes the newest and shows those that arrived while
-it was busy to the pose network alone (`DepthOdometryPipeline.observe`, at most
-``max_observed_frames``; older ones are dropped), whose motion then chains motions between
-neighbouring frames, the baselines it learnt. The camera_info,
+callback queues frames, and the worker processes the newest after showing the pose network
+those that arrived while it was busy (`DepthOdometryPipeline.catch_up`, at most
+``max_observed_frames``; older ones are dropped) that keep its pairs as long as the motions it
+learnt. The camera_info,
 external_odom and imu callbacks only queue their message for that worker (the pipeline's
 threading rule: its state belongs to the worker).
 """
@@ -166,8 +166,7 @@ class DepthOdometryNode(Node):
             if not frames:
                 continue
             try:
-                for msg in frames[:-1]:
-                    self._observe(msg)
+                self._catch_up(frames[:-1])
                 self._process(frames[-1])
                 self._worker_error = None
             except Exception as exc:  # e.g. CUDA out of memory: report, keep serving frames
@@ -185,11 +184,11 @@ class DepthOdometryNode(Node):
                 f"model update {path} rejected: {reason}; the current model stays in service"
             )
 
-    def _observe(self, msg: Any) -> None:
+    def _catch_up(self, msgs: list[Any]) -> None:
         try:
-            self.pipeline.observe(msg)
+            self.pipeline.catch_up(msgs)
         except SfmError as exc:
-            self.get_logger().warning(f"frame not observed: {exc}", throttle_duration_sec=5.0)
+            self.get_logger().warning(f"frames not observed: {exc}", throttle_duration_sec=5.0)
 
     def _process(self, msg: Any) -> None:
         camera_frame = self.cfg.camera_frame or msg.header.frame_id

@@ -47,11 +47,12 @@ class DepthNodeConfig(NodeConfig):
 
     max_observed_frames: int = param(
         30,
-        "frames that arrive while the worker is busy are shown to the pose network alone "
-        "(3-8 ms each on one CPU thread) before the newest is processed, at most this many: its "
-        "motion then chains motions between neighbouring frames, the baselines it learnt (a "
-        "synthetic street processed at every 1-3 frames: 5-frame ATE 0.18 -> 0.03), and the "
-        "stream's gaps are the camera's; 0 = only the newest frame is used",
+        "frames that arrive while the worker is busy, at most this many, are kept for the "
+        "pose network (3-8 ms each on one CPU thread) before the newest is processed: it sees "
+        "those that make its pairs as long as the motions it learnt (every one for a car at "
+        "10 Hz, about every tenth for a handheld camera at 30 Hz), and the stream's gaps are "
+        "the camera's (a synthetic street processed at every 1-3 frames: 5-frame ATE 0.18 -> "
+        "0.03); 0 = only the newest frame is used",
     )
 
     def validate(self) -> None:
