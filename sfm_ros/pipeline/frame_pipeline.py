@@ -588,10 +588,10 @@ class DepthOdometryPipeline:
         newest (processed next): the node fell behind its camera. The pose network sees every
         h-th of them (`observe`), counted back from the newest, h the camera intervals in which
         the camera moves `MIN_PAIR_BASELINE` of the scene's median depth, as measured on the
-        frames processed (1 until then): a car at 10 Hz moves that in one interval, and
-        the network then measures a chain of neighbouring pairs (across a gap it
-        underestimated the motion by half); a handheld camera at 30 Hz takes 8-15, and one
-        longer pair is measured better than a chain of short ones (7-Scenes)."""
+        frames processed (1 until then): a car at 10 Hz moves that in one interval, and the
+        network then measures a chain of neighbouring pairs (across a gap it underestimated
+        the motion by half); 7-Scenes' handheld camera at 30 Hz takes 2-20 (median 4), and one
+        longer pair is measured better than a chain of short ones."""
         stride = self._observation_stride()
         chosen = set(range(len(image_msgs) - stride, -1, -stride))
         for k, msg in enumerate(image_msgs):

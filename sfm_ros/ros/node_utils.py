@@ -50,7 +50,7 @@ class DepthNodeConfig(NodeConfig):
         "frames that arrive while the worker is busy, at most this many, are kept for the "
         "pose network (3-8 ms each on one CPU thread) before the newest is processed: it sees "
         "those that make its pairs as long as the motions it learnt (every one for a car at "
-        "10 Hz, about every tenth for a handheld camera at 30 Hz), and the stream's gaps are "
+        "10 Hz, every 2nd to 20th for a handheld camera at 30 Hz), and the stream's gaps are "
         "the camera's (a synthetic street processed at every 1-3 frames: 5-frame ATE 0.18 -> "
         "0.03); 0 = only the newest frame is used",
     )
