@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from sfm_ros.core.evaluate import CLASSICAL, evaluate_pose_sequences
+from sfm_ros.core.evaluate import CLASSICAL, POSE_FIGURES, evaluate_pose_sequences
 from sfm_ros.core.metrics import format_table
 from sfm_ros.messages.sources import open_source
 from sfm_ros.pipeline.config import PipelineConfig
@@ -29,7 +29,6 @@ CLIPS = (
     "synthetic:street:61:1000",
     "synthetic:field:61:1000",
 )
-KEYS = ("ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent", "r_err_deg_per_100m")
 
 
 def main() -> int:
@@ -47,10 +46,10 @@ def main() -> int:
             report = evaluate_pose_sequences(PipelinePredictor(cfg), seqs, progress=False)
             for name, entry in report["sequences"].items():
                 label = f"{name}, fuse_translation {str(fuse).lower()}"
-                rows[label] = {k: entry["model"][k] for k in KEYS}
+                rows[label] = {k: entry["model"][k] for k in POSE_FIGURES}
                 if fuse:
                     for base in ("baseline: constant velocity", CLASSICAL):
-                        rows[f"{name}, {base}"] = {k: entry[base][k] for k in KEYS}
+                        rows[f"{name}, {base}"] = {k: entry[base][k] for k in POSE_FIGURES}
         print(format_table(rows), flush=True)
     return 0
 

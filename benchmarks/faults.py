@@ -25,13 +25,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from sfm_ros.core.data.sequence import Frame, FrameSequence
-from sfm_ros.core.evaluate import evaluate_pose_sequences
+from sfm_ros.core.evaluate import POSE_FIGURES, evaluate_pose_sequences
 from sfm_ros.core.metrics import rotation_error_deg
 from sfm_ros.messages.sources import open_source
 from sfm_ros.pipeline.evaluate import PipelinePredictor
 from sfm_ros.pipeline.params_file import pipeline_config
-
-METRICS = ("ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent", "r_err_deg_per_100m")
 
 
 def _gain(gain: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -179,7 +177,7 @@ def main() -> int:
     for name, entry in report["sequences"].items():
         for method, figures in entry.items():
             if method == "model" or (method.startswith("baseline") and name == clean.name):
-                values = " / ".join(f"{figures[k]:.4g}" for k in METRICS)
+                values = " / ".join(f"{figures[k]:.4g}" for k in POSE_FIGURES)
                 print(f"{name}, {method}: {values}")
     print("(ATE5 / RE / Sim(3) ATE / t_err / r_err)\n")
     for label, seq in (("clean", Faulted(clean, ())), ("faults", faulted)):

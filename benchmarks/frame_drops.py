@@ -24,12 +24,10 @@ import numpy as np
 
 from sfm_ros.cli import image_size
 from sfm_ros.core.data.sequence import Frame, FrameSequence
-from sfm_ros.core.evaluate import evaluate_pose_sequences
+from sfm_ros.core.evaluate import POSE_FIGURES, evaluate_pose_sequences
 from sfm_ros.messages.sources import open_sources
 from sfm_ros.pipeline.evaluate import PipelinePredictor
 from sfm_ros.pipeline.params_file import pipeline_config
-
-METRICS = ("ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent", "r_err_deg_per_100m")
 
 
 @dataclass
@@ -104,7 +102,7 @@ def main() -> int:
         for name, entry in report["sequences"].items():
             for method, figures in entry.items():
                 if method == "model" or method.startswith("baseline"):
-                    values = " / ".join(f"{figures[k]:.4g}" for k in METRICS)
+                    values = " / ".join(f"{figures[k]:.4g}" for k in POSE_FIGURES)
                     print(f"{name}, {method}: {values}", flush=True)
     print("(ATE5 / RE / Sim(3) ATE / t_err / r_err)")
     return 0

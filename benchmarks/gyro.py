@@ -24,7 +24,7 @@ import numpy as np
 
 from sfm_ros import messages as cv
 from sfm_ros.cli import image_size
-from sfm_ros.core.evaluate import CLASSICAL, evaluate_pose_sequences
+from sfm_ros.core.evaluate import CLASSICAL, POSE_FIGURES, evaluate_pose_sequences
 from sfm_ros.core.frames import R_OPTICAL_BODY
 from sfm_ros.core.metrics import format_table
 from sfm_ros.core.synthetic.imu import BIAS_RAD_S, NOISE_DENSITY_RAD_S, gyro_samples, random_bias
@@ -33,7 +33,6 @@ from sfm_ros.messages.sources import open_sources
 from sfm_ros.pipeline.evaluate import PipelinePredictor
 from sfm_ros.pipeline.params_file import pipeline_config
 
-KEYS = ("ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent", "r_err_deg_per_100m")
 LATENCY_NS = 10_000_000
 
 
@@ -98,12 +97,12 @@ def main() -> int:
         for name, predictor in (("node", plain), ("node with the gyro", gyro)):
             report = evaluate_pose_sequences(predictor, [seq], progress=False)
             entry = next(iter(report["sequences"].values()))
-            rows[f"{seq.name}, {name}"] = {k: entry["model"][k] for k in KEYS}
+            rows[f"{seq.name}, {name}"] = {k: entry["model"][k] for k in POSE_FIGURES}
             if args.plot:
                 path = Path(args.plot) / f"trajectory_{seq.name}_{name.replace(' ', '_')}.png"
                 plot_trajectories(path, entry["trajectory_xyz"], title=f"{seq.name}, {name}")
         for base in ("baseline: constant velocity", CLASSICAL):
-            rows[f"{seq.name}, {base}"] = {k: entry[base][k] for k in KEYS}
+            rows[f"{seq.name}, {base}"] = {k: entry[base][k] for k in POSE_FIGURES}
         print(format_table(rows))
         used, removed, disagreement = gyro.summary
         simulated = np.degrees(R_OPTICAL_BODY @ bias)

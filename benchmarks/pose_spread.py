@@ -23,12 +23,10 @@ import numpy as np
 
 from sfm_ros.cli import image_size
 from sfm_ros.core.data.sequence import Frame, FrameSequence
-from sfm_ros.core.evaluate import evaluate_pose_sequences
+from sfm_ros.core.evaluate import POSE_FIGURES, evaluate_pose_sequences
 from sfm_ros.messages.sources import open_sources
 from sfm_ros.pipeline.evaluate import PipelinePredictor
 from sfm_ros.pipeline.params_file import pipeline_config
-
-METRICS = ("ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent", "r_err_deg_per_100m")
 
 
 @dataclass
@@ -82,20 +80,20 @@ def main() -> int:
             rows.setdefault(name, []).append(entry["model"])
             if run == 0:
                 baselines[name] = {k: v for k, v in entry.items() if k.startswith("baseline")}
-            values = " / ".join(f"{entry['model'][key]:.4g}" for key in METRICS)
+            values = " / ".join(f"{entry['model'][key]:.4g}" for key in POSE_FIGURES)
             print(f"{name} run {run} ({'clean' if run == 0 else 'noisy'}): {values}", flush=True)
     print(f"\nATE5 / RE / Sim(3) ATE / t_err / r_err over {args.runs} runs")
     for name, entries in rows.items():
-        table = np.array([[e[key] for key in METRICS] for e in entries])
+        table = np.array([[e[key] for key in POSE_FIGURES] for e in entries])
         for label, values in (
             ("mean", table.mean(0)),
-            ("std", table.std(0, ddof=1) if len(table) > 1 else np.zeros(len(METRICS))),
+            ("std", table.std(0, ddof=1) if len(table) > 1 else np.zeros(len(POSE_FIGURES))),
             ("min", table.min(0)),
             ("max", table.max(0)),
         ):
             print(f"{name} model {label}: " + " / ".join(f"{v:.4g}" for v in values))
         for label, entry in baselines[name].items():
-            print(f"{name} {label}: " + " / ".join(f"{entry[k]:.4g}" for k in METRICS))
+            print(f"{name} {label}: " + " / ".join(f"{entry[k]:.4g}" for k in POSE_FIGURES))
     return 0
 
 

@@ -27,7 +27,12 @@ from gyro import GyroPredictor
 from sfm_ros.cli import image_size
 from sfm_ros.core.classical_vo import orb_essential_motions
 from sfm_ros.core.data import InMemorySequence
-from sfm_ros.core.evaluate import CLASSICAL, evaluate_pose_sequences, predict_trajectory
+from sfm_ros.core.evaluate import (
+    CLASSICAL,
+    POSE_FIGURES,
+    evaluate_pose_sequences,
+    predict_trajectory,
+)
 from sfm_ros.core.frames import R_OPTICAL_BODY
 from sfm_ros.core.metrics import (
     chain_relative_poses,
@@ -40,8 +45,6 @@ from sfm_ros.core.synthetic.imu import BIAS_RAD_S, NOISE_DENSITY_RAD_S, gyro_sam
 from sfm_ros.core.visualize import plot_trajectories
 from sfm_ros.pipeline.evaluate import PipelinePredictor
 from sfm_ros.pipeline.params_file import pipeline_config
-
-KEYS = ("ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent", "r_err_deg_per_100m")
 
 
 def over_the_turn(T: np.ndarray, gt: np.ndarray, turn: range) -> tuple[float, float, float]:
@@ -94,8 +97,8 @@ def main() -> int:
         predictor = GyroPredictor(cfg, predictor.estimator, times, rates)
     report = evaluate_pose_sequences(predictor, [seq], progress=False)
     entry = report["sequences"][seq.name]
-    rows = {name: {k: entry[name][k] for k in KEYS} for name in ("model", CLASSICAL)}
-    rows["baseline: constant velocity"] = {k: entry["baseline: constant velocity"][k] for k in KEYS}
+    names = ("model", CLASSICAL, "baseline: constant velocity")
+    rows = {name: {k: entry[name][k] for k in POSE_FIGURES} for name in names}
     print(f"{seq.name}: {len(seq)} frames, the turn over frames {turn.start}-{turn.stop - 1}")
     print(format_table(rows))
     gt = np.linalg.inv(seq.T_world_cam[0]) @ seq.T_world_cam

@@ -37,6 +37,9 @@ from sfm_ros.core.metrics import (
 
 LEGACY_SNIPPET = 5
 CLASSICAL = "baseline: ORB + essential matrix"
+POSE_FIGURES = ("ate5_mean", "re_mean", "ate_rmse_sim3", "t_err_percent", "r_err_deg_per_100m")
+"""The pose figures benchmarks print, in this order: ATE5 / RE / Sim(3) ATE / t_err / r_err
+(keys of `evaluate_pose_sequences`' entries)."""
 
 
 @dataclass
