@@ -12,7 +12,8 @@ import torch
 from sfm_ros.core.camera import Camera
 from sfm_ros.core.checkpoint import DEFAULT_MODEL, build_networks, load_checkpoint
 from sfm_ros.core.errors import CheckpointError, InputError
-from sfm_ros.core.inference import DepthPoseEstimator
+from sfm_ros.core.inference import EXPOSURE_STEP, DepthPoseEstimator, _brightness_matched
+from sfm_ros.core.metrics import rotation_error_deg
 from sfm_ros.core.online.adapter import disparity_bounds
 from sfm_ros.core.sources import open_source
 from sfm_ros.core.synthetic import render_sequence
@@ -136,6 +137,35 @@ def test_first_motion_of_a_stream_is_as_long_as_inside_a_full_snippet() -> None:
         full = est.step(seq.images[k + 1], seq.K).T_prev_cur
         ratios.append(np.linalg.norm(first[:3, 3]) / np.linalg.norm(full[:3, 3]))
     assert 0.9 < np.mean(ratios) < 1.1, ratios
+
+
+def test_brightness_is_matched_only_beyond_what_content_explains() -> None:
+    """Frames within `EXPOSURE_STEP` of the reference stay as they are, to the bit; darker or
+    brighter ones are brought to the edge of that band, and a black one is not blown up."""
+    rng = np.random.default_rng(0)
+    ref = torch.from_numpy(rng.uniform(0.2, 0.6, (1, 3, 8, 12)).astype(np.float32))
+    near = ref * 1.05
+    frames = [ref * 0.5, ref, near, ref * 2.0, torch.zeros_like(ref)]
+    out = _brightness_matched(frames, 1)
+    assert torch.equal(out[1], ref) and torch.equal(out[2], near)
+    for matched, side in ((out[0], -1), (out[3], 1)):
+        log_ratio = torch.log(matched.mean() / ref.mean()).item()
+        assert log_ratio == pytest.approx(side * EXPOSURE_STEP, abs=1e-5)
+    assert torch.equal(out[4], frames[4])
+
+
+def test_an_exposure_step_between_frames_leaves_the_motion_close_to_as_it_was() -> None:
+    """The packaged model, a held-out street: the frames around the target darkened by half (an
+    auto-exposure step) give nearly the snippet poses of the clean frames. Unmatched, they were
+    0.8 and 1.9 degrees and 26 % apart (KITTI 00's steps: 3 degrees)."""
+    seq = render_sequence("street", 3, seed=1001, height=64, width=208)
+    images = [image & 0xFE for image in seq.images]  # even grey levels: halving is exact
+    est = DepthPoseEstimator.load()
+    clean = est.snippet_poses(images, seq.K)[1:]  # relative to the first frame
+    stepped = est.snippet_poses([images[0] // 2, images[1], images[2] // 2], seq.K)[1:]
+    assert np.all(rotation_error_deg(clean, stepped) < 0.1)
+    shift = np.linalg.norm(clean[:, :3, 3] - stepped[:, :3, 3], axis=1)
+    assert np.all(shift < 0.1 * np.linalg.norm(clean[:, :3, 3], axis=1))
 
 
 def test_snippet_poses_are_relative_to_the_first_frame(tiny_checkpoint, frames):
