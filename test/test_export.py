@@ -80,6 +80,8 @@ def test_onnxruntime_matches_torch_with_other_batch(
     H, W = ckpt["arch"]["height"], ckpt["arch"]["width"]
     gen = torch.Generator().manual_seed(3)
     tgt, srcs = torch.rand(3, 3, H, W, generator=gen), torch.rand(3, 2, 3, H, W, generator=gen)
+    tgt[0] *= 0.3  # under the brightness band: `in_band` must be in the exported graph
+    srcs[1, 0] *= 0.5  # an exposure step: so must `exposure_matched`
     with torch.no_grad():
         disp_ref = depth_torch(tgt)[0]
         T_ref, masks_ref = pose_torch(tgt, srcs)

@@ -12,7 +12,7 @@ import torch
 from sfm_ros.core.camera import Camera
 from sfm_ros.core.checkpoint import DEFAULT_MODEL, build_networks, load_checkpoint
 from sfm_ros.core.errors import CheckpointError, InputError
-from sfm_ros.core.inference import EXPOSURE_STEP, DepthPoseEstimator, _brightness_matched
+from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.metrics import rotation_error_deg
 from sfm_ros.core.online.adapter import disparity_bounds
 from sfm_ros.core.sources import open_source
@@ -139,19 +139,20 @@ def test_first_motion_of_a_stream_is_as_long_as_inside_a_full_snippet() -> None:
     assert 0.9 < np.mean(ratios) < 1.1, ratios
 
 
-def test_brightness_is_matched_only_beyond_what_content_explains() -> None:
-    """Frames within `EXPOSURE_STEP` of the reference stay as they are, to the bit; darker or
-    brighter ones are brought to the edge of that band, and a black one is not blown up."""
-    rng = np.random.default_rng(0)
-    ref = torch.from_numpy(rng.uniform(0.2, 0.6, (1, 3, 8, 12)).astype(np.float32))
-    near = ref * 1.05
-    frames = [ref * 0.5, ref, near, ref * 2.0, torch.zeros_like(ref)]
-    out = _brightness_matched(frames, 1)
-    assert torch.equal(out[1], ref) and torch.equal(out[2], near)
-    for matched, side in ((out[0], -1), (out[3], 1)):
-        log_ratio = torch.log(matched.mean() / ref.mean()).item()
-        assert log_ratio == pytest.approx(side * EXPOSURE_STEP, abs=1e-5)
-    assert torch.equal(out[4], frames[4])
+def test_an_underexposed_frame_gets_the_depth_of_a_well_exposed_one() -> None:
+    """The packaged model, held-out street frames (mean grey 0.29-0.30) darkened to a third:
+    their depth's Abs Rel within 5 % of the clean frames' (before the input was brought into
+    the brightness band it learnt: 0.33 against 0.21, and 0.31 against 0.18)."""
+    seq = render_sequence("street", 2, seed=1001, height=64, width=208)
+    est = DepthPoseEstimator.load()
+    for image, true_m in zip(seq.images, seq.depth_m, strict=True):
+        valid = true_m > 0
+        abs_rel = []
+        for gain in (1.0, 1 / 3):
+            depth_m = est.depth((image * gain).astype(np.uint8), seq.K)[valid]
+            depth_m *= np.median(true_m[valid]) / np.median(depth_m)
+            abs_rel.append(np.mean(np.abs(depth_m - true_m[valid]) / true_m[valid]))
+        assert abs_rel[1] < 1.05 * abs_rel[0]
 
 
 def test_an_exposure_step_between_frames_leaves_the_motion_close_to_as_it_was() -> None:

@@ -1,5 +1,7 @@
 """Depth and pose networks: shapes, ranges, initial poses, gradients, errors, overfitting."""
 
+import math
+
 import pytest
 import torch
 
@@ -7,9 +9,16 @@ from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.geometry import pose_vec_to_mat
 from sfm_ros.core.models import (
     DEPTH_NETS,
+    POSE_ENCODERS,
     build_depth_net,
     build_pose_net,
     count_parameters,
+)
+from sfm_ros.core.models.exposure import (
+    BRIGHTNESS_BAND,
+    EXPOSURE_STEP,
+    exposure_matched,
+    in_band,
 )
 
 SIZES = [(32, 96), (64, 128), (40, 104)]
@@ -210,3 +219,49 @@ def test_translation_scale_scales_translation_only_and_travels_in_the_arch(encod
     assert build_networks(arch)[1].translation_scale == 1.0
     default = load_config()
     assert arch_from_config(default.model, default.data)["pose_kwargs"] == {}
+
+
+def _with_mean(images: torch.Tensor, mean: float) -> torch.Tensor:
+    return images * (mean / images.mean(dim=(-3, -2, -1), keepdim=True))
+
+
+def test_images_are_scaled_into_the_brightness_band_only_when_outside_it():
+    images = torch.rand(3, 3, 8, 12)
+    images = torch.cat([_with_mean(images[:1], 0.1), _with_mean(images[1:2], 0.45), images[2:] * 0])
+    out = in_band(torch.cat([images, _with_mean(images[:1], 0.8)]))
+    means = out.mean(dim=(1, 2, 3))
+    assert means[0].item() == pytest.approx(BRIGHTNESS_BAND[0], rel=1e-5)
+    assert torch.equal(out[1], images[1])  # inside the band: to the bit
+    assert torch.equal(out[2], images[2])  # black stays black
+    assert means[3].item() == pytest.approx(BRIGHTNESS_BAND[1], rel=1e-5)
+
+
+def test_a_snippets_exposure_steps_are_matched_beyond_what_content_explains():
+    """Sources within `EXPOSURE_STEP` of the target keep their ratio to it; a source at half its
+    brightness is brought to the edge of that step; a dark snippet is brightened by one gain."""
+    tgt = _with_mean(torch.rand(1, 3, 8, 12), 0.4)
+    near, step = _with_mean(torch.rand(1, 3, 8, 12), 0.42), _with_mean(torch.rand(1, 3, 8, 12), 0.2)
+    srcs = torch.stack([near, step], dim=1)
+    tgt_out, srcs_out = exposure_matched(tgt, srcs)
+    assert torch.equal(tgt_out, tgt) and torch.equal(srcs_out[:, 0], near)
+    log_ratio = torch.log(tgt_out.mean() / srcs_out[:, 1].mean()).item()
+    assert log_ratio == pytest.approx(EXPOSURE_STEP, rel=1e-4)
+    dark_tgt, dark_srcs = exposure_matched(tgt / 2, srcs / 2)
+    assert dark_tgt.mean().item() == pytest.approx(BRIGHTNESS_BAND[0], rel=1e-5)
+    torch.testing.assert_close(dark_srcs, srcs_out * (BRIGHTNESS_BAND[0] / 0.4))
+
+
+@pytest.mark.parametrize("encoder", POSE_ENCODERS)
+def test_pose_nets_see_a_global_exposure_step_as_nothing(encoder):
+    """Sources darkened by half give the pose of the sources as they were, less the step that
+    content explains: equal to the snippet with those sources at exp(-EXPOSURE_STEP)."""
+    net = build_pose_net(3, use_mask=False, encoder=encoder).eval()
+    tgt = _with_mean(torch.rand(1, 3, 32, 96), 0.45)
+    srcs = _with_mean(torch.rand(1, 2, 3, 32, 96), 0.45)
+    with torch.no_grad():
+        stepped = net.forward_vec(tgt, srcs * 0.5)[0]
+        at_the_edge = net.forward_vec(tgt, srcs * math.exp(-EXPOSURE_STEP))[0]
+        unmatched = net.forward_vec(tgt, srcs)[0]
+    matched_gap = (stepped - at_the_edge).abs().max()
+    assert matched_gap < 1e-4 * stepped.abs().max()
+    assert (stepped - unmatched).abs().max() > 100 * matched_gap  # the step itself matters

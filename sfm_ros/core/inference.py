@@ -71,30 +71,6 @@ def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-EXPOSURE_STEP = 0.1
-"""Brightness change between frames (|log| of the ratio of their means) that content alone
-explains: neighbouring frames of the real clips differ by up to 0.074 (KITTI, 10 Hz) and 0.036
-(7-Scenes, 30 Hz). What exceeds it is an exposure change, and `_brightness_matched` removes it."""
-
-
-def _brightness_matched(frames: list[torch.Tensor], ref: int) -> list[torch.Tensor]:
-    """(1, 3, h, w) frames in [0, 1], each scaled towards frame `ref`'s mean brightness by what
-    their ratio exceeds `EXPOSURE_STEP` (frames within it are left exactly as they are).
-
-    The pose network learnt snippets of one exposure (training jitters colour alike for every
-    frame): an auto-exposure step between frames turned its rotation by degrees, where a constant
-    gain on every frame costs nothing (KITTI 06 and 00: 0.13 and 0.19 degrees a frame clean, 1.6
-    and 3.4 with every second frame at gain 0.5, 0.17 and 0.19 matched). Matching every frame
-    fully left the network's motions as good but moved the node's figures beyond their run-to-run
-    spread. The gain is limited to [1/4, 4]: a frame that dark shows mostly noise.
-    """
-    means = torch.stack([f.mean() for f in frames])
-    log_ratio = torch.log(means[ref] / means.clamp_min(1e-3))
-    excess = torch.sign(log_ratio) * (log_ratio.abs() - EXPOSURE_STEP).clamp_min(0.0)
-    gains = torch.exp(excess.clamp(-math.log(4.0), math.log(4.0)))
-    return [f * g for f, g in zip(frames, gains, strict=True)]
-
-
 def _seen_range(offset: int, size: int, scaled: int, full: int) -> tuple[int, int]:
     """Input pixels [first, stop) along one axis whose centres fall in the window
     [offset, offset + size) (pixel edges) of the image resized from ``full`` to ``scaled``
@@ -370,7 +346,6 @@ class DepthPoseEstimator:
         the explainability masks of the sources (or None).
         """
         mid = self.snippet_length // 2
-        frames = _brightness_matched(frames, mid)
         srcs = torch.stack(frames[:mid] + frames[mid + 1 :], dim=1)
         T_src_tgt, masks = pose_net(frames[mid], srcs)
         return snippet_poses_in_target(T_src_tgt[0].double()), masks

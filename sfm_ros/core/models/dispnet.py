@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sfm_ros.core.errors import InputError
+from sfm_ros.core.models.exposure import in_band
 
 
 def check_images(x: torch.Tensor, channels: int = 3) -> None:
@@ -87,7 +88,7 @@ class DispNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         check_images(x)
-        feats = [(x - 0.5) / 0.5]
+        feats = [(in_band(x) - 0.5) / 0.5]
         for block in self.convs:
             feats.append(block(feats[-1]))
         out = feats[-1]

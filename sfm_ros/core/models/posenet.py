@@ -6,6 +6,7 @@ from torch import nn
 from sfm_ros.core.errors import ConfigError, InputError
 from sfm_ros.core.geometry import pose_vec_to_mat
 from sfm_ros.core.models.dispnet import check_images, crop_like
+from sfm_ros.core.models.exposure import exposure_matched
 from sfm_ros.core.models.resnet import IMAGE_MEAN, IMAGE_STD, ResNetEncoder
 
 ROTATIONS = ("euler", "axis_angle")
@@ -42,13 +43,15 @@ def check_config(snippet_length: int, rotation: str) -> None:
 
 
 def stack_snippet(tgt: torch.Tensor, srcs: torch.Tensor, num_sources: int) -> torch.Tensor:
-    """Check shapes and stack target (B, 3, H, W) and sources (B, S, 3, H, W) to (B, 3L, H, W)."""
+    """Check shapes, match exposures (`exposure_matched`) and stack target (B, 3, H, W) and
+    sources (B, S, 3, H, W) to (B, 3L, H, W)."""
     check_images(tgt)
     if srcs.dim() != 5 or srcs.shape[1] != num_sources or srcs.shape[2:] != tgt.shape[1:]:
         raise InputError(
             f"expected sources of shape (B, {num_sources}, 3, H, W) matching the target "
             f"{tuple(tgt.shape)}, got {tuple(srcs.shape)}"
         )
+    tgt, srcs = exposure_matched(tgt, srcs)
     return torch.cat([tgt, srcs.flatten(1, 2)], 1)
 
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from sfm_ros.core.errors import ConfigError
 from sfm_ros.core.models.dispnet import check_images
+from sfm_ros.core.models.exposure import in_band
 
 # Monodepth2 normalises [0, 1] RGB with these before the ResNet.
 IMAGE_MEAN = 0.45
@@ -146,7 +147,7 @@ class ResNetDepth(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         check_images(x)
-        feats = self.encoder((x - IMAGE_MEAN) / IMAGE_STD)
+        feats = self.encoder((in_band(x) - IMAGE_MEAN) / IMAGE_STD)
         out = feats[-1]
         disps: list[torch.Tensor] = []
         for k, i in enumerate(range(4, -1, -1)):
