@@ -198,6 +198,20 @@ def test_true_pose_and_depth_beat_wrong_ones(preset):
         assert stats_good[f"photo/s{s}"] < 0.5 * stats_bad[f"photo/s{s}"]
 
 
+@pytest.mark.parametrize("preset", ["monodepth2", "sfmlearner"])
+def test_an_exposure_change_is_not_blamed_on_depth_and_motion(preset):
+    """Sources darkened by half cost what sources as bright as the target cost, and the true
+    pose and depth still beat wrong ones by as much."""
+    cfg = LossConfig.preset(preset, smooth_weight=0.0)
+    tgt, srcs, T = _scene()
+    srcs = srcs * (tgt.mean() / srcs.mean(dim=(2, 3, 4), keepdim=True))  # as bright as tgt
+    stepped, _ = _loss(cfg, tgt, srcs * 0.5, T)
+    assert stepped.item() == pytest.approx(_loss(cfg, tgt, srcs, T)[0].item(), rel=1e-4)
+    wrong_T = T.clone()
+    wrong_T[..., 0, 3] *= -1
+    assert stepped < 0.2 * _loss(cfg, tgt, srcs * 0.5, wrong_T)[0]
+
+
 def test_last_warped_is_scale_zero_synthesised_target():
     tgt, srcs, T = _scene()
     loss_fn = ViewSynthesisLoss(LossConfig())

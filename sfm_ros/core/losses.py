@@ -20,6 +20,7 @@ from sfm_ros.core.geometry import (
     inverse_warp,
     scale_intrinsics,
 )
+from sfm_ros.core.models.exposure import brightness_matched
 from sfm_ros.core.params import Params, param
 
 
@@ -274,6 +275,7 @@ class ViewSynthesisLoss(nn.Module):
         """
         cfg = self.cfg
         _check_inputs(tgt, srcs, disps, T_src_tgt, K, masks, cfg)
+        srcs = brightness_matched(tgt, srcs)
         B, S, _, H, W = srcs.shape
         stats: dict[str, torch.Tensor] = {}
         photo_terms, smooth_terms, mask_terms, masked_fractions = [], [], [], []
