@@ -48,7 +48,7 @@ class GyroPredictor(PipelinePredictor):
         return stamp_ns, cv.imu_msg(self.types, cv.header(self.types, stamp_ns, "imu_link"), w)
 
     def reset(self) -> None:
-        gyro = self.pipeline.gyro
+        gyro = self.pipeline.gyro_gate.gyro
         if self.pipeline.stats.frames_processed:  # the sequence just run (evaluation resets after)
             self.summary = (self.used, np.degrees(gyro.bias_rad_s), gyro.disagreement_deg)
         super().reset()
@@ -64,7 +64,7 @@ class GyroPredictor(PipelinePredictor):
             self.pipeline.on_imu(self.samples[self._next][1])
             self._next += 1
         prediction = super().predict(frame)
-        self.used += self.pipeline.gyro_used
+        self.used += self.pipeline.gyro_gate.used
         return prediction
 
 

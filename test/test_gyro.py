@@ -1,5 +1,5 @@
-"""Frame-to-frame rotation from a gyroscope: integration, coverage, bias and the check against
-the camera."""
+"""Frame-to-frame rotation from a gyroscope: integration, coverage, bias, the check against
+the camera and the gate that publishes it."""
 
 import math
 
@@ -8,7 +8,10 @@ import pytest
 
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.gyro import GyroRotation
+from sfm_ros.core.gyro_gate import GyroGate
 from sfm_ros.core.lie import so3_exp, so3_log
+from sfm_ros.core.motion_fusion import MotionSources
+from sfm_ros.core.rotation_fusion import RotationFusion
 
 NS = 1_000_000_000
 R_CAM_IMU = so3_exp(np.array([0.3, -1.2, 0.5]))  # a tilted IMU
@@ -122,3 +125,44 @@ def test_a_wrong_transform_is_caught_in_a_turn():
     _run(right, R_CAM_IMU, 30)
     assert right.consistent
     assert right.frames_compared == 30
+
+
+def test_the_gate_says_why_until_the_gyro_has_agreed_then_gives_its_rotation():
+    """`GyroGate` on a camera whose rotations are the truth to 0.05 degrees: no Imu, no
+    transform, then compared for `min_frames` frames, then the gyro's rotation is published with
+    its variance in the covariance's rotation block; a new Imu frame_id forgets the transform."""
+    warnings = []
+    gate = GyroGate(lambda key, msg: warnings.append(key))
+    fusion = RotationFusion()
+    T, cov = np.eye(4), np.eye(6) * 1e-4
+    assert gate.apply(T, cov, None, np.eye(3), 0.1, None, fusion) is None
+    assert gate.state == "no Imu received" and not gate.used
+    for t in np.arange(0.0, 1.5, 1 / 200):
+        gate.add(int(round(t * NS)), "imu_link", _rate(np.array([t]))[0])
+    assert gate.apply(T, cov, None, np.eye(3), 0.1, None, fusion) is None
+    assert gate.state == "not used: no camera <- 'imu_link' transform"
+    gate.gyro.set_extrinsics(R_CAM_IMU)
+    rng = np.random.default_rng(0)
+    for k in range(gate.gyro.min_frames):  # the last one is the first published
+        t0, t1 = 0.1 * (k + 1), 0.1 * (k + 2)
+        R_raw, R_prior = gate.rotations(int(t0 * NS), int(t1 * NS))
+        assert (R_prior is not None) == gate.gyro.consistent
+        camera = (
+            R_CAM_IMU
+            @ _true_rotation(t0, t1)
+            @ R_CAM_IMU.T
+            @ so3_exp(rng.normal(0, math.radians(0.05), 3))
+        )
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = camera, (0.0, 0.0, 1.0)
+        sources = MotionSources(T, refined=T)
+        gated = gate.apply(T, cov, math.radians(0.05) ** 2, R_raw, 0.1, sources, fusion)
+        if k < gate.gyro.min_frames - 1:
+            assert gated is None and gate.state.startswith("compared with the camera")
+    assert gate.used and gated is not None
+    assert _angle_deg(gated.T_prev_cur[:3, :3], R_raw) < 0.1  # the gyro's (bias about 0)
+    np.testing.assert_array_equal(gated.T_prev_cur[:3, 3], T[:3, 3])
+    np.testing.assert_allclose(gated.covariance[3:, 3:], gated.rotation_variance * np.eye(3))
+    assert not gated.covariance[:3, 3:].any() and gate.diagnostics()["gyroscope"] == gate.state
+    gate.add(int(9.0 * NS), "other_imu", np.zeros(3))
+    assert gate.gyro.R_cam_imu is None and warnings == ["imu:frame"]

@@ -277,7 +277,7 @@ def test_imu_and_its_mount_from_tf(node_and_probe):
         done = node.pipeline.stats.frames_in
         image_pub.publish(numpy_to_image(types, image, "rgb8", hdr))
         spin_until(executor, lambda d=done: node.pipeline.stats.frames_in > d)
-        if node.pipeline.gyro.R_cam_imu is not None:
+        if node.pipeline.gyro_gate.gyro.R_cam_imu is not None:
             break
     # frames_in counts a frame when the worker starts it; the gyroscope's state is set later
     # in that frame, so wait until the worker is done with it
@@ -285,8 +285,8 @@ def test_imu_and_its_mount_from_tf(node_and_probe):
     assert spin_until(
         executor, lambda: stats.frames_processed + stats.frames_skipped >= stats.frames_in
     )
-    assert node.pipeline.imu_frame_id == "imu_link"
-    R_cam_imu = node.pipeline.gyro.R_cam_imu
+    assert node.pipeline.gyro_gate.imu_frame_id == "imu_link"
+    R_cam_imu = node.pipeline.gyro_gate.gyro.R_cam_imu
     assert R_cam_imu is not None, node.pipeline.diagnostics()["gyroscope"]
     expected = (se3_inverse(T_base_camera) @ T_base_imu)[:3, :3]
     np.testing.assert_allclose(R_cam_imu, expected, atol=1e-6)

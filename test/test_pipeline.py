@@ -1285,7 +1285,7 @@ def test_the_gyroscope_gives_the_rotation_once_it_agrees_with_the_camera(looking
 
     pipe.classical.step = classical_step
     errors = rotation_errors_deg(run_with_imu(pipe, seq, imu_msgs(seq, bias)), seq)
-    assert pipe.imu_frame_id == "imu_link"
+    assert pipe.gyro_gate.imu_frame_id == "imu_link"
     # classical VO fits its translation with the gyro's rotation once that is in use: after
     # ten frames compared with a geometric rotation (not a frame whose refinement failed)
     used = [R is not None for R in priors]
@@ -1314,7 +1314,7 @@ def test_the_gyroscope_is_not_checked_against_the_networks_rotation_alone(lookin
     diverges_from_frame_8 = diverging_from(pipe.tracker.track, 8, [])
     pipe.tracker.track = diverges_from_frame_8
     run_with_imu(pipe, seq, imu_msgs(seq, np.zeros(3)))
-    assert pipe.gyro.frames_compared == 7  # frames 1-7: the refined rotation is in them
+    assert pipe.gyro_gate.gyro.frames_compared == 7  # frames 1-7: the refined rotation is in them
 
 
 def test_a_gyroscope_in_degrees_or_without_a_transform_is_not_used(looking_around, caplog):
@@ -1333,6 +1333,6 @@ def test_a_gyroscope_in_degrees_or_without_a_transform_is_not_used(looking_aroun
         results = run_with_imu(degrees, seq, imu_msgs(seq, scale=np.degrees(1.0)))
     assert degrees.diagnostics()["gyroscope"] == "not used: it disagrees with the camera's rotation"
     assert "gyroscope not used: it disagrees" in caplog.text
-    assert degrees.gyro.disagreement_deg > 1.0
+    assert degrees.gyro_gate.gyro.disagreement_deg > 1.0
     errors = rotation_errors_deg(results, seq)
     assert errors.max() < 0.6  # the camera's rotation throughout

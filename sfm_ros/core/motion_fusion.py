@@ -54,6 +54,21 @@ CHI2_3DOF_999 = 16.27
 
 
 @dataclass(frozen=True)
+class MotionSources:
+    """One frame's motion estimates before they are fused (``T_prev_cur``, optical frame,
+    network units), for the gyroscope's gate, diagnostics and benchmarks."""
+
+    network: np.ndarray | None
+    """(4, 4) the pose network's; None without a previous frame."""
+    refined: np.ndarray | None = None
+    """(4, 4) the refinement against the keyframe; None where it fell back or did not run."""
+    classical: np.ndarray | None = None
+    """(4, 4) ORB + essential matrix, unit translation; None where it failed or is off."""
+    classical_length_ratio: float = math.nan
+    """Classical VO's length over the previous motion's (NaN: none)."""
+
+
+@dataclass(frozen=True)
 class MotionFusionConfig:
     """Which estimates make the published motion (the node's parameters of the same names)."""
 

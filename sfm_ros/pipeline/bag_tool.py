@@ -263,7 +263,7 @@ class _BagTransforms:
 
     def missing(self, pipeline: DepthOdometryPipeline) -> bool:
         """Whether a transform is still looked for (then ``/tf`` is worth reading)."""
-        return not self.camera_known or (self.use_imu and pipeline.gyro.R_cam_imu is None)
+        return not self.camera_known or (self.use_imu and pipeline.gyro_gate.gyro.R_cam_imu is None)
 
     def add_tf(self, msg: Any) -> None:
         """A ``/tf`` message: its transforms for frames no static transform gives."""
@@ -286,8 +286,8 @@ class _BagTransforms:
 
     def after_frame(self, pipeline: DepthOdometryPipeline, image_frame: str) -> None:
         """Set the pipeline's ``camera <- IMU`` once its IMU frame is known and it has none."""
-        imu_frame = pipeline.imu_frame_id
-        if not self.use_imu or imu_frame is None or pipeline.gyro.R_cam_imu is not None:
+        imu_frame = pipeline.gyro_gate.imu_frame_id
+        if not self.use_imu or imu_frame is None or pipeline.gyro_gate.gyro.R_cam_imu is not None:
             return
         camera = self.camera_frame or image_frame
         T_cam_imu = self.tree.lookup(camera, imu_frame)
@@ -412,7 +412,7 @@ class _BagRun:
         self.transforms.after_frame(self.pipeline, msg.header.frame_id)
         if result is None:
             return
-        self.gyro_frames += self.pipeline.gyro_used
+        self.gyro_frames += self.pipeline.gyro_gate.used
         t0 = time.perf_counter()
         for name, out in result.messages.items():
             self._write(f"{self.namespace}/{name}", out, t_ns)

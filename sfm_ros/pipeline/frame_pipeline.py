@@ -76,10 +76,10 @@ from sfm_ros.core.camera import Camera
 from sfm_ros.core.classical_vo import CLASSICAL_MAX_WIDTH, RELIABLE_INLIERS, OrbMotion
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.frames import T_BODY_OPTICAL
-from sfm_ros.core.gyro import GyroRotation
+from sfm_ros.core.gyro_gate import GyroGate
 from sfm_ros.core.inference import DepthPoseEstimator, EstimatorOutput
 from sfm_ros.core.keyframes import TRACK_REASONS, KeyframeConfig, KeyframeTracker, TrackDiagnostics
-from sfm_ros.core.motion_fusion import MotionFusion, MotionFusionConfig
+from sfm_ros.core.motion_fusion import MotionFusion, MotionFusionConfig, MotionSources
 from sfm_ros.core.odometry import OdometryIntegrator, OdometryState
 from sfm_ros.core.scale import OdometryScale, ScaleFilter, ground_plane_scale
 from sfm_ros.core.undistort import undistorter_for
@@ -139,21 +139,6 @@ class Geometry:
     confidence: np.ndarray | None = None
     """(H, W) confidence of ``depth_m`` from multi-view geometry in [0, 1]; None when not
     computed."""
-
-
-@dataclass(frozen=True)
-class MotionSources:
-    """One frame's motion estimates before they are fused (``T_prev_cur``, optical frame,
-    network units), for diagnostics and benchmarks."""
-
-    network: np.ndarray | None
-    """(4, 4) the pose network's; None without a previous frame."""
-    refined: np.ndarray | None = None
-    """(4, 4) the refinement against the keyframe; None where it fell back or did not run."""
-    classical: np.ndarray | None = None
-    """(4, 4) ORB + essential matrix, unit translation; None where it failed or is off."""
-    classical_length_ratio: float = math.nan
-    """Classical VO's length over the previous motion's (NaN: none)."""
 
 
 @dataclass
@@ -275,11 +260,7 @@ class DepthOdometryPipeline:
         """The last processed frame's motion estimates before fusion."""
         self.odometry = OdometryIntegrator(T_BODY_OPTICAL, metric=cfg.scale_source == "fixed")
         self.velocity_smoother = VelocitySmoother(cfg.velocity_smoothing_s)
-        self.gyro = GyroRotation()
-        self.imu_frame_id: str | None = None
-        """frame_id of the Imu messages received (None before the first)."""
-        self.gyro_state = "no Imu received"
-        """Whose the last frame's rotation is and why (`/diagnostics`)."""
+        self.gyro_gate = GyroGate(self._throttle.warn)
         self.classical = OrbMotion(max_width=CLASSICAL_MAX_WIDTH, min_inliers=RELIABLE_INLIERS)
         self.fusion = MotionFusion(
             MotionFusionConfig(
@@ -330,14 +311,9 @@ class DepthOdometryPipeline:
         if self.cfg.use_imu:
             self._side_inputs.append(("imu", msg))
 
-    @property
-    def gyro_used(self) -> bool:
-        """Whether the last frame's rotation is the gyroscope's."""
-        return self.gyro_state == "used for the rotation"
-
     def set_imu_extrinsics(self, T_cam_imu: np.ndarray) -> None:
         """``camera optical <- imu_frame_id`` (4, 4) from TF (only its rotation is used)."""
-        self.gyro.set_extrinsics(np.asarray(T_cam_imu, dtype=np.float64)[:3, :3])
+        self.gyro_gate.gyro.set_extrinsics(np.asarray(T_cam_imu, dtype=np.float64)[:3, :3])
 
     def _apply_side_inputs(self) -> None:
         """Apply the queued side inputs in arrival order (the processing thread)."""
@@ -366,14 +342,7 @@ class DepthOdometryPipeline:
         if sample is None:
             self._throttle.warn("imu", "ignoring Imu: it has no angular velocity (covariance -1)")
             return
-        stamp_ns, frame_id, omega = sample
-        if self.imu_frame_id not in (None, frame_id):
-            self._throttle.warn(
-                "imu:frame", f"Imu frame_id changed from '{self.imu_frame_id}' to '{frame_id}'"
-            )
-            self.gyro.forget_extrinsics()
-        self.imu_frame_id = frame_id
-        self.gyro.add(stamp_ns, omega)
+        self.gyro_gate.add(*sample)
 
     def set_camera_extrinsics(self, T_base_cam: np.ndarray | None, camera_frame: str = "") -> None:
         """``base_link <- camera optical`` (4, 4) from TF; None = the standard optical rotation.
@@ -665,12 +634,9 @@ class DepthOdometryPipeline:
         last_stamp, self._last_processed_stamp = self._last_processed_stamp, stamp_ns
         if valid is not None:  # undistorted pixels sampled outside the raw image
             out.depth_m[~valid] = np.nan
-        R_gyro = None  # the gyro's rotation over the frame interval, bias not removed
-        if self.cfg.use_imu and last_stamp is not None:
-            R_gyro = self.gyro.raw_rotation(last_stamp, stamp_ns)
-        R_prior = None  # the gyro's rotation, where it is in use: classical VO fits t with it
-        if R_gyro is not None and self.gyro.consistent:
-            R_prior = self.gyro.corrected(R_gyro, (stamp_ns - last_stamp) * 1e-9)
+        R_gyro, R_prior = None, None  # the gyro's rotation with its bias; without, if in use
+        if self.cfg.use_imu:
+            R_gyro, R_prior = self.gyro_gate.rotations(last_stamp, stamp_ns)
         geometry = self._with_gyro(
             self._geometry(image, camera, out, wanted, R_prior), R_gyro, last_stamp, stamp_ns
         )
@@ -807,70 +773,24 @@ class DepthOdometryPipeline:
         stamp_ns: int,
     ) -> Geometry:
         """``geometry`` with the gyroscope's rotation since the last frame (``R_raw``, its
-        bias not removed) in place of the camera's, where the samples cover the interval and
-        the two agree (`core/gyro.py`)."""
-        T, gyro = geometry.T_prev_cur, self.gyro
-        if self.imu_frame_id is None:
+        bias not removed) in place of the camera's where `GyroGate` lets it."""
+        gated = self.gyro_gate.apply(
+            geometry.T_prev_cur,
+            geometry.covariance,
+            geometry.rotation_variance,
+            R_raw,
+            None if last_stamp is None else (stamp_ns - last_stamp) * 1e-9,
+            self.last_sources,
+            self.fusion.rotation_fusion,
+        )
+        if gated is None:
             return geometry
-        if gyro.R_cam_imu is None:
-            self.gyro_state = f"not used: no camera <- '{self.imu_frame_id}' transform"
-            return geometry
-        self.gyro_state = "not used: no camera motion"
-        if last_stamp is None or T is None or not np.isfinite(T).all():
-            return geometry
-        if R_raw is None:
-            self.gyro_state = "not used: the Imu samples do not cover the frame interval"
-            return geometry
-        variance, cov = geometry.rotation_variance, geometry.covariance
-        if variance is None and cov is not None:
-            variance = float(np.trace(cov[3:, 3:])) / 3
-        if variance is None and self.fusion.rotation_fusion.frames:  # the network's motion stands
-            variance = self.fusion.rotation_fusion.network_variance
-        dt = (stamp_ns - last_stamp) * 1e-9
-        sources = self.last_sources
-        if variance is not None:
-            if sources is None or sources.refined is not None or sources.classical is not None:
-                gyro.compare(R_raw, T[:3, :3], variance, dt)  # not against the network's alone
-            self._measure_gyro_bias(R_raw, dt)
-        elif gyro.frames_compared == 0:  # nothing to check it against (pose_source network)
-            self.gyro_state = "not used: the camera rotation's variance is not measured"
-            return geometry
-        if gyro.frames_compared < gyro.min_frames:
-            self.gyro_state = (
-                f"compared with the camera ({gyro.frames_compared} of {gyro.min_frames} frames)"
-            )
-            return geometry
-        if not gyro.consistent:
-            self.gyro_state = "not used: it disagrees with the camera's rotation"
-            self._throttle.warn(
-                "gyro",
-                f"gyroscope not used: it disagrees with the camera's rotation by "
-                f"{gyro.disagreement_deg:.3g} deg rms a frame; check the camera <- "
-                f"'{self.imu_frame_id}' transform, the Imu's units (rad/s) and stamps",
-            )
-            return geometry
-        T = T.copy()
-        T[:3, :3] = gyro.corrected(R_raw, dt)
-        if cov is not None:  # the rotation block is the gyro's now
-            cov = cov.copy()
-            cov[3:, :], cov[:, 3:] = 0.0, 0.0
-            cov[3:, 3:] = gyro.variance * np.eye(3)
-        self.gyro_state = "used for the rotation"
-        return replace(geometry, T_prev_cur=T, covariance=cov, rotation_variance=gyro.variance)
-
-    def _measure_gyro_bias(self, R_raw: np.ndarray, dt: float) -> None:
-        """The gyro's offset from this frame's geometric rotation: classical VO's where the
-        rotation fusion measures it the more precise of the two, else the refined one."""
-        sources = self.last_sources
-        if sources is None:
-            return
-        _, refined_variance, classical_variance = self.fusion.rotation_fusion.variances
-        order = (sources.refined, sources.classical)
-        if classical_variance <= refined_variance:
-            order = order[::-1]
-        reference = next((T for T in order if T is not None), None)
-        if reference is not None:
-            self.gyro.measure_bias(R_raw, reference[:3, :3], dt)
+        return replace(
+            geometry,
+            T_prev_cur=gated.T_prev_cur,
+            covariance=gated.covariance,
+            rotation_variance=gated.rotation_variance,
+        )
 
     def _classical_result(self, job: Future | None) -> np.ndarray | None:
         """The classical motion of this frame: None without one (off, the first frame, a
@@ -1001,20 +921,9 @@ class DepthOdometryPipeline:
             "device": str(getattr(est, "device", "?")),
             "pose source": self.cfg.pose_source,
             "depth source": self.cfg.depth_source,
-            **self._gyro_diagnostics(),
+            **(self.gyro_gate.diagnostics() if self.cfg.use_imu else {}),
             **self.tracking_diagnostics(),
         }
-
-    def _gyro_diagnostics(self) -> dict[str, str]:
-        gyro = self.gyro
-        if not self.cfg.use_imu:
-            return {}
-        out = {"gyroscope": self.gyro_state}
-        if gyro.frames_compared:
-            bias = ", ".join(f"{b:.3g}" for b in np.degrees(gyro.bias_rad_s))
-            out["gyroscope disagreement with the camera (deg rms)"] = f"{gyro.disagreement_deg:.3g}"
-            out["gyroscope bias removed (deg/s)"] = bias
-        return out
 
     def tracking_diagnostics(self) -> dict[str, str]:
         """The keyframe tracker's last outcome and counts (empty before it ran)."""

@@ -194,8 +194,8 @@ class DepthOdometryNode(Node):
         camera_frame = self.cfg.camera_frame or msg.header.frame_id
         if not self._extrinsics_known:
             self._lookup_extrinsics(camera_frame)
-        imu_frame = self.pipeline.imu_frame_id
-        if imu_frame is not None and self.pipeline.gyro.R_cam_imu is None:
+        imu_frame = self.pipeline.gyro_gate.imu_frame_id
+        if imu_frame is not None and self.pipeline.gyro_gate.gyro.R_cam_imu is None:
             self._lookup_imu_extrinsics(camera_frame, imu_frame)
         outputs = {
             name
