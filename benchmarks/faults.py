@@ -1,5 +1,6 @@
 """What a real camera does to the node now and then: exposure jumps, a covered lens, dropped and
-repeated frames, motion blur, low-light noise, injected into a real clip.
+repeated frames, motion blur, low-light noise, an object crossing the view, injected into a real
+clip.
 
     OMP_NUM_THREADS=1 python benchmarks/faults.py [--data ../shared/data/real/kitti_odometry_00] \\
         [--params config/sfm.yaml] [--set key=value ...] [--checkpoint CKPT]
@@ -27,20 +28,29 @@ import numpy as np
 from sfm_ros.core.data.sequence import Frame, FrameSequence
 from sfm_ros.core.evaluate import POSE_FIGURES, evaluate_pose_sequences
 from sfm_ros.core.metrics import rotation_error_deg
+from sfm_ros.core.synthetic.occluder import passing_object
 from sfm_ros.messages.sources import open_source
 from sfm_ros.pipeline.evaluate import PipelinePredictor
 from sfm_ros.pipeline.params_file import pipeline_config
 
+Effect = Callable[[np.ndarray, int], np.ndarray]
+"""What a fault does to an image, given the frame's index within the fault."""
 
-def _gain(gain: float) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda image: np.clip(image.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+def _gain(gain: float) -> Effect:
+    return lambda image, _: np.clip(image.astype(np.float32) * gain, 0, 255).astype(np.uint8)
 
 
-def _black(image: np.ndarray) -> np.ndarray:
+def _black(image: np.ndarray, _: int) -> np.ndarray:
     return np.zeros_like(image)
 
 
-def _blur(image: np.ndarray, width: int = 9) -> np.ndarray:
+def _crossing(image: np.ndarray, k: int) -> np.ndarray:
+    """An object 40 % of the image wide crossing it, 12 % of its width a frame."""
+    return passing_object(image, k + 1, fraction=0.4, speed=0.12)
+
+
+def _blur(image: np.ndarray, _: int, width: int = 9) -> np.ndarray:
     """Horizontal motion blur over ``width`` pixels (a pan during the exposure)."""
     kernel = np.ones(width, np.float32) / width
     rows = image.astype(np.float32)
@@ -48,7 +58,7 @@ def _blur(image: np.ndarray, width: int = 9) -> np.ndarray:
     return np.clip(np.round(blurred), 0, 255).astype(np.uint8)
 
 
-def _noise(image: np.ndarray, sigma: float = 8.0) -> np.ndarray:
+def _noise(image: np.ndarray, _: int, sigma: float = 8.0) -> np.ndarray:
     rng = np.random.default_rng(int(image[::97, ::89].sum()))
     noisy = image.astype(np.float32) + rng.normal(0, sigma, image.shape)
     return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
@@ -60,7 +70,7 @@ class Fault:
     first: int
     """Index of the first faulty frame in the clean clip."""
     count: int
-    image: Callable[[np.ndarray], np.ndarray] | None = None
+    image: Effect | None = None
     """What the fault does to each image; None: the frames are dropped."""
     repeat: bool = False
     """The frames show the image before them again (a driver or recorder repeating a frame)."""
@@ -74,6 +84,7 @@ FAULTS = (
     Fault("one frame repeated", 76, 1, repeat=True),
     Fault("motion blur, 9 px", 92, 3, _blur),
     Fault("low-light noise, 8 grey levels", 108, 6, _noise),
+    Fault("an object crossing 40 % of the view", 124, 11, _crossing),
 )
 
 
@@ -104,7 +115,7 @@ class Faulted:
                 if fault.repeat:
                     return replace(frame, image=self.seq.load(fault.first - 1).image)
                 if fault.image is not None:
-                    return replace(frame, image=fault.image(frame.image))
+                    return replace(frame, image=fault.image(frame.image, index - fault.first))
         return frame
 
 

@@ -384,3 +384,20 @@ def test_a_turn_beyond_the_networks_reach_is_refined_from_the_geometric_rotation
             geometric_motion=lambda i=i: motions[i],
         )  # fmt: skip
         assert out.diagnostics.init_source in ("network", "identity")
+
+
+def test_a_walking_camera_said_to_stand_still_is_not_held(sequence):
+    # told at every frame that the camera stood still, the tracker follows the walk as it
+    # does untold: standing still never explains a frame better than the refined and the
+    # network's motion (held still: test_pipeline's object crossing the view of a still camera)
+    seq = sequence
+    tracker = KeyframeTracker(NO_MULTIVIEW)
+    outs = [
+        tracker.track(seq["images"][i], seq["depth"][i], seq["K"], m, stood_still=i > 0)
+        for i, m in enumerate([None, *seq["net"]])
+    ]
+    assert not any(o.diagnostics.held_still for o in outs) and tracker.held_still_frames == 0
+    untold = _track(sequence, NO_MULTIVIEW)
+    assert [o.diagnostics.reason for o in outs] == [o.diagnostics.reason for o in untold]
+    for out, expected in zip(outs[1:], untold[1:], strict=True):
+        np.testing.assert_array_equal(out.T_prev_cur, expected.T_prev_cur)

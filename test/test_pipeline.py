@@ -28,6 +28,7 @@ from sfm_ros.core.lie import se3_inverse, so3_exp, so3_log
 from sfm_ros.core.odometry import UNOBSERVABLE_VARIANCE
 from sfm_ros.core.synthetic import Randomization, render_sequence, render_turn_on_the_spot
 from sfm_ros.core.synthetic.imu import gyro_samples
+from sfm_ros.core.synthetic.occluder import passing_object
 from sfm_ros.core.undistort import undistorter_for
 from sfm_ros.pipeline import frame_pipeline as pl
 from sfm_ros.pipeline.config import PipelineConfig
@@ -857,9 +858,9 @@ def diverging_from(track, first: int, calls: list[int]):
     """``KeyframeTracker.track`` whose answers from its ``first`` call on (call 0 is frame 0)
     say "diverged" and keep the initial motion; each call appends its index to ``calls``."""
 
-    def diverging(image, depth_m, K, T_init, fuse, start_elsewhere):
+    def diverging(image, depth_m, K, T_init, fuse, start_elsewhere, **kwargs):
         calls.append(len(calls))
-        result = track(image, depth_m, K, T_init, fuse, start_elsewhere)
+        result = track(image, depth_m, K, T_init, fuse, start_elsewhere, **kwargs)
         if len(calls) <= first:
             return result
         diverged = dataclasses.replace(result.diagnostics, reason="diverged")
@@ -1128,6 +1129,35 @@ def test_a_stop_the_refinement_sees_is_published_as_one(street_large, pose_sourc
     assert all(np.isfinite(r.odometry.T_odom_base).all() for r in results)
 
 
+def test_an_object_crossing_the_view_of_a_still_camera_does_not_move_it():
+    # frames 0-5 of a street, frame 5 twelve more times with fresh noise, an object crossing
+    # 40 % of the view from the fourth of them on (a truck at a junction, people walking past
+    # a robot), then frames 6-8. The network creeps on at 40 % of its speed (the packaged one
+    # said 30-60 %: `benchmarks/stop_drift.py --mover`) and the object pulls the Huber-weighted
+    # refinement by up to two steps; standing still, compared with both under a Cauchy
+    # kernel, explains the frames better.
+    seq, rng = render_sequence("street", 9, seed=5, height=64, width=208), np.random.default_rng(0)
+    order = [0, 1, 2, 3, 4, 5, *[5] * 12, 6, 7, 8]
+    noisy = np.clip(seq.images[order] + rng.normal(0, 2.0, seq.images[order].shape), 0, 255)
+    images = noisy.round().astype(np.uint8)
+    for k in range(9):
+        images[9 + k] = passing_object(images[9 + k], k + 1, fraction=0.4, speed=0.06)
+    stopped = types.SimpleNamespace(
+        images=images, depth_m=seq.depth_m[order], T_world_cam=seq.T_world_cam[order],
+        K=seq.K, stamps_ns=seq.stamps_ns[0] + 100_000_000 * np.arange(len(order)),
+    )  # fmt: skip
+    pipe = make(CreepingEstimator(stopped, 0.4), depth_uncertainty=0.0)
+    results = run_sequence(pipe, stopped)
+    lengths = [np.linalg.norm(r.T_prev_cur[:3, 3]) for r in results[1:]]
+    step = np.median(lengths[:5])
+    assert max(lengths[6:17]) < 0.1 * step  # from the second stop frame on
+    T_odom_base = [r.odometry.T_odom_base for r in results]
+    assert np.linalg.norm(T_odom_base[17][:3, 3] - T_odom_base[6][:3, 3]) < 0.1 * step
+    assert pipe.tracker.held_still_frames >= 6
+    assert min(lengths[17:]) > 0.8 * step  # and it drives on
+    assert all(np.isfinite(r.odometry.T_odom_base).all() for r in results)
+
+
 class DrivingEstimator(GroundTruthEstimator):
     """True depth and motion (times UNKNOWN), but where the camera turns on the spot it
     reports a third of the turn and the last moving step's translation (the packaged pose
@@ -1207,11 +1237,11 @@ def test_anchored_length_holds_where_the_tracker_fails(monkeypatch):
     pipe = make(LongEstimator(seq), pose_source="fused", depth_uncertainty=0.0)
     track, calls = pipe.tracker.track, []
 
-    def fails_on_frame_5(*args):
+    def fails_on_frame_5(*args, **kwargs):
         calls.append(len(calls))
         if len(calls) == 6:
             raise InputError("a frame the tracker refuses")
-        return track(*args)
+        return track(*args, **kwargs)
 
     monkeypatch.setattr(pipe.tracker, "track", fails_on_frame_5)
     results = run_sequence(pipe, seq)

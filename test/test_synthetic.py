@@ -26,6 +26,7 @@ from sfm_ros.core.synthetic import (
 )
 from sfm_ros.core.synthetic.camera import develop, exposure_flow, motion_blur
 from sfm_ros.core.synthetic.domains import camera_poses, domain_spec, trajectory
+from sfm_ros.core.synthetic.occluder import passing_object
 from sfm_ros.core.synthetic.randomize import ResponseDraw
 from sfm_ros.core.synthetic.render import _occludes, _shadowed, pixel_rays
 from sfm_ros.core.synthetic.sequence import intrinsics
@@ -513,3 +514,20 @@ def test_parallel_rendering_gives_the_same_sequences_in_order(tmp_path):
             np.testing.assert_array_equal(fa.depth_m, fb.depth_m)
             np.testing.assert_array_equal(fa.T_world_cam, fb.T_world_cam)
     assert not np.array_equal(serial[0].load(0).image, serial[3].load(0).image)  # randomised
+
+
+def test_a_passing_object_crosses_the_image_at_its_speed_and_leaves_the_input_alone():
+    image = np.full((40, 100, 3), 128, np.uint8)
+    for step in (0, 13):  # not yet in view; gone (its back edge at 130 - 30 px)
+        assert (passing_object(image, step, fraction=0.3, speed=0.1) == image).all()
+    covered = []
+    for step in (1, 2, 5):  # its front edge at 10 px a step, 30 px wide
+        painted = passing_object(image, step, fraction=0.3, speed=0.1)
+        assert painted.shape == image.shape and painted.dtype == np.uint8
+        assert (painted[:4] == image[:4]).all()  # the top tenth stays the scene's
+        columns = np.flatnonzero((painted != image).any(axis=(0, 2)))
+        covered.append((columns.min(), columns.max(), len(columns)))
+    assert covered == [(0, 9, 10), (0, 19, 20), (20, 49, 30)]
+    assert (image == 128).all()
+    with pytest.raises(InputError):
+        passing_object(image.astype(np.float32), 1)

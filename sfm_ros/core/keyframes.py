@@ -15,6 +15,7 @@ wide covariance, and the result names the reason, for the caller to count and th
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, deque
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from sfm_ros.core.refine import (
     Reference,
     RefineConfig,
     RefineResult,
+    cauchy_costs,
     prepare_reference,
     prepare_reference_on_device,
     refine_on_device,
@@ -182,7 +184,7 @@ class TrackDiagnostics:
 
     reason: str
     """One of `TRACK_REASONS`; anything but "ok", "first_frame" and "unrefined" is a
-    fallback."""
+    fallback. A frame held still is "ok" (`reason_counts` has the refinement's outcome)."""
     init_source: str
     """One of `INIT_SOURCES`."""
     iterations: int
@@ -198,6 +200,9 @@ class TrackDiagnostics:
     """Fraction of the keyframe's pixels that project into this frame (1 for a new keyframe)."""
     reason_counts: dict[str, int]
     """Outcomes of every frame so far."""
+    held_still: bool = False
+    """Standing still explained the frame better than the refined and the network's motion
+    under a redescending kernel, and is the frame's motion (`track`'s ``stood_still``)."""
 
 
 @dataclass
@@ -267,6 +272,8 @@ class KeyframeTracker:
         self.config = config or KeyframeConfig()
         self.device = torch.device(device)
         self.keyframe_switches = 0
+        self.held_still_frames = 0
+        """Frames `track` held still (``stood_still``) since the tracker was created."""
         self.reason_counts: Counter[str] = Counter()
         self.reset()
 
@@ -380,6 +387,30 @@ class KeyframeTracker:
             return [cv, T_net], ["constant_velocity", "network"]
         return [T_net], ["network"]
 
+    def _still_explains(
+        self,
+        kf: _Keyframe,
+        grey: torch.Tensor,
+        T_kf_prev: np.ndarray,
+        best: RefineResult,
+        candidates: list[np.ndarray],
+        sources: list[str],
+    ) -> bool:
+        """Whether standing still explains this frame better (`cauchy_costs`) than the
+        network's motion and the refined one (a failed refinement is no candidate)."""
+        as_tensor = functools.partial(torch.as_tensor, dtype=torch.float64, device=self.device)
+        others = [best.T_tgt_ref.double()] if best.reason[0] == "ok" else []
+        if "network" in sources:
+            T_net = candidates[sources.index("network")]
+            others.append(as_tensor(se3_inverse(T_kf_prev @ T_net))[None])
+        if not others:
+            return False
+        still = as_tensor(se3_inverse(T_kf_prev))[None]
+        costs = cauchy_costs(
+            kf.reference, grey, [still, *others], best.gain_bias, self.config.refine
+        )
+        return bool((costs[0, 0] < costs[1:, 0]).all())
+
     def _refined_covariance(self, result: RefineResult) -> np.ndarray:
         """(6, 6) covariance of a refined pose against the keyframe, scaled by
         ``covariance_scale``."""
@@ -458,6 +489,7 @@ class KeyframeTracker:
         T_prev_cur: np.ndarray | None = None,
         fuse_depth: bool = True,
         geometric_motion: Callable[[], np.ndarray | None] | None = None,
+        stood_still: bool = False,
     ) -> TrackResult:
         """Process the next frame.
 
@@ -479,6 +511,13 @@ class KeyframeTracker:
                 network's translation) and the better fit is kept (`init_source`
                 "geometric"): a turn beyond what the network learnt (a robot turning on the
                 spot) is then still refined.
+            stood_still: the camera stood still at the last frame (the caller's judgement).
+                Standing still is then compared with the refined motion (unless the
+                refinement failed) and the network's by `cauchy_costs`; if it explains the
+                frame better, the motion is the identity (`TrackDiagnostics.held_still`). An
+                object moving across the view pulls the Huber-weighted refinement and the
+                pose network, not that comparison; once the camera moves, the refined or the
+                network's motion explains the frame better.
 
         Returns:
             `TrackResult`; a resolution change resets the tracker (first-frame result).
@@ -526,8 +565,21 @@ class KeyframeTracker:
         else:
             reason = "no_keyframe" if kf is None else "unrefined"
         self.reason_counts[reason] += 1
+        holdable = stood_still and reason in ("ok", "diverged", "no_improvement")
+        held_still = holdable and self._still_explains(
+            kf, grey, T_kf_prev, best, candidates, sources
+        )
 
-        if reason == "ok":
+        if held_still:
+            self.held_still_frames += 1
+            T_step = np.eye(4)
+            if reason == "ok":
+                cov_kf_cur = self._refined_covariance(best)
+            else:
+                cov_kf_cur = self._fallback_covariance(T_step)
+            covariance = cov_kf_cur + self._cov_kf_prev
+            self._failures, reason = 0, "ok"
+        elif reason == "ok":
             T_kf_cur = se3_inverse(_rigid(best.T_tgt_ref[0].cpu().numpy()))
             T_step = _rigid(se3_inverse(T_kf_prev) @ T_kf_cur)
             A = se3_adjoint(se3_inverse(T_step))
@@ -573,7 +625,7 @@ class KeyframeTracker:
         self._T_world_prev = frame.T_world_cam
         self._cov_kf_prev = cov_kf_cur
         self._velocity = T_step
-        diagnostics = self._diagnostics(reason, init_source, best, switched, overlap)
+        diagnostics = self._diagnostics(reason, init_source, best, switched, overlap, held_still)
         return TrackResult(
             T_step.copy(), covariance, fused, confidence, prior_confidence, diagnostics
         )
@@ -585,6 +637,7 @@ class KeyframeTracker:
         result: RefineResult | None,
         switched: bool,
         overlap: float,
+        held_still: bool = False,
     ) -> TrackDiagnostics:
         return TrackDiagnostics(
             reason=reason,
@@ -594,6 +647,7 @@ class KeyframeTracker:
             final_cost=math.nan if result is None else float(result.final_cost[0]),
             valid_pixels=0 if result is None else int(result.valid_pixels[0]),
             keyframe_switched=switched,
+            held_still=held_still,
             keyframe_switches=self.keyframe_switches,
             overlap=overlap,
             reason_counts=dict(self.reason_counts),

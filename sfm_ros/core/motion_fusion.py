@@ -129,6 +129,8 @@ class MotionFusion:
         self.network_rejections = 0
         """Frames whose network rotation was left out of the fusion
         (`network_rotation_rejected`)."""
+        self.stopped = False
+        """The last frame was published as a stop (the tracker's ``stood_still``)."""
 
     def reset_model(self) -> None:
         """Forget what was learnt about the pose network (a new model)."""
@@ -143,6 +145,7 @@ class MotionFusion:
         again; what was learnt about the sources stays."""
         self.length_fusion.restart()
         self.window_direction.restart()
+        self.stopped = False
 
     def fuse(
         self, T_network: np.ndarray | None, track: TrackResult, T_classical: np.ndarray | None
@@ -154,6 +157,7 @@ class MotionFusion:
         if cfg.pose_source == "fused":
             self._add_to_window(T_network, track)
         T, covariance, rotation_variance = T_network, None, None
+        self.stopped = False
         keyframe_translation = False  # T's translation is the refined one, in the depth's units
         for fusion in (self.rotation_fusion, self.direction_fusion):  # until one fuses below
             fusion.last_weights = (1.0, 0.0, 0.0)
@@ -167,6 +171,7 @@ class MotionFusion:
             T = T.copy()  # the translation's uncertainty is the network's: the noise model's
             R_refined = track.T_prev_cur[:3, :3]
             if self._stop(T, track.T_prev_cur):  # aligned with the keyframe: no creep
+                self.stopped = True
                 T, covariance, keyframe_translation = track.T_prev_cur, track.covariance, True
             elif cfg.pose_source == "refined_rotation":
                 T[:3, :3] = R_refined

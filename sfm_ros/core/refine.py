@@ -720,3 +720,32 @@ def linearize(
     ab = ab.to(T_tgt_ref.device)
     ev = _residuals(reference.levels[0], target, T_tgt_ref.double(), ab, cfg)
     return ev.r, _jacobian(ev, cfg), ev.inside
+
+
+@torch.no_grad()
+def cauchy_costs(
+    reference: Reference,
+    tgt_image: torch.Tensor,
+    poses: list[torch.Tensor],
+    gain_bias: torch.Tensor,
+    config: RefineConfig | None = None,
+) -> torch.Tensor:
+    """(len(poses), B) finest-level mean Cauchy costs of candidate poses ``T_tgt_ref``
+    (B, 4, 4), over the pixels that every candidate keeps in view, with one robust scale per
+    item: the smallest of the candidates' adaptive scales.
+
+    The refinement's Huber kernel lets every pixel pull with a bounded force, so an object
+    moving on its own across much of the view pulls the pose along; Cauchy's influence falls
+    back towards zero for large residuals, so comparing candidates by it asks which one the
+    static rest of the scene supports. The residuals are not weighted by
+    ``depth_uncertainty``: that weight falls with the translation, which would favour the
+    candidate that moves further.
+    """
+    cfg = replace(config or RefineConfig(), robust="cauchy", depth_uncertainty=0.0)
+    target = _target_pyramid(to_grey(tgt_image.to(reference.K.dtype)), 1)[0]
+    level, ab = reference.levels[0], gain_bias.double()
+    evs = [_residuals(level, target, T.double(), ab, cfg) for T in poses]
+    common = torch.stack([ev.inside for ev in evs]).all(0)  # (B, N)
+    scale = torch.stack([_robust_scale(ev.r, common, cfg) for ev in evs]).amin(0)
+    n = common.sum(1).clamp(min=1)
+    return torch.stack([(robust_loss(ev.r, "cauchy", scale) * common).sum(1) / n for ev in evs])

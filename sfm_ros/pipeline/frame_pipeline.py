@@ -734,8 +734,9 @@ class DepthOdometryPipeline:
 
         try:
             track = self.tracker.track(
-                image, out.depth_m, camera.K, out.T_prev_cur, fuse, start_elsewhere
-            )
+                image, out.depth_m, camera.K, out.T_prev_cur, fuse, start_elsewhere,
+                stood_still=self.fusion.stopped,
+            )  # fmt: skip
         except InputError as exc:  # the network's outputs still stand
             self._throttle.warn("tracker", f"pose refinement / multi-view depth skipped: {exc}")
             classical_motion()  # not left running
@@ -939,5 +940,6 @@ class DepthOdometryPipeline:
             "refinement fallbacks": str(sum(fallbacks.values())),
             "fallbacks by reason": ", ".join(f"{k}={v}" for k, v in fallbacks.items()) or "none",
             "keyframe switches": str(track.keyframe_switches),
+            "frames held still (something moving in view)": str(self.tracker.held_still_frames),
             **self.fusion.diagnostics(),
         }
