@@ -3,10 +3,11 @@ repeated frames, motion blur, low-light noise, an object crossing the view, inje
 clip.
 
     OMP_NUM_THREADS=1 python benchmarks/faults.py [--data ../shared/data/real/kitti_odometry_00] \\
-        [--params config/sfm.yaml] [--set key=value ...] [--checkpoint CKPT]
+        [--only NAME] [--params config/sfm.yaml] [--set key=value ...] [--checkpoint CKPT]
 
 Runs the node's pipeline (`sfm-ros eval pose`'s) over the clip as it is and with the faults of
-`FAULTS` (each on a few frames, far enough apart to recover in between), and prints
+`FAULTS` (each on a few frames, far enough apart to recover in between; with ``--only``, those
+whose name contains NAME), and prints
 - `sfm-ros eval pose`'s figures of both runs, with constant velocity and ORB + E on the clean
   clip beside them;
 - per fault, the published steps from the frame before it to four frames after: the worst
@@ -177,13 +178,17 @@ def main() -> int:
     parser.add_argument("--params", default="config/sfm.yaml")
     parser.add_argument("--set", nargs="*", default=[], help="node parameter overrides")
     parser.add_argument("--checkpoint")
+    parser.add_argument("--only", default="", help="the faults whose name contains this")
     args = parser.parse_args()
+    faults = tuple(f for f in FAULTS if args.only in f.name)
+    if not faults:
+        parser.error(f"no fault's name contains {args.only!r}")
     predictor = PipelinePredictor(pipeline_config(args.params, args.set, args.checkpoint))
     clean = open_source(args.data)[0]
-    last = max(f.first + f.count + 5 for f in FAULTS)
+    last = max(f.first + f.count + 5 for f in faults)
     if len(clean) < last:
         parser.error(f"{args.data} has {len(clean)} frames; the faults need {last}")
-    faulted = Faulted(clean, FAULTS)
+    faulted = Faulted(clean, faults)
     report = evaluate_pose_sequences(predictor, [clean, faulted], progress=False)
     for name, entry in report["sequences"].items():
         for method, figures in entry.items():
@@ -193,7 +198,7 @@ def main() -> int:
     print("(ATE5 / RE / Sim(3) ATE / t_err / r_err)\n")
     for label, seq in (("clean", Faulted(clean, ())), ("faults", faulted)):
         steps = _steps(predictor, seq)
-        for fault in FAULTS:
+        for fault in faults:
             print(f"{fault.name:34s} {label:6s} {_window_errors(clean, steps, fault)}")
     return 0
 

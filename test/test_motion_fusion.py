@@ -111,3 +111,43 @@ def test_a_non_finite_network_motion_is_not_fused():
 def test_an_unknown_pose_source_is_refused():
     with pytest.raises(InputError, match="pose_source"):
         MotionFusionConfig("gyro")
+
+
+def _measured_with_directions(fusion: MotionFusion, frames: int = 40) -> MotionFusion:
+    """``fusion`` after frames whose three estimates scatter by 0.05 degrees in rotation and
+    by about 0.6 degrees in the translation's direction around the truth."""
+    rng = np.random.default_rng(1)
+    for _ in range(frames):
+        angles, across = rng.normal(scale=0.05, size=3), rng.normal(scale=0.01, size=(3, 2))
+        network, refined, classical = (
+            _motion(a, (x, y, 1.0)) for a, (x, y) in zip(angles, across, strict=True)
+        )
+        fusion.fuse(network, _track(refined), classical)
+    assert fusion.rotation_fusion.three_cornered and fusion.direction_fusion.usable
+    return fusion
+
+
+def test_a_classical_motion_that_followed_something_moving_is_left_out():
+    # MAGSAC++ kept the motion of a truck crossing the view: sideways, or turned 2 degrees
+    # where the refinement failed. Beyond chance from the others it is measured but not fused
+    # (rotation and direction). A rotation the refined one does not share is fused (in a
+    # sharp turn the network's and the refined rotation fall short together), and so is a
+    # direction the refined one shares.
+    fusion = _measured_with_directions(_fusion("fused"))
+    T_network, T_refined = _motion(0.0, (0.0, 0.0, 1.0)), _motion(0.05, (0.01, 0.0, 1.0))
+    sideways, turned = _motion(0.05, (1.0, 0.0, 0.1)), _motion(2.0, (0.0, 0.0, 1.0))
+    outlier = fusion.classical_outlier
+    assert outlier(T_network, _track(T_refined), sideways)
+    assert outlier(T_network, _track(T_refined, reason="diverged"), turned)
+    assert not outlier(T_network, _track(T_refined), turned)
+    assert not outlier(T_network, _track(sideways), sideways)
+    assert not outlier(T_network, _track(T_refined), _motion(0.08, (0.01, 0.01, 1.0)))
+    published = fusion.fuse(T_network, _track(T_refined), sideways).T_prev_cur
+    assert fusion.classical_rejections == 1
+    assert fusion.diagnostics()["classical VO motion rejected (frames)"] == "1"
+    assert fusion.direction_fusion.last_weights[2] == 0 == fusion.rotation_fusion.last_weights[2]
+    direction = published[:3, 3] / np.linalg.norm(published[:3, 3])
+    assert math.degrees(math.acos(direction[2])) < 1.0
+    diverged = fusion.fuse(T_network, _track(T_refined, reason="diverged"), turned).T_prev_cur
+    np.testing.assert_array_equal(diverged[:3, :3], T_network[:3, :3])  # the network's
+    assert fusion.classical_rejections == 2

@@ -100,12 +100,18 @@ class DirectionFusion(ThreeCorneredHat):
         know its direction."""
         return self.three_cornered and not self.usable
 
+    def moving(self, t_network: np.ndarray) -> bool:
+        """Whether a network translation is at least ``min_speed_ratio`` of the running mean
+        length (a stop's or a pure rotation's direction is noise)."""
+        return float(np.linalg.norm(t_network)) >= self.min_speed_ratio * self._speed
+
     def fuse(
         self,
         t_network: np.ndarray,
         t_refined: np.ndarray,
         refined_cov: np.ndarray,
         t_classical: np.ndarray | None = None,
+        use_classical: bool = True,
     ) -> np.ndarray:
         """The fused (3,) translation: the fused direction times the network's length.
 
@@ -114,6 +120,8 @@ class DirectionFusion(ThreeCorneredHat):
             refined_cov: (3, 3) covariance of ``t_refined`` in its frame.
             t_classical: (3,) classical translation (its length is ignored), or None where
                 there is none (a failed pair).
+            use_classical: False: the classical direction is measured (its disagreements
+                enter the variances) but not fused (it is not the camera's this frame).
 
         Non-finite or zero translations, or a covariance without a finite positive part
         across ``t_refined``, raise InputError and leave the state unchanged.
@@ -141,6 +149,8 @@ class DirectionFusion(ThreeCorneredHat):
             classical = (_squared_angle(u_n, u_c), _squared_angle(u_r, u_c))
         network_refined = _squared_angle(u_n, u_r)
         self.update(network_refined, claimed, *classical)
+        if not use_classical:
+            t_c = u_c = None
         if u_c is not None and not self.three_cornered:
             best = self.closest_of_three(network_refined, *classical)
             self.last_weights = tuple(float(i == best) for i in range(3))

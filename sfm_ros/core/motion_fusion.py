@@ -50,6 +50,7 @@ from sfm_ros.core.window_direction import WindowDirection
 
 POSE_SOURCES = ("network", "refined", "refined_rotation", "fused")
 CHI2_3DOF_999 = 16.27
+CHI2_2DOF_999 = 13.82
 """99.9th percentile of the chi-square distribution with three degrees of freedom."""
 
 
@@ -100,6 +101,11 @@ class FusedMotion:
     """The fused rotation's measured variance per axis (rad^2), in place of the noise model's."""
 
 
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle (rad) between two (3,) vectors."""
+    return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))
+
+
 class MotionFusion:
     """The published motion of each frame, and what the fusion learnt about its sources.
 
@@ -131,6 +137,8 @@ class MotionFusion:
         (`network_rotation_rejected`)."""
         self.stopped = False
         """The last frame was published as a stop (the tracker's ``stood_still``)."""
+        self.classical_rejections = 0
+        """Frames whose classical motion was left out (`classical_outlier`)."""
 
     def reset_model(self) -> None:
         """Forget what was learnt about the pose network (a new model)."""
@@ -154,6 +162,12 @@ class MotionFusion:
         (None where it has none)."""
         cfg = self.config
         diag = track.diagnostics
+        use_classical = not (
+            T_network is not None
+            and T_classical is not None
+            and self.classical_outlier(T_network, track, T_classical)
+        )
+        self.classical_rejections += not use_classical
         if cfg.pose_source == "fused":
             self._add_to_window(T_network, track)
         T, covariance, rotation_variance = T_network, None, None
@@ -165,7 +179,7 @@ class MotionFusion:
         if cfg.pose_source == "refined":
             T, covariance = track.T_prev_cur, track.covariance
         elif cfg.pose_source == "fused" and diag.reason != "ok" and T is not None:
-            if T_classical is not None:  # the refinement failed: the other two
+            if T_classical is not None and use_classical:  # the refinement failed: the other two
                 T, rotation_variance = self._fused_without_refined(T, T_classical)
         elif cfg.pose_source != "network" and T is not None and diag.reason == "ok":
             T = T.copy()  # the translation's uncertainty is the network's: the noise model's
@@ -180,18 +194,21 @@ class MotionFusion:
                 if var > 0 and np.isfinite(T).all():  # else the network's rotation stays
                     R_classical = None if T_classical is None else T_classical[:3, :3]
                     claim = self.classical.last_rotation_variance  # NaN: the average claim
-                    if self.network_rotation_rejected(T, track, T_classical):
+                    witness = T_classical if use_classical else None
+                    if self.network_rotation_rejected(T, track, witness):
                         self.network_rejections += 1
                         T[:3, :3] = self.rotation_fusion.fuse_without_network(
-                            R_refined, var, R_classical, claim
+                            R_refined, var, None if witness is None else R_classical, claim
                         )
                     else:
                         T[:3, :3], _ = self.rotation_fusion.fuse(
-                            T[:3, :3], R_refined, var, R_classical, claim
+                            T[:3, :3], R_refined, var, R_classical, claim, use_classical
                         )
                     rotation_variance = self.rotation_fusion.last_variance
                     if cfg.fuse_translation and cfg.fuse_classical:
-                        T[:3, 3] = self._fused_translation(T[:3, 3], track, T_classical)
+                        T[:3, 3] = self._fused_translation(
+                            T[:3, 3], track, T_classical, use_classical
+                        )
                         keyframe_translation = self._keyframe_translation()
                         if keyframe_translation:  # aligned with the keyframe: no random walk
                             T[:3, 3] = track.T_prev_cur[:3, 3]
@@ -231,6 +248,38 @@ class MotionFusion:
             between(R_classical, R_network)
         )
 
+    def classical_outlier(
+        self, T_network: np.ndarray, track: TrackResult, T_classical: np.ndarray
+    ) -> bool:
+        """Whether classical VO's motion is not the camera's: MAGSAC++ keeps the motion most
+        features share, and something moving across the view may have more of them. Once
+        the fusions have measured their variances: its translation's direction, while the
+        camera moves, lies further from the network's and, where the refinement succeeded,
+        from the refined one than chance allows (the 99.9th percentile); or, where the
+        refinement failed, its rotation lies that far from the network's. (With a refined
+        rotation, no: in KITTI 00's sharp turns the network's rotation falls short by up to
+        2 degrees and the refined one, which starts from it, with it, while classical VO's is
+        right.) Such a motion is measured (its disagreements enter the variances, as on
+        every frame, so the other frames are weighted as before) but not fused; its length
+        ratio stays in the length's fusion (without it the refined length, which the moving
+        object pulls too, carried the length: `benchmarks/RESULTS.md`)."""
+        refined = track.diagnostics.reason == "ok"
+        directions = self.direction_fusion
+        if directions.usable and directions.moving(T_network[:3, 3]):
+            var = directions.variances
+            others = [(T_network, 0)] + ([(track.T_prev_cur, 1)] if refined else [])
+            if all(
+                _angle(T[:3, 3], T_classical[:3, 3]) ** 2 > CHI2_2DOF_999 * (var[i] + var[2])
+                for T, i in others
+            ):
+                return True
+        rotations = self.rotation_fusion
+        if refined or not rotations.three_cornered:
+            return False
+        var = rotations.variances
+        delta = so3_log(T_network[:3, :3].T @ T_classical[:3, :3])
+        return float(delta @ delta) > CHI2_3DOF_999 * (var[0] + var[2])
+
     def _fused_without_refined(
         self, T_network: np.ndarray, T_classical: np.ndarray
     ) -> tuple[np.ndarray, float | None]:
@@ -256,16 +305,23 @@ class MotionFusion:
         return T, (fusion.last_variance if fusion.three_cornered else None)
 
     def _fused_translation(
-        self, t_network: np.ndarray, track: TrackResult, T_classical: np.ndarray | None
+        self,
+        t_network: np.ndarray,
+        track: TrackResult,
+        T_classical: np.ndarray | None,
+        use_classical: bool = True,
     ) -> np.ndarray:
         """The network's translation with its direction fused with the refined and the
-        classical one (the network's where the inputs do not allow it)."""
+        classical one (the network's where the inputs do not allow it; the classical one
+        only measured, not fused, without ``use_classical``)."""
         R_refined = track.T_prev_cur[:3, :3]  # the covariance perturbs on the right
         cov_t = R_refined @ track.covariance[:3, :3] @ R_refined.T
         t_refined = track.T_prev_cur[:3, 3]
         t_classical = None if T_classical is None else T_classical[:3, 3]
         try:
-            return self.direction_fusion.fuse(t_network, t_refined, cov_t, t_classical)
+            return self.direction_fusion.fuse(
+                t_network, t_refined, cov_t, t_classical, use_classical
+            )
         except InputError as exc:
             self._warn("direction", f"translation direction not fused: {exc}")
             return t_network
@@ -358,6 +414,7 @@ class MotionFusion:
         """Key/values for ``/diagnostics``: the weights, variances and offsets measured."""
         return {
             "network rotation rejected (frames)": str(self.network_rejections),
+            "classical VO motion rejected (frames)": str(self.classical_rejections),
             **self.rotation_diagnostics(),
             **self.length_diagnostics(),
         }

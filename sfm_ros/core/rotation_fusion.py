@@ -62,6 +62,7 @@ class RotationFusion(ThreeCorneredHat):
         refined_var: float,
         R_classical: np.ndarray | None = None,
         classical_var: float | None = None,
+        use_classical: bool = True,
     ) -> tuple[np.ndarray, float]:
         """The fused (3, 3) rotation and the weight of the refined one in [0, 1].
 
@@ -73,6 +74,9 @@ class RotationFusion(ThreeCorneredHat):
                 there is none (a failed pair).
             classical_var: its claimed variance (only its ratio to the average claim counts;
                 None, or not finite and positive: the average).
+            use_classical: False: the classical rotation is measured (its disagreements
+                enter the variances, as on every frame) but not fused (it is not the
+                camera's this frame).
 
         Non-finite inputs raise InputError and leave the state unchanged.
         """
@@ -92,6 +96,8 @@ class RotationFusion(ThreeCorneredHat):
         if to_classical is not None:
             classical = (_squared_angle(to_classical), _squared_angle(so3_log(R_r.T @ R_c)))
         self.update(_squared_angle(to_refined), float(refined_var), *classical, classical_var)
+        if not use_classical:
+            R_c = to_classical = None
         weights, self.last_variance = self.weights(
             float(refined_var), R_c is not None, classical_var
         )
