@@ -50,8 +50,9 @@ from sfm_ros.core.window_direction import WindowDirection
 
 POSE_SOURCES = ("network", "refined", "refined_rotation", "fused")
 CHI2_3DOF_999 = 16.27
-CHI2_2DOF_999 = 13.82
 """99.9th percentile of the chi-square distribution with three degrees of freedom."""
+CHI2_2DOF_999 = 13.82
+"""99.9th percentile of the chi-square distribution with two degrees of freedom."""
 
 
 @dataclass(frozen=True)
