@@ -166,3 +166,25 @@ def test_the_gate_says_why_until_the_gyro_has_agreed_then_gives_its_rotation():
     assert not gated.covariance[:3, 3:].any() and gate.diagnostics()["gyroscope"] == gate.state
     gate.add(int(9.0 * NS), "other_imu", np.zeros(3))
     assert gate.gyro.R_cam_imu is None and warnings == ["imu:frame"]
+
+
+def test_a_classical_motion_left_out_of_the_fusion_is_not_measured_against():
+    """Where the refinement failed and the classical motion was left out of the fusion (it
+    followed something moving across the view), the published rotation is the network's
+    alone: the gyro is not compared with it, nor its bias measured against the classical
+    one. Kept, the classical motion serves both."""
+    gate, fusion = GyroGate(lambda key, msg: None), RotationFusion()
+    for t in np.arange(0.0, 2.5, 1 / 200):
+        gate.add(int(round(t * NS)), "imu_link", _rate(np.array([t]))[0])
+    gate.gyro.set_extrinsics(R_CAM_IMU)
+    T, wrong = np.eye(4), np.eye(4)
+    wrong[:3, :3] = so3_exp(np.radians([0.0, 8.0, 0.0]))  # the object's motion
+    kept = MotionSources(T, classical=wrong)
+    rejected = MotionSources(T, classical=wrong, classical_rejected=True)
+    for sources in (rejected, kept):
+        for k in range(20):
+            R_raw, _ = gate.rotations(int(0.1 * (k + 1) * NS), int(0.1 * (k + 2) * NS))
+            gate.apply(T, None, 1e-6, R_raw, 0.1, sources, fusion)
+        if sources is rejected:
+            assert gate.gyro.frames_compared == 0 and not gate.gyro.bias_rad_s.any()
+    assert gate.gyro.frames_compared > 0 and np.degrees(np.abs(gate.gyro.bias_rad_s)).max() > 50

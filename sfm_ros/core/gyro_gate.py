@@ -34,6 +34,12 @@ class GatedMotion:
     """The gyro's per-axis rotation variance (rad^2)."""
 
 
+def _classical(sources: MotionSources) -> np.ndarray | None:
+    """The frame's classical motion, None where there is none or it was left out of the
+    fusion (not the camera's)."""
+    return None if sources.classical_rejected else sources.classical
+
+
 class GyroGate:
     """The gyroscope of one Imu stream and the per-frame decision to use it.
 
@@ -115,7 +121,8 @@ class GyroGate:
         if variance is None and rotation_fusion.frames:  # the network's motion stands
             variance = rotation_fusion.network_variance
         if variance is not None:
-            if sources is None or sources.refined is not None or sources.classical is not None:
+            classical = None if sources is None else _classical(sources)
+            if sources is None or sources.refined is not None or classical is not None:
                 gyro.compare(R_raw, T[:3, :3], variance, dt_s)  # not against the network's alone
             self._measure_bias(R_raw, dt_s, sources, rotation_fusion)
         elif gyro.frames_compared == 0:  # nothing to check it against (pose_source network)
@@ -156,7 +163,7 @@ class GyroGate:
         if sources is None:
             return
         _, refined_variance, classical_variance = rotation_fusion.variances
-        order = (sources.refined, sources.classical)
+        order = (sources.refined, _classical(sources))
         if classical_variance <= refined_variance:
             order = order[::-1]
         reference = next((T for T in order if T is not None), None)

@@ -68,6 +68,9 @@ class MotionSources:
     """(4, 4) ORB + essential matrix, unit translation; None where it failed or is off."""
     classical_length_ratio: float = math.nan
     """Classical VO's length over the previous motion's (NaN: none)."""
+    classical_rejected: bool = False
+    """The classical motion was left out of the fusion (`MotionFusion.classical_outlier`):
+    not the camera's, so nothing is to be measured against it."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,8 @@ class MotionFusion:
         """The last frame was published as a stop (the tracker's ``stood_still``)."""
         self.classical_rejections = 0
         """Frames whose classical motion was left out (`classical_outlier`)."""
+        self.classical_rejected = False
+        """The last frame's classical motion was left out."""
 
     def reset_model(self) -> None:
         """Forget what was learnt about the pose network (a new model)."""
@@ -163,12 +168,13 @@ class MotionFusion:
         (None where it has none)."""
         cfg = self.config
         diag = track.diagnostics
-        use_classical = not (
+        self.classical_rejected = (
             T_network is not None
             and T_classical is not None
             and self.classical_outlier(T_network, track, T_classical)
         )
-        self.classical_rejections += not use_classical
+        self.classical_rejections += self.classical_rejected
+        use_classical = not self.classical_rejected
         if cfg.pose_source == "fused":
             self._add_to_window(T_network, track)
         T, covariance, rotation_variance = T_network, None, None

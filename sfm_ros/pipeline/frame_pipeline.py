@@ -757,6 +757,8 @@ class DepthOdometryPipeline:
                 f"pose refinement fell back to the {diag.init_source} motion: {diag.reason}",
             )
         motion = self.fusion.fuse(out.T_prev_cur, track, T_classical)
+        if self.fusion.classical_rejected:
+            self.last_sources = replace(self.last_sources, classical_rejected=True)
         multiview = cfg.depth_source == "multiview"
         depth = track.depth_m if multiview else out.depth_m
         confidence = None
