@@ -40,8 +40,8 @@ def _unit(t: np.ndarray) -> np.ndarray:
     return t / np.linalg.norm(t)
 
 
-def _squared_angle(a: np.ndarray, b: np.ndarray) -> float:
-    """Squared angle per degree of freedom (rad^2) between (3,) unit vectors."""
+def squared_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Squared angle per degree of freedom (rad^2) between the directions of (3,) vectors."""
     return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b)) ** 2 / 2
 
 
@@ -146,8 +146,8 @@ class DirectionFusion(ThreeCorneredHat):
         u_c = None if t_c is None else _unit(t_c)
         classical = (None, None)
         if u_c is not None:
-            classical = (_squared_angle(u_n, u_c), _squared_angle(u_r, u_c))
-        network_refined = _squared_angle(u_n, u_r)
+            classical = (squared_angle(u_n, u_c), squared_angle(u_r, u_c))
+        network_refined = squared_angle(u_n, u_r)
         self.update(network_refined, claimed, *classical)
         if not use_classical:
             t_c = u_c = None

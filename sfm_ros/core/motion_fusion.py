@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sfm_ros.core.classical_vo import OrbMotion
-from sfm_ros.core.direction_fusion import DirectionFusion
+from sfm_ros.core.direction_fusion import DirectionFusion, squared_angle
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.keyframes import TrackResult
 from sfm_ros.core.length_anchor import LengthAnchor
@@ -103,11 +103,6 @@ class FusedMotion:
     """(6, 6) covariance of the motion (the refined one's); None = the noise model."""
     rotation_variance: float | None = None
     """The fused rotation's measured variance per axis (rad^2), in place of the noise model's."""
-
-
-def _angle(a: np.ndarray, b: np.ndarray) -> float:
-    """Angle (rad) between two (3,) vectors."""
-    return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))
 
 
 class MotionFusion:
@@ -275,8 +270,8 @@ class MotionFusion:
         if directions.usable and directions.moving(T_network[:3, 3]):
             var = directions.variances
             others = [(T_network, 0)] + ([(track.T_prev_cur, 1)] if refined else [])
-            if all(
-                _angle(T[:3, 3], T_classical[:3, 3]) ** 2 > CHI2_2DOF_999 * (var[i] + var[2])
+            if all(  # twice the squared angle per degree of freedom: chi-square, 2 dof
+                2 * squared_angle(T[:3, 3], T_classical[:3, 3]) > CHI2_2DOF_999 * (var[i] + var[2])
                 for T, i in others
             ):
                 return True

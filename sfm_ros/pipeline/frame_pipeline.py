@@ -745,20 +745,19 @@ class DepthOdometryPipeline:
             return Geometry(out.depth_m, self.fusion.network_only(out.T_prev_cur))
         T_classical = classical_motion()
         diag = self.last_track = track.diagnostics
-        self.last_sources = MotionSources(
-            out.T_prev_cur,
-            track.T_prev_cur if diag.reason == "ok" else None,
-            T_classical,
-            self.classical.last_length_ratio,  # NaN wherever T_classical is None
-        )
         if cfg.pose_source != "network" and diag.reason in FALLBACKS:
             self._throttle.warn(
                 "refine:" + diag.reason,
                 f"pose refinement fell back to the {diag.init_source} motion: {diag.reason}",
             )
         motion = self.fusion.fuse(out.T_prev_cur, track, T_classical)
-        if self.fusion.classical_rejected:
-            self.last_sources = replace(self.last_sources, classical_rejected=True)
+        self.last_sources = MotionSources(
+            out.T_prev_cur,
+            track.T_prev_cur if diag.reason == "ok" else None,
+            T_classical,
+            self.classical.last_length_ratio,  # NaN wherever T_classical is None
+            self.fusion.classical_rejected,
+        )
         multiview = cfg.depth_source == "multiview"
         depth = track.depth_m if multiview else out.depth_m
         confidence = None

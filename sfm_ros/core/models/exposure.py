@@ -34,16 +34,25 @@ def _limited(log_gain: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_gain.clamp(-_MAX_LOG_GAIN, _MAX_LOG_GAIN))
 
 
+def _band_log_gain(mean: torch.Tensor) -> torch.Tensor:
+    """Log gain that takes a mean brightness into `BRIGHTNESS_BAND` (0 inside it)."""
+    return torch.log(mean.clamp(*BRIGHTNESS_BAND) / mean)
+
+
+def _log_ratio(mean_tgt: torch.Tensor, srcs: torch.Tensor) -> torch.Tensor:
+    """(B, S, 1, 1, 1) log of the target's mean (B, 1, 1, 1) over each source's."""
+    return torch.log(mean_tgt[:, None] / _mean(srcs))
+
+
 def in_band(images: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) images, each scaled so that its mean lies in `BRIGHTNESS_BAND`."""
-    mean = _mean(images)
-    return images * _limited(torch.log(mean.clamp(*BRIGHTNESS_BAND) / mean))
+    return images * _limited(_band_log_gain(_mean(images)))
 
 
 def _step_log_gains(mean_tgt: torch.Tensor, srcs: torch.Tensor) -> torch.Tensor:
     """(B, S, 1, 1, 1) log gains that take what exceeds `EXPOSURE_STEP` out of each source's
     brightness ratio to the target (mean (B, 1, 1, 1))."""
-    log_ratio = torch.log(mean_tgt[:, None] / _mean(srcs))
+    log_ratio = _log_ratio(mean_tgt, srcs)
     return torch.sign(log_ratio) * (log_ratio.abs() - EXPOSURE_STEP).clamp_min(0.0)
 
 
@@ -55,7 +64,7 @@ def brightness_matched(tgt: torch.Tensor, srcs: torch.Tensor) -> torch.Tensor:
     0.0394 / 0.0024 matched (0.0323 / 0.0022 warmed up on the clean clip, 0.0330 / 0.0022 there
     unmatched). Unlike `exposure_matched` there is no `EXPOSURE_STEP` band: on the clean clips
     matching fully was as good (KITTI 00) or better (KITTI 06) than leaving the loss as it was."""
-    return srcs * _limited(torch.log(_mean(tgt)[:, None] / _mean(srcs)))
+    return srcs * _limited(_log_ratio(_mean(tgt), srcs))
 
 
 def exposure_matched(tgt: torch.Tensor, srcs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,5 +77,5 @@ def exposure_matched(tgt: torch.Tensor, srcs: torch.Tensor) -> tuple[torch.Tenso
     motions by 2.4 degrees a frame, 0.4 matched (0.39 clean).
     """
     mean_tgt = _mean(tgt)
-    band = torch.log(mean_tgt.clamp(*BRIGHTNESS_BAND) / mean_tgt)
+    band = _band_log_gain(mean_tgt)
     return tgt * _limited(band), srcs * _limited(_step_log_gains(mean_tgt, srcs) + band[:, None])
