@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from sfm_ros.core.inference import DepthPoseEstimator
-from sfm_ros.core.metrics import rotation_error_deg
+from sfm_ros.core.metrics import direction_error_deg, rotation_error_deg
 from sfm_ros.core.models import dispnet, posenet, resnet
 from sfm_ros.core.synthetic import render_sequence
 from sfm_ros.messages.sources import open_source
@@ -77,16 +77,15 @@ def pose_errors(est: DepthPoseEstimator, frames: list, gains: np.ndarray) -> str
         T = np.linalg.inv(T_first[-2]) @ T_first[-1]
         G = np.linalg.inv(frames[i - 1].T_world_cam) @ frames[i].T_world_cam
         t, g = T[:3, 3], G[:3, 3]
-        cosine = t @ g / max(np.linalg.norm(t) * np.linalg.norm(g), 1e-12)
         errors.append((
             rotation_error_deg(G[None], T[None])[0],
-            np.degrees(np.arccos(np.clip(cosine, -1, 1))),
+            direction_error_deg(t, g),
             np.log(np.linalg.norm(t) / np.linalg.norm(g)),
         ))  # fmt: skip
     e = np.array(errors)
     log_length = np.median(e[:, 2])
     spread = np.abs(e[:, 2] - log_length).mean()
-    return f"{e[:, 0].mean():.3f} / {e[:, 1].mean():.2f} / {log_length:+.3f} +- {spread:.3f}"
+    return f"{e[:, 0].mean():.3f} / {np.nanmean(e[:, 1]):.2f} / {log_length:+.3f} +- {spread:.3f}"
 
 
 def depth_abs_rel(est: DepthPoseEstimator, mean: float) -> float:

@@ -28,7 +28,7 @@ import numpy as np
 
 from sfm_ros.core.data.sequence import Frame, FrameSequence
 from sfm_ros.core.evaluate import POSE_FIGURES, evaluate_pose_sequences
-from sfm_ros.core.metrics import rotation_error_deg
+from sfm_ros.core.metrics import direction_error_deg, rotation_error_deg
 from sfm_ros.core.synthetic.occluder import passing_object
 from sfm_ros.messages.sources import open_source
 from sfm_ros.pipeline.evaluate import PipelinePredictor
@@ -162,11 +162,10 @@ def _window_errors(
         finite &= bool(np.isfinite(T).all())
         rotation.append(float(rotation_error_deg(G[None], T[None])[0]))
         t, g = T[:3, 3], G[:3, 3]
-        cosine = t @ g / max(np.linalg.norm(t) * np.linalg.norm(g), 1e-12)
-        direction.append(float(np.degrees(np.arccos(np.clip(cosine, -1, 1)))))
+        direction.append(direction_error_deg(t, g))
         length.append(float(np.linalg.norm(t) / np.linalg.norm(g) / scale))
     return (
-        f"rotation {max(rotation):.2f} deg, direction {max(direction):.1f} deg, length "
+        f"rotation {max(rotation):.2f} deg, direction {np.nanmax(direction):.1f} deg, length "
         f"{min(length):.2f}-{max(length):.2f} x, finite {'yes' if finite else 'NO'}"
         + (f", {missing} steps without a motion" if missing else "")
     )

@@ -25,7 +25,12 @@ import numpy as np
 
 from sfm_ros.cli import image_size
 from sfm_ros.core.evaluate import segment_lengths, trajectory_metrics
-from sfm_ros.core.metrics import chain_relative_poses, evaluate_snippets, rotation_error_deg
+from sfm_ros.core.metrics import (
+    chain_relative_poses,
+    direction_error_deg,
+    evaluate_snippets,
+    rotation_error_deg,
+)
 from sfm_ros.messages.sources import open_sources
 from sfm_ros.pipeline.evaluate import PipelinePredictor
 from sfm_ros.pipeline.params_file import pipeline_config
@@ -38,10 +43,6 @@ def _unit(v: np.ndarray) -> np.ndarray:
     """Unit vectors along the last axis; NaN for zero vectors (a stop)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def _angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.degrees(np.arccos(np.clip((_unit(a) * _unit(b)).sum(-1), -1.0, 1.0)))
 
 
 def _translations(motions: list[np.ndarray | None]) -> np.ndarray:
@@ -115,9 +116,9 @@ def breakdown(predictor: PipelinePredictor, seq) -> None:
     all_three = moving & np.isfinite(np.hstack([t_net, t_ref, t_cls])).all(1)
     print(f"  direction error, degrees (median / rms, {all_three.sum()} frames with all three):")
     for name, t in (("network", t_net), ("refined", t_ref), ("classical", t_cls)):
-        a = _angles_deg(t[all_three], t_true[all_three])
+        a = direction_error_deg(t[all_three], t_true[all_three])
         print(f"    {name:10s} {np.median(a):.2f} / {np.sqrt(np.mean(a**2)):.2f}")
-    a = _angles_deg(node_directions[all_three], t_true[all_three])
+    a = direction_error_deg(node_directions[all_three], t_true[all_three])
     print(f"    published  {np.median(a):.2f} / {np.sqrt(np.mean(a**2)):.2f}")
     print("  lengths (log): frame-to-frame error rms; 10-frame means' wander (std):")
     true_change = np.diff(np.log(np.maximum(true_length, MIN_STEP)))

@@ -26,7 +26,11 @@ import numpy as np
 
 from sfm_ros.core.evaluate import as_predictor, predict_trajectory
 from sfm_ros.core.inference import DepthPoseEstimator
-from sfm_ros.core.metrics import evaluate_snippets, evaluate_snippets_rotation
+from sfm_ros.core.metrics import (
+    direction_error_deg,
+    evaluate_snippets,
+    evaluate_snippets_rotation,
+)
 from sfm_ros.core.velocity_filter import VelocitySmoother
 from sfm_ros.messages.sources import open_source
 
@@ -92,7 +96,7 @@ def main() -> None:
         pred = np.linalg.inv(T[:-1]) @ T[1:]
         t_pred = pred[:, :3, 3]
         length = np.linalg.norm(t_pred, axis=1)
-        angle = np.degrees(np.arccos(np.clip((unit(t_pred) * unit(t_true)).sum(1), -1, 1)))
+        angle = direction_error_deg(t_pred, t_true)
         ratio = length / speed
         ratio = ratio / ratio.mean()
         change = np.diff(ratio)

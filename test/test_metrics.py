@@ -13,6 +13,7 @@ from sfm_ros.core.metrics import (
     chain_relative_poses,
     compute_depth_errors,
     constant_velocity_baseline,
+    direction_error_deg,
     evaluate_depth,
     evaluate_snippets,
     format_table,
@@ -307,6 +308,15 @@ def test_rotation_error_deg():
     assert rotation_error_deg(R, R) == pytest.approx(0, abs=1e-5)
     batch = rotation_error_deg(np.stack([np.eye(3)] * 2), np.stack([R, R.T]))
     np.testing.assert_allclose(batch, [30, 30])
+
+
+def test_direction_error_deg_ignores_length_and_has_none_for_a_stop():
+    t = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])
+    g = np.array([[3.0, 3.0, 0.0], [0.0, 0.0, -0.5], [0.0, 0.0, 1.0]])
+    angles = direction_error_deg(t, g)
+    np.testing.assert_allclose(angles[:2], [45.0, 180.0], atol=1e-6)
+    assert np.isnan(angles[2])
+    assert direction_error_deg(t[0], 7 * t[0]) == pytest.approx(0.0, abs=1e-5)
 
 
 def test_format_table_contains_names():

@@ -296,6 +296,18 @@ def rotation_error_deg(R_a: np.ndarray, R_b: np.ndarray) -> float | np.ndarray:
     return float(angle) if np.ndim(angle) == 0 else angle
 
 
+def direction_error_deg(t_a: np.ndarray, t_b: np.ndarray) -> float | np.ndarray:
+    """Angle in degrees between translations ``t_a`` and ``t_b``, shape (..., 3); NaN where
+    either has no length (a stop has no direction). Float for a single pair, else an array."""
+    t_a = np.asarray(t_a, dtype=np.float64)
+    t_b = np.asarray(t_b, dtype=np.float64)
+    norms = np.linalg.norm(t_a, axis=-1) * np.linalg.norm(t_b, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosine = np.where(norms > 0, (t_a * t_b).sum(-1) / norms, np.nan)
+    angle = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+    return float(angle) if np.ndim(angle) == 0 else angle
+
+
 def snippet_ate(gt_xyz: np.ndarray, pred_xyz: np.ndarray) -> float:
     """SfMLearner's legacy snippet ATE (``kitti_eval/pose_evaluation_utils.compute_ate``).
 
