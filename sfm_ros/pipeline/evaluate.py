@@ -18,7 +18,7 @@ from sfm_ros.core.data import Frame
 from sfm_ros.core.evaluate import Prediction
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.pipeline.config import PipelineConfig
-from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline
+from sfm_ros.pipeline.frame_pipeline import DepthOdometryPipeline, PipelineResult
 
 FRAME_ID = "camera_optical_frame"
 
@@ -54,8 +54,14 @@ class PipelinePredictor:
         """Frames the node fell behind on (`DepthOdometryPipeline.catch_up`), oldest first."""
         self.pipeline.catch_up([self._message(frame) for frame in frames])
 
+    def process(self, frame: Frame, outputs: set[str] | None = None) -> PipelineResult | None:
+        """The node's whole result for ``frame`` (None where it skips it), with ``outputs``
+        computed as if they had subscribers (None: all enabled; ``depth/confidence`` for the
+        published depth's confidence)."""
+        return self.pipeline.process(self._message(frame), outputs=outputs)
+
     def predict(self, frame: Frame) -> Prediction | None:
-        result = self.pipeline.process(self._message(frame), outputs=set())
+        result = self.process(frame, outputs=set())
         if result is None:
             return None
         return Prediction(result.depth_m, result.T_prev_cur)
