@@ -112,9 +112,31 @@ def test_confidence_is_low_on_textureless_and_high_on_textured(scene):
     assert blank.sum() > 300
     assert c[blank].mean() < 0.02
     assert c[~scene["flat"][:1]].mean() > 0.7
-    # the prior is kept where the confidence is zero
-    keep = c == 0
+    # the prior is kept where geometry has no weight (the sweep runs at full resolution here)
+    keep = out.evidence.weight == 0
+    assert (c[keep] == 0).all() and keep.sum() > 300
     torch.testing.assert_close(out.depth_m[keep], scene["prior"][keep])
+
+
+def test_something_moving_through_the_views_is_not_trusted(scene):
+    # a textured object moving down 3 pixels between views: no depth lines it up in all of them
+    g = torch.Generator().manual_seed(1)
+    blocks = torch.rand(1, 1, 5, 8, generator=g)  # grey blocks
+    patch = F.interpolate(blocks, size=(20, 32), mode="nearest")[0]
+    images = scene["images"].clone()
+    top, left = 12, 64
+    for k in range(len(images)):
+        images[k, :, top + 3 * k : top + 3 * k + 20, left : left + 32] = patch
+    moving = torch.zeros(1, 1, H, W, dtype=torch.bool)
+    moving[..., top : top + 20, left : left + 32] = True
+    args = (images[:1], scene["prior"], scene["K"], images[None, 1:], scene["T_src_key"])
+    c = multiview_depth(*args).confidence
+    unchecked = MultiViewConfig(match_cost_full=1.0, match_cost_zero=2.0)  # no match factor
+    c_before = multiview_depth(*args, config=unchecked).confidence
+    rest = ~scene["flat"][:1] & ~F.max_pool2d(moving.float(), 9, 1, 4).bool()
+    assert c[moving].mean() < 0.7 * c_before[moving].mean()  # distinct, matching nothing
+    assert (c[moving] > 0.5).float().mean() < 0.7 * (c_before[moving] > 0.5).float().mean()
+    assert c[rest].mean() > 0.95 and c_before[rest].mean() - c[rest].mean() < 0.01
 
 
 def test_a_lower_fusion_exponent_trusts_partial_confidence_more(scene):
@@ -122,7 +144,7 @@ def test_a_lower_fusion_exponent_trusts_partial_confidence_more(scene):
     linear = multiview_depth(*args, scene["T_src_key"], MultiViewConfig(fusion_exponent=1.0))
     root = multiview_depth(*args, scene["T_src_key"], MultiViewConfig(fusion_exponent=0.5))
     torch.testing.assert_close(root.confidence, linear.confidence)
-    c, prior = linear.confidence, scene["prior"]
+    c, prior = linear.evidence.weight, scene["prior"]  # the fusion's weight, full resolution
     partial = (c > 0.05) & (c < 0.95)
     assert partial.sum() > 100
     # in inverse depth, the prior's correction grows from c to sqrt(c) of the geometric one
@@ -177,9 +199,10 @@ def test_invalid_prior_pixels(scene):
     right[..., W // 2 :] = True
     assert torch.isfinite(out.depth_m[right]).all()
     left = ~right
-    confident = left & (out.confidence > 0)
-    assert torch.isfinite(out.depth_m[confident]).all()
-    assert torch.isnan(out.depth_m[left & (out.confidence == 0)]).all()
+    weighted = out.evidence.weight > 0  # geometry's weight (the sweep at full resolution here)
+    assert torch.isfinite(out.depth_m[left & weighted]).all()
+    assert torch.isnan(out.depth_m[left & ~weighted]).all()
+    assert (out.confidence[left & ~weighted] == 0).all()
 
 
 def test_bad_arguments_raise_input_error(scene):
@@ -192,6 +215,8 @@ def test_bad_arguments_raise_input_error(scene):
         multiview_depth(*args, scene["images"][None, 1:, :, :10], scene["T_src_key"])
     with pytest.raises(InputError):
         MultiViewConfig(num_bins=2)
+    with pytest.raises(InputError):
+        MultiViewConfig(match_cost_full=0.3, match_cost_zero=0.1)
     for exponent in (0.0, -1.0, math.nan, math.inf):  # 0 ** 0 = 1: no-confidence pixels weighted
         with pytest.raises(InputError, match="fusion_exponent"):
             MultiViewConfig(fusion_exponent=exponent)

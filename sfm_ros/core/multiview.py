@@ -19,7 +19,8 @@ The geometric estimate is fused with the prior in inverse depth,
 ``w = c ** fusion_exponent``, where the confidence ``c`` in [0, 1] is the product of: texture
 (local contrast of the keyframe), parallax (how many pixels the sweep moves along the epipolar
 line in the best view), a valid view (the pixel projects into some source image), a winner
-inside the sweep range (not at its ends), and the distinctiveness of the cost minimum.
+inside the sweep range (not at its ends), and the distinctiveness of the cost minimum. The
+published confidence also falls where the winner matches poorly (its own cost).
 
 With ``carry_over``, the previous frame's geometric depth is carried into the frame (warped
 with the motion between them, brought to this frame's scale by the median ratio where both are
@@ -75,6 +76,14 @@ class MultiViewConfig:
     """... and with full confidence."""
     full_distinctiveness: float = 0.5
     """``(mean cost - min cost) / mean cost`` of the cost curve with full confidence."""
+    match_cost_full: float = 0.2
+    """The winner's own cost (``(1 - ZNCC) / 2``) with full published confidence (ZNCC
+    0.6)..."""
+    match_cost_zero: float = 0.45
+    """... and with none (ZNCC 0.1; linear in between): a winner that matches no view well
+    may be distinct among worse ones, yet something moving through the view matches nowhere.
+    Only the published confidence falls with it, not the fusion weight (in the weight as well,
+    8 of 15 held-out synthetic sequences lost accuracy: `benchmarks/RESULTS.md`)."""
     align_prior_scale: bool = True
     """Sweep around the prior rescaled to the poses' scale: a monocular network's depth has a
     scale of its own in every frame and the poses have the trajectory's, which differ by 10-50 %
@@ -130,6 +139,8 @@ class MultiViewConfig:
             raise InputError(f"best_view_fraction must be in (0, 1], got {self.best_view_fraction}")
         if self.full_texture <= self.min_texture or self.full_parallax_px <= self.min_parallax_px:
             raise InputError("full_texture and full_parallax_px must exceed their minimums")
+        if not 0 <= self.match_cost_full < self.match_cost_zero:
+            raise InputError("need 0 <= match_cost_full < match_cost_zero")
         if not 0 < self.align_range < 1:
             raise InputError(f"align_range must be in (0, 1), got {self.align_range}")
         if not 0 < self.min_align_fraction <= 1:
@@ -180,8 +191,10 @@ class MultiViewDepth:
     depth_m: torch.Tensor
     """Fused depth; NaN only where the prior is invalid and there is no confident estimate."""
     confidence: torch.Tensor
-    """Confidence of the geometric estimate in [0, 1], finite everywhere (0 = prior only);
-    its weight in the fusion is ``confidence ** fusion_exponent``."""
+    """Confidence of the fused depth in [0, 1], finite everywhere (0 = geometry supports
+    nothing here): the geometric estimate's, whose weight in the fusion is its
+    ``** fusion_exponent`` (``evidence.weight``), times how well its winner matches
+    (``match_cost_full`` / ``match_cost_zero``)."""
     geometric_depth_m: torch.Tensor
     """Plane-sweep depth (sub-bin); NaN where no source view sees the pixel."""
     parallax_px: torch.Tensor
@@ -288,12 +301,12 @@ def _sweep(
     src: torch.Tensor,
     T: torch.Tensor,
     cfg: MultiViewConfig,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Plane sweep on grey images at one resolution.
 
     Returns the relative inverse-depth correction ``s`` (inverse depth = centre * (1 + s)),
-    the confidence, the number of views that see each pixel and the parallax (pixels), each
-    (B, 1, h, w).
+    the confidence, the number of views that see each pixel, the parallax (pixels) and how
+    well the winner matches in [0, 1] (1 where no view sees the pixel), each (B, 1, h, w).
     """
     B, N, _, h, w = src.shape
     D, r = cfg.num_bins, cfg.patch_radius
@@ -355,7 +368,11 @@ def _sweep(
         * par.clamp(0, 1)
         * (interior & (n_seen > 0))
     )
-    return s, torch.nan_to_num(confidence, nan=0.0), n_seen, parallax
+    matched = (cfg.match_cost_zero - own.gather(1, best)) / (
+        cfg.match_cost_zero - cfg.match_cost_full
+    )
+    match = torch.where(n_seen > 0, matched.clamp(0, 1), 1.0)
+    return s, torch.nan_to_num(confidence, nan=0.0), n_seen, parallax, match
 
 
 def _neighbourhood_correction(
@@ -387,7 +404,7 @@ def _prior_scale(
         src = F.avg_pool2d(src.flatten(0, 1), 2).view(B, N, 1, h // 2, w // 2)
         K = scale_intrinsics(K, 0.5, 0.5)
     wide = replace(cfg, inverse_depth_range=cfg.align_range)
-    s, confidence, _, _ = _sweep(key, inv_centre, K, src, T, wide)
+    s, confidence, _, _, _ = _sweep(key, inv_centre, K, src, T, wide)
     confident = confidence > 0.5
     ratio = torch.where(confident, 1 + s, math.nan).flatten(1).nanmedian(1).values
     enough = confident.flatten(1).float().mean(1) >= cfg.min_align_fraction
@@ -541,7 +558,7 @@ def multiview_on_device(
     if cfg.align_prior_scale:
         ratio = _prior_scale(key_s, inv_centre, K_s, src_s, T, cfg)
     centre = inv_centre * ratio
-    s, confidence, n_seen, parallax = _sweep(key_s, centre, K_s, src_s, T, cfg)
+    s, confidence, n_seen, parallax, match = _sweep(key_s, centre, K_s, src_s, T, cfg)
     weight = confidence**cfg.fusion_exponent
     if previous is not None and cfg.carry_over > 0 and previous.weight.shape == s.shape:
         carried = _carried(previous, T_prev_key.to(dtype), K_s, centre * (1 + weight * s))
@@ -554,6 +571,7 @@ def multiview_on_device(
     if factor > 1:
         up = dict(size=(H, W), mode="bilinear", align_corners=False)
         s, confidence = F.interpolate(s, **up), F.interpolate(confidence, **up)
+        match = F.interpolate(match, **up)
         s_near = F.interpolate(s_near, **up)
         parallax = F.interpolate(parallax, **up) * factor
         n_seen = F.interpolate(n_seen.to(dtype), size=(H, W), mode="nearest")
@@ -563,11 +581,12 @@ def multiview_on_device(
     weight = confidence**cfg.fusion_exponent
     inv_fused = torch.where(prior_ok, inv_prior * (1 + weight * s + (1 - weight) * s_near), inv_geo)
     nan = torch.full_like(inv_geo, math.nan)
+    published = confidence * match
     return MultiViewDepth(
         depth_m=torch.where(prior_ok | (confidence > 0), 1 / inv_fused, nan),
-        confidence=confidence,
+        confidence=published,
         geometric_depth_m=torch.where(n_seen > 0, 1 / (inv_geo * ratio), nan),
         parallax_px=parallax,
-        prior_confidence=confidence * torch.exp(-0.5 * (s / cfg.agreement_sigma) ** 2),
+        prior_confidence=published * torch.exp(-0.5 * (s / cfg.agreement_sigma) ** 2),
         evidence=evidence,
     )
