@@ -14,8 +14,8 @@ width a frame. Printed, for the clip as it is and with the object:
   of their translation to the true one (degrees, mean / worst);
 - the published ``depth/confidence`` on the object's pixels and on the rest (mean, and the
   share above 0.5, a user's threshold for marking a costmap), and, where the clip has true
-  depth, the published depth's Abs Rel on the rest (each frame scaled by its median ratio to
-  the truth): what the object does to the static scene's depth.
+  depth, the published depth's Abs Rel on the rest (`evaluate_depth`'s, median-scaled per
+  frame, as `sfm-ros eval depth` scores): what the object does to the static scene's depth.
 The object has no true depth: its own depth is not scored, only how far it is trusted.
 """
 
@@ -28,8 +28,8 @@ import numpy as np
 
 from sfm_ros.core.data.sequence import Frame, FrameSequence
 from sfm_ros.core.evaluate import POSE_FIGURES, evaluate_pose_sequences
-from sfm_ros.core.metrics import direction_error_deg, rotation_error_deg
-from sfm_ros.core.synthetic.occluder import passing_object
+from sfm_ros.core.metrics import direction_error_deg, evaluate_depth, rotation_error_deg
+from sfm_ros.core.synthetic.occluder import passing_object, passing_object_mask
 from sfm_ros.messages.sources import open_source
 from sfm_ros.pipeline.evaluate import PipelinePredictor
 from sfm_ros.pipeline.params_file import pipeline_config
@@ -61,28 +61,18 @@ class Passing:
         return replace(frame, image=self._paint(frame.image, i))
 
     def mask(self, i: int, shape: tuple[int, ...]) -> np.ndarray:
-        """(H, W) bool: the object's pixels in frame ``i`` (its texture is never 0 or 255)."""
+        """(H, W) bool: the object's pixels in frame ``i``."""
         if i < self.first:
             return np.zeros(shape[:2], bool)
-        dark = self._paint(np.zeros(shape, np.uint8), i)
-        bright = self._paint(np.full(shape, 255, np.uint8), i)
-        same = dark == bright
-        return same.all(-1) if same.ndim == 3 else same
-
-
-def _abs_rel(depth: np.ndarray, true: np.ndarray, keep: np.ndarray) -> float:
-    ok = keep & np.isfinite(depth) & (depth > 0) & (true > 0) & (true < 80)
-    if ok.sum() < 100:
-        return float("nan")
-    scaled = depth[ok] * np.median(true[ok] / depth[ok])
-    return float(np.mean(np.abs(scaled - true[ok]) / true[ok]))
+        return passing_object_mask(*shape[:2], i - self.first, self.fraction, self.speed)
 
 
 def in_view(predictor: PipelinePredictor, seq: Passing, painted: bool) -> str:
     """Steps, confidence and depth figures over the frames with the object in view (with it
     painted in, or the same frames as they are)."""
     predictor.reset()
-    rotation, direction, conf_in, conf_out, high_in, high_out, abs_rel = ([] for _ in range(7))
+    rotation, direction, conf_in, conf_out, high_in, high_out = ([] for _ in range(6))
+    true_depths, rest_depths = [], []  # the published depth, the object's pixels left out
     last = None
     for i in range(len(seq)):
         frame = seq.load(i) if painted else seq.seq.load(i)
@@ -100,10 +90,14 @@ def in_view(predictor: PipelinePredictor, seq: Passing, painted: bool) -> str:
             high_in.append((c[mask] > 0.5).mean())
             high_out.append((c[~mask] > 0.5).mean())
             if frame.depth_m is not None:
-                abs_rel.append(_abs_rel(result.depth_m, frame.depth_m, ~mask))
+                true_depths.append(frame.depth_m)
+                rest_depths.append(np.where(mask, np.nan, result.depth_m))
         last = frame
     predictor.reset()
-    depth = f"; Abs Rel of the rest {np.nanmean(abs_rel):.3f}" if abs_rel else ""
+    depth = ""
+    if true_depths:
+        abs_rel = evaluate_depth(true_depths, rest_depths).median_scaled["abs_rel"]
+        depth = f"; Abs Rel of the rest {abs_rel:.3f}"
     return (
         f"{len(rotation)} frames: rotation {np.mean(rotation):.2f} / {np.max(rotation):.2f} deg, "
         f"direction {np.nanmean(direction):.1f} / {np.nanmax(direction):.1f} deg; confidence "

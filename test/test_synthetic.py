@@ -26,7 +26,7 @@ from sfm_ros.core.synthetic import (
 )
 from sfm_ros.core.synthetic.camera import develop, exposure_flow, motion_blur
 from sfm_ros.core.synthetic.domains import camera_poses, domain_spec, trajectory
-from sfm_ros.core.synthetic.occluder import passing_object
+from sfm_ros.core.synthetic.occluder import passing_object, passing_object_mask
 from sfm_ros.core.synthetic.randomize import ResponseDraw
 from sfm_ros.core.synthetic.render import _occludes, _shadowed, pixel_rays
 from sfm_ros.core.synthetic.sequence import intrinsics
@@ -527,6 +527,8 @@ def test_a_passing_object_crosses_the_image_at_its_speed_and_leaves_the_input_al
         assert (painted[:4] == image[:4]).all()  # the top tenth stays the scene's
         columns = np.flatnonzero((painted != image).any(axis=(0, 2)))
         covered.append((columns.min(), columns.max(), len(columns)))
+        mask = passing_object_mask(40, 100, step, fraction=0.3, speed=0.1)
+        assert ((painted != image).any(-1) <= mask).all() and mask.sum() == 36 * len(columns)
     assert covered == [(0, 9, 10), (0, 19, 20), (20, 49, 30)]
     assert (image == 128).all()
     with pytest.raises(InputError):

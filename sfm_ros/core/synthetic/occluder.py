@@ -31,6 +31,18 @@ def object_texture(height: int, width: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def _columns(width: int, step: int, fraction: float, speed: float) -> tuple[int, int, int, int]:
+    """The object's left edge (negative while it enters) and width in pixels, and the image
+    columns ``lo:hi`` it covers at ``step`` (empty before it enters and after it left)."""
+    if not (0 < fraction <= 1 and speed > 0 and step >= 0):
+        raise InputError(
+            f"need 0 < fraction <= 1, speed > 0, step >= 0, got {fraction, speed, step}"
+        )
+    object_width = max(1, round(fraction * width))
+    left = round(step * speed * width) - object_width
+    return left, object_width, max(left, 0), min(left + object_width, width)
+
+
 def passing_object(
     image: np.ndarray, step: int, fraction: float = 0.4, speed: float = 0.03, seed: int = 0
 ) -> np.ndarray:
@@ -49,17 +61,21 @@ def passing_object(
     """
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise InputError(f"expected an (H, W[, C]) uint8 image, got {image.dtype} {image.shape}")
-    if not (0 < fraction <= 1 and speed > 0 and step >= 0):
-        raise InputError(
-            f"need 0 < fraction <= 1, speed > 0, step >= 0, got {fraction, speed, step}"
-        )
     height, width = image.shape[:2]
-    object_width = max(1, round(fraction * width))
-    left = round(step * speed * width) - object_width
-    lo, hi = max(left, 0), min(left + object_width, width)
+    left, object_width, lo, hi = _columns(width, step, fraction, speed)
     out = image.copy()
     if hi > lo:
         top = height // 10
         patch = object_texture(height - top, object_width, seed)[:, lo - left : hi - left]
         out[top:, lo:hi] = np.round(patch if image.ndim == 2 else patch[..., None]).astype(np.uint8)
     return out
+
+
+def passing_object_mask(
+    height: int, width: int, step: int, fraction: float = 0.4, speed: float = 0.03
+) -> np.ndarray:
+    """(height, width) bool: the pixels `passing_object` paints at ``step``."""
+    _, _, lo, hi = _columns(width, step, fraction, speed)
+    mask = np.zeros((height, width), bool)
+    mask[height // 10 :, lo:hi] = True
+    return mask
