@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from sfm_ros.core.errors import SfmError
 
@@ -64,8 +66,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides, preset=args.preset)
     trainer = Trainer(cfg, resume=args.resume, bag_reader=BagSequence)
     summary = trainer.run()
-    if not trainer.is_main:
-        return 0  # with torchrun, rank 0 reports
+    if trainer.is_main:
+        _report_training(summary)
+    if trainer.distributed:
+        _exit_rank()
+    return 0
+
+
+def _report_training(summary) -> None:
     print(
         f"done: {summary.steps_done} steps, {summary.seconds_per_step:.3f} s/step, "
         f"last loss {summary.last_loss:.4f}, skipped non-finite steps: "
@@ -76,7 +84,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     for warning in summary.warnings:
         print("WARNING: " + warning)
     print(f"checkpoint: {summary.checkpoint}")
-    return 0
+
+
+def _exit_rank() -> NoReturn:
+    """End a torchrun rank without interpreter finalization. Gloo's worker threads may still
+    be releasing their last collective's tensors, which takes the GIL; during finalization that
+    kills the thread and aborts the process ("terminate called without an active exception",
+    exit -6) after a complete run. Everything is written and the process group destroyed here.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # ---------------------------------------------------------------------------- eval

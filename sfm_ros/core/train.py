@@ -396,6 +396,9 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
         if self.distributed:
+            # Tear down together: a rank that destroys its group and exits while rank 0 still
+            # writes previews can abort in gloo ("terminate called without an active exception").
+            dist.barrier()
             dist.destroy_process_group()
         return self.summary
 
