@@ -387,7 +387,7 @@ class KeyframeTracker:
             return [cv, T_net], ["constant_velocity", "network"]
         return [T_net], ["network"]
 
-    def _still_explains(
+    def _hold_costs(
         self,
         kf: _Keyframe,
         grey: torch.Tensor,
@@ -395,21 +395,21 @@ class KeyframeTracker:
         best: RefineResult,
         candidates: list[np.ndarray],
         sources: list[str],
-    ) -> bool:
-        """Whether standing still explains this frame better (`cauchy_costs`) than the
-        network's motion and the refined one (a failed refinement is no candidate)."""
+    ) -> dict[str, float]:
+        """`cauchy_costs` of standing still, the refined motion (where it converged) and the
+        network's (where it was a candidate), by name; empty without either of the last two."""
         as_tensor = functools.partial(torch.as_tensor, dtype=torch.float64, device=self.device)
-        others = [best.T_tgt_ref.double()] if best.reason[0] == "ok" else []
+        others = {"refined": best.T_tgt_ref.double()} if best.reason[0] == "ok" else {}
         if "network" in sources:
             T_net = candidates[sources.index("network")]
-            others.append(as_tensor(se3_inverse(T_kf_prev @ T_net))[None])
+            others["network"] = as_tensor(se3_inverse(T_kf_prev @ T_net))[None]
         if not others:
-            return False
+            return {}
         still = as_tensor(se3_inverse(T_kf_prev))[None]
         costs = cauchy_costs(
-            kf.reference, grey, [still, *others], best.gain_bias, self.config.refine
+            kf.reference, grey, [still, *others.values()], best.gain_bias, self.config.refine
         )
-        return bool((costs[0, 0] < costs[1:, 0]).all())
+        return dict(zip(["still", *others], costs[:, 0].tolist(), strict=True))
 
     def _refined_covariance(self, result: RefineResult) -> np.ndarray:
         """(6, 6) covariance of a refined pose against the keyframe, scaled by
@@ -564,11 +564,17 @@ class KeyframeTracker:
             reason = best.reason[0]
         else:
             reason = "no_keyframe" if kf is None else "unrefined"
+        held_still = False
+        if stood_still and reason in ("ok", "diverged", "no_improvement"):
+            costs = self._hold_costs(kf, grey, T_kf_prev, best, candidates, sources)
+            held_still = bool(costs) and costs["still"] == min(costs.values())
+            if costs.get("network") == min(costs.values()) and costs["network"] < costs["still"]:
+                # it drives off: the refinement, started from standing still (constant
+                # velocity) or pulled by a keyframe with something that has moved on since,
+                # settled short of the network's motion, which explains the frame best
+                reason, init_source = "no_improvement", "network"
+                T_step = candidates[sources.index("network")]
         self.reason_counts[reason] += 1
-        holdable = stood_still and reason in ("ok", "diverged", "no_improvement")
-        held_still = holdable and self._still_explains(
-            kf, grey, T_kf_prev, best, candidates, sources
-        )
 
         if held_still:
             self.held_still_frames += 1
