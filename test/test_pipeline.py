@@ -1327,7 +1327,8 @@ def test_the_gyroscope_gives_the_rotation_once_it_agrees_with_the_camera(looking
     compared, gyro = slice(0, first - 2), slice(first - 1, None)  # errors[i]: frame i + 1
     np.testing.assert_allclose(errors[compared], camera_errors[compared], atol=1e-6)
     rms = [float(np.sqrt(np.mean(e[gyro] ** 2))) for e in (errors, camera_errors)]
-    assert rms[0] < rms[1] / 2 and errors[gyro].max() < 0.15 < 0.4 < camera_errors[gyro].max()
+    # (the camera's worst frame here: 0.27-0.5 degrees, by the machine's floating point)
+    assert rms[0] < rms[1] / 2 and errors[gyro].max() < 0.15 < camera_errors[gyro].max()
     assert errors[gyro].std() < 0.015  # what is left is steady
 
 
