@@ -1194,6 +1194,29 @@ def test_a_turn_on_the_spot_the_network_cannot_follow_is_refined_from_classical_
     assert int(pipe.diagnostics()["network rotation rejected (frames)"]) > 0
 
 
+def test_a_turn_on_the_spot_in_a_corridor_is_followed_by_classical_vos_rotation_alone():
+    # textureless walls: the essential matrix keeps too few inliers on the turn frames, so
+    # classical VO gave nothing and the network's rotation (a third of the turn) was published;
+    # the rotation-only model keeps most matches and gives the turn (with no direction)
+    seq, turn = render_turn_on_the_spot("corridor", 1000, 128, 416, before=4, turn_deg=12.0)
+    pipe = make(DrivingEstimator(seq), depth_uncertainty=0.0)
+    turns_only = []
+    step = pipe.classical.step
+
+    def classical_step(image, K, R_prev_cur=None):  # records whether it saw a turn only
+        T = step(image, K, R_prev_cur)
+        turns_only.append(pipe.classical.last_turns_only)
+        return T
+
+    pipe.classical.step = classical_step
+    results = run_sequence(pipe, seq)
+    assert all(np.isfinite(r.odometry.T_odom_base).all() for r in results)
+    assert sum(turns_only[turn.start + 1 : turn.stop]) >= len(turn) - 3
+    assert not any(turns_only[: turn.start] + turns_only[turn.stop :])
+    errors = rotation_errors_deg(results, seq)[turn.start : turn.stop - 1]
+    assert errors.mean() < 0.5  # the network's: 2 degrees a frame
+
+
 class LongEstimator(GroundTruthEstimator):
     """True depth (times UNKNOWN) and motion, the translation 1.6x too long (a pose network
     whose scale disagrees with its depth network's)."""

@@ -6,7 +6,9 @@ features matched with Lowe's ratio test, `cv2.findEssentialMat` (MAGSAC++, 0.5 p
 (`rotation_variance`). A monocular essential matrix has no scale, so every step has unit
 length; the pose metrics fit the scale (per snippet for the 5-frame ATE, Sim(3) for the whole
 trajectory). Where a pair fails (too few matches or inliers) the previous motion is repeated.
-Given the rotation from elsewhere (a gyroscope), the translation is also fitted with it
+Where a rotation alone explains a pair better (a robot turning on the spot), `OrbMotion` can
+give that rotation instead (`detect_turns`, `pure_rotation`). Given the rotation from elsewhere
+(a gyroscope), the translation is also fitted with it
 (`translation_given_rotation`, two-point RANSAC): on a rendered corridor its direction erred
 0.2-1.4 degrees where the essential matrix's erred 2.7-4.7.
 """
@@ -21,6 +23,7 @@ import numpy as np
 
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import skew
+from sfm_ros.core.pure_rotation import rotation_only, turns_only
 
 MIN_POINTS = 8
 ESSENTIAL_METHODS = ((cv2.USAC_MAGSAC, 0.5), (cv2.RANSAC, 1.0), (cv2.USAC_DEFAULT, 1.0))
@@ -276,6 +279,9 @@ class OrbMotion:
             size.
         min_inliers: fewer essential-matrix inliers make a pair fail (with a few dozen, on
             small or textureless frames, the rotation can be off by tens of degrees).
+        detect_turns: where a rotation alone explains a pair better (`pure_rotation`), give
+            it with a zero translation; off, the essential matrix's motion always (the
+            textbook baseline of the benchmarks).
     """
 
     def __init__(
@@ -283,14 +289,19 @@ class OrbMotion:
         features: int = 2000,
         max_width: int | None = None,
         min_inliers: int = MIN_POINTS,
+        detect_turns: bool = False,
     ) -> None:
         self.orb, self.matcher = cv2.ORB_create(features), cv2.BFMatcher(cv2.NORM_HAMMING)
         self.max_width, self.min_inliers = max_width, min_inliers
+        self.detect_turns = detect_turns
         self.last_rotation_variance = math.nan
         """Variance per axis (rad^2) of the last motion's rotation (`rotation_variance`)."""
         self.last_translation_given_rotation: np.ndarray | None = None
         """The last motion's unit translation (``T_prev_cur``'s) fitted with the rotation
         passed to `step` (`translation_given_rotation`); None without one or where it failed."""
+        self.last_turns_only = False
+        """The last motion is a rotation alone (`pure_rotation.turns_only`): its translation is
+        zero and says nothing about the direction."""
         self.reset()
 
     def reset(self) -> None:
@@ -306,11 +317,12 @@ class OrbMotion:
     ) -> np.ndarray | None:
         """(4, 4) ``T_prev_cur`` with a unit translation from the previous frame to ``image``
         ((H, W) grey or (H, W, 3) RGB, uint8 or float in [0, 1]; ``K`` (3, 3) its intrinsics),
+        a zero one where the camera only turned (with ``detect_turns``; `last_turns_only`),
         or None on the first frame and where the pair fails (too few matches or inliers).
         With ``R_prev_cur`` (3, 3), the rotation known otherwise (a gyroscope's), the
-        translation is also fitted with it (`last_translation_given_rotation`); the motion
-        returned is the essential matrix's either way."""
-        self.last_translation_given_rotation = None
+        translation is also fitted with it (`last_translation_given_rotation`, not where the
+        camera only turned); the motion returned is the matches' own either way."""
+        self.last_translation_given_rotation, self.last_turns_only = None, False
         K = np.array(K, dtype=np.float64)
         if K.shape != (3, 3) or not np.all(np.isfinite(K)):
             raise InputError(f"K must be a finite (3, 3) matrix, got {K.shape}")
@@ -324,6 +336,10 @@ class OrbMotion:
         points, self._points = self._points, None
         self.last_length_ratio = self.last_length_ratio_variance = math.nan
         fit = _essential(pa, pb, K, self.min_inliers)
+        R_turn = self._turn(pa, pb, K, fit) if self.detect_turns else None
+        if R_turn is not None:  # no parallax: no direction, no points for a length ratio
+            self.last_turns_only, self.last_rotation_variance = True, math.nan
+            return _motion(R_turn, np.zeros(3))
         if fit is None:
             return None
         R, t, inliers = fit
@@ -340,6 +356,22 @@ class OrbMotion:
             self.last_length_ratio, self.last_length_ratio_variance = ratio
         self._points = ib[inliers], zb
         return _motion(R, t)
+
+    def _turn(
+        self, pa: np.ndarray, pb: np.ndarray, K: np.ndarray, fit: tuple | None
+    ) -> np.ndarray | None:
+        """R (3, 3) of x_b = R x_a where the matches ``pa`` -> ``pb`` (M, 2) show a camera that
+        only turns: a rotation with at least ``min_inliers`` inliers that GRIC prefers to the
+        essential matrix (``fit``, else one with any number of inliers); else None."""
+        turn = rotation_only(pa, pb, K)
+        if turn is None or turn[1].sum() < max(MIN_POINTS, self.min_inliers):
+            return None
+        essential = fit or _essential(pa, pb, K, MIN_POINTS)
+        if essential is not None:
+            sampson = sampson_residuals(pa, pb, K, essential[0], essential[1])
+            if not turns_only(sampson, pa, pb, K, turn[0]):
+                return None
+        return turn[0]
 
 
 def match_features(

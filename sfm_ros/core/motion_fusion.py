@@ -65,7 +65,8 @@ class MotionSources:
     refined: np.ndarray | None = None
     """(4, 4) the refinement against the keyframe; None where it fell back or did not run."""
     classical: np.ndarray | None = None
-    """(4, 4) ORB + essential matrix, unit translation; None where it failed or is off."""
+    """(4, 4) ORB + essential matrix, unit translation (zero where it saw the camera only
+    turn); None where it failed or is off."""
     classical_length_ratio: float = math.nan
     """Classical VO's length over the previous motion's (NaN: none)."""
     classical_rejected: bool = False
@@ -267,7 +268,8 @@ class MotionFusion:
         object pulls too, carried the length: `benchmarks/RESULTS.md`)."""
         refined = track.diagnostics.reason == "ok"
         directions = self.direction_fusion
-        if directions.usable and directions.moving(T_network[:3, 3]):
+        moving = directions.usable and directions.moving(T_network[:3, 3])
+        if moving and not self.classical.last_turns_only:
             var = directions.variances
             others = [(T_network, 0)] + ([(track.T_prev_cur, 1)] if refined else [])
             if all(  # twice the squared angle per degree of freedom: chi-square, 2 dof
@@ -299,7 +301,7 @@ class MotionFusion:
         except InputError as exc:
             self._warn("fuse_classical", f"classical motion not fused: {exc}")
             return T_network, None
-        if self.config.fuse_translation:
+        if self.config.fuse_translation and not self.classical.last_turns_only:
             try:
                 T[:3, 3] = self.direction_fusion.fuse_without_refined(T[:3, 3], T_classical[:3, 3])
             except InputError as exc:  # e.g. a network translation of zero length
@@ -319,7 +321,8 @@ class MotionFusion:
         R_refined = track.T_prev_cur[:3, :3]  # the covariance perturbs on the right
         cov_t = R_refined @ track.covariance[:3, :3] @ R_refined.T
         t_refined = track.T_prev_cur[:3, 3]
-        t_classical = None if T_classical is None else T_classical[:3, 3]
+        turned = T_classical is None or self.classical.last_turns_only  # no direction
+        t_classical = None if turned else T_classical[:3, 3]
         try:
             return self.direction_fusion.fuse(
                 t_network, t_refined, cov_t, t_classical, use_classical

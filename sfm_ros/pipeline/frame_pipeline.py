@@ -261,7 +261,9 @@ class DepthOdometryPipeline:
         self.odometry = OdometryIntegrator(T_BODY_OPTICAL, metric=cfg.scale_source == "fixed")
         self.velocity_smoother = VelocitySmoother(cfg.velocity_smoothing_s)
         self.gyro_gate = GyroGate(self._throttle.warn)
-        self.classical = OrbMotion(max_width=CLASSICAL_MAX_WIDTH, min_inliers=RELIABLE_INLIERS)
+        self.classical = OrbMotion(
+            max_width=CLASSICAL_MAX_WIDTH, min_inliers=RELIABLE_INLIERS, detect_turns=True
+        )
         self.fusion = MotionFusion(
             MotionFusionConfig(
                 cfg.pose_source, cfg.fuse_classical, cfg.fuse_translation, cfg.anchor_length,
