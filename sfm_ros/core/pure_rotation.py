@@ -71,8 +71,8 @@ def rotation_only(
     pairs = rng.choice(len(pa), size=(RANSAC_PAIRS, 2))
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     R_all = kabsch(f_a[pairs], f_b[pairs])  # (P, 3, 3)
-    angles = np.linalg.norm(np.cross(np.einsum("pij,mj->pmi", R_all, f_a), f_b), axis=2)
-    counts = (angles < ROTATION_THRESHOLD_PX / K[0, 0]).sum(1)
+    cosines = ((R_all @ f_a.T) * f_b.T).sum(1)  # (P, M): of the angle from R f_a to f_b
+    counts = (cosines > math.cos(ROTATION_THRESHOLD_PX / K[0, 0])).sum(1)
     if len(counts) == 0:
         return None
     R = R_all[int(np.argmax(counts))]
