@@ -517,7 +517,9 @@ class KeyframeTracker:
                 frame better, the motion is the identity (`TrackDiagnostics.held_still`). An
                 object moving across the view pulls the Huber-weighted refinement and the
                 pose network, not that comparison; once the camera moves, the refined or the
-                network's motion explains the frame better.
+                network's motion explains the frame better. Where the network's explains it
+                best, the camera drives off and the refinement settled short of it (started
+                from standing still): the motion is the network's (reason "no_improvement").
 
         Returns:
             `TrackResult`; a resolution change resets the tracker (first-frame result).
