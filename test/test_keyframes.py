@@ -386,6 +386,42 @@ def test_a_turn_beyond_the_networks_reach_is_refined_from_the_geometric_rotation
         assert out.diagnostics.init_source in ("network", "identity")
 
 
+@pytest.mark.parametrize("stood_still", [True, False])
+def test_driving_off_after_a_stop_takes_the_networks_motion_over_a_refinement_left_short(
+    sequence, stood_still, monkeypatch
+):
+    # frame 0 twice (a stop: constant velocity is then standing still), then frame 1: the
+    # refinement from standing still is made to stay there, as on a frame where a keyframe
+    # holds something that has moved on since; after a stop, the network's motion explains
+    # the frame better than standing still and than that refinement, and is published
+    import sfm_ros.core.keyframes as keyframes
+
+    seq, real_refine = sequence, keyframes.refine_with_reference
+
+    def short_from_standing_still(reference, grey, T_init, config):
+        result = real_refine(reference, grey, T_init, config)
+        if torch.linalg.norm(T_init[0, :3, 3]) < 1e-9:  # from standing still: it stays
+            result = replace(result, T_tgt_ref=T_init.clone(), final_cost=result.final_cost * 0)
+        return result
+
+    monkeypatch.setattr(keyframes, "refine_with_reference", short_from_standing_still)
+    tracker = KeyframeTracker(NO_MULTIVIEW)
+    tracker.track(seq["images"][0], seq["depth"][0], seq["K"], None)
+    tracker.track(seq["images"][0], seq["depth"][0], seq["K"], np.eye(4))
+    out = tracker.track(
+        seq["images"][1], seq["depth"][1], seq["K"], seq["net"][0], stood_still=stood_still
+    )
+    step = np.linalg.norm(seq["true"][0][:3, 3])
+    if stood_still:
+        diag = out.diagnostics
+        assert (diag.reason, diag.init_source) == ("no_improvement", "network")
+        np.testing.assert_allclose(out.T_prev_cur, seq["net"][0], atol=1e-9)
+        assert not out.diagnostics.held_still
+    else:  # not after a stop: no comparison, the refinement's (short) motion stands
+        assert out.diagnostics.reason == "ok"
+        assert np.linalg.norm(out.T_prev_cur[:3, 3]) < 0.01 * step
+
+
 def test_a_walking_camera_said_to_stand_still_is_not_held(sequence):
     # told at every frame that the camera stood still, the tracker follows the walk as it
     # does untold: standing still never explains a frame better than the refined and the
