@@ -396,8 +396,8 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
         if self.distributed:
-            # Tear down together: a rank that destroys its group and exits while rank 0 still
-            # writes previews can abort in gloo ("terminate called without an active exception").
+            # Tear down together, once rank 0 has written its previews (the abort a gloo rank
+            # could still meet at interpreter exit is avoided by `sfm-ros train`'s os._exit).
             dist.barrier()
             dist.destroy_process_group()
         return self.summary
