@@ -313,6 +313,8 @@ def test_bad_arguments_raise_input_error(sequence):
         KeyframeConfig(min_overlap=1.5)
     with pytest.raises(InputError):
         KeyframeConfig(covariance_scale=(0.0, 20.0))
+    with pytest.raises(InputError, match="stop_changed_fraction"):
+        KeyframeConfig(stop_changed_fraction=0.0)
 
 
 def test_the_carried_depth_leaves_the_poses_alone_and_a_frame_not_fused_breaks_the_chain(

@@ -1129,32 +1129,41 @@ def test_a_stop_the_refinement_sees_is_published_as_one(street_large, pose_sourc
     assert all(np.isfinite(r.odometry.T_odom_base).all() for r in results)
 
 
-def test_an_object_crossing_the_view_of_a_still_camera_does_not_move_it():
-    # frames 0-5 of a street, frame 5 twelve more times with fresh noise, an object crossing
-    # 40 % of the view from the fourth of them on (a truck at a junction, people walking past
-    # a robot), then frames 6-8. The network creeps on at 40 % of its speed (the packaged one
-    # said 30-60 %: `benchmarks/stop_drift.py --mover`) and the object pulls the Huber-weighted
-    # refinement by up to two steps; standing still, compared with both under a Cauchy
-    # kernel, explains the frames better.
+@pytest.mark.parametrize("depth_error, speed, stop_frames", [(0.0, 0.06, 12), (0.15, 0.03, 20)])
+def test_an_object_crossing_the_view_of_a_still_camera_does_not_move_it(
+    depth_error, speed, stop_frames
+):
+    # frames 0-5 of a street, frame 5 `stop_frames` more times with fresh noise, an object
+    # crossing 40 % of the view from the fourth of them on (a truck at a junction, people
+    # walking past a robot), then frames 6-8. The network creeps on at 40 % of its speed (the
+    # packaged one said 30-60 %: `benchmarks/stop_drift.py --mover`) and the object pulls the
+    # Huber-weighted refinement by up to two steps. On the stop's first frame standing still,
+    # compared with both under a Cauchy kernel, explains the frame better; from then on the
+    # view changed too little since that frame. With depth wrong by up to 15 % (in smooth
+    # blobs, as a network's), the pulled motion explained the frame better than standing still
+    # against the keyframe a step back: 0.99 steps of drift over the stop before the second.
     seq, rng = render_sequence("street", 9, seed=5, height=64, width=208), np.random.default_rng(0)
-    order = [0, 1, 2, 3, 4, 5, *[5] * 12, 6, 7, 8]
+    stop = 6 + stop_frames  # the first frame after the stop
+    order = [0, 1, 2, 3, 4, 5, *[5] * stop_frames, 6, 7, 8]
     noisy = np.clip(seq.images[order] + rng.normal(0, 2.0, seq.images[order].shape), 0, 255)
     images = noisy.round().astype(np.uint8)
-    for k in range(9):
-        images[9 + k] = passing_object(images[9 + k], k + 1, fraction=0.4, speed=0.06)
+    for k in range(stop_frames - 3):
+        images[9 + k] = passing_object(images[9 + k], k + 1, fraction=0.4, speed=speed)
+    v, u = np.mgrid[0:64, 0:208]
+    depth_m = seq.depth_m[order] * (1 + depth_error * np.sin(u / 23 + 1.3) * np.cos(v / 11))
     stopped = types.SimpleNamespace(
-        images=images, depth_m=seq.depth_m[order], T_world_cam=seq.T_world_cam[order],
+        images=images, depth_m=depth_m, T_world_cam=seq.T_world_cam[order],
         K=seq.K, stamps_ns=seq.stamps_ns[0] + 100_000_000 * np.arange(len(order)),
     )  # fmt: skip
     pipe = make(CreepingEstimator(stopped, 0.4), depth_uncertainty=0.0)
     results = run_sequence(pipe, stopped)
     lengths = [np.linalg.norm(r.T_prev_cur[:3, 3]) for r in results[1:]]
     step = np.median(lengths[:5])
-    assert max(lengths[6:17]) < 0.1 * step  # from the second stop frame on
+    assert max(lengths[6 : stop - 1]) < 0.1 * step  # from the second stop frame on
     T_odom_base = [r.odometry.T_odom_base for r in results]
-    assert np.linalg.norm(T_odom_base[17][:3, 3] - T_odom_base[6][:3, 3]) < 0.1 * step
-    assert pipe.tracker.held_still_frames >= 6
-    assert min(lengths[17:]) > 0.8 * step  # and it drives on
+    assert np.linalg.norm(T_odom_base[stop - 1][:3, 3] - T_odom_base[6][:3, 3]) < 0.1 * step
+    assert pipe.tracker.held_still_frames >= stop_frames // 2
+    assert min(lengths[stop - 1 :]) > 0.8 * step  # and it drives on
     assert all(np.isfinite(r.odometry.T_odom_base).all() for r in results)
 
 

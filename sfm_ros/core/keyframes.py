@@ -48,6 +48,7 @@ from sfm_ros.core.refine import (
     refine_with_reference,
     to_grey,
 )
+from sfm_ros.core.stop_view import changed_fraction
 
 NETWORK_DEPTH_UNCERTAINTY = 0.3
 """Relative error of a depth network's depth that refinement assumes (`RefineConfig`): Abs Rel
@@ -162,12 +163,24 @@ class KeyframeConfig:
     """Translation standard deviation (per axis) of such a step, relative to its length..."""
     fallback_translation_floor: float = 0.01
     """... plus this fraction of the keyframe's median depth."""
+    stop_changed_fraction: float = 0.6
+    """A stop holds (`track`'s ``stood_still``) while less than this fraction of the
+    textured view has changed since the image the camera stopped at (`changed_fraction`:
+    cells whose median normal flow exceeds ``stop_flow_px``). Something crossing the view
+    changes the part it covers (a third to three fifths of it for an object 40 % of the
+    image wide), a camera that drives a step nearly all of it (0.93-1.0 of five synthetic
+    domains at 128x416; `benchmarks/RESULTS.md`)."""
+    stop_flow_px: float = 0.3
+    """Normal flow (pixels, after a 1 pixel blur) above which a cell of the view has changed
+    since the stop; sensor noise of 2 grey levels changed no cell."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_overlap < 1 or self.max_baseline_ratio <= 0:
             raise InputError("min_overlap must be in (0, 1) and max_baseline_ratio > 0")
         if len(self.covariance_scale) != 2 or min(self.covariance_scale) <= 0:
             raise InputError(f"covariance_scale must be 2 factors > 0, got {self.covariance_scale}")
+        if not 0 < self.stop_changed_fraction <= 1 or self.stop_flow_px <= 0:
+            raise InputError("stop_changed_fraction must be in (0, 1] and stop_flow_px > 0")
         if self.min_source_baseline < 0:
             raise InputError(f"min_source_baseline must be >= 0, got {self.min_source_baseline}")
         if self.num_views < 1 or self.max_failures < 1 or self.history < 1:
@@ -201,8 +214,8 @@ class TrackDiagnostics:
     reason_counts: dict[str, int]
     """Outcomes of every frame so far."""
     held_still: bool = False
-    """Standing still explained the frame better than the refined and the network's motion
-    under a redescending kernel, and is the frame's motion (`track`'s ``stood_still``)."""
+    """The camera stood still and still does (`track`'s ``stood_still``): the frame's motion
+    is the identity."""
 
 
 @dataclass
@@ -288,6 +301,7 @@ class KeyframeTracker:
         self._failures = 0
         self._size: tuple[int, int] | None = None
         self._carried: tuple[DepthEvidence, np.ndarray] | None = None  # and its T_world_cam
+        self._stop_grey: torch.Tensor | None = None  # the first frame held still, while held
 
     # ------------------------------------------------------------------------------ inputs
     def _prepare(
@@ -387,7 +401,7 @@ class KeyframeTracker:
             return [cv, T_net], ["constant_velocity", "network"]
         return [T_net], ["network"]
 
-    def _hold_costs(
+    def _hold(
         self,
         kf: _Keyframe,
         grey: torch.Tensor,
@@ -395,21 +409,39 @@ class KeyframeTracker:
         best: RefineResult,
         candidates: list[np.ndarray],
         sources: list[str],
-    ) -> dict[str, float]:
-        """`cauchy_costs` of standing still, the refined motion (where it converged) and the
-        network's (where it was a candidate), by name; empty without either of the last two."""
+    ) -> tuple[bool, bool]:
+        """Whether a camera that stood still at the last frame still does, and else whether
+        it drives off with the network's motion (which explains the frame best).
+
+        On the stop's first frame, standing still holds where its `cauchy_costs` are lower
+        than the refined motion's (where it converged) and the network's (where it was a
+        candidate). From then on it holds while the view has changed too little since that
+        frame (`changed_fraction`): depth errors over the baseline to the keyframe let a
+        motion pulled by something crossing the view explain the frame better than standing
+        still."""
+        cfg = self.config
+        changed = math.nan
+        if self._stop_grey is not None and self._stop_grey.shape == grey.shape:
+            changed = changed_fraction(self._stop_grey, grey, flow_px=cfg.stop_flow_px)
+            if changed < cfg.stop_changed_fraction:
+                return True, False
         as_tensor = functools.partial(torch.as_tensor, dtype=torch.float64, device=self.device)
-        others = {"refined": best.T_tgt_ref.double()} if best.reason[0] == "ok" else {}
+        moving = {"refined": best.T_tgt_ref.double()} if best.reason[0] == "ok" else {}
         if "network" in sources:
             T_net = candidates[sources.index("network")]
-            others["network"] = as_tensor(se3_inverse(T_kf_prev @ T_net))[None]
-        if not others:
-            return {}
+            moving["network"] = as_tensor(se3_inverse(T_kf_prev @ T_net))[None]
+        if not moving:
+            return False, False
         still = as_tensor(se3_inverse(T_kf_prev))[None]
-        costs = cauchy_costs(
-            kf.reference, grey, [still, *others.values()], best.gain_bias, self.config.refine
-        )
-        return dict(zip(["still", *others], costs[:, 0].tolist(), strict=True))
+        poses = [still, *moving.values()]
+        costs = cauchy_costs(kf.reference, grey, poses, best.gain_bias, cfg.refine)[:, 0]
+        costs = dict(zip(["still", *moving], costs.tolist(), strict=True))
+        if math.isnan(changed):
+            held = costs["still"] == min(costs.values())
+        else:  # it moved: standing still is out of the question
+            held = False
+            del costs["still"]
+        return held, not held and costs.get("network") == min(costs.values())
 
     def _refined_covariance(self, result: RefineResult) -> np.ndarray:
         """(6, 6) covariance of a refined pose against the keyframe, scaled by
@@ -512,14 +544,16 @@ class KeyframeTracker:
                 "geometric"): a turn beyond what the network learnt (a robot turning on the
                 spot) is then still refined.
             stood_still: the camera stood still at the last frame (the caller's judgement).
-                Standing still is then compared with the refined motion (unless the
-                refinement failed) and the network's by `cauchy_costs`; if it explains the
-                frame better, the motion is the identity (`TrackDiagnostics.held_still`). An
-                object moving across the view pulls the Huber-weighted refinement and the
-                pose network, not that comparison; once the camera moves, the refined or the
-                network's motion explains the frame better. Where the network's explains it
-                best, the camera drives off and the refinement settled short of it (started
-                from standing still): the motion is the network's (reason "no_improvement").
+                On the stop's first frame, standing still is compared with the refined
+                motion (unless the refinement failed) and the network's by `cauchy_costs`;
+                if it explains the frame better, the motion is the identity
+                (`TrackDiagnostics.held_still`). An object moving across the view pulls the
+                Huber-weighted refinement and the pose network, not that comparison. From
+                then on the stop holds while less than ``stop_changed_fraction`` of the view
+                has changed since that frame (`changed_fraction`, no depth involved). Once the
+                camera moves, the refined or the network's motion explains the frame better;
+                where the network's does, the refinement settled short of it (started from
+                standing still), and the motion is the network's (reason "no_improvement").
 
         Returns:
             `TrackResult`; a resolution change resets the tracker (first-frame result).
@@ -568,14 +602,17 @@ class KeyframeTracker:
             reason = "no_keyframe" if kf is None else "unrefined"
         held_still = False
         if stood_still and reason in ("ok", "diverged", "no_improvement"):
-            costs = self._hold_costs(kf, grey, T_kf_prev, best, candidates, sources)
-            held_still = bool(costs) and costs["still"] == min(costs.values())
-            if costs.get("network") == min(costs.values()) and costs["network"] < costs["still"]:
-                # it drives off: the refinement, started from standing still (constant
-                # velocity) or pulled by a keyframe with something that has moved on since,
-                # settled short of the network's motion, which explains the frame best
+            held_still, drives_off = self._hold(kf, grey, T_kf_prev, best, candidates, sources)
+            if drives_off:
+                # the refinement, started from standing still (constant velocity) or pulled
+                # by a keyframe with something that has moved on since, settled short of the
+                # network's motion, which explains the frame best
                 reason, init_source = "no_improvement", "network"
                 T_step = candidates[sources.index("network")]
+        if not held_still:
+            self._stop_grey = None
+        elif self._stop_grey is None:
+            self._stop_grey = grey
         self.reason_counts[reason] += 1
 
         if held_still:
