@@ -333,9 +333,11 @@ class MotionFusion:
 
     def _keyframe_translation(self) -> bool:
         """Whether to publish the refined translation: no frame-to-frame direction is
-        measurable and, chained over a window of frames, the network's disagrees with the
-        refined one (`WindowDirection`)."""
-        return self.direction_fusion.directions_unmeasurable and not self.window_direction.agrees
+        measurable (the variances say so, or classical VO found a rotation alone: no parallax,
+        a stop or a turn on the spot) and, chained over a window of frames, the network's
+        disagrees with the refined one (`WindowDirection`)."""
+        unmeasurable = self.direction_fusion.directions_unmeasurable
+        return (unmeasurable or self.classical.last_turns_only) and not self.window_direction.agrees
 
     def _add_to_window(self, T_network: np.ndarray | None, track: TrackResult) -> None:
         """This frame's network and refined motions into the window (a gap without either)."""
