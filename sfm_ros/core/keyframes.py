@@ -168,8 +168,8 @@ class KeyframeConfig:
     textured view has changed since the image the camera stopped at (`changed_fraction`:
     cells whose median normal flow exceeds ``stop_flow_px``). Something crossing the view
     changes the part it covers (a third to three fifths of it for an object 40 % of the
-    image wide), a camera that drives a step nearly all of it (0.93-1.0 of five synthetic
-    domains at 128x416; `benchmarks/RESULTS.md`)."""
+    image wide), a camera that drives a step nearly all of it (0.92-1.0 of five synthetic
+    domains at 128x416; `benchmarks/view_change.py`)."""
     stop_flow_px: float = 0.3
     """Normal flow (pixels, after a 1 pixel blur) above which a cell of the view has changed
     since the stop; sensor noise of 2 grey levels changed no cell."""
