@@ -1,9 +1,10 @@
 """How much of a view `changed_fraction` calls changed, the test that holds a stop.
 
-    OMP_NUM_THREADS=1 python benchmarks/view_change.py [--flow-px 0.3 0.5] \\
+    OMP_NUM_THREADS=1 python benchmarks/view_change.py [--flow-px 0.3 0.5] [--noise 2] \\
         [--data CLIP ...] [--size 128x416]
 
-Per synthetic domain, between a rendered frame with fresh sensor noise (2 grey levels) and:
+Per synthetic domain, between a rendered frame with fresh sensor noise (``--noise`` grey
+levels) and:
 itself, the next frame and the one after (the camera drove one and two steps), itself panned by
 2 pixels, and itself with an object 0.4 of the width crossing (`passing_object`, all in view).
 With ``--data``, the distribution over each clip's consecutive frames (at most 300), at the
@@ -13,6 +14,7 @@ width the tracker works at.
 from __future__ import annotations
 
 import argparse
+import functools
 
 import numpy as np
 import torch
@@ -25,14 +27,16 @@ from sfm_ros.core.synthetic.occluder import passing_object
 from sfm_ros.messages.sources import open_sources
 
 
-def grey(image: np.ndarray, noise_seed: int | None = None, width: int | None = None):
-    """(1, 1, h, w) grey in [0, 1] of an (H, W[, 3]) uint8 image, with fresh noise, resized to
-    ``width`` (aspect kept) where it is wider."""
+def grey(
+    image: np.ndarray, noise_seed: int | None = None, width: int | None = None, sigma: float = 2.0
+):
+    """(1, 1, h, w) grey in [0, 1] of an (H, W[, 3]) uint8 image, with fresh noise of ``sigma``
+    grey levels, resized to ``width`` (aspect kept) where it is wider."""
     image = image.astype(np.float32)
     if image.ndim == 3:
         image = image.mean(-1)
     if noise_seed is not None:
-        noise = np.random.default_rng(noise_seed).normal(0, 2.0, image.shape)
+        noise = np.random.default_rng(noise_seed).normal(0, sigma, image.shape)
         image = np.clip(np.round(image + noise), 0, 255)
     out = torch.from_numpy(image / 255.0).float()[None, None]
     if width is not None and out.shape[-1] > width:
@@ -44,6 +48,7 @@ def grey(image: np.ndarray, noise_seed: int | None = None, width: int | None = N
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flow-px", type=float, nargs="+", default=[0.3, 0.5])
+    parser.add_argument("--noise", type=float, default=2.0, help="sensor noise, grey levels")
     parser.add_argument("--data", nargs="*", default=[], help="clips, as for sfm-ros eval pose")
     parser.add_argument("--size", default="128x416", help="synthetic frames' HxW")
     args = parser.parse_args()
@@ -51,14 +56,15 @@ def main() -> int:
     for domain in DOMAINS:
         frames = render_sequence(domain, 3, seed=5, height=height, width=width).images
         frames = frames.round().astype(np.uint8)
-        still = grey(frames[0], 0)
+        noisy = functools.partial(grey, noise_seed=1, sigma=args.noise)
+        still = grey(frames[0], 0, sigma=args.noise)
         crossed = passing_object(frames[0], 9, fraction=0.4, speed=0.06)
         pairs = {
-            "noise": grey(frames[0], 1),
-            "one step": grey(frames[1], 1),
-            "two steps": grey(frames[2], 1),
+            "noise": noisy(frames[0]),
+            "one step": noisy(frames[1]),
+            "two steps": noisy(frames[2]),
             "2 px pan": F.pad(still, (2, 0, 0, 0), mode="replicate")[..., :width],
-            "object 0.4": grey(crossed, 1),
+            "object 0.4": noisy(crossed),
         }
         row = [
             f"{name} " + "/".join(f"{changed_fraction(still, g, t):.2f}" for t in args.flow_px)

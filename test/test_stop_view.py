@@ -53,7 +53,7 @@ def test_a_camera_that_moved_changes_nearly_the_whole_view(street):
     # (a stop holds while less than 0.6 has changed: `KeyframeConfig.stop_changed_fraction`)
     assert changed_fraction(still, _grey(street[1], 1)) > 0.75
     shifted = F.pad(still, (2, 0, 0, 0), mode="replicate")[..., :W]  # a 2 pixel pan
-    assert changed_fraction(still, shifted) > 0.9
+    assert changed_fraction(still, shifted) > 0.8
 
 
 def test_a_blank_view_has_nothing_to_tell_and_bad_shapes_raise():

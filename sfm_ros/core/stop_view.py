@@ -55,7 +55,7 @@ def _blurred(image: torch.Tensor, sigma_px: float) -> torch.Tensor:
 def changed_fraction(
     still_grey: torch.Tensor,
     grey: torch.Tensor,
-    flow_px: float = 0.3,
+    flow_px: float = 0.4,
     grid: int = 8,
     min_gradient: float = 0.02,
     min_pixels: int = 8,
