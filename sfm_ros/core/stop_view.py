@@ -28,7 +28,7 @@ def _brightness_fit(
     """Gain and bias with ``gain * grey + bias ~ still`` (N,) under the Cauchy kernel, from no
     change with the median difference as bias (iteratively reweighted least squares: what
     moved, even over nearly half the view, does not pull it)."""
-    gain = torch.ones((), dtype=torch.float64)
+    gain = torch.ones((), dtype=torch.float64, device=grey.device)
     bias = (still - grey).median().double()
     x, y = grey.double(), still.double()
     for _ in range(iterations):
