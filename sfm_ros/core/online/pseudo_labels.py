@@ -16,7 +16,12 @@ import cv2
 import numpy as np
 import torch
 
-from sfm_ros.core.classical_vo import RELIABLE_INLIERS, match_features, relative_motion
+from sfm_ros.core.classical_vo import (
+    RELIABLE_INLIERS,
+    match_features,
+    relative_motion,
+    spread_features,
+)
 
 CAUCHY_SCALE_RAD = math.radians(1.0)
 """Rotation differences well under this pull quadratically, far above it hardly at all."""
@@ -26,7 +31,8 @@ class ClassicalRotations:
     """Classical rotations of a snippet's sources from its target (one ORB detector kept)."""
 
     def __init__(self, features: int = 2000) -> None:
-        self.orb, self.matcher = cv2.ORB_create(features), cv2.BFMatcher(cv2.NORM_HAMMING)
+        self.orb, self.matcher = cv2.ORB_create(4 * features), cv2.BFMatcher(cv2.NORM_HAMMING)
+        self.features = features
 
     def source_rotations(self, frames: list[tuple[np.ndarray, np.ndarray]]) -> torch.Tensor:
         """(L - 1, 3, 3) float32 rotations R_src_tgt of the sources in `collate`'s order (those
@@ -34,10 +40,10 @@ class ClassicalRotations:
         `RELIABLE_INLIERS` inliers, from (grey uint8, (3, 3) K) frames in time order."""
         mid = len(frames) // 2
         target, K = frames[mid]
-        target_features = self.orb.detectAndCompute(target, None)  # once for every source
+        target_features = spread_features(self.orb, target, self.features)  # once for all
         rotations = []
         for j in [*range(mid), *range(mid + 1, len(frames))]:
-            source_features = self.orb.detectAndCompute(frames[j][0], None)
+            source_features = spread_features(self.orb, frames[j][0], self.features)
             pa, pb = match_features(self.matcher, source_features, target_features)
             motion = relative_motion(pa, pb, K, RELIABLE_INLIERS)  # x_src = T x_tgt
             rotations.append(np.full((3, 3), np.nan) if motion is None else motion[0][:3, :3])
