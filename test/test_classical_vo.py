@@ -15,9 +15,9 @@ from sfm_ros.core.classical_vo import (
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import so3_exp, so3_log
 from sfm_ros.core.metrics import rotation_error_deg
+from sfm_ros.core.sources import open_source
 from sfm_ros.core.synthetic import render_sequence
 from sfm_ros.core.synthetic.occluder import passing_object, passing_object_mask
-from sfm_ros.messages.sources import open_source
 
 
 @pytest.fixture(scope="module")
