@@ -423,7 +423,7 @@ class KeyframeTracker:
         still."""
         cfg = self.config
         changed = math.nan
-        if self._stop_grey is not None and self._stop_grey.shape == grey.shape:
+        if self._stop_grey is not None:  # a new size resets the tracker, and with it this
             changed = changed_fraction(self._stop_grey, grey, flow_px=cfg.stop_flow_px)
             if changed < cfg.stop_changed_fraction:
                 return True, False
