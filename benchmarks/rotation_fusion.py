@@ -16,7 +16,8 @@ log-likelihood of the fused rotation's errors under both (after 10 frames); the 
 the fusion used on average and the fixed network-refined weight that would have been best in
 hindsight; and the two-way fusion without the classical rotation replayed on the same
 rotations with the refined variance multiplied by each of ``--scales`` (x1 is the fusion
-before ``fuse_classical``).
+before ``fuse_classical``). A second line per clip checks the three-cornered hat's variances
+against the truth (`variance_check`).
 """
 
 from __future__ import annotations
@@ -43,19 +44,32 @@ CLIPS = (
 
 def record(checkpoint: str, source: str) -> dict[str, np.ndarray]:
     """The fusion's inputs and output on every frame it ran on, with the true rotation of that
-    motion: ``R_true``, ``R_network``, ``R_refined``, ``R_fused``, ``R_classical`` (M, 3, 3;
-    NaN where ORB + E failed or is off), ``refined_var`` and ``weight`` (M,)."""
+    motion: ``R_true``, ``R_network``, ``R_network_corrected`` (less its offset, as fused),
+    ``R_refined``, ``R_fused``, ``R_classical`` (M, 3, 3; NaN where ORB + E failed, is off,
+    was not fused or was a mismatch, `rotation_fusion.MISMATCH_RATIO`), ``refined_var`` and
+    ``weight`` (M,), ``variances`` (M, 3: the network's, refined and classical variance per
+    axis the fusion had estimated after the frame) and ``mismatches`` (their count)."""
     seq = open_source(source)[0]
     predictor = PipelinePredictor(PipelineConfig(checkpoint=checkpoint, pose_source="fused"))
     fusion = predictor.pipeline.fusion.rotation_fusion
     fuse, rows, frame = fusion.fuse, [], {}
 
-    def recording_fuse(R_network, R_refined, refined_var, R_classical=None, classical_var=None):  # noqa: ANN001, ANN202
+    def recording_fuse(  # noqa: ANN202
+        R_network,
+        R_refined,
+        refined_var,
+        R_classical=None,
+        classical_var=None,
+        use=True,  # noqa: ANN001
+    ):
         inputs = (np.array(R_network), np.array(R_refined), float(refined_var))  # views: copy
-        R, weight = fuse(*inputs, R_classical, classical_var)
-        classical = np.full((3, 3), np.nan) if R_classical is None else np.array(R_classical)
+        R_corrected = fusion.bias.correct(inputs[0])  # what the fusion weighs
+        R, weight = fuse(*inputs, R_classical, classical_var, use)
+        classical = np.full((3, 3), np.nan)
+        if R_classical is not None and use and not fusion.last_mismatch:
+            classical = np.array(R_classical)
         rows.append((frame["R_true"], *inputs, weight, R, classical, frame["d_true"],
-                     fusion.last_variance))  # fmt: skip
+                     fusion.last_variance, R_corrected, fusion.variances))  # fmt: skip
         return R, weight
 
     fusion.fuse = recording_fuse
@@ -68,8 +82,9 @@ def record(checkpoint: str, source: str) -> dict[str, np.ndarray]:
         if predictor.predict(current) is not None:
             previous = current
     names = ("R_true", "R_network", "R_refined", "refined_var", "weight", "R_fused", "R_classical")
-    names += ("d_true", "fused_var")
-    return {name: np.array([row[k] for row in rows]) for k, name in enumerate(names)}
+    names += ("d_true", "fused_var", "R_network_corrected", "variances")
+    recorded = {name: np.array([row[k] for row in rows]) for k, name in enumerate(names)}
+    return {**recorded, "mismatches": np.array(fusion.mismatches)}
 
 
 def errors(R_true: np.ndarray, R_est: np.ndarray) -> np.ndarray:
@@ -117,6 +132,38 @@ def replay(rec: dict[str, np.ndarray], scale: float, classical: bool) -> tuple[n
     return np.array(out), float(np.mean(weights))
 
 
+def variance_check(rec: dict[str, np.ndarray], skip: int = 10) -> str:
+    """What the three-cornered hat estimated against the truth, over the frames with all three
+    rotations after the first ``skip``: each source's rms error (degrees a frame, per axis; the
+    network's less its offset, as fused), the correlations of their errors, the variances the
+    hat estimated (mean over those frames) against the true mean squared errors, and the rms
+    error of the fusion with the weights those give (the truth's: the best that any variance
+    estimate could do, errors weighed as independent)."""
+    ok = np.isfinite(rec["R_classical"]).all(axis=(1, 2))
+    ok[:skip] = False
+    if ok.sum() < 3:
+        return "too few frames with all three rotations"
+    keys = ("R_network_corrected", "R_refined", "R_classical")
+    e = np.stack([errors(rec["R_true"][ok], rec[key][ok]) for key in keys])  # (3, M, 3)
+    C = np.einsum("imk,jmk->ij", e, e) / (3 * ok.sum())  # per axis, rad^2
+    sd = np.sqrt(np.diag(C))
+    corr = C / np.outer(sd, sd)
+    estimated = rec["variances"][ok].mean(axis=0)
+
+    def fused_rms(variances: np.ndarray) -> float:
+        w = (1 / variances) / (1 / variances).sum()
+        return float(np.degrees(np.sqrt(w @ C @ w)))
+
+    deg2 = np.degrees(1.0) ** 2 * 1e3
+    return (
+        f"{ok.sum()} frames: rms {' / '.join(f'{d:.3f}' for d in np.degrees(sd))} | "
+        f"correlation n-r {corr[0, 1]:.2f}, n-c {corr[0, 2]:.2f}, r-c {corr[1, 2]:.2f} | "
+        f"variance 1e-3 deg^2 true {' / '.join(f'{v:.2f}' for v in np.diag(C) * deg2)}, "
+        f"estimated {' / '.join(f'{v:.2f}' for v in estimated * deg2)} | "
+        f"fused with those: {fused_rms(np.diag(C)):.3f} / {fused_rms(estimated):.3f}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="", help="empty = the packaged model")
@@ -159,6 +206,10 @@ def main() -> int:
             + " / ".join(f"{c:.2f}" for c in calibrations)
             + f" | {likelihoods[0]:.2f} / {likelihoods[1]:.2f} | "
             f"{rec['weight'].mean():.2f} / {best:.2f} | " + " | ".join(cells)
+        )
+        print(
+            f"  network / refined / classical ({int(rec['mismatches'])} classical mismatches "
+            f"left out): {variance_check(rec)}"
         )
     return 0
 

@@ -261,3 +261,74 @@ def test_a_steady_network_offset_is_removed_before_fusion():
     assert rms["fused"] < 0.5 * min(rms["network"], rms["refined"], rms["classical"])
     fusion.reset()  # a new model: its offset is unknown
     np.testing.assert_array_equal(fusion.bias.bias, np.zeros(3))
+
+
+def _mismatched_run(ratio: float) -> tuple[dict, RotationFusion]:
+    """RMS errors, the mean refined variance and the fusion after 300 frames where a fifth of
+    the classical rotations are mismatches 2.9 degrees off (ORB on repeated texture) whose fits
+    claim 10x the usual variance, the rest the best of the three; ``ratio`` is the
+    `MISMATCH_RATIO` in force (inf: none left out)."""
+    rng = np.random.default_rng(7)
+    fusion, errors, variances = RotationFusion(), {"refined": [], "fused": []}, []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sfm_ros.core.rotation_fusion.MISMATCH_RATIO", ratio)
+        for i in range(300):
+            R = so3_exp(rng.normal(scale=0.05, size=3))
+            R_net, R_ref = _noisy(R, 0.004, rng), _noisy(R, 0.002, rng)
+            mismatch = i % 5 == 4
+            R_cls = R @ so3_exp(0.05 * _unit(rng)) if mismatch else _noisy(R, 0.001, rng)
+            claim = (10.0 if mismatch else 1.0) * math.exp(rng.normal(scale=0.3))
+            R_fused, _ = fusion.fuse(R_net, R_ref, 0.002**2, R_cls, claim)
+            if i >= 50:
+                variances.append(fusion.variances[1])
+                for name, est in (("refined", R_ref), ("fused", R_fused)):
+                    errors[name].append(np.linalg.norm(so3_log(R.T @ est)))
+    rms = {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in errors.items()}
+    return {**rms, "refined_variance": float(np.mean(variances))}, fusion
+
+
+def _unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=3)
+    return v / np.linalg.norm(v)
+
+
+def test_classical_mismatches_are_left_out_of_the_variances_and_the_fusion():
+    # left in, the mismatches make every disagreement with the classical rotation large and
+    # noisy, and the fusion is no better than the refined rotation alone
+    kept, fusion_kept = _mismatched_run(math.inf)
+    left_out, fusion = _mismatched_run(9.0)
+    assert fusion_kept.mismatches == 0
+    assert fusion.mismatches == pytest.approx(60, abs=3)  # the mismatches and hardly others
+    assert left_out["refined_variance"] == pytest.approx(0.002**2, rel=0.3)
+    assert left_out["fused"] < 0.8 * min(kept["fused"], left_out["refined"])
+
+
+YAW = np.array([0.0, 1.0, 0.0])
+R_TURN = so3_exp(0.06 * YAW)  # 3.4 degrees in a frame
+
+
+def test_a_right_classical_rotation_is_kept_when_the_other_two_fall_short_together():
+    # KITTI 00's sharp turns: the network's rotation falls short by up to 2 degrees and the
+    # refined one, started from it, with it, while the classical one is right and its fit as
+    # good as usual: the fusion is as without the mismatch rule; claiming 10x the usual
+    # variance, the classical rotation would count as a mismatch
+    def turn(claim: float, ratio: float = 9.0) -> tuple[RotationFusion, np.ndarray]:
+        rng, fusion = np.random.default_rng(8), RotationFusion()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("sfm_ros.core.rotation_fusion.MISMATCH_RATIO", ratio)
+            for _ in range(60):
+                R = so3_exp(rng.normal(scale=0.05, size=3))
+                R_net, R_ref = _noisy(R, 0.003, rng), _noisy(R, 0.003, rng)
+                claim_now = math.exp(rng.normal(scale=0.3))
+                fusion.fuse(R_net, R_ref, 0.003**2, _noisy(R, 0.001, rng), claim_now)
+            R_short = so3_exp((0.06 - math.radians(2.0)) * YAW)
+            fused, _ = fusion.fuse(R_short, R_short, 0.003**2, R_TURN, claim)
+        return fusion, fused
+
+    fusion, fused = turn(claim=1.0)
+    assert not fusion.last_mismatch and fusion.mismatches == 0
+    np.testing.assert_array_equal(fused, turn(claim=1.0, ratio=math.inf)[1])
+    assert fusion.last_weights[2] > 0
+    fusion, fused = turn(claim=10.0)
+    assert fusion.last_mismatch
+    assert math.degrees(np.linalg.norm(so3_log(R_TURN.T @ fused))) == pytest.approx(2.0, abs=0.05)

@@ -22,7 +22,10 @@ network's, chained over a window of frames, disagrees with the refined displacem
 refined length far below its mean while the network's drops too, or for three frames in a
 row), whose refined motion is published whole (between views of a still scene the pose network
 creeps on). A turn the network did not learn (a robot turning on the spot) leaves the
-network's rotation out of the fusion (`MotionFusion.network_rotation_rejected`).
+network's rotation out of the fusion (`MotionFusion.network_rotation_rejected`); a classical
+rotation far from both others while they agree (a mismatch: ORB on repeated texture) leaves
+classical VO's rotation and direction out of their fusions and variances
+(`rotation_fusion.MISMATCH_RATIO`).
 
 Motions are (4, 4) ``T_prev_cur`` in the camera optical frame, translation in the depth
 network's units.
@@ -207,6 +210,8 @@ class MotionFusion:
                         T[:3, :3], _ = self.rotation_fusion.fuse(
                             T[:3, :3], R_refined, var, R_classical, claim, use_classical
                         )
+                        if self.rotation_fusion.last_mismatch:  # one essential matrix: its
+                            T_classical = None  # direction is as far off as its rotation
                     rotation_variance = self.rotation_fusion.last_variance
                     if cfg.fuse_translation and cfg.fuse_classical:
                         T[:3, 3] = self._fused_translation(
@@ -436,6 +441,7 @@ class MotionFusion:
         return {
             "rotation weight of the refinement": f"{fusion.last_weights[1]:.2f}",
             "rotation weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
+            "classical VO rotation mismatches left out (frames)": str(fusion.mismatches),
             "rotation variances from": "three estimates" if fusion.three_cornered else "two",
             "network rotation sigma (deg)": f"{network:.3g}",
             "network rotation offset removed (deg)": f"{offset:.3g}",

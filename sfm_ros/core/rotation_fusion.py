@@ -12,12 +12,15 @@ frames after a start, a model swap or a new camera, which reset them), a frame w
 takes the one closest to the other two. Where the refinement fails, the network's and the
 classical rotation are fused by the variances measured on the other frames. The network's
 rotation is fused less its steady offset from the other two (`network_bias.py`), measured
-after each fusion with the weights it gave them.
+after each fusion with the weights it gave them. A classical rotation far from both others
+while those two agree is a mismatch (`MISMATCH_RATIO`) and is left out of the variances and
+the fusion alike.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -25,6 +28,21 @@ from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import so3_exp, so3_log
 from sfm_ros.core.network_bias import RotationBias
 from sfm_ros.core.three_cornered import ThreeCorneredHat
+
+MISMATCH_RATIO = 9.0
+"""A classical rotation is a mismatch where its squared disagreements with the network's and
+the refined rotation both exceed this many times theirs with each other (this frame's or, if
+larger, its running mean) and its claimed variance exceeds `MISMATCH_CLAIM_RATIO` times the
+median of the last claims. ORB matches on repeated texture (a rendered field of grass) put a
+fifth of the classical rotations 1.2-1.9 degrees off where the other two were within 0.2, and
+those frames, left in, set the variances: the refined rotation's came out 9x too high
+(`benchmarks/RESULTS.md`)."""
+MISMATCH_CLAIM_RATIO = 5.0
+"""A mismatch's claimed variance over the median of the last claims, at least. The
+disagreements alone cannot tell a mismatch from a sharp turn that the network's rotation falls
+short of, and the refined one, started from it, with it (KITTI 00: 1 degree short together, the
+classical rotation right); KITTI 00's classical claims stayed under 3.8x their median, the
+field's mismatches claimed 7-20x."""
 
 
 def _squared_angle(delta: np.ndarray) -> float:
@@ -49,6 +67,12 @@ class RotationFusion(ThreeCorneredHat):
         """Weights of the network, refined and classical rotation in the last fusion."""
         self.last_variance = math.nan
         """Variance per axis (rad^2) of the last fused rotation: 1 / sum of 1 / variance."""
+        self.last_mismatch = False
+        """The last frame's classical rotation was a mismatch (`MISMATCH_RATIO`)."""
+        self.mismatches = 0
+        """Classical rotations left out as mismatches since the last reset."""
+        self._claims: deque[float] = deque(maxlen=max(int(self.window), self.min_classical))
+        """The last valid classical claims."""
 
     @property
     def network_variance(self) -> float:
@@ -81,6 +105,7 @@ class RotationFusion(ThreeCorneredHat):
         Non-finite inputs raise InputError and leave the state unchanged.
         """
         self.last_weights, self.last_variance = (1.0, 0.0, 0.0), math.nan
+        self.last_mismatch = False
         R_n = np.asarray(R_network, dtype=np.float64)
         R_r = np.asarray(R_refined, dtype=np.float64)
         R_c = None if R_classical is None else np.asarray(R_classical, dtype=np.float64)
@@ -95,6 +120,12 @@ class RotationFusion(ThreeCorneredHat):
         classical = (None, None)
         if to_classical is not None:
             classical = (_squared_angle(to_classical), _squared_angle(so3_log(R_r.T @ R_c)))
+            self.last_mismatch = self._mismatch(
+                _squared_angle(to_refined), *classical, classical_var
+            )
+            if self.last_mismatch:
+                self.mismatches += 1
+                R_c, to_classical, classical = None, None, (None, None)
         self.update(_squared_angle(to_refined), float(refined_var), *classical, classical_var)
         if not use_classical:
             R_c = to_classical = None
@@ -113,6 +144,28 @@ class RotationFusion(ThreeCorneredHat):
         self.last_weights = tuple(float(w) for w in weights)
         self.bias.update(R_raw, R_r, R_c, self.last_weights[1:])
         return R_n @ so3_exp(delta), float(weights[1])
+
+    def _mismatch(
+        self,
+        network_refined: float,
+        network_classical: float,
+        refined_classical: float,
+        claim: float | None,
+    ) -> bool:
+        """Whether a classical rotation is a mismatch (`MISMATCH_RATIO`), from this frame's
+        squared disagreements and classical claim (a valid one is remembered); never before
+        ``min_classical`` frames and claims were seen, nor without a valid claim."""
+        if claim is None or not 0 < claim < math.inf:
+            return False
+        enough = self.frames >= self.min_classical and len(self._claims) >= self.min_classical
+        typical = float(np.median(self._claims)) if enough else math.nan
+        self._claims.append(float(claim))
+        if not enough:
+            return False
+        far = min(network_classical, refined_classical) > MISMATCH_RATIO * max(
+            network_refined, self._nr
+        )
+        return far and claim > MISMATCH_CLAIM_RATIO * typical
 
     def fuse_without_refined(
         self, R_network: np.ndarray, R_classical: np.ndarray, classical_var: float | None = None
