@@ -23,9 +23,9 @@ refined length far below its mean while the network's drops too, or for three fr
 row), whose refined motion is published whole (between views of a still scene the pose network
 creeps on). A turn the network did not learn (a robot turning on the spot) leaves the
 network's rotation out of the fusion (`MotionFusion.network_rotation_rejected`); a classical
-rotation far from both others while they agree (a mismatch: ORB on repeated texture) leaves
-classical VO's rotation and direction out of their fusions and variances
-(`rotation_fusion.MISMATCH_RATIO`).
+rotation far from both others while they agree, from a fit that claims an unusual variance (a
+mismatch: ORB on repeated texture), leaves classical VO's rotation and direction out of their
+fusions and variances (`rotation_fusion.MISMATCH_RATIO`).
 
 Motions are (4, 4) ``T_prev_cur`` in the camera optical frame, translation in the depth
 network's units.

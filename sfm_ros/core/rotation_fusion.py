@@ -13,8 +13,8 @@ takes the one closest to the other two. Where the refinement fails, the network'
 classical rotation are fused by the variances measured on the other frames. The network's
 rotation is fused less its steady offset from the other two (`network_bias.py`), measured
 after each fusion with the weights it gave them. A classical rotation far from both others
-while those two agree is a mismatch (`MISMATCH_RATIO`) and is left out of the variances and
-the fusion alike.
+while those two agree, from a fit that claims an unusual variance, is a mismatch
+(`MISMATCH_RATIO`) and is left out of the variances and the fusion alike.
 """
 
 from __future__ import annotations
