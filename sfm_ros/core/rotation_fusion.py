@@ -27,7 +27,7 @@ import numpy as np
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import so3_exp, so3_log
 from sfm_ros.core.network_bias import RotationBias
-from sfm_ros.core.three_cornered import ThreeCorneredHat
+from sfm_ros.core.three_cornered import ThreeCorneredHat, valid_claim
 
 MISMATCH_RATIO = 9.0
 """A classical rotation is a mismatch where its squared disagreements with the network's and
@@ -116,17 +116,16 @@ class RotationFusion(ThreeCorneredHat):
             raise InputError("rotation fusion needs finite rotations and a finite variance > 0")
         R_raw, R_n = R_n, self.bias.correct(R_n)
         to_refined = so3_log(R_n.T @ R_r)  # (3,) axis-angle from the network's
+        network_refined = _squared_angle(to_refined)
         to_classical = None if R_c is None else so3_log(R_n.T @ R_c)
         classical = (None, None)
         if to_classical is not None:
             classical = (_squared_angle(to_classical), _squared_angle(so3_log(R_r.T @ R_c)))
-            self.last_mismatch = self._mismatch(
-                _squared_angle(to_refined), *classical, classical_var
-            )
+            self.last_mismatch = self._mismatch(network_refined, *classical, classical_var)
             if self.last_mismatch:
                 self.mismatches += 1
                 R_c, to_classical, classical = None, None, (None, None)
-        self.update(_squared_angle(to_refined), float(refined_var), *classical, classical_var)
+        self.update(network_refined, float(refined_var), *classical, classical_var)
         if not use_classical:
             R_c = to_classical = None
         weights, self.last_variance = self.weights(
@@ -134,7 +133,7 @@ class RotationFusion(ThreeCorneredHat):
         )
         if to_classical is not None and not self.three_cornered:
             # the refined claims, the only variance known this early, were off by 4x on KITTI
-            best = self.closest_of_three(_squared_angle(to_refined), *classical)
+            best = self.closest_of_three(network_refined, *classical)
             self.last_weights = tuple(float(i == best) for i in range(3))
             self.bias.update(R_raw, R_r, R_c, self.last_weights[1:])
             return (R_n, R_r, R_c)[best], float(best == 1)
@@ -155,7 +154,7 @@ class RotationFusion(ThreeCorneredHat):
         """Whether a classical rotation is a mismatch (`MISMATCH_RATIO`), from this frame's
         squared disagreements and classical claim (a valid one is remembered); never before
         ``min_classical`` frames and claims were seen, nor without a valid claim."""
-        if claim is None or not 0 < claim < math.inf:
+        if not valid_claim(claim):
             return False
         enough = self.frames >= self.min_classical and len(self._claims) >= self.min_classical
         typical = float(np.median(self._claims)) if enough else math.nan

@@ -100,7 +100,7 @@ class ThreeCorneredHat:
         self._claimed_classical = self._update(self._claimed_classical, claimed, n)
         self._nc = self._update(self._nc, network_classical, n)
         self._rc = self._update(self._rc, refined_classical, n)
-        if not _valid(classical_claimed):
+        if not valid_claim(classical_claimed):
             return
         self._count_claims += 1
         if self._count_claims > 1:  # a claim enters the average at most MAX_CLAIM_RATIO from it
@@ -174,12 +174,12 @@ class ThreeCorneredHat:
         MAX_CLAIM_RATIO] (KITTI and 7-Scenes claims spanned 0.03-22x their mean: a degenerate
         fit's claim cannot take all the weight); 1 for an invalid claim or before any valid
         one."""
-        if not _valid(classical_claimed) or self._count_claims == 0:
+        if not valid_claim(classical_claimed) or self._count_claims == 0:
             return 1.0
         ratio = classical_claimed / self._claimed_by_classical
         return min(max(ratio, 1 / MAX_CLAIM_RATIO), MAX_CLAIM_RATIO)
 
 
-def _valid(claim: float | None) -> bool:
+def valid_claim(claim: float | None) -> bool:
     """Whether a claimed variance is finite and positive."""
     return claim is not None and 0 < claim < math.inf
