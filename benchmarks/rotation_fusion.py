@@ -44,11 +44,11 @@ CLIPS = (
 
 def record(checkpoint: str, source: str) -> dict[str, np.ndarray]:
     """The fusion's inputs and output on every frame it ran on, with the true rotation of that
-    motion: ``R_true``, ``R_network``, ``R_network_corrected`` (less its offset, as fused),
-    ``R_refined``, ``R_fused``, ``R_classical`` (M, 3, 3; NaN where ORB + E failed, is off,
-    was not fused or was a mismatch, `rotation_fusion.MISMATCH_RATIO`), ``refined_var`` and
-    ``weight`` (M,), ``variances`` (M, 3: the network's, refined and classical variance per
-    axis the fusion had estimated after the frame) and ``mismatches`` (their count)."""
+    motion: ``R_true``, ``R_network``, ``R_network_corrected`` (scaled by its gain, less its offset,
+    as fused), ``R_refined``, ``R_fused``, ``R_classical`` (M, 3, 3; NaN where ORB + E failed, is
+    off, was not fused or was a mismatch, `rotation_fusion.MISMATCH_RATIO`), ``refined_var`` and
+    ``weight`` (M,), ``variances`` (M, 3: the network's, refined and classical variance per axis the
+    fusion had estimated after the frame) and ``mismatches`` (their count)."""
     seq = open_source(source)[0]
     predictor = PipelinePredictor(PipelineConfig(checkpoint=checkpoint, pose_source="fused"))
     fusion = predictor.pipeline.fusion.rotation_fusion
@@ -63,7 +63,7 @@ def record(checkpoint: str, source: str) -> dict[str, np.ndarray]:
         use=True,  # noqa: ANN001
     ):
         inputs = (np.array(R_network), np.array(R_refined), float(refined_var))  # views: copy
-        R_corrected = fusion.bias.correct(inputs[0])  # what the fusion weighs
+        R_corrected = fusion.bias.correct(fusion.gain.correct(inputs[0]))  # what it weighs
         R, weight = fuse(*inputs, R_classical, classical_var, use)
         classical = np.full((3, 3), np.nan)
         if R_classical is not None and use and not fusion.last_mismatch:
@@ -135,10 +135,10 @@ def replay(rec: dict[str, np.ndarray], scale: float, classical: bool) -> tuple[n
 def variance_check(rec: dict[str, np.ndarray], skip: int = 10) -> str:
     """What the three-cornered hat estimated against the truth, over the frames with all three
     rotations after the first ``skip``: each source's rms error (degrees a frame, per axis; the
-    network's less its offset, as fused), the correlations of their errors, the variances the
-    hat estimated (mean over those frames) against the true mean squared errors, and the rms
-    error of the fusion with the weights those give (the truth's: the best that any variance
-    estimate could do, errors weighed as independent)."""
+    network's scaled by its gain and less its offset, as fused), the correlations of their errors,
+    the variances the hat estimated (mean over those frames) against the true mean squared errors,
+    and the rms error of the fusion with the weights those give (the truth's: the best that any
+    variance estimate could do, errors weighed as independent)."""
     ok = np.isfinite(rec["R_classical"]).all(axis=(1, 2))
     ok[:skip] = False
     if ok.sum() < 3:

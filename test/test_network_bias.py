@@ -1,4 +1,5 @@
-"""The network's running offsets from geometry, direction and rotation (`core/network_bias.py`)."""
+"""The network's running offsets from geometry, direction and rotation, and its rotation's
+gain (`core/network_bias.py`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import so3_exp, so3_log
-from sfm_ros.core.network_bias import DirectionBias, RotationBias
+from sfm_ros.core.network_bias import MAX_GAIN, DirectionBias, RotationBias, RotationGain
 
 
 def _tilted(u: np.ndarray, rng: np.random.Generator, sigma_deg: float) -> np.ndarray:
@@ -126,8 +127,73 @@ def test_no_rotation_offset_is_learnt_without_weighted_geometry():
 
 
 def test_bad_settings_are_refused():
-    for cls in (DirectionBias, RotationBias):
+    for cls in (DirectionBias, RotationBias, RotationGain):
         with pytest.raises(InputError):
             cls(window=0)
         with pytest.raises(InputError):
             cls(window=5, min_frames=6)
+
+
+def _turning_run(
+    shortfall: float, geometry_sigma_deg: float, seed: int, pitch_seen: bool = True
+) -> tuple[np.ndarray, np.ndarray, RotationGain]:
+    """Per-axis RMS errors (degrees) of the network's rotation before and after its gain over
+    100 frames of a car turning by up to 2 degrees a frame about y and pitching by 0.1 about
+    x, the network turning ``shortfall`` times the truth (plus 0.03 degrees of noise; unless
+    ``pitch_seen``, its pitch is 0.1 degrees of noise alone); the geometric rotation is the
+    truth with ``geometry_sigma_deg`` of noise."""
+    rng = np.random.default_rng(seed)
+    gain = RotationGain()
+    before, after = [], []
+    for i in range(100):
+        truth = np.radians([0.1 * rng.standard_normal(), 2.0 * np.sin(i / 8), 0.0])
+        seen = shortfall * truth + np.radians(0.03) * rng.standard_normal(3)
+        if not pitch_seen:
+            seen[0] = np.radians(0.1) * rng.standard_normal()
+        R_net = so3_exp(seen)
+        R_geo = so3_exp(truth + np.radians(geometry_sigma_deg) * rng.standard_normal(3))
+        before.append(so3_log(R_net) - truth)
+        after.append(so3_log(gain.correct(R_net)) - truth)
+        gain.update(R_net, R_geo, None, (1.0, 0.0))
+    rms = [np.degrees(np.sqrt(np.mean(np.square(x[20:]), axis=0))) for x in (before, after)]
+    return rms[0], rms[1], gain
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_network_that_falls_short_in_turns_is_scaled_up(seed):
+    before, after, gain = _turning_run(shortfall=0.7, geometry_sigma_deg=0.1, seed=seed)
+    assert gain.gain[1] == pytest.approx(1 / 0.7, rel=0.05)
+    assert before[1] > 0.35
+    assert after[1] < 0.25 * before[1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_noisy_geometry_does_not_scale_a_right_network(seed):
+    before, after, gain = _turning_run(shortfall=1.0, geometry_sigma_deg=0.3, seed=seed)
+    assert np.all(after < before + 0.005)
+    np.testing.assert_allclose(gain.gain[1:], 1.0, atol=0.02)
+
+
+def test_an_axis_the_network_does_not_see_is_scaled_down():
+    # the network says noise about x while the car pitches: the best linear estimate is less
+    # of that noise
+    before, after, gain = _turning_run(1.0, 0.05, seed=0, pitch_seen=False)
+    assert gain.gain[0] < 0.5
+    assert after[0] < 0.85 * before[0]
+    assert after[1] < before[1] + 0.005
+
+
+def test_no_gain_is_learnt_without_weighted_geometry_and_reset_forgets_it():
+    gain = RotationGain(window=10, min_frames=3)
+    R_net = so3_exp(np.array([0.0, 0.01, 0.0]))
+    for _ in range(5):
+        gain.update(R_net, so3_exp(np.array([0.0, 0.02, 0.0])), None, (0.0, 0.0))
+        gain.update(R_net, None, np.full((3, 3), np.nan), (0.0, 1.0))
+    np.testing.assert_array_equal(gain.gain, np.ones(3))
+    np.testing.assert_array_equal(gain.correct(R_net), R_net)
+    for i in range(5):  # twice the turn, every frame
+        yaw = 0.01 * (i + 1)
+        gain.update(so3_exp([0.0, yaw, 0.0]), so3_exp([0.0, 2 * yaw, 0.0]), None, (1.0, 0.0))
+    np.testing.assert_allclose(gain.gain, [1.0, MAX_GAIN, 1.0])
+    gain.reset()
+    np.testing.assert_array_equal(gain.gain, np.ones(3))

@@ -7,6 +7,7 @@ import pytest
 
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import so3_exp, so3_log
+from sfm_ros.core.network_bias import RotationGain
 from sfm_ros.core.rotation_fusion import RotationFusion
 from sfm_ros.core.three_cornered import ThreeCorneredHat
 
@@ -332,3 +333,36 @@ def test_a_right_classical_rotation_is_kept_when_the_other_two_fall_short_togeth
     fusion, fused = turn(claim=10.0)
     assert fusion.last_mismatch
     assert math.degrees(np.linalg.norm(so3_log(R_TURN.T @ fused))) == pytest.approx(2.0, abs=0.05)
+
+
+def _turning_fusion(shortfall: float, seed: int = 0) -> tuple[float, RotationFusion]:
+    """RMS error (rad, after the first 40 frames) of the fused rotation of a car turning by up
+    to 2 degrees a frame, the network turning ``shortfall`` times the truth; the refined
+    rotation keeps a third of the network's error (it starts there), the classical one is
+    noisier than the network's noise but unbiased."""
+    rng = np.random.default_rng(seed)
+    fusion, errors = RotationFusion(), []
+    for i in range(160):
+        truth = np.radians([0.05 * rng.standard_normal(), 2.0 * np.sin(i / 8), 0.0])
+        network = shortfall * truth + np.radians(0.03) * rng.standard_normal(3)
+        refined = truth + (network - truth) / 3 + np.radians(0.15) * rng.standard_normal(3)
+        classical = truth + np.radians(0.08) * rng.standard_normal(3)
+        R_fused, _ = fusion.fuse(
+            so3_exp(network), so3_exp(refined), np.radians(0.15) ** 2, so3_exp(classical), 1.0
+        )
+        if i >= 40:
+            errors.append(so3_log(so3_exp(truth).T @ R_fused))
+    return float(np.sqrt(np.mean(np.square(errors)))), fusion
+
+
+def test_a_network_that_falls_short_in_turns_is_scaled_before_fusion(monkeypatch):
+    short, fusion = _turning_fusion(0.7)
+    right, _ = _turning_fusion(1.0)
+    # a little under 1 / 0.7: the refined rotation, part of the reference, shares its error
+    assert fusion.gain.gain[1] == pytest.approx(1 / 0.7, rel=0.05)
+    assert short < 2 * right
+    fusion.reset()  # a new model: its gain is unknown
+    np.testing.assert_array_equal(fusion.gain.gain, np.ones(3))
+    monkeypatch.setattr(RotationGain, "gain", property(lambda self: np.ones(3)))
+    unscaled, _ = _turning_fusion(0.7)
+    assert unscaled > 2 * short

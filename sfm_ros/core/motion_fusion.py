@@ -1,31 +1,31 @@
 """The motion odometry publishes, from the pose network's, the refined and classical VO's.
 
-``pose_source`` picks it: the pose network's motion; the network's refined by direct
-photometric alignment against a keyframe (`keyframes.py`), whose inverse Hessian then sets the
-covariance; the refined rotation with the network's translation (covariance from the noise
-model); or the network's and the refined rotation fused by their variances
-(`rotation_fusion.py`; the network's first less its running offset from the other two,
-`network_bias.py`), with ORB + essential-matrix VO's rotation as a third estimate that makes
-the variances measurable (``fuse_classical``; where the refinement fails, the network's and the
+``pose_source`` picks it: the pose network's motion; the network's refined by direct photometric
+alignment against a keyframe (`keyframes.py`), whose inverse Hessian then sets the covariance;
+the refined rotation with the network's translation (covariance from the noise model); or the
+network's and the refined rotation fused by their variances (`rotation_fusion.py`; the network's
+first scaled by its running gain and less its running offset from the other two,
+`network_bias.py`), with ORB + essential-matrix VO's rotation as a third estimate that makes the
+variances measurable (``fuse_classical``; where the refinement fails, the network's and the
 classical rotation are fused by the variances measured on the other frames); the rotation's
-covariance is then the fused rotation's measured variance. With the classical estimate the
-three translation directions are fused the same way (``fuse_translation``,
-`direction_fusion.py`), the network's first less its running offset from the other two. The
-translation's length is the network's, rescaled by the ratio of refined to network lengths
-over the last frames (``anchor_length``, `length_anchor.py`), so that the trajectory's scale
-follows the depth's; from frame to frame its change is fused with the refined and the classical
-VO's change of length the same way (``fuse_length``, `length_fusion.py`). Two cases publish the
-refined translation, aligned with the keyframe, whose errors do not add up from frame to
-frame: while all three directions scatter by tens of degrees (a camera at 30 Hz) and the
-network's, chained over a window of frames, disagrees with the refined displacement
-(`window_direction.py`: a network whose learnt motion does not fit the camera), and a stop (a
-refined length far below its mean while the network's drops too, or for three frames in a
-row), whose refined motion is published whole (between views of a still scene the pose network
-creeps on). A turn the network did not learn (a robot turning on the spot) leaves the
-network's rotation out of the fusion (`MotionFusion.network_rotation_rejected`); a classical
-rotation far from both others while they agree, from a fit that claims an unusual variance (a
-mismatch: ORB on repeated texture), leaves classical VO's rotation and direction out of their
-fusions and variances (`rotation_fusion.MISMATCH_RATIO`).
+covariance is then the fused rotation's measured variance. With the classical estimate the three
+translation directions are fused the same way (``fuse_translation``, `direction_fusion.py`), the
+network's first less its running offset from the other two. The translation's length is the
+network's, rescaled by the ratio of refined to network lengths over the last frames
+(``anchor_length``, `length_anchor.py`), so that the trajectory's scale follows the depth's;
+from frame to frame its change is fused with the refined and the classical VO's change of length
+the same way (``fuse_length``, `length_fusion.py`). Two cases publish the refined translation,
+aligned with the keyframe, whose errors do not add up from frame to frame: while all three
+directions scatter by tens of degrees (a camera at 30 Hz) and the network's, chained over a
+window of frames, disagrees with the refined displacement (`window_direction.py`: a network
+whose learnt motion does not fit the camera), and a stop (a refined length far below its mean
+while the network's drops too, or for three frames in a row), whose refined motion is published
+whole (between views of a still scene the pose network creeps on). A turn the network did not
+learn (a robot turning on the spot) leaves the network's rotation out of the fusion
+(`MotionFusion.network_rotation_rejected`); a classical rotation far from both others while they
+agree, from a fit that claims an unusual variance (a mismatch: ORB on repeated texture), leaves
+classical VO's rotation and direction out of their fusions and variances
+(`rotation_fusion.MISMATCH_RATIO`).
 
 Motions are (4, 4) ``T_prev_cur`` in the camera optical frame, translation in the depth
 network's units.
@@ -445,6 +445,7 @@ class MotionFusion:
             "rotation variances from": "three estimates" if fusion.three_cornered else "two",
             "network rotation sigma (deg)": f"{network:.3g}",
             "network rotation offset removed (deg)": f"{offset:.3g}",
+            "network rotation gain (x, y, z)": ", ".join(f"{g:.2f}" for g in fusion.gain.gain),
             "fused rotation sigma (deg, odometry covariance)": f"{fused:.3g}",
             **self.direction_diagnostics(),
         }

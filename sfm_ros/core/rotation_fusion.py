@@ -11,10 +11,11 @@ disagreements are squared angles per axis, rad^2). Until those are measured (the
 frames after a start, a model swap or a new camera, which reset them), a frame with all three
 takes the one closest to the other two. Where the refinement fails, the network's and the
 classical rotation are fused by the variances measured on the other frames. The network's
-rotation is fused less its steady offset from the other two (`network_bias.py`), measured
-after each fusion with the weights it gave them. A classical rotation far from both others
-while those two agree, from a fit that claims an unusual variance, is a mismatch
-(`MISMATCH_RATIO`) and is left out of the variances and the fusion alike.
+rotation is fused scaled by its gain and less its steady offset from the other two
+(`network_bias.py`), both measured after each fusion with the weights it gave them. A
+classical rotation far from both others while those two agree, from a fit that claims an
+unusual variance, is a mismatch (`MISMATCH_RATIO`) and is left out of the variances and the
+fusion alike.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import so3_exp, so3_log
-from sfm_ros.core.network_bias import RotationBias
+from sfm_ros.core.network_bias import RotationBias, RotationGain
 from sfm_ros.core.three_cornered import ThreeCorneredHat, valid_claim
 
 MISMATCH_RATIO = 9.0
@@ -57,12 +58,15 @@ class RotationFusion(ThreeCorneredHat):
     def __init__(self, window: float = 30.0, min_ratio: float = 0.1, min_classical: int = 5):
         self.bias = RotationBias()
         """The network rotation's steady offset, removed before it is fused."""
+        self.gain = RotationGain()
+        """The network rotation's gain per axis, applied before the offset is removed."""
         super().__init__(window, min_ratio, min_classical)
 
     def reset(self) -> None:
-        """Forget the variances and the network's offset (a new model or camera)."""
+        """Forget the variances and the network's gain and offset (a new model or camera)."""
         super().reset()
         self.bias.reset()
+        self.gain.reset()
         self.last_weights = (1.0, 0.0, 0.0)
         """Weights of the network, refined and classical rotation in the last fusion."""
         self.last_variance = math.nan
@@ -114,7 +118,7 @@ class RotationFusion(ThreeCorneredHat):
             raise InputError(f"rotations must be (3, 3), got {[R.shape for R in rotations]}")
         if not (all(np.isfinite(R).all() for R in rotations) and 0 < refined_var < math.inf):
             raise InputError("rotation fusion needs finite rotations and a finite variance > 0")
-        R_raw, R_n = R_n, self.bias.correct(R_n)
+        R_raw, R_gained, R_n = self._corrected(R_n)
         to_refined = so3_log(R_n.T @ R_r)  # (3,) axis-angle from the network's
         network_refined = _squared_angle(to_refined)
         to_classical = None if R_c is None else so3_log(R_n.T @ R_c)
@@ -135,14 +139,31 @@ class RotationFusion(ThreeCorneredHat):
             # the refined claims, the only variance known this early, were off by 4x on KITTI
             best = self.closest_of_three(network_refined, *classical)
             self.last_weights = tuple(float(i == best) for i in range(3))
-            self.bias.update(R_raw, R_r, R_c, self.last_weights[1:])
+            self._learn(R_raw, R_gained, R_r, R_c)
             return (R_n, R_r, R_c)[best], float(best == 1)
         delta = weights[1] * to_refined
         if weights[2] > 0:
             delta = delta + weights[2] * to_classical
         self.last_weights = tuple(float(w) for w in weights)
-        self.bias.update(R_raw, R_r, R_c, self.last_weights[1:])
+        self._learn(R_raw, R_gained, R_r, R_c)
         return R_n @ so3_exp(delta), float(weights[1])
+
+    def _corrected(self, R_network: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The network's (3, 3) rotation as given, scaled by its gain, and then less its
+        offset (the one fused)."""
+        R_gained = self.gain.correct(R_network)
+        return R_network, R_gained, self.bias.correct(R_gained)
+
+    def _learn(
+        self,
+        R_raw: np.ndarray,
+        R_gained: np.ndarray,
+        R_refined: np.ndarray | None,
+        R_classical: np.ndarray | None,
+    ) -> None:
+        """Update the network's gain and offset from this frame with the last weights."""
+        self.gain.update(R_raw, R_refined, R_classical, self.last_weights[1:])
+        self.bias.update(R_gained, R_refined, R_classical, self.last_weights[1:])
 
     def _mismatch(
         self,
@@ -183,10 +204,10 @@ class RotationFusion(ThreeCorneredHat):
         self.last_variance = self.network_variance
         if not self.three_cornered:
             return R_n
-        R_raw, R_n = R_n, self.bias.correct(R_n)
+        R_raw, R_gained, R_n = self._corrected(R_n)
         weights, self.last_variance = self.weights(1.0, True, classical_var, refined=False)
         self.last_weights = tuple(float(w) for w in weights)
-        self.bias.update(R_raw, None, R_c, self.last_weights[1:])
+        self._learn(R_raw, R_gained, None, R_c)
         return R_n @ so3_exp(weights[2] * so3_log(R_n.T @ R_c))
 
     def fuse_without_network(

@@ -84,9 +84,10 @@ class PipelineConfig(Params):
         "fused",
         "motion for odometry: network (pose network), refined (photometric refinement "
         "against a keyframe, covariance from its inverse Hessian), refined_rotation (the "
-        "refined rotation with the network's translation) or fused (the network's, less its "
-        "running offset from the other two where that offset is significant, the refined and "
-        "the classical rotation fused by their variances, the translation's "
+        "refined rotation with the network's translation) or fused (the network's rotation, "
+        "scaled by its running gain and less its running offset from the other two where "
+        "those are significant, the refined and the classical rotation fused by their "
+        "variances, the translation's "
         "direction too with fuse_translation, its length the network's anchored to the depth "
         "with anchor_length and steadied from frame to frame with fuse_length; the fused "
         "rotation's measured variance is the odometry's rotation covariance)",
