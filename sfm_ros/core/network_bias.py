@@ -191,9 +191,8 @@ class RotationBias(SteadyOffset):
 
 
 MAX_GAIN = 2.0
-"""The largest rotation gain applied (a network that sees half of the turn; on 7-Scenes the
-roll axis, which the packaged network hardly sees, reached the former limit of 4 without any
-gain in accuracy)."""
+"""The largest rotation gain applied: a network that sees half of the turn. A limit of 4 was
+reached on 7-Scenes' roll, which the packaged network hardly sees, with no gain in accuracy."""
 
 
 class RotationGain:
@@ -202,9 +201,10 @@ class RotationGain:
     frames, about their means (a steady offset, or a steady turn, is not taken for a gain:
     `RotationBias` removes what stays after the gain), shrunk towards 1 as `SteadyOffset`
     shrinks its offset towards 0 (``1 - (significance * se / (slope - 1))^2``, positive part),
-    within [0, `MAX_GAIN`]. The gain scales the network's whole rotation. A gain under 1 is the
-    best linear estimate of a rotation the network only partly sees (0: an axis where it says
-    noise).
+    the slope limited to [0, `MAX_GAIN`] before it is shrunk: on an axis the network hardly
+    moves, a slope that passes the test by chance is huge, and would otherwise jump to a limit.
+    The gain scales the network's whole rotation. A gain under 1 is the best linear estimate of
+    a rotation the network only partly sees (0: an axis where it says noise).
 
     Args:
         window: frames the slope is fitted over.
@@ -241,8 +241,8 @@ class RotationGain:
             se2 = float(residual @ residual) / (len(x) - 2) / sxx[axis]
             if slope != 1:
                 shrink = max(0.0, 1 - self.significance**2 * se2 / (slope - 1) ** 2)
-                gain[axis] = 1 + (slope - 1) * shrink
-        return np.clip(gain, 0.0, MAX_GAIN)
+                gain[axis] = 1 + (min(max(slope, 0.0), MAX_GAIN) - 1) * shrink
+        return gain
 
     def correct(self, R_network: np.ndarray) -> np.ndarray:
         """(3, 3) ``R_network`` with its axis-angle scaled by the gains."""
