@@ -239,7 +239,7 @@ class RotationGain:
             slope = float(x @ y / sxx[axis])
             residual = y - slope * x
             se2 = float(residual @ residual) / (len(x) - 2) / sxx[axis]
-            if slope != 1:
+            if slope != 1 and np.isfinite(se2):
                 shrink = max(0.0, 1 - self.significance**2 * se2 / (slope - 1) ** 2)
                 gain[axis] = 1 + (min(max(slope, 0.0), MAX_GAIN) - 1) * shrink
         return gain
