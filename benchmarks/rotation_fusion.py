@@ -63,7 +63,7 @@ def record(checkpoint: str, source: str) -> dict[str, np.ndarray]:
         use=True,  # noqa: ANN001
     ):
         inputs = (np.array(R_network), np.array(R_refined), float(refined_var))  # views: copy
-        R_corrected = fusion.bias.correct(fusion.gain.correct(inputs[0]))  # what it weighs
+        R_corrected = fusion.corrected_network(inputs[0])[-1]  # before fuse updates them
         R, weight = fuse(*inputs, R_classical, classical_var, use)
         classical = np.full((3, 3), np.nan)
         if R_classical is not None and use and not fusion.last_mismatch:

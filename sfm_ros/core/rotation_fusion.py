@@ -118,7 +118,7 @@ class RotationFusion(ThreeCorneredHat):
             raise InputError(f"rotations must be (3, 3), got {[R.shape for R in rotations]}")
         if not (all(np.isfinite(R).all() for R in rotations) and 0 < refined_var < math.inf):
             raise InputError("rotation fusion needs finite rotations and a finite variance > 0")
-        R_raw, R_gained, R_n = self._corrected(R_n)
+        R_raw, R_gained, R_n = self.corrected_network(R_n)
         to_refined = so3_log(R_n.T @ R_r)  # (3,) axis-angle from the network's
         network_refined = _squared_angle(to_refined)
         to_classical = None if R_c is None else so3_log(R_n.T @ R_c)
@@ -148,9 +148,9 @@ class RotationFusion(ThreeCorneredHat):
         self._learn(R_raw, R_gained, R_r, R_c)
         return R_n @ so3_exp(delta), float(weights[1])
 
-    def _corrected(self, R_network: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def corrected_network(self, R_network: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The network's (3, 3) rotation as given, scaled by its gain, and then less its
-        offset (the one fused)."""
+        offset (the last one is what the fusion weighs)."""
         R_gained = self.gain.correct(R_network)
         return R_network, R_gained, self.bias.correct(R_gained)
 
@@ -204,7 +204,7 @@ class RotationFusion(ThreeCorneredHat):
         self.last_variance = self.network_variance
         if not self.three_cornered:
             return R_n
-        R_raw, R_gained, R_n = self._corrected(R_n)
+        R_raw, R_gained, R_n = self.corrected_network(R_n)
         weights, self.last_variance = self.weights(1.0, True, classical_var, refined=False)
         self.last_weights = tuple(float(w) for w in weights)
         self._learn(R_raw, R_gained, None, R_c)
