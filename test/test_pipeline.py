@@ -847,6 +847,10 @@ def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
     assert fusion.last_variance < 0.5 * fusion.network_variance
     sigma = float(diag["fused rotation sigma (deg, odometry covariance)"])
     assert sigma == pytest.approx(np.degrees(np.sqrt(fusion.last_variance)), rel=1e-2)
+    # the refinement aligns with true depth: it shares none of the network's error
+    shared = float(diag["rotation sigma the network shares with the refinement (deg)"])
+    assert shared == pytest.approx(np.degrees(np.sqrt(fusion.shared_variance)), rel=1e-2, abs=1e-4)
+    assert shared < 0.5 * float(diag["network rotation sigma (deg)"])
     np.testing.assert_allclose(
         np.diag(fused[-1].odometry.twist_cov)[3:],
         (fusion.last_variance + pipe.odometry.noise.rot_abs**2) / dt**2,

@@ -245,9 +245,10 @@ class MotionFusion:
         if track.diagnostics.init_source == "network" or np.linalg.norm(delta) <= limit:
             return False
         fusion = self.rotation_fusion
-        if fusion.three_cornered:  # |delta|^2 / (sum of per-axis variances): chi-square, 3 dof
+        if fusion.three_cornered:  # |delta|^2 / (their difference's variance): chi-square, 3 dof
             var_network, var_refined, _ = fusion.variances
-            if delta @ delta <= CHI2_3DOF_999 * (var_network + var_refined):
+            var_delta = var_network + var_refined - 2 * fusion.shared_variance
+            if delta @ delta <= CHI2_3DOF_999 * var_delta:
                 return False
         if T_classical is None:  # constant velocity's start alone may settle far off
             return False
@@ -435,8 +436,10 @@ class MotionFusion:
         fusion = self.rotation_fusion
         if fusion.frames == 0:  # none since the start or the last model swap
             return {}
-        network, fused = (math.degrees(math.sqrt(v)) for v in (fusion.network_variance,
-                                                                fusion.last_variance))  # fmt: skip
+        network, shared, fused = (
+            math.degrees(math.sqrt(v))
+            for v in (fusion.network_variance, fusion.shared_variance, fusion.last_variance)
+        )
         offset = math.degrees(float(np.linalg.norm(fusion.bias.bias)))
         return {
             "rotation weight of the refinement": f"{fusion.last_weights[1]:.2f}",
@@ -444,6 +447,7 @@ class MotionFusion:
             "classical VO rotation mismatches left out (frames)": str(fusion.mismatches),
             "rotation variances from": "three estimates" if fusion.three_cornered else "two",
             "network rotation sigma (deg)": f"{network:.3g}",
+            "rotation sigma the network shares with the refinement (deg)": f"{shared:.3g}",
             "network rotation offset removed (deg)": f"{offset:.3g}",
             "network rotation gain (x, y, z)": ", ".join(f"{g:.2f}" for g in fusion.gain.gain),
             "fused rotation sigma (deg, odometry covariance)": f"{fused:.3g}",

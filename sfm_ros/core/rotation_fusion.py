@@ -122,14 +122,17 @@ class RotationFusion(ThreeCorneredHat):
         to_refined = so3_log(R_n.T @ R_r)  # (3,) axis-angle from the network's
         network_refined = _squared_angle(to_refined)
         to_classical = None if R_c is None else so3_log(R_n.T @ R_c)
-        classical = (None, None)
+        classical, disagreements = (None, None), None
         if to_classical is not None:
-            classical = (_squared_angle(to_classical), _squared_angle(so3_log(R_r.T @ R_c)))
+            refined_classical = so3_log(R_r.T @ R_c)
+            classical = (_squared_angle(to_classical), _squared_angle(refined_classical))
             self.last_mismatch = self._mismatch(network_refined, *classical, classical_var)
             if self.last_mismatch:
                 self.mismatches += 1
                 R_c, to_classical, classical = None, None, (None, None)
-        self.update(network_refined, float(refined_var), *classical, classical_var)
+            elif use_classical:  # one that followed something moving repeats its error
+                disagreements = np.stack([to_refined, to_classical, refined_classical])
+        self.update(network_refined, float(refined_var), *classical, classical_var, disagreements)
         if not use_classical:
             R_c = to_classical = None
         weights, self.last_variance = self.weights(
@@ -201,6 +204,7 @@ class RotationFusion(ThreeCorneredHat):
             raise InputError(f"rotations must be (3, 3), got {R_n.shape} and {R_c.shape}")
         if not (np.isfinite(R_n).all() and np.isfinite(R_c).all()):
             raise InputError("rotation fusion needs finite rotations")
+        self.skip()
         self.last_variance = self.network_variance
         if not self.three_cornered:
             return R_n
@@ -231,6 +235,7 @@ class RotationFusion(ThreeCorneredHat):
             raise InputError(f"rotations must be (3, 3), got {[R.shape for R in rotations]}")
         if not (all(np.isfinite(R).all() for R in rotations) and 0 < refined_var < math.inf):
             raise InputError("rotation fusion needs finite rotations and a finite variance > 0")
+        self.skip()
         if not self.three_cornered:
             self.last_variance = float(refined_var)
             return R_r

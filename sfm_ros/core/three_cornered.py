@@ -1,5 +1,5 @@
 """Variances of three estimates of one quantity from how much they disagree, and their
-inverse-variance weights.
+minimum-variance weights.
 
 The estimates are the pose network's, the photometric refinement's and classical ORB +
 essential-matrix VO's (`rotation_fusion.py` fuses rotations with it, `direction_fusion.py`
@@ -13,6 +13,14 @@ estimates is the sum of their variances:
   ORB + E succeeds only on some frames, the other two may err differently there than on
   average (indoors the refinement erred 26 % more on them), and mixing the sets would charge
   that difference to the classical estimate.
+- The network's and the refined estimate may share an error (the same network, the same
+  depth): on KITTI 06 and a rendered warehouse their rotation errors correlate 0.5, and the
+  plain hat then charges their covariance to the classical estimate (7-10x its true variance
+  there). Where the caller gives the disagreements themselves (`update`'s
+  ``disagreements``), that covariance is measured (`shared_variance`) and moved back: the
+  shared error is slow (it stays over frames), the classical estimate's is not (each pair
+  of frames is matched afresh), and over a pair of frames the plain hat's classical share
+  less that of the disagreements' changes keeps the first and cancels the second.
 - Without it, only the sum is known: the refined variance is taken as claimed and the
   network's is the rest of the disagreement. That is only as good as the claim's calibration,
   which varies from camera to camera (`benchmarks/RESULTS.md`).
@@ -25,11 +33,14 @@ are a third of the network's and a fifth of the refined ones).
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
 from sfm_ros.core.errors import InputError
 
+SHARED_LAGS = 2
+"""Frames apart over which `ThreeCorneredHat.shared_variance` is measured (1 to this)."""
 MAX_CLAIM_RATIO = 100.0
 """A classical estimate's claimed variance counts at most this factor above or below the
 average claim."""
@@ -61,6 +72,12 @@ class ThreeCorneredHat:
         # claimed refined variance
         self._nr_classical = self._nc = self._rc = self._claimed_classical = 0.0
         self._claimed_by_classical = 0.0  # the classical estimate's own claimed variance
+        # the network's and the refined errors' covariance measured at each lag, and the last
+        # frames' share of the plain hat's classical variance with their disagreements (None
+        # where a frame had no classical estimate or gave no disagreements)
+        self._shared = [0.0] * SHARED_LAGS
+        self._count_shared = [0] * SHARED_LAGS
+        self._recent: deque[tuple[float, np.ndarray] | None] = deque(maxlen=SHARED_LAGS)
         self._count = self._count_classical = self._count_claims = 0
 
     @property
@@ -83,23 +100,30 @@ class ThreeCorneredHat:
         network_classical: float | None = None,
         refined_classical: float | None = None,
         classical_claimed: float | None = None,
+        disagreements: np.ndarray | None = None,
     ) -> None:
         """Add one frame: squared disagreements (per degree of freedom) between the estimates,
         the refined estimate's claimed variance in the same units, and the two disagreements
         with the classical estimate where there is one (both or neither) with the classical
         estimate's claimed variance (any positive units: only its ratio to the average claim
-        is used; None, or anything not finite and positive, counts as the average)."""
+        is used; None, or anything not finite and positive, counts as the average).
+        ``disagreements``: (3, D) network-refined, network-classical and refined-classical
+        differences (D degrees of freedom; only with a classical estimate), from which
+        `shared_variance` is measured."""
         self._count += 1
         self._nr = self._update(self._nr, network_refined, self._count)
         self._claimed = self._update(self._claimed, claimed, self._count)
         if network_classical is None or refined_classical is None:
+            self.skip()
             return
         self._count_classical += 1
         n = self._count_classical
+        classical_share = (network_classical + refined_classical - network_refined) / 2
         self._nr_classical = self._update(self._nr_classical, network_refined, n)
         self._claimed_classical = self._update(self._claimed_classical, claimed, n)
         self._nc = self._update(self._nc, network_classical, n)
         self._rc = self._update(self._rc, refined_classical, n)
+        self._measure_shared(classical_share, disagreements)
         if not valid_claim(classical_claimed):
             return
         self._count_claims += 1
@@ -109,22 +133,67 @@ class ThreeCorneredHat:
             self._claimed_by_classical, classical_claimed, self._count_claims
         )
 
-    @property
-    def variances(self) -> tuple[float, float, float]:
-        """(network, refined, classical) variance as estimated so far: the refined one is its
-        average (classical: inf until it is used; all 0 before the first frame)."""
+    def skip(self) -> None:
+        """Count a frame that is not added (the lags of `shared_variance` are frames)."""
+        self._recent.append(None)
+
+    def _measure_shared(self, classical_share: float, disagreements: np.ndarray | None) -> None:
+        """Add this frame's pairs with the last frames to `shared_variance`'s running means."""
+        for lag, past in enumerate(reversed(self._recent)):
+            if past is None or disagreements is None:
+                continue
+            # both frames' share of the plain hat's classical variance, less the share of the
+            # disagreements' changes: the classical errors' variance cancels, outliers included
+            nr, nc, rc = (float(v @ v) / v.size for v in disagreements - past[1])
+            pair = (classical_share + past[0]) / 2 - (nc + rc - nr) / 4
+            self._count_shared[lag] += 1
+            self._shared[lag] = self._update(self._shared[lag], pair, self._count_shared[lag])
+        self._recent.append(None if disagreements is None else (classical_share, disagreements))
+
+    def _independent_variances(self) -> tuple[float, float, float]:
+        """The three variances with independent errors assumed (the plain hat)."""
         if self._count == 0:
             return 0.0, 0.0, math.inf
         if not self.three_cornered:
             refined = max(self._claimed, self.min_ratio * self._nr, 1e-16)
             return max(self._nr - self._claimed, self.min_ratio * refined, 1e-16), refined, math.inf
         nr, nc, rc = self._nr_classical, self._nc, self._rc
-        floor = max(self.min_ratio * min(nr, nc, rc), 1e-16)
+        floor = self._floor()
         return (
             max((nr + nc - rc) / 2, floor),
             max((nr + rc - nc) / 2, floor),
             max((nc + rc - nr) / 2, floor),
         )
+
+    def _floor(self) -> float:
+        return max(self.min_ratio * min(self._nr_classical, self._nc, self._rc), 1e-16)
+
+    @property
+    def shared_variance(self) -> float:
+        """Covariance of the network's and the refined errors (per degree of freedom), the
+        smallest of its measures over 1 and 2 frames, within [0, what leaves the classical
+        variance at its floor]; 0 until each lag has ``min_classical`` pairs.
+
+        Over a pair of frames with all three estimates, the plain hat's classical share of
+        both frames less that of the disagreements' changes between them is the classical
+        errors' covariance across the pair plus the network's and the refined errors'. The
+        first is 0 for independent matches; the second is their shared error, which is slow
+        and so stays. ORB on repeated texture (a rendered field of grass) repeats its errors
+        over consecutive frames, but not over both lags alike (`benchmarks/RESULTS.md`).
+        """
+        if not self.three_cornered or min(self._count_shared) < self.min_classical:
+            return 0.0
+        plain = self._independent_variances()[2]
+        return min(max(min(self._shared), 0.0), max(plain - self._floor(), 0.0))
+
+    @property
+    def variances(self) -> tuple[float, float, float]:
+        """(network, refined, classical) variance as estimated so far: the refined one is its
+        average (classical: inf until it is used; all 0 before the first frame). The network's
+        and the refined one include `shared_variance`."""
+        network, refined, classical = self._independent_variances()
+        shared = self.shared_variance
+        return network + shared, refined + shared, classical - shared
 
     def weights(
         self,
@@ -134,9 +203,12 @@ class ThreeCorneredHat:
         refined: bool = True,
         network: bool = True,
     ) -> tuple[np.ndarray, float]:
-        """Inverse-variance weights (3,) of the network's, the refined and the classical
+        """Minimum-variance weights (3,) of the network's, the refined and the classical
         estimate of this frame (classical 0 where there is none or it is not used yet), and
-        the fused variance 1 / sum of 1 / variance.
+        the fused variance (1 / sum of 1 / variance where no error is shared). The network's
+        and the refined estimate are first weighed by the variances of their own errors, and
+        their combination then with the classical one, its variance including the error they
+        share (`shared_variance`).
 
         Args:
             claimed: this frame's claimed refined variance; it is rescaled here so that the
@@ -150,12 +222,19 @@ class ThreeCorneredHat:
             network: whether the network's estimate is used (not where it was rejected).
         """
         var_net, var_ref, var_cls = self.variances
+        shared = self.shared_variance
         mean_claim = self._claimed_classical if self.three_cornered else self._claimed
-        var_ref *= claimed / max(mean_claim, 1e-16)
-        inverse = np.array([1 / var_net if network else 0.0, 1 / var_ref if refined else 0.0, 0.0])
+        own = np.array([var_net - shared, (var_ref - shared) * claimed / max(mean_claim, 1e-16)])
+        inverse = np.where([network, refined], 1 / own, 0.0)
+        # the network's and the refined estimate as one, with their shared error
+        group_var = 1 / inverse.sum() + shared
+        inverse_classical = 0.0
         if classical and self.three_cornered:
-            inverse[2] = 1 / (var_cls * self.claim_ratio(classical_claimed))
-        return inverse / inverse.sum(), float(1 / inverse.sum())
+            inverse_classical = 1 / (var_cls * self.claim_ratio(classical_claimed))
+        fused_var = 1 / (1 / group_var + inverse_classical)
+        weights = np.append(inverse / inverse.sum() * fused_var / group_var, 0.0)
+        weights[2] = inverse_classical * fused_var
+        return weights, float(fused_var)
 
     @staticmethod
     def closest_of_three(

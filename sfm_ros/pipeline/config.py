@@ -120,7 +120,9 @@ class PipelineConfig(Params):
         "translation's direction; the three pairwise disagreements then give each estimate's "
         "variance, so the weights no longer depend on how well the refinement's covariance is "
         "calibrated for this camera, and on frames whose refinement fails the network's and "
-        "the classical estimate are still fused by them",
+        "the classical estimate are still fused by them; the rotation error the network's and "
+        "the refined estimate share (it stays over frames, classical VO's does not) is "
+        "measured too and not charged to the classical rotation",
     )
     fuse_translation: bool = param(
         True,
