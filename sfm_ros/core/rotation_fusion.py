@@ -1,21 +1,21 @@
-"""One rotation from two or three estimates of it: the pose network's, the photometric
-refinement's and, optionally, classical ORB + essential-matrix VO's.
+"""One rotation from two or three estimates of it: the pose network's, the photometric refinement's
+and, optionally, classical ORB + essential-matrix VO's.
 
 The three err differently: the network from what it learnt (good on straight roads, worse in
 turns), the refinement from the depth it aligns with (good in turns and with texture, noisy
-where the depth is poor), the classical estimate from features and MAGSAC++ (independent of
-both networks; each frame's claimed variance from its inliers sets its weight relative to the
-others). They are fused by inverse variance, in the tangent space at the network's rotation,
-with the variances estimated online from how much the three disagree (`three_cornered.py`;
-disagreements are squared angles per axis, rad^2). Until those are measured (the first
-frames after a start, a model swap or a new camera, which reset them), a frame with all three
-takes the one closest to the other two. Where the refinement fails, the network's and the
-classical rotation are fused by the variances measured on the other frames. The network's
-rotation is fused scaled by its gain and less its steady offset from the other two
-(`network_bias.py`), both measured after each fusion with the weights it gave them. A
-classical rotation far from both others while those two agree, from a fit that claims an
-unusual variance, is a mismatch (`MISMATCH_RATIO`) and is left out of the variances and the
-fusion alike.
+where the depth is poor), the classical estimate from features and MAGSAC++ (independent of both
+networks; each frame's claimed variance from its inliers sets its weight relative to the
+others). The refinement aligns with the network's depth, so it may err with the network (their
+shared error is measured too). They are fused by their variances, in the tangent space at the
+network's rotation, with the variances estimated online from how much the three disagree
+(`three_cornered.py`; disagreements are squared angles per axis, rad^2). Until those are
+measured (the first frames after a start, a model swap or a new camera, which reset them), a
+frame with all three takes the one closest to the other two. Where the refinement fails, the
+network's and the classical rotation are fused by the variances measured on the other frames.
+The network's rotation is fused scaled by its gain and less its steady offset from the other two
+(`network_bias.py`), both measured after each fusion with the weights it gave them. A classical
+rotation far from both others while those two agree, from a fit that claims an unusual variance,
+is a mismatch (`MISMATCH_RATIO`) and is left out of the variances and the fusion alike.
 """
 
 from __future__ import annotations
