@@ -15,7 +15,7 @@ estimates is the sum of their variances:
   that difference to the classical estimate.
 - The network's and the refined estimate may share an error (the same network, the same
   depth): on KITTI 06 and a rendered warehouse their rotation errors correlate 0.5, and the
-  plain hat then charges their covariance to the classical estimate (7-10x its true variance
+  plain hat then charges their covariance to the classical estimate (10-26x its true variance
   there). Where the caller gives the disagreements themselves (`update`'s
   ``disagreements``), that covariance is measured (`shared_variance`) and moved back: the
   shared error is slow (it stays over frames), the classical estimate's is not (each pair
