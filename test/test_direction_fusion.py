@@ -66,6 +66,47 @@ def test_three_directions_are_weighted_by_their_measured_variances():
     assert fusion.last_weights[1] > fusion.last_weights[0]
 
 
+def _shared_error_run(
+    sigma_classical_deg: float, measure_shared: bool = True
+) -> tuple[float, float, DirectionFusion]:
+    """RMS angle errors (rad, after 50 frames) of the fused and the classical direction where
+    the network's and the refined direction share a slowly wandering error of 2 degrees per
+    degree of freedom (their own errors 0.5 and 1 degree), and the fusion."""
+    rng, fusion, shared, errors = np.random.default_rng(3), DirectionFusion(), np.zeros(3), []
+    with pytest.MonkeyPatch.context() as patch:
+        if not measure_shared:
+            patch.setattr(DirectionFusion, "shared_variance", property(lambda self: 0.0))
+        for _ in range(300):
+            u = _directions(rng)
+            shared = 0.9 * shared + np.radians(2.0) * math.sqrt(1 - 0.81) * rng.normal(size=3)
+            u_shared = _unit(u + shared - (shared @ u) * u)
+            t_n = 2.0 * _perturb(rng, u_shared, np.radians(0.5))
+            t_r = _perturb(rng, u_shared, np.radians(1.0))
+            t_c = _perturb(rng, u, np.radians(sigma_classical_deg))
+            t = fusion.fuse(t_n, t_r, np.radians(1.0) ** 2 * np.eye(3), t_c)
+            errors.append((_angle(u, t), _angle(u, t_c)))
+    fused, classical = np.sqrt(np.mean(np.square(errors[50:]), axis=0))
+    return fused, classical, fusion
+
+
+def test_an_error_the_network_and_the_refined_direction_share_is_measured():
+    # both directions lean on the same network: they share an error (KITTI 06: a covariance
+    # 8x the classical variance) which the plain three-cornered hat would charge to classical
+    # VO's direction, here 0.5 degrees
+    fused, classical, fusion = _shared_error_run(0.5)
+    assert fusion.shared_variance > 2 * fusion.variances[2]
+    assert fused < 1.4 * classical
+    assert _shared_error_run(0.5, measure_shared=False)[0] > 2 * fused  # 2.7x
+
+
+def test_a_shared_error_is_not_credited_where_the_classical_direction_is_the_worse():
+    # classical VO's direction errs 6 degrees (ORB on grass): worse than the other two taken
+    # together even with their shared error, so crediting it would only move weight to it
+    _, _, fusion = _shared_error_run(6.0)
+    assert fusion.shared_variance == 0.0
+    assert fusion.last_weights[2] < 0.1
+
+
 def test_before_the_variances_are_measured_the_closest_of_three_directions_is_taken():
     # without a classical direction the network's translation is kept; with one, until five
     # classical frames make the variances measurable (the 7th frame), the direction closest to

@@ -56,6 +56,9 @@ class ThreeCorneredHat:
         min_classical: frames with a classical estimate before it is used.
     """
 
+    disagreement_dof: int | None = None
+    """Degrees of freedom of the disagreements `update` is given (None: their length)."""
+
     def __init__(self, window: float = 30.0, min_ratio: float = 0.1, min_classical: int = 5):
         if not (window >= 1 and math.isfinite(window)) or not 0 < min_ratio < 1:
             raise InputError(
@@ -144,7 +147,8 @@ class ThreeCorneredHat:
                 continue
             # both frames' share of the plain hat's classical variance, less the share of the
             # disagreements' changes: the classical errors' variance cancels, outliers included
-            nr, nc, rc = (float(v @ v) / v.size for v in disagreements - past[1])
+            dof = self.disagreement_dof or disagreements.shape[1]
+            nr, nc, rc = (float(v @ v) / dof for v in disagreements - past[1])
             pair = (classical_share + past[0]) / 2 - (nc + rc - nr) / 4
             self._count_shared[lag] += 1
             self._shared[lag] = self._update(self._shared[lag], pair, self._count_shared[lag])

@@ -129,11 +129,12 @@ class PipelineConfig(Params):
         "pose_source fused with fuse_classical: fuse the translation's direction too (the "
         "network's, less its running offset from the other two where that offset is "
         "significant, the refined and the classical one, weighted by the variances their "
-        "disagreements give); its length is set by anchor_length. While all three directions "
-        "scatter by more than 20 degrees (a camera at 30 Hz) and the network's, chained over 15 "
-        "frames, is more than 30 degrees off the refined displacement, the refined translation "
-        "is published instead: aligned with the keyframe, its errors do not add up from frame "
-        "to frame",
+        "disagreements give, with the error the network's and the refined direction share where "
+        "that leaves the classical one the better); its length is set by anchor_length. While all "
+        "three directions scatter by more than 20 degrees (a camera at 30 Hz) and the network's, "
+        "chained over 15 frames, is more than 30 degrees off the refined displacement, the "
+        "refined translation is published instead: aligned with the keyframe, its errors do not "
+        "add up from frame to frame",
     )
     anchor_length: bool = param(
         True,
