@@ -105,6 +105,7 @@ def test_a_shared_error_is_not_credited_where_the_classical_direction_is_the_wor
     _, _, fusion = _shared_error_run(6.0)
     assert fusion.shared_variance == 0.0
     assert fusion.last_weights[2] < 0.1
+    assert DirectionFusion().variances == (0.0, 0.0, math.inf)  # nothing measured yet
 
 
 def test_before_the_variances_are_measured_the_closest_of_three_directions_is_taken():

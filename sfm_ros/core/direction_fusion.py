@@ -72,6 +72,8 @@ class DirectionFusion(ThreeCorneredHat):
         keeps for ``window`` frames, moved enough to cost a rendered field 23-31 % of its ATE5
         (`benchmarks/RESULTS.md`)."""
         shared = super().shared_variance
+        if shared <= 0:  # also before the variances are measured
+            return shared
         network, refined, classical = self._independent_variances()
         together = 1 / (1 / network + 1 / refined) + shared
         return shared if classical - shared < together else 0.0
