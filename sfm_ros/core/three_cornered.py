@@ -142,12 +142,12 @@ class ThreeCorneredHat:
 
     def _measure_shared(self, classical_share: float, disagreements: np.ndarray | None) -> None:
         """Add this frame's pairs with the last frames to `shared_variance`'s running means."""
+        dof = None if disagreements is None else self.disagreement_dof or disagreements.shape[1]
         for lag, past in enumerate(reversed(self._recent)):
-            if past is None or disagreements is None:
+            if past is None or dof is None:
                 continue
             # both frames' share of the plain hat's classical variance, less the share of the
             # disagreements' changes: the classical errors' variance cancels, outliers included
-            dof = self.disagreement_dof or disagreements.shape[1]
             nr, nc, rc = (float(v @ v) / dof for v in disagreements - past[1])
             pair = (classical_share + past[0]) / 2 - (nc + rc - nr) / 4
             self._count_shared[lag] += 1
@@ -225,10 +225,11 @@ class ThreeCorneredHat:
                 the other two are weighted by the variances measured on the other frames).
             network: whether the network's estimate is used (not where it was rejected).
         """
-        var_net, var_ref, var_cls = self.variances
+        own_net, own_ref, var_cls = self._independent_variances()  # own: without the shared
         shared = self.shared_variance
+        var_cls -= shared
         mean_claim = self._claimed_classical if self.three_cornered else self._claimed
-        own = np.array([var_net - shared, (var_ref - shared) * claimed / max(mean_claim, 1e-16)])
+        own = np.array([own_net, own_ref * claimed / max(mean_claim, 1e-16)])
         inverse = np.where([network, refined], 1 / own, 0.0)
         # the network's and the refined estimate as one, with their shared error
         group_var = 1 / inverse.sum() + shared
