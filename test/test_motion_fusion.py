@@ -153,6 +153,21 @@ def test_a_classical_motion_that_followed_something_moving_is_left_out():
     assert fusion.classical_rejections == 2
 
 
+def test_a_classical_motion_that_followed_something_moving_is_no_start_for_the_refinement():
+    # where the refinement from the network's motion failed, classical VO's motion is its
+    # other start, unless its direction lies beyond chance from the network's (it followed
+    # an object crossing the view); a turn on the spot has no direction and stays a start
+    fusion = _fusion("fused")
+    T_network, sideways = _motion(0.0, (0.0, 0.0, 1.0)), _motion(3.0, (1.0, 0.0, 0.1))
+    assert not fusion.classical_start_rejected(T_network, sideways)  # nothing measured yet
+    fusion = _measured_with_directions(fusion)
+    assert fusion.classical_start_rejected(T_network, sideways)
+    assert not fusion.classical_start_rejected(T_network, _motion(3.0, (0.01, 0.0, 1.0)))
+    assert not fusion.classical_start_rejected(np.eye(4), sideways)  # standing still
+    fusion.classical.last_turns_only = True
+    assert not fusion.classical_start_rejected(T_network, sideways)
+
+
 def test_a_mismatched_essential_matrix_is_left_out_of_rotation_and_direction():
     # ORB on repeated texture: the classical rotation 3 degrees off while the network's and
     # the refined one agree, and its fit claims 10x the usual variance. Its direction comes from

@@ -727,9 +727,18 @@ class DepthOdometryPipeline:
         classical_motion = functools.cache(lambda: self._classical_result(classical))
 
         def start_elsewhere() -> np.ndarray | None:
-            """The gyro's rotation where it is in use, else classical VO's motion."""
+            """The gyro's rotation where it is in use, else classical VO's motion unless it
+            follows something other than the camera (`classical_start_rejected`)."""
             if R_prior is None:
-                return classical_motion()
+                T_classical = classical_motion()
+                if (
+                    T_classical is not None
+                    and out.T_prev_cur is not None
+                    and np.isfinite(out.T_prev_cur).all()
+                    and self.fusion.classical_start_rejected(out.T_prev_cur, T_classical)
+                ):
+                    return None
+                return T_classical
             T = np.eye(4)
             T[:3, :3] = R_prior
             return T
