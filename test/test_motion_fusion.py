@@ -164,6 +164,7 @@ def test_a_classical_motion_that_followed_something_moving_is_no_start_for_the_r
     assert fusion.classical_start_rejected(T_network, sideways)
     assert not fusion.classical_start_rejected(T_network, _motion(3.0, (0.01, 0.0, 1.0)))
     assert not fusion.classical_start_rejected(np.eye(4), sideways)  # standing still
+    assert not fusion.classical_start_rejected(None, sideways)  # no network motion
     fusion.classical.last_turns_only = True
     assert not fusion.classical_start_rejected(T_network, sideways)
 

@@ -153,12 +153,10 @@ def refine_matches(
     (`benchmarks/subpixel_matches.py`)."""
     if len(pa) == 0:
         return pb
-    start = pb.astype(np.float32).reshape(-1, 1, 2)
     anchor = pa.astype(np.float32).reshape(-1, 1, 2)
-    moved, found, _ = cv2.calcOpticalFlowPyrLK(grey_a, grey_b, anchor, start.copy(), **SUBPIXEL_LK)
-    back, returned, _ = cv2.calcOpticalFlowPyrLK(
-        grey_b, grey_a, moved, anchor.copy(), **SUBPIXEL_LK
-    )
+    start = pb.astype(np.float32).reshape(-1, 1, 2)
+    moved, found, _ = cv2.calcOpticalFlowPyrLK(grey_a, grey_b, anchor, start, **SUBPIXEL_LK)
+    back, returned, _ = cv2.calcOpticalFlowPyrLK(grey_b, grey_a, moved, anchor, **SUBPIXEL_LK)
     moved, back = moved.reshape(-1, 2).astype(np.float64), back.reshape(-1, 2)
     good = (
         (found.ravel() == 1)

@@ -283,7 +283,9 @@ class MotionFusion:
         delta = so3_log(T_network[:3, :3].T @ T_classical[:3, :3])
         return float(delta @ delta) > CHI2_3DOF_999 * (var[0] + var[2])
 
-    def classical_start_rejected(self, T_network: np.ndarray, T_classical: np.ndarray) -> bool:
+    def classical_start_rejected(
+        self, T_network: np.ndarray | None, T_classical: np.ndarray
+    ) -> bool:
         """Whether classical VO's motion is no start for the refinement where the refinement
         from the network's motion failed: once the direction's variances are measured, its
         translation's direction lies beyond chance (the 99.9th percentile) from the
@@ -291,7 +293,10 @@ class MotionFusion:
         and the refinement started there converged on that thing's motion and kept it with its
         constant-velocity start (KITTI 00 with an object crossing 40 % of it: refined
         directions 45-119 degrees off for seven frames, `benchmarks/RESULTS.md`). A rotation
-        alone (a camera turning on the spot) has no direction and stays a start."""
+        alone (a camera turning on the spot) has no direction and stays a start, and so does
+        any motion where the network gives none (None or not finite)."""
+        if T_network is None or not np.isfinite(T_network).all():
+            return False
         return self._direction_beyond_chance(T_network, T_classical, [(T_network, 0)])
 
     def _direction_beyond_chance(

@@ -731,11 +731,8 @@ class DepthOdometryPipeline:
             follows something other than the camera (`classical_start_rejected`)."""
             if R_prior is None:
                 T_classical = classical_motion()
-                if (
-                    T_classical is not None
-                    and out.T_prev_cur is not None
-                    and np.isfinite(out.T_prev_cur).all()
-                    and self.fusion.classical_start_rejected(out.T_prev_cur, T_classical)
+                if T_classical is None or self.fusion.classical_start_rejected(
+                    out.T_prev_cur, T_classical
                 ):
                     return None
                 return T_classical
