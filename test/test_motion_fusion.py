@@ -149,8 +149,29 @@ def test_a_classical_motion_that_followed_something_moving_is_left_out():
     direction = published[:3, 3] / np.linalg.norm(published[:3, 3])
     assert math.degrees(math.acos(direction[2])) < 1.0
     diverged = fusion.fuse(T_network, _track(T_refined, reason="diverged"), turned).T_prev_cur
-    np.testing.assert_array_equal(diverged[:3, :3], T_network[:3, :3])  # the network's
+    assert _degrees(diverged[:3, :3], T_network[:3, :3]) < 0.01  # the network's
     assert fusion.classical_rejections == 2
+
+
+def test_where_the_refinement_fails_the_network_counts_with_its_measured_gain():
+    # in turns the network's yaw falls short by 30 %, which the fusion measures (its gain)
+    # on the frames with all three; where the refinement then fails, classical VO's rotation
+    # is tested against the network's as the fusion weighs it (not rejected as an outlier,
+    # but fused), and without a classical one the network's is published with its gain
+    rng = np.random.default_rng(2)
+    fusion = _fusion("fused")
+    for yaw in rng.uniform(0.0, 4.0, size=40):
+        noise = rng.normal(scale=0.05, size=3)
+        network = _motion(0.7 * yaw + noise[0], (0.0, 0.0, 1.0))
+        refined, classical = (_motion(yaw + n, (0.0, 0.0, 1.0)) for n in noise[1:])
+        fusion.fuse(network, _track(refined), classical)
+    T_true, T_network = _motion(3.0, (0.0, 0.0, 1.0)), _motion(2.1, (0.0, 0.0, 1.0))
+    failed = _track(T_true, reason="diverged")
+    assert not fusion.classical_outlier(T_network, failed, T_true)
+    for T_classical in (T_true, None):
+        published = fusion.fuse(T_network, failed, T_classical).T_prev_cur
+        assert _degrees(published[:3, :3], T_true[:3, :3]) < 0.15
+    assert fusion.classical_rejections == 0
 
 
 def test_a_classical_motion_that_followed_something_moving_is_no_start_for_the_refinement():
