@@ -70,6 +70,45 @@ def test_an_error_the_network_and_the_refinement_share_is_not_charged_to_classic
     assert step_error(fused, true) < 0.5 * step_error(network, true)
 
 
+class FixedPull(LengthFusion):
+    """The former fusion: a fixed weight of the network's log length."""
+
+    def _gain(self, step_variance, innovation):
+        return self.pull
+
+
+def window_error(lengths, true, frames=5):
+    """rms error of the log length ratios over ``frames`` frames (how far a short stretch of
+    trajectory is off in length, as the 5-frame ATE sees it)."""
+    log = np.log(lengths) - np.log(true)
+    return float(np.sqrt(np.mean((log[frames:] - log[:-frames]) ** 2)))
+
+
+def test_a_network_length_that_wanders_is_pulled_less(motion):
+    # KITTI: the network's length waves by +-20 % over about 15 frames while the classical
+    # ratios err by 1 %: the Kalman gain trusts the chain over the network's wander, and a
+    # short stretch's length errs less than with the fixed pull
+    rng, true, _, _ = motion
+    network = true * np.exp(0.2 * np.sin(np.arange(FRAMES) / 2.5))
+    refined = 2.0 * network * np.exp(0.1 * rng.standard_normal(FRAMES))
+    classical, claims = ratios(rng, true, 0.01), np.full(FRAMES, 1e-4)
+    fused = run(fusion := LengthFusion(), network, refined, classical, claims)
+    fixed = run(FixedPull(), network, refined, classical, claims)
+    assert fusion.last_pull < 0.1
+    assert window_error(fused, true) < 0.6 * window_error(fixed, true)
+    assert abs(np.log(fused[-100:] / true[-100:]).mean()) < 0.05  # the scale kept
+
+
+def test_a_good_network_length_keeps_the_largest_pull(motion):
+    # the world the network learnt: its length errs by 1 %, the classical ratios by 5 %
+    rng, true, _, refined = motion
+    network = true * np.exp(0.01 * rng.standard_normal(FRAMES))
+    fusion = LengthFusion()
+    fused = run(fusion, network, refined, ratios(rng, true, 0.05), np.full(FRAMES, 1e-4))
+    assert fusion.last_pull == fusion.pull
+    assert step_error(fused, true) < 1.2 * step_error(network, true)
+
+
 def test_bad_classical_ratios_with_small_claims_hardly_count(motion):
     """Its claim does not set its weight, the disagreements do: 30 % errors claimed as 1 %."""
     rng, true, network, refined = motion

@@ -27,12 +27,20 @@ but lags wherever the speed changes (the synthetic field's Sim(3) ATE 0.35 -> 0.
 `benchmarks/RESULTS.md`). The classical claim (the squared standard error of its median) is
 2-70x too small depending on the camera (`benchmarks/length_ratio_calibration.py`), so only its
 ratio to the average claim weighs a frame. The published length chains these steps and is
-pulled towards the network's own by ``pull`` per frame: beyond a few frames it keeps the
-network's (the depth's) scale, and the chain cannot drift away. A longer memory steadied the
-length no better and let its scale wander: at 0.05 instead of 0.2, the synthetic street's
-5-frame ATE was the same and its whole-trajectory errors about 30 % higher
-(`benchmarks/RESULTS.md`). Until ``min_classical`` frames with both a refined and a classical
-step have been seen, and on frames without a classical step, the length is the network's.
+pulled towards the network's own, so that beyond some frames it keeps the network's (the
+depth's) scale and the chain cannot drift away. How far is a Kalman filter's gain: the chain is
+a random walk whose steps have the fused step's variance, the network's log length measures
+it, and that measurement's error variance is the running mean of the squared innovations (the
+network's log length less the chain's prediction) less the prediction's variance, at least a
+quarter of the network's step variance. The gain is at most ``pull``. On KITTI, whose refined
+classical ratios err by 1 % a frame while the network's length wanders by 10 %, it settles at
+0.03-0.09, which a fixed pull could not: 0.05 everywhere let the synthetic street's
+whole-trajectory errors grow by up to 50 %, where the network's length, on the world it learnt,
+earns a gain of 0.6-0.8. That gain, uncapped, cut the synthetic clips' whole-trajectory errors
+by up to 14 % but raised their 5-frame ATE by up to 11 % (the network's frame-to-frame jitter
+passes), so it is capped at 0.2, the fixed pull it replaced (`benchmarks/RESULTS.md`). Until
+``min_classical`` frames with both a refined and a classical step have been seen the length is
+the network's, and on frames without a classical step the step is.
 
 A length ratio is only defined while the camera moves: frames whose network length is below
 ``min_speed_ratio`` times its running mean (a stop, a pure rotation) keep the network's length
@@ -54,7 +62,8 @@ class LengthFusion:
     """Fused translation length of each frame (the network's units).
 
     Args:
-        pull: weight of the network's log length in each frame's (1 / frames of memory).
+        pull: the most weight of the network's log length in a frame's (the Kalman gain's
+            cap; the weight until the variances are measured).
         max_ratio: classical ratios beyond this factor either way are not used.
         min_speed_ratio: frames whose network length is below this fraction of its running
             mean keep it and restart the chain.
@@ -95,12 +104,16 @@ class LengthFusion:
         self.refined_hat.reset()
         self.restart()
         self._speed, self._seen = 0.0, 0
+        self._innovation, self._innovations = 0.0, 0  # running mean squared innovation
         self.last_weights = (1.0, 0.0, 0.0)
         """Weights of the network's, the refined and the classical ratio in the last step."""
+        self.last_pull = self.pull
+        """Weight of the network's log length in the last frame's (the Kalman gain)."""
 
     def restart(self) -> None:
         """Forget the previous frame (a gap in the stream): the next length is the network's."""
         self._log_length: float | None = None
+        self._variance = math.nan  # of the log length (the Kalman filter's)
         self._previous: tuple[float, float | None] | None = None  # log network, log refined
 
     def fuse(
@@ -150,21 +163,42 @@ class LengthFusion:
             for hat, i in ((self.network_hat, 0), (self.refined_hat, 1)):
                 d_steady, d_classical = steps[i] ** 2, (steps[i] - steps[2]) ** 2
                 hat.update(d_steady, 1.0, d_classical, steps[2] ** 2, classical_variance)
-        step = steps[0]
-        if classical and self.three_cornered:
-            weights = self._weights(refined, classical_variance)
+        step, pull = steps[0], self.pull
+        if self.three_cornered:
+            weights, step_variance = self._weights(refined, classical, classical_variance)
             self.last_weights = tuple(float(w) for w in weights)
             step = float(weights @ steps)
-        self._log_length = (1 - self.pull) * (self._log_length + step) + self.pull * log_network
+            pull = self._gain(step_variance, log_network - (self._log_length + step))
+        self.last_pull = pull
+        self._log_length = (1 - pull) * (self._log_length + step) + pull * log_network
         return math.exp(self._log_length)
 
-    def _weights(self, refined: bool, classical_variance: float) -> np.ndarray:
+    def _weights(
+        self, refined: bool, classical: bool, classical_variance: float
+    ) -> tuple[np.ndarray, float]:
         """(3,) inverse-variance weights of the network's, the refined and the classical step
-        (the refined one 0 without a refined step)."""
+        (0 for a step there is none of), and the weighted step's variance."""
         var_net, _, var_cls = self.network_hat.variances
-        inverse = np.array(
-            [1 / var_net, 0.0, 1 / (var_cls * self.network_hat.claim_ratio(classical_variance))]
-        )
-        if refined:
+        inverse = np.array([1 / var_net, 0.0, 0.0])
+        if classical:
+            inverse[2] = 1 / (var_cls * self.network_hat.claim_ratio(classical_variance))
+        if refined and classical:
             inverse[1] = 1 / self.refined_hat.variances[0]
-        return inverse / inverse.sum()
+        total = float(inverse.sum())
+        return inverse / total, 1 / total
+
+    def _gain(self, step_variance: float, innovation: float) -> float:
+        """The Kalman gain of this frame's network log length (at most ``pull``), from the
+        chained step's variance and the innovation (network less prediction), which is then
+        added to the running mean."""
+        var_net = self.network_hat.variances[0]
+        prior = (var_net if math.isnan(self._variance) else self._variance) + step_variance
+        measured = var_net
+        if self._innovations:
+            measured = max(self._innovation - prior, var_net / 4)
+        gain = min(prior / (prior + measured), self.pull)
+        self._variance = (1 - gain) * prior
+        self._innovations += 1
+        rate = max(1 / self.window, 1 / self._innovations)
+        self._innovation += rate * (innovation**2 - self._innovation)
+        return gain

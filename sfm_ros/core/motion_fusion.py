@@ -533,4 +533,7 @@ class MotionFusion:
             weights = fusion.last_weights
             out["translation length change weight of the refinement"] = f"{weights[1]:.2f}"
             out["translation length change weight of the classical VO"] = f"{weights[2]:.2f}"
+            out["translation length weight of the network's (Kalman gain)"] = (
+                f"{fusion.last_pull:.2f}"
+            )
         return out
