@@ -92,7 +92,8 @@ def test_a_network_length_that_wanders_is_pulled_less(motion):
     network = true * np.exp(0.2 * np.sin(np.arange(FRAMES) / 2.5))
     refined = 2.0 * network * np.exp(0.1 * rng.standard_normal(FRAMES))
     classical, claims = ratios(rng, true, 0.01), np.full(FRAMES, 1e-4)
-    fused = run(fusion := LengthFusion(), network, refined, classical, claims)
+    fusion = LengthFusion()
+    fused = run(fusion, network, refined, classical, claims)
     fixed = run(FixedPull(), network, refined, classical, claims)
     assert fusion.last_pull < 0.1
     assert window_error(fused, true) < 0.6 * window_error(fixed, true)
