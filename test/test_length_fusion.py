@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from sfm_ros.core import length_fusion
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.length_fusion import LengthFusion
 
@@ -73,7 +74,7 @@ def test_an_error_the_network_and_the_refinement_share_is_not_charged_to_classic
 class FixedPull(LengthFusion):
     """The former fusion: a fixed weight of the network's log length."""
 
-    def _gain(self, step_variance, innovation):
+    def _gain(self, step_variance, innovation, network_only):
         return self.pull
 
 
@@ -98,6 +99,67 @@ def test_a_network_length_that_wanders_is_pulled_less(motion):
     assert fusion.last_pull < 0.1
     assert window_error(fused, true) < 0.6 * window_error(fixed, true)
     assert abs(np.log(fused[-100:] / true[-100:]).mean()) < 0.05  # the scale kept
+
+
+def test_a_network_length_error_that_stays_over_frames_counts_as_fewer_measurements(
+    motion, monkeypatch
+):
+    # the depth's scale wanders: an AR(1) error of 15 % keeping 0.9 of itself from frame to
+    # frame; its correlation, from its step variance against its level's, makes it weigh as
+    # the few independent measurements it is, and the fused length keeps its scale over 2x
+    # better than if each frame counted; white errors of the same size keep their pull
+    rng, true, _, _ = motion
+    wander = np.zeros(FRAMES)
+    for i in range(1, FRAMES):
+        wander[i] = 0.9 * wander[i - 1] + 0.15 * math.sqrt(1 - 0.9**2) * rng.standard_normal()
+    white = 0.15 * rng.standard_normal(FRAMES)
+    classical, claims = ratios(rng, true, 0.01), np.full(FRAMES, 1e-4)
+    refined_error = 0.1 * rng.standard_normal(FRAMES)
+
+    def scale_error(log_error: np.ndarray) -> tuple[float, float]:
+        network = true * np.exp(log_error)
+        refined = 2.0 * network * np.exp(refined_error)
+        fusion = LengthFusion()
+        fused = run(fusion, network, refined, classical, claims)
+        return float(np.std(np.log(fused / true)[100:])), fusion.last_pull
+
+    (wandering, pull), (_, white_pull) = scale_error(wander), scale_error(white)
+    monkeypatch.setattr(length_fusion, "MAX_CORRELATION", 0.0)
+    (counted_each, _), (_, white_pull_each) = scale_error(wander), scale_error(white)
+    assert wandering < 0.05 and counted_each > 2 * wandering
+    assert pull < white_pull and white_pull == pytest.approx(white_pull_each, rel=0.2)
+
+
+class KeptClosed(LengthFusion):
+    """A step only the network gives leaves the chain's variance as it is."""
+
+    def _gain(self, step_variance, innovation, network_only):
+        return super()._gain(step_variance, innovation, False)
+
+
+def test_a_step_only_the_network_gives_does_not_move_the_scale_for_good(motion):
+    # faults: on three frames no classical ratio is usable and the network's length jumps by
+    # +0.4 in log for that frame; the chain takes the step (the next frame's classical ratio
+    # does not undo it), but its variance is opened to a measurement's, so it returns to the
+    # network's scale within a few frames, where the small gain of a steady chain keeps it
+    rng, true, _, _ = motion
+    wander = np.zeros(FRAMES)
+    for i in range(1, FRAMES):
+        wander[i] = 0.9 * wander[i - 1] + 0.15 * math.sqrt(1 - 0.9**2) * rng.standard_normal()
+    network = true * np.exp(wander)
+    classical, claims = ratios(rng, true, 0.01), np.full(FRAMES, 1e-4)
+    faults = (100, 150, 200)
+    for frame in faults:
+        network[frame] *= math.exp(0.4)
+        classical[frame] = math.nan
+    refined = 2.0 * network * np.exp(0.1 * rng.standard_normal(FRAMES))
+
+    def scale_after_faults(fusion: LengthFusion) -> float:
+        fused = run(fusion, network, refined, classical, claims)
+        return float(np.mean(np.log(fused / true)[210:]) - np.mean(np.log(fused / true)[50:100]))
+
+    opened, closed = scale_after_faults(LengthFusion()), scale_after_faults(KeptClosed())
+    assert abs(opened) < 0.15 and closed > 2 * abs(opened)
 
 
 def test_a_good_network_length_keeps_the_largest_pull(motion):

@@ -26,21 +26,30 @@ steady a car at constant speed further (KITTI 06's 5-frame ATE 0.045 -> 0.033 on
 but lags wherever the speed changes (the synthetic field's Sim(3) ATE 0.35 -> 0.64,
 `benchmarks/RESULTS.md`). The classical claim (the squared standard error of its median) is
 2-70x too small depending on the camera (`benchmarks/length_ratio_calibration.py`), so only its
-ratio to the average claim weighs a frame. The published length chains these steps and is
-pulled towards the network's own, so that beyond some frames it keeps the network's (the
-depth's) scale and the chain cannot drift away. How far is a Kalman filter's gain: the chain is
-a random walk whose steps have the fused step's variance, the network's log length measures
-it, and that measurement's error variance is the running mean of the squared innovations (the
-network's log length less the chain's prediction) less the prediction's variance, at least a
-quarter of the network's step variance. The gain is at most ``pull``. On KITTI, whose refined
-classical ratios err by 1 % a frame while the network's length wanders by 10 %, it settles at
-0.03-0.09, which a fixed pull could not: 0.05 everywhere let the synthetic street's
-whole-trajectory errors grow by up to 50 %, where the network's length, on the world it learnt,
-earns a gain of 0.6-0.8. That gain, uncapped, cut the synthetic clips' whole-trajectory errors
-by up to 14 % but raised their 5-frame ATE by up to 11 % (the network's frame-to-frame jitter
-passes), so it is capped at 0.2, the fixed pull it replaced (`benchmarks/RESULTS.md`). Until
-``min_classical`` frames with both a refined and a classical step have been seen the length is
-the network's, and on frames without a classical step the step is.
+ratio to the average claim weighs a frame. The published length chains these steps and is pulled
+towards the network's own, so that beyond some frames it keeps the network's (the depth's) scale
+and the chain cannot drift away. How far is a Kalman filter's gain: the chain is a random walk
+whose steps have the fused step's variance, the network's log length measures it, and that
+measurement's error variance is the running mean of the squared innovations (the network's log
+length less the chain's prediction) less the prediction's variance, at least a quarter of the
+network's step variance. The network's length errs slowly (the depth's scale wanders with the
+scene), so consecutive measurements are not independent: for an AR(1) error of level variance L and
+correlation rho the step variance is 2 L (1 - rho), which gives rho from the network's step
+variance (the hat's, free of the chain's errors) and L, and the measurement variance counts (1 +
+rho) / (1 - rho) times (at most `MAX_CORRELATION`), the information such an error leaves per frame.
+A step only the network gives (no classical ratio: a fault, a gap) opens the chain's variance to a
+measurement's: the network's step jumps at faults (KITTI 00 with `benchmarks/faults.py`: +0.35 to
++0.5 in log), and the chain returns to the network's scale over the next frames instead of keeping
+the jump. The gain is at most ``pull``. On KITTI, whose refined classical ratios err by 1 % a frame
+while the network's length wanders by 10 % (rho 0.78-0.88, median over the clip), it settles at
+0.01-0.03 (0.03-0.09 with every frame counted), which a fixed pull could not: 0.05 everywhere let
+the synthetic street's whole-trajectory errors grow by up to 50 %, where the network's length, on
+the world it learnt, earns a gain of 0.6-0.8 (its error jitters from frame to frame: rho 0). That
+gain, uncapped, cut the synthetic clips' whole-trajectory errors by up to 14 % but raised their
+5-frame ATE by up to 11 % (the network's frame-to-frame jitter passes), so it is capped at 0.2, the
+fixed pull it replaced (`benchmarks/RESULTS.md`). Until ``min_classical`` frames with both a
+refined and a classical step have been seen the length is the network's, and on frames without a
+classical step the step is.
 
 A length ratio is only defined while the camera moves: frames whose network length is below
 ``min_speed_ratio`` times its running mean (a stop, a pure rotation) keep the network's length
@@ -56,6 +65,10 @@ import numpy as np
 
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.three_cornered import ThreeCorneredHat
+
+MAX_CORRELATION = 0.95
+"""The largest frame-to-frame correlation of the network length's error counted (its
+measurement variance at most 39x the level's)."""
 
 
 class LengthFusion:
@@ -168,7 +181,8 @@ class LengthFusion:
             weights, step_variance = self._weights(refined, classical, classical_variance)
             self.last_weights = tuple(float(w) for w in weights)
             step = float(weights @ steps)
-            pull = self._gain(step_variance, log_network - (self._log_length + step))
+            innovation = log_network - (self._log_length + step)
+            pull = self._gain(step_variance, innovation, network_only=not classical)
         self.last_pull = pull
         self._log_length = (1 - pull) * (self._log_length + step) + pull * log_network
         return math.exp(self._log_length)
@@ -187,15 +201,20 @@ class LengthFusion:
         total = float(inverse.sum())
         return inverse / total, 1 / total
 
-    def _gain(self, step_variance: float, innovation: float) -> float:
+    def _gain(self, step_variance: float, innovation: float, network_only: bool) -> float:
         """The Kalman gain of this frame's network log length (at most ``pull``), from the
         chained step's variance and the innovation (network less prediction), which is then
-        added to the running mean."""
-        var_net = self.network_hat.variances[0]
+        added to the running mean; a ``network_only`` step (no classical ratio) opens the
+        chain's variance to a measurement's."""
+        var_net = self.network_hat.variances[0]  # of the network's step
         prior = (var_net if math.isnan(self._variance) else self._variance) + step_variance
         measured = var_net
         if self._innovations:
-            measured = max(self._innovation - prior, var_net / 4)
+            level = max(self._innovation - prior, var_net / 4)
+            rho = min(max(1 - var_net / (2 * level), 0.0), MAX_CORRELATION)
+            measured = level * (1 + rho) / (1 - rho)
+            if network_only:
+                prior = max(prior, measured)
         gain = min(prior / (prior + measured), self.pull)
         self._variance = (1 - gain) * prior
         self._innovations += 1
