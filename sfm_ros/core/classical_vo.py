@@ -391,8 +391,8 @@ class OrbMotion:
 
     def reset(self) -> None:
         """Forget the previous frame (a gap or a new camera)."""
-        self._previous: tuple[list, np.ndarray | None] | None = None
-        self._previous_grey: np.ndarray | None = None
+        # the previous frame's (keypoints, descriptors) and grey image
+        self._previous: tuple[tuple[list, np.ndarray | None], np.ndarray] | None = None
         self._points: tuple[np.ndarray, np.ndarray] | None = None
         self.last_length_ratio = self.last_length_ratio_variance = math.nan
         """The last motion's length over the one before (`length_ratio`) and that ratio's
@@ -414,13 +414,13 @@ class OrbMotion:
             raise InputError(f"K must be a finite (3, 3) matrix, got {K.shape}")
         grey, K = downsized(image, K, self.max_width)
         current = spread_features(self.orb, grey, self.features)
-        previous, self._previous = self._previous, current
-        previous_grey, self._previous_grey = self._previous_grey, grey
+        previous, self._previous = self._previous, (current, grey)
         if previous is None:
             return None
-        ia, ib = matched_indices(self.matcher, previous, current)
-        pa, pb = _points(previous[0], ia), _points(current[0], ib)
-        if self.subpixel and previous_grey is not None and previous_grey.shape == grey.shape:
+        features, previous_grey = previous
+        ia, ib = matched_indices(self.matcher, features, current)
+        pa, pb = _points(features[0], ia), _points(current[0], ib)
+        if self.subpixel and previous_grey.shape == grey.shape:
             pb = refine_matches(previous_grey, grey, pa, pb)
         points, self._points = self._points, None
         self.last_length_ratio = self.last_length_ratio_variance = math.nan
