@@ -172,6 +172,17 @@ def test_a_good_network_length_keeps_the_largest_pull(motion):
     assert step_error(fused, true) < 1.2 * step_error(network, true)
 
 
+def test_classical_ratios_steady_the_length_where_the_refinement_falls_back(motion):
+    # the refinement falls back on every other frame (KITTI 06's first frames): no frame has a
+    # refined step, and the network's length is still steadied by the classical ratios
+    rng, true, network, refined = motion
+    refined = [None if i % 2 else length for i, length in enumerate(refined)]
+    fusion = LengthFusion()
+    fused = run(fusion, network, refined, ratios(rng, true, 0.02), np.full(FRAMES, 1e-4))
+    assert not fusion.refined_hat.three_cornered and fusion.last_weights[1] == 0.0
+    assert step_error(fused[:30], true[:30]) < 0.4 * step_error(network[:30], true[:30])
+
+
 def test_bad_classical_ratios_with_small_claims_hardly_count(motion):
     """Its claim does not set its weight, the disagreements do: 30 % errors claimed as 1 %."""
     rng, true, network, refined = motion
