@@ -140,12 +140,18 @@ def test_a_much_better_classical_estimate_gets_its_weight():
     assert var_net == pytest.approx(0.004**2, rel=0.3)
 
 
-def _hats_over(errors: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _hats_over(
+    errors: list[list[np.ndarray]], skip_odd: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Three-cornered hats fed (3,) network, refined and classical errors per frame, with and
     without their differences (the shared-error measure): the mean over the frames after the
-    first 100 of its `shared_variance`, of its variances and of the plain hat's."""
+    first 100 of its `shared_variance`, of its variances and of the plain hat's.
+    ``skip_odd``: every other frame is skipped (its refinement fell back)."""
     hat, plain, estimates = ThreeCorneredHat(), ThreeCorneredHat(), []
     for i, (e_net, e_ref, e_cls) in enumerate(errors):
+        if skip_odd and i % 2:
+            hat.skip()
+            continue
         differences = np.stack([e_ref - e_net, e_cls - e_net, e_cls - e_ref])
         squared = [float(np.mean(d**2)) for d in differences]
         hat.update(squared[0], float(np.mean(e_ref**2)), *squared[1:], None, differences)
@@ -156,12 +162,11 @@ def _hats_over(errors: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray, 
     return means[0], means[1:4], means[4:]
 
 
-def test_an_error_the_network_and_the_refinement_share_is_not_charged_to_classical_vo():
-    # the network's and the refined rotation share a slowly wandering error (the same network
-    # and depth: correlation 0.5 on KITTI 06 and a rendered warehouse, 0.8 here); the plain
-    # three-cornered hat charges it to the classical rotation, whose errors are independent
-    # from frame to frame
-    rng, shared, errors, realised = np.random.default_rng(4), np.zeros(3), [], []
+def _shared_errors(seed: int) -> tuple[list[list[np.ndarray]], list[float]]:
+    """1000 frames of network, refined and classical errors (rad, (3,) each), the first two
+    sharing a slowly wandering error (AR(1), correlation 0.9 from frame to frame, sigma 0.003),
+    and the shared error's realised mean square per frame."""
+    rng, shared, errors, realised = np.random.default_rng(seed), np.zeros(3), [], []
     for _ in range(1000):
         shared = 0.9 * shared + rng.normal(scale=0.003 * math.sqrt(1 - 0.9**2), size=3)
         realised.append(float(np.mean(shared**2)))
@@ -169,6 +174,15 @@ def test_an_error_the_network_and_the_refinement_share_is_not_charged_to_classic
             [shared + rng.normal(scale=s, size=3) for s in (0.001, 0.002)]
             + [rng.normal(scale=0.001, size=3)]
         )
+    return errors, realised
+
+
+def test_an_error_the_network_and_the_refinement_share_is_not_charged_to_classical_vo():
+    # the network's and the refined rotation share a slowly wandering error (the same network
+    # and depth: correlation 0.5 on KITTI 06 and a rendered warehouse, 0.8 here); the plain
+    # three-cornered hat charges it to the classical rotation, whose errors are independent
+    # from frame to frame
+    errors, realised = _shared_errors(seed=4)
     measured, variances, plain = _hats_over(errors)
     assert plain[2] > 5 * 0.001**2  # the shared variance, 9x the classical one
     # the smaller of its measures over one and two frames: what the shared error keeps over
@@ -177,6 +191,15 @@ def test_an_error_the_network_and_the_refinement_share_is_not_charged_to_classic
     assert variances[2] < 3 * 0.001**2
     assert variances[:2] == pytest.approx(plain[:2] + measured, rel=0.01)
     assert variances[1] - variances[0] == pytest.approx(0.002**2 - 0.001**2, rel=0.3)
+
+
+def test_the_shared_error_is_measured_where_the_refinement_falls_back_every_other_frame():
+    # no two consecutive frames have all three estimates: the measure over two frames alone
+    # finds the shared error (without it the classical variance would keep all of it)
+    errors, realised = _shared_errors(seed=4)
+    measured, variances, plain = _hats_over(errors, skip_odd=True)
+    assert measured == pytest.approx(0.81 * np.mean(realised[100:]), rel=0.3)
+    assert variances[2] < 0.5 * plain[2]
 
 
 def test_classical_errors_repeated_over_a_frame_are_not_taken_for_a_shared_error():

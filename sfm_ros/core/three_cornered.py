@@ -175,8 +175,10 @@ class ThreeCorneredHat:
     @property
     def shared_variance(self) -> float:
         """Covariance of the network's and the refined errors (per degree of freedom), the
-        smallest of its measures over 1 and 2 frames, within [0, what leaves the classical
-        variance at its floor]; 0 until each lag has ``min_classical`` pairs.
+        smallest of its measures over 1 and 2 frames that have ``min_classical`` pairs each,
+        within [0, what leaves the classical variance at its floor]; 0 until one has. (Pairs
+        are consecutive frames with all three estimates: where the refinement often falls
+        back, as on KITTI 06's first frames, the second lag's pairs come late.)
 
         Over a pair of frames with all three estimates, the plain hat's classical share of
         both frames less that of the disagreements' changes between them is the classical
@@ -185,10 +187,15 @@ class ThreeCorneredHat:
         and so stays. ORB on repeated texture (a rendered field of grass) repeats its errors
         over consecutive frames, but not over both lags alike (`benchmarks/RESULTS.md`).
         """
-        if not self.three_cornered or min(self._count_shared) < self.min_classical:
+        measured = [
+            shared
+            for shared, count in zip(self._shared, self._count_shared, strict=True)
+            if count >= self.min_classical
+        ]
+        if not self.three_cornered or not measured:
             return 0.0
         plain = self._independent_variances()[2]
-        return min(max(min(self._shared), 0.0), max(plain - self._floor(), 0.0))
+        return min(max(min(measured), 0.0), max(plain - self._floor(), 0.0))
 
     @property
     def variances(self) -> tuple[float, float, float]:
