@@ -498,8 +498,7 @@ class KeyframeTracker:
         geometric_motion: Callable[[], np.ndarray | None] | None,
     ) -> np.ndarray | None:
         """The geometric motion's rotation with the network's translation, where the network's
-        motion was a candidate and the geometric rotation lies beyond the refinement's reach
-        from it; else None."""
+        motion was a candidate and the geometric rotation is another; else None."""
         if geometric_motion is None or "network" not in sources:
             return None
         T_geo = geometric_motion()
@@ -507,8 +506,7 @@ class KeyframeTracker:
             return None
         T_net = candidates[sources.index("network")]
         R_geo = np.asarray(T_geo, dtype=np.float64)[:3, :3]
-        apart = np.degrees(np.linalg.norm(so3_log(T_net[:3, :3].T @ R_geo)))
-        if apart <= self.config.refine.max_rotation_deg:
+        if np.array_equal(R_geo, T_net[:3, :3]):
             return None
         T = T_net.copy()
         T[:3, :3] = R_geo
@@ -539,12 +537,13 @@ class KeyframeTracker:
                 gyroscope's rotation or classical VO's motion; None where there is none),
                 called at most once, after the refinement from the network's motion (so that
                 it may finish in a thread meanwhile). Where that refinement did not converge
-                (or converged less well than from constant velocity) and this rotation lies
-                further from the network's than the refinement may move
-                (``refine.max_rotation_deg``), the refinement also starts from it (with the
-                network's translation) and the better fit is kept (`init_source`
-                "geometric"): a turn beyond what the network learnt (a robot turning on the
-                spot) is then still refined.
+                (or converged less well than from constant velocity), the refinement also
+                starts from this rotation (with the network's translation) and the better fit
+                is kept (`init_source` "geometric"): a turn beyond what the network learnt (a
+                robot turning on the spot) is then still refined, and so is one whose
+                refinement from the network's rotation diverged within reach of the right one
+                (KITTI 00's sharpest turn: the network's 0.9 degrees off, classical VO's 0.06,
+                `benchmarks/RESULTS.md`).
             stood_still: the camera stood still at the last frame (the caller's judgement).
                 On the stop's first frame, standing still is compared with the refined
                 motion (unless the refinement failed) and the network's by `cauchy_costs`;
