@@ -198,6 +198,38 @@ def test_a_known_rotation_gives_the_translation_from_two_point_ransac():
     assert translation_given_rotation(pa, pa.copy(), K, np.eye(3)) is None
 
 
+def test_the_translation_given_a_rotation_weighs_each_match_by_its_pixels(monkeypatch):
+    # a forward-driving camera: most points far ahead (40-150 m, little parallax near the
+    # focus of expansion), a few near the sides; each constraint normalised alone lets the
+    # far points' noisy normals count as much as the near ones'
+    import sfm_ros.core.classical_vo as classical_vo
+
+    K = np.array([[700.0, 0, 620], [0, 700.0, 190], [0, 0, 1]])
+    R = so3_exp(np.radians([0.1, 1.0, 0.05]))  # x_b = R x_a + t
+    t = np.array([0.02, 0.0, 1.0]) / np.linalg.norm([0.02, 0.0, 1.0])
+
+    def project(P: np.ndarray) -> np.ndarray:
+        return ((P / P[:, 2:]) @ K.T)[:, :2]
+
+    def mean_error(iterations: int) -> float:
+        monkeypatch.setattr(classical_vo, "SAMPSON_ITERATIONS", iterations)
+        errors = []
+        for seed in range(10):
+            rng = np.random.default_rng(seed)
+            far = np.c_[
+                rng.uniform(-30, 30, 300), rng.uniform(-8, 4, 300), rng.uniform(40, 150, 300)
+            ]
+            side = rng.choice([-1, 1], 60) * rng.uniform(3, 8, 60)
+            X = np.r_[far, np.c_[side, rng.uniform(-1, 1.5, 60), rng.uniform(5, 20, 60)]]
+            pa = project(X) + rng.normal(0, 0.3, (len(X), 2))
+            pb = project(X @ R.T + t) + rng.normal(0, 0.3, (len(X), 2))
+            found = translation_given_rotation(pa, pb, K, R)
+            errors.append(np.degrees(np.arccos(np.clip(found @ t, -1, 1))))
+        return float(np.mean(errors))
+
+    assert mean_error(classical_vo.SAMPSON_ITERATIONS) < 0.6 * mean_error(0)
+
+
 def test_a_stream_given_the_rotations_fits_the_translations_with_them(corridor):
     stream = OrbMotion()
     true = np.linalg.inv(corridor.T_world_cam[:-1]) @ corridor.T_world_cam[1:]

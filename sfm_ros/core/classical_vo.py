@@ -172,12 +172,22 @@ def sampson_residuals(
 ) -> np.ndarray:
     """Signed Sampson distances (M,) in pixels of matches ``pa`` -> ``pb`` (M, 2) under the
     motion x_b = R x_a + t (``R`` (3, 3), ``t`` (3,), camera matrix ``K`` (3, 3))."""
+    algebraic, scale = _epipolar_parts(pa, pb, K, R, t)
+    return algebraic / scale
+
+
+def _epipolar_parts(
+    pa: np.ndarray, pb: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(M,) algebraic epipolar residuals x_b^T F x_a (= t . ((R f_a) x f_b) for the rays f =
+    K^-1 [u, v, 1]) and (M,) their gradients' norms over the four pixel coordinates: the
+    Sampson distance is their ratio."""
     K_inv = np.linalg.inv(K)
     F = K_inv.T @ skew(t) @ R @ K_inv
     ha, hb = np.c_[pa, np.ones(len(pa))], np.c_[pb, np.ones(len(pb))]
     Fa, Fb = ha @ F.T, hb @ F  # F x_a and F^T x_b, row per match
     den = Fa[:, 0] ** 2 + Fa[:, 1] ** 2 + Fb[:, 0] ** 2 + Fb[:, 1] ** 2
-    return (hb * Fa).sum(1) / np.sqrt(np.maximum(den, 1e-300))
+    return (hb * Fa).sum(1), np.sqrt(np.maximum(den, 1e-300))
 
 
 def rotation_variance(
@@ -229,6 +239,14 @@ def relative_motion(
 
 RANSAC_FAIL_LOG = math.log(1e-3)
 """Log of the chance left that every pair drawn held an outlier, where RANSAC stops."""
+SAMPSON_ITERATIONS = 3
+"""Reweighted least-squares rounds of `translation_given_rotation` over its inliers: each
+match's constraint weighed by its Sampson scale at the last direction, so that every match
+counts by its distance in pixels. With each constraint normalised alone, the points of little
+parallax (far, near the focus of expansion), whose normals are noise, counted as much as the
+others: given the true rotations its direction erred 1.69 / 0.54 degrees (median, KITTI 00 /
+06) and 1.0-1.3 on three synthetic clips at 128x416, with the Sampson weights 1.41 / 0.37 and
+0.7-0.9 (`benchmarks/RESULTS.md`)."""
 MIN_RANSAC_PAIRS = 30
 """Pairs drawn at least: the first clean pair is rarely the best one (KITTI 00's 5-frame ATE
 with a simulated gyro: 0.0253 with 200 pairs, 0.0262 stopping where a clean pair is likely,
@@ -249,11 +267,11 @@ def translation_given_rotation(
     the rays f = K^-1 [u, v, 1]), so two matches give it; RANSAC over pairs with the Sampson
     distance (``threshold_px``; at most ``iterations`` pairs, fewer once the inliers found
     make a clean pair likely, at least `MIN_RANSAC_PAIRS`), refined over the inliers by least
-    squares, the sign the one that puts more points in front of both cameras. With the
-    rotation known, the direction no longer trades off against it (a forward-moving camera's
-    essential matrix confuses a sideways translation with a yaw). None with fewer than
-    `MIN_POINTS` inliers, or where the inliers do not pin the direction down
-    (`MAX_SINGULAR_RATIO`)."""
+    squares on their Sampson distances (`SAMPSON_ITERATIONS`), the sign the one that puts more
+    points in front of both cameras. With the rotation known, the direction no longer trades
+    off against it (a forward-moving camera's essential matrix confuses a sideways translation
+    with a yaw). None with fewer than `MIN_POINTS` inliers, or where the inliers do not pin
+    the direction down (`MAX_SINGULAR_RATIO`)."""
     if len(pa) < MIN_POINTS:
         return None
     rng = rng or np.random.default_rng(0)
@@ -288,6 +306,14 @@ def translation_given_rotation(
     if sigma[2] > MAX_SINGULAR_RATIO * sigma[1]:
         return None
     t = Vt[-1]  # the direction most orthogonal to all inlier normals
+    for _ in range(SAMPSON_ITERATIONS):  # the inliers' Sampson distances, each at its scale
+        scale = _epipolar_parts(pa[best], pb[best], K, R, t)[1]
+        Vt = np.linalg.svd(normals[best] / scale[:, None])[2]
+        t = Vt[-1] if Vt[-1] @ t >= 0 else -Vt[-1]
+        inliers = moved & (np.abs(sampson_residuals(pa, pb, K, R, t)) < threshold_px)
+        if inliers.sum() < MIN_POINTS:
+            break
+        best = inliers
     ahead = [
         np.isfinite(triangulated_depths(pa[best], pb[best], K, R, s)[0]).sum() for s in (t, -t)
     ]
