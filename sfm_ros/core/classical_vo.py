@@ -240,13 +240,13 @@ def relative_motion(
 RANSAC_FAIL_LOG = math.log(1e-3)
 """Log of the chance left that every pair drawn held an outlier, where RANSAC stops."""
 SAMPSON_ITERATIONS = 3
-"""Reweighted least-squares rounds of `translation_given_rotation` over its inliers: each
-match's constraint weighed by its Sampson scale at the last direction, so that every match
-counts by its distance in pixels. With each constraint normalised alone, the points of little
-parallax (far, near the focus of expansion), whose normals are noise, counted as much as the
-others: given the true rotations its direction erred 1.69 / 0.54 degrees (median, KITTI 00 /
-06) and 1.0-1.3 on three synthetic clips at 128x416, with the Sampson weights 1.41 / 0.37 and
-0.7-0.9 (`benchmarks/RESULTS.md`)."""
+"""Reweighted least-squares rounds of `translation_given_rotation` over its inliers (chosen
+again after each): each match's constraint weighed by its Sampson scale at the last direction,
+so that every match counts by its distance in pixels. With each constraint normalised alone,
+the points of little parallax (far, near the focus of expansion), whose normals are noise,
+counted as much as the others: given the true rotations its direction erred 1.69 / 0.54
+degrees (median, KITTI 00 / 06) and 1.0-1.3 on three synthetic clips at 128x416, with the
+Sampson weights 1.39 / 0.36 and 0.7-0.9 (`benchmarks/RESULTS.md`)."""
 MIN_RANSAC_PAIRS = 30
 """Pairs drawn at least: the first clean pair is rarely the best one (KITTI 00's 5-frame ATE
 with a simulated gyro: 0.0253 with 200 pairs, 0.0262 stopping where a clean pair is likely,

@@ -176,9 +176,10 @@ class ThreeCorneredHat:
     def shared_variance(self) -> float:
         """Covariance of the network's and the refined errors (per degree of freedom), the
         smallest of its measures over 1 and 2 frames that have ``min_classical`` pairs each,
-        within [0, what leaves the classical variance at its floor]; 0 until one has. (Pairs
-        are consecutive frames with all three estimates: where the refinement often falls
-        back, as on KITTI 06's first frames, the second lag's pairs come late.)
+        within [0, what leaves the classical variance at its floor]; 0 until one has. (A pair
+        is two frames, one or two apart, both with all three estimates: where the refinement
+        falls back often, as on KITTI 06's first frames, a lag's pairs come late, and where it
+        falls back every other frame the one-frame lag never has any.)
 
         Over a pair of frames with all three estimates, the plain hat's classical share of
         both frames less that of the disagreements' changes between them is the classical
