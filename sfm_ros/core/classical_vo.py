@@ -306,11 +306,12 @@ def translation_given_rotation(
     if sigma[2] > MAX_SINGULAR_RATIO * sigma[1]:
         return None
     t = Vt[-1]  # the direction most orthogonal to all inlier normals
+    scale = _epipolar_parts(pa, pb, K, R, t)[1]
     for _ in range(SAMPSON_ITERATIONS):  # the inliers' Sampson distances, each at its scale
-        scale = _epipolar_parts(pa[best], pb[best], K, R, t)[1]
-        Vt = np.linalg.svd(normals[best] / scale[:, None])[2]
+        Vt = np.linalg.svd(normals[best] / scale[best, None])[2]
         t = Vt[-1] if Vt[-1] @ t >= 0 else -Vt[-1]
-        inliers = moved & (np.abs(sampson_residuals(pa, pb, K, R, t)) < threshold_px)
+        algebraic, scale = _epipolar_parts(pa, pb, K, R, t)
+        inliers = moved & (np.abs(algebraic / scale) < threshold_px)
         if inliers.sum() < MIN_POINTS:
             break
         best = inliers
