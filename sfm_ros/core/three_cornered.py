@@ -41,6 +41,10 @@ from sfm_ros.core.errors import InputError
 
 SHARED_LAGS = 2
 """Frames apart over which `ThreeCorneredHat.shared_variance` is measured (1 to this)."""
+TWO_WAY_MIN_RATIO = 0.1
+"""Without the classical estimate, the floor of the refined variance relative to the
+network-refined disagreement, and of the network's (that disagreement less the claim, a
+difference of two noisy means) relative to the refined one."""
 MAX_CLAIM_RATIO = 100.0
 """A classical estimate's claimed variance counts at most this factor above or below the
 average claim."""
@@ -52,7 +56,8 @@ class ThreeCorneredHat:
     Args:
         window: frames over which the disagreements are averaged (exponential, a running mean
             until that many were seen).
-        min_ratio: floor of each variance, relative to the smallest disagreement.
+        min_ratio: floor of each variance, relative to the smallest disagreement (with the
+            classical estimate; without it `TWO_WAY_MIN_RATIO`).
         min_classical: frames with a classical estimate before it is used.
     """
 
@@ -159,8 +164,9 @@ class ThreeCorneredHat:
         if self._count == 0:
             return 0.0, 0.0, math.inf
         if not self.three_cornered:
-            refined = max(self._claimed, self.min_ratio * self._nr, 1e-16)
-            return max(self._nr - self._claimed, self.min_ratio * refined, 1e-16), refined, math.inf
+            refined = max(self._claimed, TWO_WAY_MIN_RATIO * self._nr, 1e-16)
+            network = max(self._nr - self._claimed, TWO_WAY_MIN_RATIO * refined, 1e-16)
+            return network, refined, math.inf
         nr, nc, rc = self._nr_classical, self._nc, self._rc
         floor = self._floor()
         return (
@@ -214,6 +220,7 @@ class ThreeCorneredHat:
         classical_claimed: float | None = None,
         refined: bool = True,
         network: bool = True,
+        inflation: tuple[float, float, float] | np.ndarray = (1.0, 1.0, 1.0),
     ) -> tuple[np.ndarray, float]:
         """Minimum-variance weights (3,) of the network's, the refined and the classical
         estimate of this frame (classical 0 where there is none or it is not used yet), and
@@ -232,22 +239,38 @@ class ThreeCorneredHat:
             refined: whether this frame has a refined estimate (where the refinement failed,
                 the other two are weighted by the variances measured on the other frames).
             network: whether the network's estimate is used (not where it was rejected).
+            inflation: factors (3,) on this frame's variances of the network's, the refined
+                and the classical estimate's own errors (an estimate far from the others).
         """
-        own_net, own_ref, var_cls = self._independent_variances()  # own: without the shared
-        shared = self.shared_variance
-        var_cls -= shared
-        mean_claim = self._claimed_classical if self.three_cornered else self._claimed
-        own = np.array([own_net, own_ref * claimed / max(mean_claim, 1e-16)])
-        inverse = np.where([network, refined], 1 / own, 0.0)
+        own, shared = self.frame_variances(claimed, classical_claimed)
+        own = own * np.asarray(inflation, dtype=np.float64)
+        inverse = np.where([network, refined], 1 / own[:2], 0.0)
         # the network's and the refined estimate as one, with their shared error
         group_var = 1 / inverse.sum() + shared
         inverse_classical = 0.0
         if classical and self.three_cornered:
-            inverse_classical = 1 / (var_cls * self.claim_ratio(classical_claimed))
+            inverse_classical = 1 / own[2]
         fused_var = 1 / (1 / group_var + inverse_classical)
         weights = np.append(inverse / inverse.sum() * fused_var / group_var, 0.0)
         weights[2] = inverse_classical * fused_var
         return weights, float(fused_var)
+
+    def frame_variances(
+        self, claimed: float, classical_claimed: float | None = None
+    ) -> tuple[np.ndarray, float]:
+        """This frame's variances (3,) of the network's, the refined and the classical
+        estimate's own errors (the refined and the classical one rescaled by their claims, as
+        `weights` says) and the variance the first two share (`shared_variance`)."""
+        own_net, own_ref, var_cls = self._independent_variances()
+        shared = self.shared_variance
+        mean_claim = self._claimed_classical if self.three_cornered else self._claimed
+        return np.array(
+            [
+                own_net,
+                own_ref * claimed / max(mean_claim, 1e-16),
+                (var_cls - shared) * self.claim_ratio(classical_claimed),
+            ]
+        ), shared
 
     @staticmethod
     def closest_of_three(
