@@ -152,17 +152,16 @@ class RotationFusion(ThreeCorneredHat):
         self.update(network_refined, float(refined_var), *classical, classical_var, disagreements)
         if not use_classical:
             R_c = to_classical = None
-        weights, self.last_variance = self.weights(
-            float(refined_var), R_c is not None, classical_var
-        )
-        if to_classical is not None and not self.three_cornered:
+        if to_classical is None:
+            weights, self.last_variance = self.weights(float(refined_var), False)
+            delta = weights[1] * to_refined
+        elif not self.three_cornered:
             # the refined claims, the only variance known this early, were off by 4x on KITTI
+            self.last_variance = self.weights(float(refined_var), True, classical_var)[1]
             best = self.closest_of_three(network_refined, *classical)
             self.last_weights = tuple(float(i == best) for i in range(3))
             self._learn(R_raw, R_gained, R_r, R_c)
             return (R_n, R_r, R_c)[best], float(best == 1)
-        if to_classical is None:
-            delta = weights[1] * to_refined
         else:
             points = np.stack([np.zeros(3), to_refined, to_classical])
             weights, self.last_variance = self._robust_weights(
@@ -188,7 +187,8 @@ class RotationFusion(ThreeCorneredHat):
         Args:
             refined_var, classical_var: the claims, as `ThreeCorneredHat.weights` takes them.
             points: (3, 3) the network's, the refined and the classical rotation as
-                axis-angles (rows) from one of them (a row not used is not read).
+                axis-angles (rows) from one of them (a row not used has no weight, so its
+                value does not matter).
             refined, network: whether the refined and the network's rotation are used.
         """
         own, shared = self.frame_variances(refined_var, classical_var)
