@@ -98,6 +98,37 @@ def test_a_prior_scale_beyond_the_sweep_range_is_aligned_to_the_poses(scene, sca
     assert float((aligned.depth_m / prior)[textured].median()) == pytest.approx(1, abs=0.05)
 
 
+@pytest.mark.parametrize("factor", [1.8, 1 / 1.8])
+def test_log_spaced_bins_reach_as_far_nearer_as_farther(scene, factor):
+    """A network's depth errs by factors: where the prior is 1.8x too far (or near) on the left
+    third, a sweep spaced evenly in log depth over 2x either way finds the truth both ways;
+    one spaced evenly in inverse depth over +-60 % (up to 2.5x farther, only 1.6x nearer) only
+    when the truth is farther than the prior."""
+    true, textured = scene["depth"][:1], ~scene["flat"][:1]
+    columns, rows = torch.arange(W), torch.arange(H)[:, None]
+    band = columns < W // 3
+    prior = true * torch.where(band, factor, 1.0)
+    args = (scene["images"][:1], prior, scene["K"], scene["images"][None, 1:], scene["T_src_key"])
+    log = multiview_depth(*args, MultiViewConfig(inverse_depth_range=1.0, bin_spacing="log"))
+    even = multiview_depth(*args, MultiViewConfig(inverse_depth_range=0.6))
+    # the band's interior, away from its edge and the image's border
+    inside = textured & (columns >= 6) & (columns < W // 3 - 6) & (rows >= 4) & (rows < H - 4)
+    assert _abs_rel(prior, true, inside) > 0.4
+    assert _abs_rel(log.depth_m, true, inside) < 0.05
+    assert log.confidence[inside].mean() > 0.9
+    if factor > 1:
+        assert _abs_rel(even.depth_m, true, inside) > 0.5
+        assert even.confidence[inside].mean() < 0.3  # the truth lies beyond the sweep's end
+    else:
+        assert _abs_rel(even.depth_m, true, inside) < 0.05
+    # elsewhere the prior was right and stays so
+    assert _abs_rel(log.depth_m, true, textured & ~band) < 0.06
+    with pytest.raises(InputError, match="bin_spacing"):
+        MultiViewConfig(bin_spacing="depth")
+    with pytest.raises(InputError, match="inverse_depth_range"):
+        MultiViewConfig(inverse_depth_range=1.0)
+
+
 def test_confidence_is_low_on_textureless_and_high_on_textured(scene):
     out = multiview_depth(
         scene["images"][:1],
@@ -321,7 +352,7 @@ def test_carried_depth_is_brought_to_the_frames_scale_and_dropped_where_it_clash
     true, textured = scene["depth"][:1], ~scene["flat"][:1]
     previous, T_prev_key = _carried_from_view_1(scene, scene["depth"][1:2] * 1.2)
     args = _frame_0(scene)
-    wide = MultiViewConfig(inverse_depth_range=0.6)  # the published sweep's: 2x is inside
+    wide = MultiViewConfig(inverse_depth_range=0.6)  # a wide sweep: 2x is inside
     alone = multiview_depth(*args, wide)
     moved = torch.zeros_like(previous.inverse_depth, dtype=torch.bool)
     moved[..., 3 * W // 4 :] = True
@@ -342,10 +373,18 @@ def test_carried_depth_is_brought_to_the_frames_scale_and_dropped_where_it_clash
     assert _scaled_abs_rel(ungated.depth_m, true, right) > 1.5 * alone_right
 
 
-def test_carried_depth_this_frame_could_not_measure_is_dropped(scene):
+@pytest.mark.parametrize(
+    "sweep",
+    [
+        MultiViewConfig(inverse_depth_range=0.6, fill_radius=0.04),
+        MultiViewConfig(inverse_depth_range=1.0, bin_spacing="log", fill_radius=0.04),
+    ],
+)
+def test_carried_depth_this_frame_could_not_measure_is_dropped(scene, sweep):
     """Where the last frame's depth is 4x too far on blank surfaces (no texture here either, so
-    no estimate of this frame's to gate it), this frame's sweep (+-60 %) could not have found
-    it: it is not carried over, and the published depth stays finite and as good as alone."""
+    no estimate of this frame's to gate it), this frame's sweep (+-60 %, or 2x either way) could
+    not have found it: it is not carried over, and the published depth stays finite and as good
+    as alone."""
     previous, T_prev_key = _carried_from_view_1(scene, scene["depth"][1:2] * 1.2)
     far = scene["flat"][1:2]
     wrong = replace(
@@ -353,7 +392,7 @@ def test_carried_depth_this_frame_could_not_measure_is_dropped(scene):
         inverse_depth=torch.where(far, 1 / (scene["depth"][1:2] * 4), previous.inverse_depth),
         weight=torch.where(far, 1.0, previous.weight),
     )
-    args = (*_frame_0(scene), MultiViewConfig(inverse_depth_range=0.6, fill_radius=0.04))
+    args = (*_frame_0(scene), sweep)
     carried = multiview_depth(*args, wrong, T_prev_key)
     alone = multiview_depth(*args)
     assert torch.isfinite(carried.depth_m).all() and torch.isfinite(carried.confidence).all()

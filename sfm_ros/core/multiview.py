@@ -1,7 +1,8 @@
 """Multi-view depth for a keyframe: a plane sweep around the network's depth, fused with it.
 
 The DeepV2D depth module without learning. For every keyframe pixel, ``num_bins`` inverse-depth
-hypotheses span ``prior_inverse_depth * (1 +- inverse_depth_range)``. Each is scored, in each
+hypotheses span ``prior_inverse_depth * (1 +- inverse_depth_range)``, or evenly in log depth a
+factor ``1 + inverse_depth_range`` to either side (``bin_spacing``). Each is scored, in each
 source view, by ``(1 - ZNCC) / 2`` over a square window (zero-mean normalised cross-correlation
 is blind to gain and bias changes); the per-view costs are averaged over the best half of the
 views that see the pixel (occlusion handling). With ``jump_penalty``, the cost volume is then
@@ -39,6 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +61,12 @@ class MultiViewConfig:
     num_bins: int = 16
     """Inverse-depth hypotheses per pixel."""
     inverse_depth_range: float = 0.3
-    """Hypotheses span the prior inverse depth times (1 - range, 1 + range)."""
+    """Hypotheses span the prior inverse depth times (1 - range, 1 + range), or with ``log``
+    spacing times (1 / (1 + range), 1 + range)."""
+    bin_spacing: Literal["inverse_depth", "log"] = "inverse_depth"
+    """Hypotheses evenly spaced in inverse depth, or in log depth: as far nearer as farther by
+    the factor, where a network errs by factors (with ``inverse_depth`` and the range 0.6, up to
+    2.5x farther and only 1.6x nearer)."""
     patch_radius: int = 3
     """Half-size of the ZNCC window (pixels of the sweep resolution)."""
     sweep_pixels: int = 16000
@@ -91,7 +98,8 @@ class MultiViewConfig:
     ratio is the median geometric / prior inverse depth over the confident pixels of a first,
     wider sweep at half resolution; the fused depth keeps the prior's scale."""
     align_range: float = 0.7
-    """``inverse_depth_range`` of that first sweep (prior inverse depth x 0.3 to 1.7)."""
+    """``inverse_depth_range`` of that first sweep (prior inverse depth x 0.3 to 1.7, spaced
+    evenly in inverse depth whatever ``bin_spacing`` is)."""
     min_align_fraction: float = 0.02
     """Fraction of the pixels that must be confident (above 0.5) to align the scale."""
     fusion_exponent: float = 0.5
@@ -131,9 +139,15 @@ class MultiViewConfig:
     def __post_init__(self) -> None:
         if self.num_bins < 3:
             raise InputError(f"num_bins must be >= 3, got {self.num_bins}")
-        if not 0 < self.inverse_depth_range < 1:
+        if self.bin_spacing not in ("inverse_depth", "log"):
             raise InputError(
-                f"inverse_depth_range must be in (0, 1), got {self.inverse_depth_range}"
+                f"bin_spacing must be 'inverse_depth' or 'log', got {self.bin_spacing!r}"
+            )
+        top = 1 if self.bin_spacing == "inverse_depth" else math.inf
+        if not 0 < self.inverse_depth_range < top:
+            raise InputError(
+                f"inverse_depth_range must be in (0, {top}) with {self.bin_spacing} spacing, got "
+                f"{self.inverse_depth_range}"
             )
         if not 0 < self.best_view_fraction <= 1:
             raise InputError(f"best_view_fraction must be in (0, 1], got {self.best_view_fraction}")
@@ -215,6 +229,23 @@ def _box(x: torch.Tensor, r: int) -> torch.Tensor:
     c = F.pad(x, (r + 1, r, r + 1, r), mode="replicate").cumsum(-1)
     c = (c[..., k:] - c[..., :-k]).cumsum(-2)
     return (c[..., k:, :] - c[..., :-k, :]) / (k * k)
+
+
+def _bin_position(s: torch.Tensor, cfg: MultiViewConfig) -> torch.Tensor:
+    """Where a relative inverse-depth correction ``s`` lies on the sweep's evenly spaced axis:
+    ``s`` itself, or log(1 + s) with ``log`` spacing (NaN below -1)."""
+    return torch.log1p(s) if cfg.bin_spacing == "log" else s
+
+
+def _correction(position: torch.Tensor, cfg: MultiViewConfig) -> torch.Tensor:
+    """The relative inverse-depth correction at a position on the sweep's axis."""
+    return torch.expm1(position) if cfg.bin_spacing == "log" else position
+
+
+def _sweep_end(cfg: MultiViewConfig) -> float:
+    """The sweep's last position on its axis (the first is its negative)."""
+    r = cfg.inverse_depth_range
+    return math.log1p(r) if cfg.bin_spacing == "log" else r
 
 
 def _inverse_depth(depth_m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -310,10 +341,9 @@ def _sweep(
     """
     B, N, _, h, w = src.shape
     D, r = cfg.num_bins, cfg.patch_radius
-    steps = torch.linspace(
-        -cfg.inverse_depth_range, cfg.inverse_depth_range, D, dtype=key.dtype, device=key.device
-    )
-    inv_hyp = inv_centre * (1 + steps.view(1, D, 1, 1))  # (B, D, h, w)
+    end = _sweep_end(cfg)
+    positions = torch.linspace(-end, end, D, dtype=key.dtype, device=key.device)
+    inv_hyp = inv_centre * (1 + _correction(positions, cfg).view(1, D, 1, 1))  # (B, D, h, w)
     rays = inverse_intrinsics(K) @ pixel_grid(h, w, key.device, key.dtype)  # (B, 3, hw)
     points = rays[:, None] / inv_hyp.flatten(2)[:, :, None]  # (B, D, 3, hw)
     key_mean = _box(key, r)
@@ -356,7 +386,7 @@ def _sweep(
     interior = (best > 0) & (best < D - 1)
     offset = 0.5 * (lo - hi) / curvature.clamp(min=1e-9)
     offset = torch.where(interior & (curvature > 0), offset, 0.0).clamp(-0.5, 0.5)
-    s = steps[best] + offset * (steps[1] - steps[0])
+    s = _correction(positions[best] + offset * (positions[1] - positions[0]), cfg)
 
     mean_cost = own.mean(1, keepdim=True)  # how distinct the winner is in the pixel's own cost
     distinct = (mean_cost - own.gather(1, best)) / mean_cost.clamp(min=1e-6)
@@ -403,7 +433,7 @@ def _prior_scale(
         key, inv_centre = F.avg_pool2d(key, 2), F.avg_pool2d(inv_centre, 2)
         src = F.avg_pool2d(src.flatten(0, 1), 2).view(B, N, 1, h // 2, w // 2)
         K = scale_intrinsics(K, 0.5, 0.5)
-    wide = replace(cfg, inverse_depth_range=cfg.align_range)
+    wide = replace(cfg, inverse_depth_range=cfg.align_range, bin_spacing="inverse_depth")
     s, confidence, _, _, _ = _sweep(key, inv_centre, K, src, T, wide)
     confident = confidence > 0.5
     ratio = torch.where(confident, 1 + s, math.nan).flatten(1).nanmedian(1).values
@@ -459,7 +489,7 @@ def _with_carried(
     """This frame's correction ``s`` and weight (B, 1, h, w) averaged with the carried
     estimate's, the latter brought to this frame's scale (median ratio over the pixels both
     measure, this frame's weight above 0.5; none where they are under 2 %) and dropped where
-    this frame's sweep could not have found it (``s`` outside +-``inverse_depth_range``) or it
+    this frame's sweep could not have found it (``s`` beyond the sweep's ends) or it
     differs from this frame's own by more than ``carry_gate`` in log inverse depth."""
     inv_carried, weight_carried = carried
     weight_carried = cfg.carry_over * weight_carried
@@ -469,7 +499,7 @@ def _with_carried(
     enough = both.flatten(1).to(s.dtype).mean(1) >= 0.02
     ratio = torch.where(enough, ratio, 1.0).view(-1, 1, 1, 1)
     s_carried = inv_carried / (centre * ratio) - 1
-    inside = s_carried.abs() <= cfg.inverse_depth_range  # False where not finite
+    inside = _bin_position(s_carried, cfg).abs() <= _sweep_end(cfg)  # False where not finite
     s_carried = torch.where(inside, s_carried, 0.0)
     clash = (weight > 0) & ((torch.log1p(s_carried) - torch.log1p(s)).abs() > cfg.carry_gate)
     weight_carried = torch.where(inside & ~clash, weight_carried, 0.0)
