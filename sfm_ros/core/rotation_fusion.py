@@ -58,8 +58,8 @@ OUTLIER_POWER = 2.0
 """The inflation is the excess ``squared residual / (OUTLIER_CHI2 * variance)`` to this power:
 with 2 an outlier's weight falls as the fourth power of its residual, as Geman-McClure's does,
 and its pull on the fusion as the third. With 1 (its variance inflated just to match its
-residual) a rotation 0.5-0.7 degrees off in KITTI 00's turn kept a quarter of the weight
-beside a classical rotation within 0.1 (`benchmarks/RESULTS.md`)."""
+residual) a refined rotation 0.25-0.75 degrees off in KITTI 00's turn kept 0.1-0.5 of the
+weight beside a classical rotation within 0.11 (`benchmarks/RESULTS.md`)."""
 ROBUST_ROUNDS = 3
 """Rounds of reweighting (`OUTLIER_CHI2`)."""
 ROTATION_MIN_RATIO = 0.03
