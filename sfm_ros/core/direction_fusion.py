@@ -30,7 +30,6 @@ a keyframe, whose errors do not add up from frame to frame, is the better one to
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import numpy as np
 
@@ -41,7 +40,8 @@ from sfm_ros.core.three_cornered import ThreeCorneredHat
 SLOW_LAG = 2
 """Frames apart over which the network direction's slow error is measured
 (`DirectionFusion.slow_network_variance`): two pairs of frames two apart share no frame, so no
-feature, and classical VO's errors on them are independent."""
+feature, and classical VO's errors on them are independent. It reads the hat's last frames'
+disagreements, which it keeps for `three_cornered.SHARED_LAGS` (at least this many) frames."""
 NOISY_REFINED_RATIO = 5.0
 """The network's variance is floored at `DirectionFusion.slow_network_variance` only where the
 refined direction's variance exceeds this times the network-classical disagreement: there the
@@ -119,38 +119,19 @@ class DirectionFusion(ThreeCorneredHat):
         self.last_weights = (1.0, 0.0, 0.0)
         """Weights of the network's, the refined and the classical direction in the last
         fusion ((1, 0, 0) where the network's translation was kept)."""
-        # the last frames' classical-minus-network disagreements (None: a frame without one)
-        self._network_classical: deque[np.ndarray | None] = deque(maxlen=SLOW_LAG)
         self._slow, self._count_slow = 0.0, 0
 
-    def update(
-        self,
-        network_refined: float,
-        claimed: float,
-        network_classical: float | None = None,
-        refined_classical: float | None = None,
-        classical_claimed: float | None = None,
-        disagreements: np.ndarray | None = None,
-    ) -> None:
-        """`ThreeCorneredHat.update`, and the network's slow error measured from
-        ``disagreements`` (`slow_network_variance`)."""
-        super().update(
-            network_refined, claimed, network_classical, refined_classical, classical_claimed,
-            disagreements,
-        )  # fmt: skip
-        if network_classical is None or refined_classical is None:
-            return  # `skip` has counted the frame
-        difference = None if disagreements is None else disagreements[1]
-        past = self._network_classical[0] if len(self._network_classical) == SLOW_LAG else None
-        if difference is not None and past is not None:
+    def _measure_shared(self, classical_share: float, disagreements: np.ndarray | None) -> None:
+        """`ThreeCorneredHat._measure_shared`, and first the network's slow error: this frame's
+        classical-minus-network disagreement times that of `SLOW_LAG` frames before, from the
+        hat's last frames (`slow_network_variance`)."""
+        recent = self._recent
+        past = recent[-SLOW_LAG] if len(recent) >= SLOW_LAG else None
+        if disagreements is not None and past is not None:
             self._count_slow += 1
-            product = float(difference @ past) / self.disagreement_dof
+            product = float(disagreements[1] @ past[1][1]) / self.disagreement_dof
             self._slow = self._update(self._slow, product, self._count_slow)
-        self._network_classical.append(difference)
-
-    def skip(self) -> None:
-        super().skip()
-        self._network_classical.append(None)
+        super()._measure_shared(classical_share, disagreements)
 
     @property
     def slow_network_variance(self) -> float:
