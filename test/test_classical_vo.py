@@ -1,5 +1,7 @@
 """The classical ORB + essential-matrix baseline on a rendered corridor with turns."""
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -70,6 +72,38 @@ def test_a_stream_gives_the_clip_motions_and_none_where_a_pair_fails(corridor):
     assert stream.step(corridor.images[0], corridor.K) is None
     with pytest.raises(InputError):
         stream.step(corridor.images[1], np.eye(2))
+
+
+def test_the_closure_over_two_frames_measures_the_rotations_own_error():
+    # the rotation fitted over two frames, matched afresh, against the chain of the two steps:
+    # with independent errors its mean square is three times a step's variance, which on a
+    # rendered street (exact truth) is the steps' error against the truth
+    street = render_sequence("street", 10, seed=5, height=128, width=416)
+    stream, closures, squared_errors = OrbMotion(closure=True), [], []
+    for i, image in enumerate(street.images):
+        T = stream.step(image, street.K)
+        closures.append(stream.last_closure_variance)
+        if T is not None:
+            true = np.linalg.inv(street.T_world_cam[i - 1]) @ street.T_world_cam[i]
+            error = so3_log(T[:3, :3].T @ true[:3, :3])
+            squared_errors.append(float(error @ error) / 3)
+    assert np.isnan(closures[:2]).all() and np.isfinite(closures[2:]).all()
+    ratio = np.mean(closures[2:]) / 3 / np.mean(squared_errors)  # 1.44 here
+    assert 1 / 3 < ratio < 3
+    # a failed pair (a blank frame) leaves no closure for it or the next frame; nor does a
+    # reset for the first two frames after it, nor a stream without the closure
+    stream.step(np.full_like(street.images[0], 128), street.K)
+    assert math.isnan(stream.last_closure_variance)
+    stream.step(street.images[0], street.K)
+    assert math.isnan(stream.last_closure_variance)
+    stream.reset()
+    for image in street.images[:2]:
+        stream.step(image, street.K)
+        assert math.isnan(stream.last_closure_variance)
+    plain = OrbMotion()
+    for image in street.images[:4]:
+        plain.step(image, street.K)
+        assert math.isnan(plain.last_closure_variance)
 
 
 def test_downsized_frames_keep_the_rotation():

@@ -813,8 +813,10 @@ def test_refined_rotation_keeps_the_network_translation(street_large):
 WEIGHTS = ("refinement", "classical VO")
 
 
-@pytest.mark.parametrize("fuse_classical", [True, False])
-def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
+@pytest.mark.parametrize(
+    ("fuse_classical", "closure"), [(True, True), (True, False), (False, True)]
+)
+def test_fused_rotation_leans_on_the_better_estimate(fuse_classical, closure):
     # the network's rotation is 0.5 degree off, the refinement (true depth) far better; with
     # ORB + essential matrix as a third estimate (enough features from 416 px wide frames) the
     # variances come from three disagreements
@@ -822,7 +824,7 @@ def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
     network = run_sequence(make(NoisyMotionEstimator(seq), pose_source="network"), seq)
     pipe = make(
         NoisyMotionEstimator(seq), pose_source="fused", depth_uncertainty=0.0,
-        fuse_classical=fuse_classical, anchor_length=False,
+        fuse_classical=fuse_classical, anchor_length=False, classical_closure=closure,
     )  # fmt: skip
     fused = run_sequence(pipe, seq)
     assert rotation_errors_deg(fused, seq).mean() < 0.3 * rotation_errors_deg(network, seq).mean()
@@ -833,7 +835,13 @@ def test_fused_rotation_leans_on_the_better_estimate(fuse_classical):
             np.testing.assert_allclose(t_fused, t_net, atol=1e-9)
     diag = pipe.diagnostics()
     assert diag["pose source"] == "fused"
-    assert diag["rotation variances from"] == ("three estimates" if fuse_classical else "two")
+    # classical VO's own variance from the closure of its rotations over two frames
+    sources = "three estimates" + (", classical VO's by its closure" if closure else "")
+    assert diag["rotation variances from"] == (sources if fuse_classical else "two")
+    if fuse_classical:
+        classical_sigma = float(diag["classical VO rotation sigma (deg)"])
+        fusion = pipe.fusion.rotation_fusion
+        assert classical_sigma == pytest.approx(np.degrees(np.sqrt(fusion.variances[2])), rel=1e-2)
     refined, classical = (float(diag[f"rotation weight of the {k}"]) for k in WEIGHTS)
     assert (classical > 0) == fuse_classical
     assert refined > classical and refined + classical > 0.8  # the network's weight is small

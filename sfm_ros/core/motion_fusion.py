@@ -8,8 +8,10 @@ first scaled by its running gain and less its running offset from the other two,
 `network_bias.py`), with ORB + essential-matrix VO's rotation as a third estimate that makes the
 variances measurable (``fuse_classical``; where the refinement fails, the network's and the
 classical rotation are fused by the variances measured on the other frames, and without a
-classical one the network's is published with its gain and offsets); the rotation's
-covariance is then the fused rotation's measured variance. With the classical estimate the three
+classical one the network's is published with its gain and offsets; where classical VO
+measures its rotation's closure over two frames, that sets the classical variance,
+`RotationFusion.add_closure`); the rotation's covariance is then the fused rotation's measured
+variance. With the classical estimate the three
 translation directions are fused the same way (``fuse_translation``, `direction_fusion.py`), the
 network's first less its running offset from the other two. The translation's length is the
 network's, rescaled by the ratio of refined to network lengths over the last frames
@@ -175,6 +177,8 @@ class MotionFusion:
         )
         self.classical_rejections += self.classical_rejected
         use_classical = not self.classical_rejected
+        if cfg.pose_source == "fused" and T_classical is not None and use_classical:
+            self.rotation_fusion.add_closure(self.classical.last_closure_variance)
         if cfg.pose_source == "fused":
             self._add_to_window(T_network, track)
         T, covariance, rotation_variance = T_network, None, None
@@ -487,12 +491,22 @@ class MotionFusion:
             for v in (fusion.network_variance, fusion.shared_variance, fusion.last_variance)
         )
         offset = math.degrees(float(np.linalg.norm(fusion.bias.bias)))
+        sources = "two"
+        if fusion.three_cornered:
+            sources = "three estimates"
+            if fusion.classical_variance_measured:
+                sources += ", classical VO's by its closure"
+        classical = {}
+        if fusion.three_cornered:
+            sigma = math.degrees(math.sqrt(fusion.variances[2]))
+            classical = {"classical VO rotation sigma (deg)": f"{sigma:.3g}"}
         return {
             "rotation weight of the refinement": f"{fusion.last_weights[1]:.2f}",
             "rotation weight of the classical VO": f"{fusion.last_weights[2]:.2f}",
             "classical VO rotation mismatches left out (frames)": str(fusion.mismatches),
-            "rotation variances from": "three estimates" if fusion.three_cornered else "two",
+            "rotation variances from": sources,
             "network rotation sigma (deg)": f"{network:.3g}",
+            **classical,
             "rotation sigma the network shares with the refinement (deg)": f"{shared:.3g}",
             "network rotation offset removed (deg)": f"{offset:.3g}",
             "network rotation gain (x, y, z)": ", ".join(f"{g:.2f}" for g in fusion.gain.gain),

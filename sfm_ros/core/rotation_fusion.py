@@ -19,6 +19,11 @@ is a mismatch (`MISMATCH_RATIO`) and is left out of the variances and the fusion
 The variances are averages over the last frames, while the network and the refinement err most
 in sharp turns: wherever a classical rotation is fused, a rotation whose residual from the
 fusion exceeds what its variance allows gives way for that frame (`OUTLIER_CHI2`).
+Where classical VO also measures its rotation's closure over two frames (`add_closure`), its
+variance is that measure, not what its disagreements with the other two leave: the network's
+and the refined rotation share an error that the disagreements cannot tell from the classical
+one's, and the hat had put the classical rotation's sigma at 1.8x (KITTI 00) and 4.7x (KITTI 06)
+what its closure says (`benchmarks/RESULTS.md`).
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ residual) a refined rotation 0.25-0.75 degrees off in KITTI 00's turn kept 0.1-0
 weight beside a classical rotation within 0.11 (`benchmarks/RESULTS.md`)."""
 ROBUST_ROUNDS = 3
 """Rounds of reweighting (`OUTLIER_CHI2`)."""
+CLOSURE_TERMS = 3
+"""Rotations a closure compares: two single steps and the one over both, each matched afresh,
+so with independent errors a closure's mean squared angle is three times a step's variance."""
 ROTATION_MIN_RATIO = 0.03
 """The variances' floor relative to the smallest disagreement (`ThreeCorneredHat`'s
 ``min_ratio``): on KITTI 00 classical VO's rotation errs a sixth of the network's (0.027
@@ -101,6 +109,14 @@ class RotationFusion(ThreeCorneredHat):
         """Classical rotations left out as mismatches since the last reset."""
         self._claims: deque[float] = deque(maxlen=max(int(self.window), self.min_classical))
         """The last valid classical claims."""
+
+    def add_closure(self, closure_variance: float) -> None:
+        """Add a frame's closure of the classical rotations (`OrbMotion.last_closure_variance`:
+        squared angle per axis, rad^2, between the rotation fitted over two frames and the
+        chain of the two steps; NaN where there is none, which is ignored): the classical
+        variance is then measured as its running mean over `CLOSURE_TERMS`
+        (`ThreeCorneredHat.add_classical_variance`)."""
+        self.add_classical_variance(closure_variance / CLOSURE_TERMS)
 
     @property
     def network_variance(self) -> float:

@@ -20,7 +20,10 @@ estimates is the sum of their variances:
   ``disagreements``), that covariance is measured (`shared_variance`) and moved back: the
   shared error is slow (it stays over frames), the classical estimate's is not (each pair
   of frames is matched afresh), and over a pair of frames the plain hat's classical share
-  less that of the disagreements' changes keeps the first and cancels the second.
+  less that of the disagreements' changes keeps the first and cancels the second. Where the
+  caller measures the classical variance itself (`add_classical_variance`: the rotation's
+  closure over two frames, `classical_vo.OrbMotion`), that covariance is what the plain hat's
+  classical share leaves beside it, and nothing is assumed of how the errors run over frames.
 - Without it, only the sum is known: the refined variance is taken as claimed and the
   network's is the rest of the disagreement. That is only as good as the claim's calibration,
   which varies from camera to camera (`benchmarks/RESULTS.md`).
@@ -45,6 +48,12 @@ TWO_WAY_MIN_RATIO = 0.1
 """Without the classical estimate, the floor of the refined variance relative to the
 network-refined disagreement, and of the network's (that disagreement less the claim, a
 difference of two noisy means) relative to the refined one."""
+MEASURED_MAX_RATIO = 9.0
+"""Once measured, a frame's `ThreeCorneredHat.add_classical_variance` counts at most this many
+times its running mean: one failed rotation fit over two frames put a closure of 3.9 degrees
+where they had averaged 0.1, and unclipped it tripled the classical sigma for the next 30
+frames, in which the network's rotation, 0.5 degrees off, got 0.9 of the weight (a rendered
+warehouse with sensor noise: RE 0.0035 -> 0.0073; clipped 0.0025, `benchmarks/RESULTS.md`)."""
 MAX_CLAIM_RATIO = 100.0
 """A classical estimate's claimed variance counts at most this factor above or below the
 average claim."""
@@ -86,7 +95,8 @@ class ThreeCorneredHat:
         self._shared = [0.0] * SHARED_LAGS
         self._count_shared = [0] * SHARED_LAGS
         self._recent: deque[tuple[float, np.ndarray] | None] = deque(maxlen=SHARED_LAGS)
-        self._count = self._count_classical = self._count_claims = 0
+        self._measured_classical = 0.0  # the classical variance as the caller measures it
+        self._count = self._count_classical = self._count_claims = self._count_measured = 0
 
     @property
     def frames(self) -> int:
@@ -141,6 +151,25 @@ class ThreeCorneredHat:
             self._claimed_by_classical, classical_claimed, self._count_claims
         )
 
+    def add_classical_variance(self, variance: float) -> None:
+        """Add one frame's measure of the classical estimate's variance that does not come
+        from the other two (per degree of freedom, in the disagreements' units; anything not
+        finite and non-negative is ignored; once measured, one above `MEASURED_MAX_RATIO`
+        times the running mean counts as that): `shared_variance` is then the plain hat's
+        classical share less its running mean."""
+        if 0 <= variance < math.inf:
+            if self.classical_variance_measured:
+                variance = min(variance, MEASURED_MAX_RATIO * self._measured_classical)
+            self._count_measured += 1
+            self._measured_classical = self._update(
+                self._measured_classical, variance, self._count_measured
+            )
+
+    @property
+    def classical_variance_measured(self) -> bool:
+        """Whether ``min_classical`` frames of `add_classical_variance` were seen."""
+        return self._count_measured >= self.min_classical
+
     def skip(self) -> None:
         """Count a frame that is not added (the lags of `shared_variance` are frames)."""
         self._recent.append(None)
@@ -193,7 +222,16 @@ class ThreeCorneredHat:
         first is 0 for independent matches; the second is their shared error, which is slow
         and so stays. ORB on repeated texture (a rendered field of grass) repeats its errors
         over consecutive frames, but not over both lags alike (`benchmarks/RESULTS.md`).
+
+        Where the classical variance is measured directly (`add_classical_variance`), the
+        covariance is the plain hat's classical share less that variance, in the same range:
+        the plain hat's classical share is the classical variance plus the covariance, whether
+        either error stays over frames or not.
         """
+        if self.three_cornered and self.classical_variance_measured:
+            plain = self._independent_variances()[2]
+            shared = plain - self._measured_classical
+            return min(max(shared, 0.0), max(plain - self._floor(), 0.0))
         measured = [
             shared
             for shared, count in zip(self._shared, self._count_shared, strict=True)

@@ -262,7 +262,10 @@ class DepthOdometryPipeline:
         self.velocity_smoother = VelocitySmoother(cfg.velocity_smoothing_s)
         self.gyro_gate = GyroGate(self._throttle.warn)
         self.classical = OrbMotion(
-            max_width=CLASSICAL_MAX_WIDTH, min_inliers=RELIABLE_INLIERS, detect_turns=True
+            max_width=CLASSICAL_MAX_WIDTH,
+            min_inliers=RELIABLE_INLIERS,
+            detect_turns=True,
+            closure=cfg.classical_closure,
         )
         self.fusion = MotionFusion(
             MotionFusionConfig(
