@@ -443,7 +443,7 @@ class OrbMotion:
         Each pair is matched afresh, so with independent errors of variance s per axis its
         mean is 3 s: on rendered clips, whose truth is exact, a third of it matched the
         rotations' error against the truth (`benchmarks/RESULTS.md`, "Classical VO's
-        rotation measured by its closure")."""
+        rotation measured by its closure over two frames")."""
 
     def step(
         self, image: np.ndarray, K: np.ndarray, R_prev_cur: np.ndarray | None = None
