@@ -467,11 +467,7 @@ class OrbMotion:
         last_rotation, self._last_rotation = self._last_rotation, None
         if previous is None:
             return None
-        features, previous_grey = previous
-        ia, ib = matched_indices(self.matcher, features, current)
-        pa, pb = _points(features[0], ia), _points(current[0], ib)
-        if self.subpixel and previous_grey.shape == grey.shape:
-            pb = refine_matches(previous_grey, grey, pa, pb)
+        ia, ib, pa, pb = self._matches(previous, current, grey)
         points, self._points = self._points, None
         self.last_length_ratio = self.last_length_ratio_variance = math.nan
         fit = _essential(pa, pb, K, self.min_inliers)
@@ -500,6 +496,22 @@ class OrbMotion:
         self._points = ib[inliers], zb
         return _motion(R, t)
 
+    def _matches(
+        self,
+        earlier: tuple[tuple[list, np.ndarray | None], np.ndarray],
+        current: tuple[list, np.ndarray | None],
+        grey: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Keypoint indices (M,) in an ``earlier`` frame (features, grey) and in ``current``
+        (features, ``grey``) of their matches, and the matched pixels (M, 2) in each, those
+        in ``current`` refined to a fraction of a pixel with ``subpixel``."""
+        features, earlier_grey = earlier
+        ia, ib = matched_indices(self.matcher, features, current)
+        pa, pb = _points(features[0], ia), _points(current[0], ib)
+        if self.subpixel and earlier_grey.shape == grey.shape:
+            pb = refine_matches(earlier_grey, grey, pa, pb)
+        return ia, ib, pa, pb
+
     def _closure(
         self,
         two_back: tuple[tuple[list, np.ndarray | None], np.ndarray],
@@ -512,11 +524,7 @@ class OrbMotion:
         R_prev_cur chained, and the rotation fitted directly from ``two_back`` (features,
         grey: the frame before the previous one) to ``current`` (features, ``grey``); NaN
         where that fit fails."""
-        features, two_back_grey = two_back
-        ia, ib = matched_indices(self.matcher, features, current)
-        pa, pb = _points(features[0], ia), _points(current[0], ib)
-        if self.subpixel and two_back_grey.shape == grey.shape:
-            pb = refine_matches(two_back_grey, grey, pa, pb)
+        _, _, pa, pb = self._matches(two_back, current, grey)
         fit = _essential(pa, pb, K, self.min_inliers)
         if fit is None:
             return math.nan

@@ -491,13 +491,11 @@ class MotionFusion:
             for v in (fusion.network_variance, fusion.shared_variance, fusion.last_variance)
         )
         offset = math.degrees(float(np.linalg.norm(fusion.bias.bias)))
-        sources = "two"
+        sources, classical = "two", {}
         if fusion.three_cornered:
             sources = "three estimates"
             if fusion.classical_variance_measured:
                 sources += ", classical VO's by its closure"
-        classical = {}
-        if fusion.three_cornered:
             sigma = math.degrees(math.sqrt(fusion.variances[2]))
             classical = {"classical VO rotation sigma (deg)": f"{sigma:.3g}"}
         return {

@@ -228,19 +228,21 @@ class ThreeCorneredHat:
         the plain hat's classical share is the classical variance plus the covariance, whether
         either error stays over frames or not.
         """
-        if self.three_cornered and self.classical_variance_measured:
-            plain = self._independent_variances()[2]
-            shared = plain - self._measured_classical
-            return min(max(shared, 0.0), max(plain - self._floor(), 0.0))
-        measured = [
-            shared
-            for shared, count in zip(self._shared, self._count_shared, strict=True)
-            if count >= self.min_classical
-        ]
-        if not self.three_cornered or not measured:
+        if not self.three_cornered:
             return 0.0
         plain = self._independent_variances()[2]
-        return min(max(min(measured), 0.0), max(plain - self._floor(), 0.0))
+        if self.classical_variance_measured:
+            shared = plain - self._measured_classical
+        else:
+            measured = [
+                shared
+                for shared, count in zip(self._shared, self._count_shared, strict=True)
+                if count >= self.min_classical
+            ]
+            if not measured:
+                return 0.0
+            shared = min(measured)
+        return min(max(shared, 0.0), max(plain - self._floor(), 0.0))
 
     @property
     def variances(self) -> tuple[float, float, float]:
