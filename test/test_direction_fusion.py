@@ -152,6 +152,34 @@ def test_before_the_variances_are_measured_a_far_refined_direction_leaves_the_ot
         assert np.linalg.norm(t) == pytest.approx(2.0)
 
 
+def test_until_the_network_slow_error_is_measured_a_noisy_refined_direction_splits_nothing():
+    # KITTI 06's frames 7-14: the variances are measured, but the refined direction errs far
+    # more than the other two (here 6 and 14 degrees, on the network's side) and the network's
+    # slow error is not measured yet. The hat's split of the network-classical disagreement
+    # is then the difference of the refined one's two disagreements, noise: it gave the
+    # network, 2 degrees off, 0.97 of the weight. The two that agree are averaged instead, as
+    # before the variances are measured, and a frame without the refined direction averages
+    # the other two; once the slow error is measured, the variances weigh them
+    def yawed(deg: float) -> np.ndarray:
+        a = np.radians(deg)
+        return np.array([np.sin(a), 0.0, np.cos(a)])
+
+    truth, fusion, cov = yawed(0.0), DirectionFusion(min_classical=5), 1e-4 * np.eye(3)
+    t_network, t_classical = 2.0 * yawed(2.0), yawed(-0.5)
+    for i in range(4):
+        fusion.fuse(t_network, yawed(14.0 if i % 2 else 6.0), cov, t_classical)
+    assert not fusion.split_unmeasured  # not three-cornered yet
+    t = fusion.fuse(t_network, yawed(6.0), cov, t_classical)
+    assert fusion.three_cornered and fusion.split_unmeasured
+    assert fusion.last_weights == (0.5, 0.0, 0.5)
+    assert np.degrees(_angle(t, truth)) == pytest.approx(0.75, abs=1e-6)
+    t = fusion.fuse_without_refined(t_network, t_classical)
+    assert fusion.last_weights == (0.5, 0.0, 0.5) and np.degrees(_angle(t, truth)) <= 0.75
+    for i in range(6):
+        fusion.fuse(t_network, yawed(14.0 if i % 2 else 6.0), cov, t_classical)
+    assert not fusion.split_unmeasured and fusion.last_weights[2] > 0.8
+
+
 def _across(u: np.ndarray, error: np.ndarray) -> np.ndarray:
     """``u`` moved by the part of the (3,) ``error`` across it, as a unit vector."""
     v = u + error - error @ u * u
