@@ -27,8 +27,8 @@ estimates is the sum of their variances:
 - Without it, only the sum is known: the refined variance is taken as claimed and the
   network's is the rest of the disagreement. That is only as good as the claim's calibration,
   which varies from camera to camera (`benchmarks/RESULTS.md`).
-Each running mean is exponential over about ``window`` frames; every variance is floored at
-``min_ratio`` times the smallest of the disagreements it is estimated from (a floor relative
+Each running mean is exponential over about ``window`` frames; every variance estimated from
+the disagreements is floored at ``min_ratio`` times the smallest of them (a floor relative
 to the network-refined one capped the classical rotation's weight on KITTI, where its errors
 are a third of the network's and a fifth of the refined ones).
 """
@@ -211,7 +211,8 @@ class ThreeCorneredHat:
     def shared_variance(self) -> float:
         """Covariance of the network's and the refined errors (per degree of freedom), the
         smallest of its measures over 1 and 2 frames that have ``min_classical`` pairs each,
-        within [0, what leaves the classical variance at its floor]; 0 until one has. (A pair
+        within [0, what leaves the classical variance at its floor]; 0 until one has (with a
+        measured classical variance: the last paragraph). (A pair
         is two frames, one or two apart, both with all three estimates: where the refinement
         falls back often, as on KITTI 06's first frames, a lag's pairs come late, and where it
         falls back every other frame the one-frame lag never has any.)
