@@ -160,8 +160,7 @@ class DirectionFusion(ThreeCorneredHat):
         least the floor)."""
         network, refined, classical = super()._independent_variances()
         slow = self.slow_network_variance
-        noisy = refined > NOISY_REFINED_RATIO * self._nc
-        if self.three_cornered and noisy and slow > network:
+        if self.three_cornered and self._too_noisy(refined) and slow > network:
             network, classical = slow, max(self._nc - slow, self._floor())
         return network, refined, classical
 
@@ -175,7 +174,12 @@ class DirectionFusion(ThreeCorneredHat):
         if not self.three_cornered:
             return False
         refined = super()._independent_variances()[1]
-        return refined > NOISY_REFINED_RATIO * self._nc and self._count_slow < self.min_classical
+        return self._too_noisy(refined) and self._count_slow < self.min_classical
+
+    def _too_noisy(self, refined_variance: float) -> bool:
+        """Whether the refined direction's variance (the plain hat's) is too large for the hat
+        to split the network-classical disagreement (`NOISY_REFINED_RATIO`)."""
+        return refined_variance > NOISY_REFINED_RATIO * self._nc
 
     @property
     def usable(self) -> bool:

@@ -61,6 +61,11 @@ CHI2_2DOF_999 = 13.82
 """99.9th percentile of the chi-square distribution with two degrees of freedom."""
 
 
+def _between(R_a: np.ndarray, R_b: np.ndarray) -> np.ndarray:
+    """(3,) axis-angle (rad) of the rotation from (3, 3) ``R_a`` to ``R_b``."""
+    return so3_log(R_a.T @ R_b)
+
+
 @dataclass(frozen=True)
 class MotionSources:
     """One frame's motion estimates before they are fused (``T_prev_cur``, optical frame,
@@ -247,12 +252,8 @@ class MotionFusion:
         it may move from a start; once the fusion has measured the variances, further than
         chance allows (the 99.9th percentile); and classical VO's rotation lies nearer the
         refined one than the network's."""
-
-        def between(R_a: np.ndarray, R_b: np.ndarray) -> np.ndarray:  # axis-angle, rad
-            return so3_log(R_a.T @ R_b)
-
         R_network, R_refined = T_network[:3, :3], track.T_prev_cur[:3, :3]
-        delta = between(R_network, R_refined)
+        delta = _between(R_network, R_refined)
         limit = math.radians(self.max_rotation_deg)
         if track.diagnostics.init_source == "network" or np.linalg.norm(delta) <= limit:
             return False
@@ -265,8 +266,8 @@ class MotionFusion:
         if T_classical is None:  # constant velocity's start alone may settle far off
             return False
         R_classical = T_classical[:3, :3]
-        return np.linalg.norm(between(R_classical, R_refined)) < np.linalg.norm(
-            between(R_classical, R_network)
+        return np.linalg.norm(_between(R_classical, R_refined)) < np.linalg.norm(
+            _between(R_classical, R_network)
         )
 
     def classical_outlier(
@@ -301,14 +302,14 @@ class MotionFusion:
             return False
         var = rotations.variances
         R_network, R_classical = T_corrected[:3, :3], T_classical[:3, :3]
-        delta = so3_log(R_network.T @ R_classical)
+        delta = _between(R_network, R_classical)
         if float(delta @ delta) <= CHI2_3DOF_999 * (var[0] + var[2]):
             return False
         if self._last_rotation is None:
             return True
         R_last = self._last_rotation
-        return np.linalg.norm(so3_log(R_last.T @ R_classical)) >= np.linalg.norm(
-            so3_log(R_last.T @ R_network)
+        return np.linalg.norm(_between(R_last, R_classical)) >= np.linalg.norm(
+            _between(R_last, R_network)
         )
 
     def classical_start_rejected(
