@@ -83,6 +83,10 @@ def test_the_closure_over_two_frames_measures_the_rotations_own_error():
     for i, image in enumerate(street.images):
         T = stream.step(image, street.K)
         closures.append(stream.last_closure_variance)
+        if i >= 2:  # the fit over two frames the closure compares, kept for the fusion
+            R_over_two, variance = stream.last_over_two
+            true = np.linalg.inv(street.T_world_cam[i - 2]) @ street.T_world_cam[i]
+            assert rotation_error_deg(R_over_two, true) < 0.2 and 0 < variance < 1e-4
         if T is not None:
             true = np.linalg.inv(street.T_world_cam[i - 1]) @ street.T_world_cam[i]
             error = so3_log(T[:3, :3].T @ true[:3, :3])
@@ -93,7 +97,7 @@ def test_the_closure_over_two_frames_measures_the_rotations_own_error():
     # a failed pair (a blank frame) leaves no closure for it or the next frame; nor does a
     # reset for the first two frames after it, nor a stream without the closure
     stream.step(np.full_like(street.images[0], 128), street.K)
-    assert math.isnan(stream.last_closure_variance)
+    assert math.isnan(stream.last_closure_variance) and stream.last_over_two is None
     stream.step(street.images[0], street.K)
     assert math.isnan(stream.last_closure_variance)
     stream.reset()
@@ -103,7 +107,7 @@ def test_the_closure_over_two_frames_measures_the_rotations_own_error():
     plain = OrbMotion()
     for image in street.images[:4]:
         plain.step(image, street.K)
-        assert math.isnan(plain.last_closure_variance)
+        assert math.isnan(plain.last_closure_variance) and plain.last_over_two is None
 
 
 def test_downsized_frames_keep_the_rotation():

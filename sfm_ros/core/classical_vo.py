@@ -15,7 +15,8 @@ give that rotation instead (`detect_turns`, `pure_rotation`). Given the rotation
 0.2-1.4 degrees where the essential matrix's erred 2.7-4.7.
 `OrbMotion` can also fit the rotation over two frames, matched afresh, and compare it with the
 chain of the two single steps (``closure``): that closure measures the rotations' own error
-without any other estimate or ground truth (`last_closure_variance`).
+without any other estimate or ground truth (`last_closure_variance`); that fit is kept for
+the fusion (`last_over_two`).
 """
 
 from __future__ import annotations
@@ -444,6 +445,10 @@ class OrbMotion:
         mean is 3 s: on rendered clips, whose truth is exact, a third of it matched the
         rotations' error against the truth (`benchmarks/RESULTS.md`, "Classical VO's
         rotation measured by its closure over two frames")."""
+        self.last_over_two: tuple[np.ndarray, float] | None = None
+        """With ``closure``: the last frame's rotation R_two_cur (3, 3) fitted directly from
+        the frame before the previous one, and its variance per axis (rad^2,
+        `rotation_variance`); None where there is none (as for `last_closure_variance`)."""
 
     def step(
         self, image: np.ndarray, K: np.ndarray, R_prev_cur: np.ndarray | None = None
@@ -456,7 +461,7 @@ class OrbMotion:
         translation is also fitted with it (`last_translation_given_rotation`, not where the
         camera only turned); the motion returned is the matches' own either way."""
         self.last_translation_given_rotation, self.last_turns_only = None, False
-        self.last_closure_variance = math.nan
+        self.last_closure_variance, self.last_over_two = math.nan, None
         K = np.array(K, dtype=np.float64)
         if K.shape != (3, 3) or not np.all(np.isfinite(K)):
             raise InputError(f"K must be a finite (3, 3) matrix, got {K.shape}")
@@ -481,8 +486,10 @@ class OrbMotion:
         self.last_rotation_variance = rotation_variance(pa[inliers], pb[inliers], K, R, t)
         self._last_rotation = R.T
         if self.closure and two_back is not None and last_rotation is not None:
-            R_chained = last_rotation @ R.T
-            self.last_closure_variance = self._closure(two_back, current, grey, K, R_chained)
+            self.last_over_two = self._over_two(two_back, current, grey, K)
+            if self.last_over_two is not None:
+                closure = so3_log((last_rotation @ R.T).T @ self.last_over_two[0])
+                self.last_closure_variance = float(closure @ closure) / 3
         if R_prev_cur is not None:
             R_known = np.asarray(R_prev_cur, dtype=np.float64).T  # x_cur = R x_prev + t
             t_known = translation_given_rotation(pa, pb, K, R_known)
@@ -512,24 +519,22 @@ class OrbMotion:
             pb = refine_matches(earlier_grey, grey, pa, pb)
         return ia, ib, pa, pb
 
-    def _closure(
+    def _over_two(
         self,
         two_back: tuple[tuple[list, np.ndarray | None], np.ndarray],
         current: tuple[list, np.ndarray | None],
         grey: np.ndarray,
         K: np.ndarray,
-        R_chained: np.ndarray,
-    ) -> float:
-        """Squared angle per axis (rad^2) between ``R_chained`` (3, 3), the last two steps'
-        R_prev_cur chained, and the rotation fitted directly from ``two_back`` (features,
-        grey: the frame before the previous one) to ``current`` (features, ``grey``); NaN
-        where that fit fails."""
+    ) -> tuple[np.ndarray, float] | None:
+        """The rotation R_two_cur (3, 3) fitted directly from ``two_back`` (features, grey:
+        the frame before the previous one) to ``current`` (features, ``grey``) and its
+        variance per axis (rad^2, `rotation_variance`); None where that fit fails."""
         _, _, pa, pb = self._matches(two_back, current, grey)
         fit = _essential(pa, pb, K, self.min_inliers)
         if fit is None:
-            return math.nan
-        difference = so3_log(R_chained.T @ fit[0].T)
-        return float(difference @ difference) / 3
+            return None
+        R, t, inliers = fit
+        return R.T, rotation_variance(pa[inliers], pb[inliers], K, R, t)
 
     def _turn(
         self, pa: np.ndarray, pb: np.ndarray, K: np.ndarray, fit: tuple | None

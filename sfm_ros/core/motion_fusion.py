@@ -10,8 +10,9 @@ variances measurable (``fuse_classical``; where the refinement fails, the networ
 classical rotation are fused by the variances measured on the other frames, and without a
 classical one the network's is published with its gain and offsets; where classical VO
 measures its rotation's closure over two frames, that sets the classical variance,
-`RotationFusion.add_closure`); the rotation's covariance is then the fused rotation's measured
-variance. With the classical estimate the three
+`RotationFusion.add_closure`, and its fit over both frames pulls the classical rotation towards
+what it says after the last fused rotation, `averaged_step`); the rotation's covariance is
+then the fused rotation's measured variance. With the classical estimate the three
 translation directions are fused the same way (``fuse_translation``, `direction_fusion.py`), the
 network's first less its running offset from the other two. The translation's length is the
 network's, rescaled by the ratio of refined to network lengths over the last frames
@@ -50,7 +51,7 @@ from sfm_ros.core.errors import InputError
 from sfm_ros.core.keyframes import TrackResult
 from sfm_ros.core.length_anchor import LengthAnchor
 from sfm_ros.core.length_fusion import LengthFusion
-from sfm_ros.core.lie import so3_log
+from sfm_ros.core.lie import so3_exp, so3_log
 from sfm_ros.core.rotation_fusion import RotationFusion
 from sfm_ros.core.window_direction import WindowDirection
 
@@ -59,6 +60,26 @@ CHI2_3DOF_999 = 16.27
 """99.9th percentile of the chi-square distribution with three degrees of freedom."""
 CHI2_2DOF_999 = 13.82
 """99.9th percentile of the chi-square distribution with two degrees of freedom."""
+
+
+def averaged_step(
+    R_step: np.ndarray,
+    step_variance: float,
+    R_last: np.ndarray,
+    last_variance: float,
+    R_over_two: np.ndarray,
+    over_two_variance: float,
+) -> np.ndarray:
+    """A step's rotation R_prev_cur (3, 3) averaged with the one a fit over two frames gives
+    it after the last step, ``R_last.T @ R_over_two`` (R_two_prev and R_two_cur, (3, 3)), whose
+    variance is the sum of theirs; weighted by the variances (per axis, rad^2). The step as it
+    is where a variance is not a positive finite number. The last step and this one then
+    chain to what the fit over both says, as far as their variances allow."""
+    other_variance = last_variance + over_two_variance
+    if not (0 < step_variance < math.inf and 0 < other_variance < math.inf):
+        return R_step
+    weight = step_variance / (step_variance + other_variance)
+    return R_step @ so3_exp(weight * so3_log(R_step.T @ R_last.T @ R_over_two))
 
 
 def _between(R_a: np.ndarray, R_b: np.ndarray) -> np.ndarray:
@@ -154,6 +175,8 @@ class MotionFusion:
         """The last frame's classical motion was left out."""
         self._last_rotation: np.ndarray | None = None
         """(3, 3) the last frame's fused rotation (None after a break in the frames)."""
+        self._last_variance = math.nan
+        """Its variance per axis (rad^2; NaN where it was not fused)."""
 
     def reset_model(self) -> None:
         """Forget what was learnt about the pose network (a new model)."""
@@ -169,7 +192,7 @@ class MotionFusion:
         self.length_fusion.restart()
         self.window_direction.restart()
         self.stopped = False
-        self._last_rotation = None
+        self._last_rotation, self._last_variance = None, math.nan
 
     def fuse(
         self, T_network: np.ndarray | None, track: TrackResult, T_classical: np.ndarray | None
@@ -185,6 +208,8 @@ class MotionFusion:
         )
         self.classical_rejections += self.classical_rejected
         use_classical = not self.classical_rejected
+        if cfg.pose_source == "fused" and T_classical is not None and use_classical:
+            T_classical = self._classical_over_two(T_classical)
         if cfg.pose_source == "fused" and T_classical is not None and use_classical:
             self.rotation_fusion.add_closure(self.classical.last_closure_variance)
         if cfg.pose_source == "fused":
@@ -241,7 +266,31 @@ class MotionFusion:
             )
         finite = T is not None and np.isfinite(T).all()
         self._last_rotation = np.array(T[:3, :3], dtype=np.float64) if finite else None
+        self._last_variance = math.nan if rotation_variance is None else rotation_variance
         return FusedMotion(T, covariance, rotation_variance)
+
+    def _classical_over_two(self, T_classical: np.ndarray) -> np.ndarray:
+        """Classical VO's motion with its rotation averaged with the one its fit over two
+        frames gives it after the last fused rotation (`averaged_step`), by the classical
+        variance measured (scaled by each fit's claim) and the last fused rotation's; as it
+        is before the variances are measured, without that fit or without a fused rotation
+        the frame before. The fused chain of two steps then leans on classical VO's fit over
+        both where classical VO is the better estimate, and its error over a few frames
+        (RE) shrinks (`benchmarks/RESULTS.md`)."""
+        over_two, fusion = self.classical.last_over_two, self.rotation_fusion
+        if over_two is None or self._last_rotation is None or not fusion.three_cornered:
+            return T_classical
+        variance = fusion.variances[2]
+        T = T_classical.copy()
+        T[:3, :3] = averaged_step(
+            T[:3, :3],
+            variance * fusion.claim_ratio(self.classical.last_rotation_variance),
+            self._last_rotation,
+            self._last_variance,
+            over_two[0],
+            variance * fusion.claim_ratio(over_two[1]),
+        )
+        return T
 
     def network_rotation_rejected(
         self, T_network: np.ndarray, track: TrackResult, T_classical: np.ndarray | None

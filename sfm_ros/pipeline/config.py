@@ -132,7 +132,9 @@ class PipelineConfig(Params):
         "(the disagreements alone cannot tell it from an error the network's and the refined "
         "rotation share: KITTI 06 RE 0.0015 -> 0.0011, KITTI 00 0.0018 -> 0.0015, means of "
         "four runs; one more ORB matching and essential-matrix fit a frame, about 15 ms for a "
-        "KITTI frame on one CPU thread)",
+        "KITTI frame on one CPU thread); that fit over two frames also pulls each classical "
+        "rotation towards what it says after the last fused rotation, by their variances, so "
+        "the fused chain leans on it where classical VO is the better estimate",
     )
     fuse_translation: bool = param(
         True,
