@@ -210,7 +210,6 @@ class MotionFusion:
         use_classical = not self.classical_rejected
         if cfg.pose_source == "fused" and T_classical is not None and use_classical:
             T_classical = self._classical_over_two(T_classical)
-        if cfg.pose_source == "fused" and T_classical is not None and use_classical:
             self.rotation_fusion.add_closure(self.classical.last_closure_variance)
         if cfg.pose_source == "fused":
             self._add_to_window(T_network, track)
