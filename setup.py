@@ -31,7 +31,8 @@ setup(
         "matplotlib>=3.5",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.5"],
+        # triton: the tests run the CUDA cost-aggregation kernel under its interpreter
+        "test": ["pytest>=7", "ruff>=0.5", 'triton>=3.0; platform_system == "Linux"'],
         "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
     },
     zip_safe=True,

@@ -35,8 +35,10 @@ Steps, each written to OUT/gpu_session.json and OUT/gpu_session.md as soon as it
    views) and the keyframe refinement, each with its refinement eager as the tracker runs
    it, sync-free (``RefineConfig.sync_free``: every iteration cap, no host sync), with the
    Levenberg-Marquardt step compiled (``compile_step``), and the sync-free ones captured
-   once in a CUDA graph and replayed per frame; the largest difference from eager. Last, so
-   that a failed capture cannot spoil the other steps.
+   once in a CUDA graph and replayed per frame; the largest difference from eager. Before
+   them, the published sweep's cost aggregation alone: step by step (PyTorch) and as one
+   Triton kernel (`scanline_kernel`, what the published depth runs on CUDA). Last, so that a
+   failed capture cannot spoil the other steps.
 
 The first run (2026-12-04, an H200; benchmarks/RESULTS.md, "The first GPU session") measured
 steps 2 and 3 and trained for 5.3 minutes: 4846 steps of 62 ms at batch 16, not bound by
@@ -73,6 +75,7 @@ from sfm_ros.core.config import load_config
 from sfm_ros.core.inference import DepthPoseEstimator
 from sfm_ros.core.keyframes import KeyframeConfig, KeyframeTracker, published_depth
 from sfm_ros.core.models.posenet import POSE_SCALE
+from sfm_ros.core.multiview import MultiViewConfig, _scanline_steps
 from sfm_ros.core.online import OnlineAdapter, OnlineConfig, adapt_sequences
 from sfm_ros.core.refine import (
     Reference,
@@ -297,6 +300,36 @@ def time_published_depth(
     return _time_variants(runs, inputs, device, repeats)
 
 
+def time_aggregation(device: torch.device, repeats: int, inputs: int = 4) -> dict:
+    """Milliseconds per semi-global aggregation of a cost volume the size of the published
+    sweep's (16 bins, 64x208; the tracker's penalties; random costs): step by step in PyTorch
+    (`multiview._scanline_steps`) and, on CUDA, as one Triton kernel (`scanline_kernel`), each
+    also replayed from a CUDA graph; the largest difference from the steps."""
+    cfg: MultiViewConfig = KeyframeConfig().multiview
+    g = torch.Generator().manual_seed(0)
+    volumes = [
+        (
+            torch.rand(1, cfg.num_bins, 64, 208, generator=g).to(device),
+            torch.rand(1, 1, 64, 208, generator=g).to(device),
+        )
+        for _ in range(inputs)
+    ]
+    steps = partial(_scanline_steps, cfg=cfg)
+    runs = {"steps": steps}
+    if device.type == "cuda":
+        from sfm_ros.core.scanline_kernel import aggregate  # needs Triton
+
+        kernel = partial(
+            aggregate,
+            step_penalty=cfg.step_penalty,
+            jump_penalty=cfg.jump_penalty,
+            edge_contrast=cfg.edge_contrast,
+        )
+        runs |= {"CUDA graph, steps": steps, "one kernel": kernel, "CUDA graph, one kernel": kernel}
+    makers = {name: _make_run(run, name, volumes[0]) for name, run in runs.items()}
+    return _time_variants(makers, volumes, device, repeats)
+
+
 def _published(
     grey: torch.Tensor,
     depth: torch.Tensor,
@@ -499,6 +532,10 @@ def main() -> int:
         record("estimator step, trained model", lambda: time_estimator(model, frames, device, warm))
         record("warm-up step, trained model", lambda: time_warmup(model, device, warmup_steps, 30))
     if not args.train_only:  # last: a failed CUDA graph capture cannot spoil the other steps
+        record(
+            "cost aggregation at 64x208, 16 bins",
+            lambda: time_aggregation(device, 1 if args.smoke else 10),
+        )
         record(
             "published depth at 128x416",
             lambda: time_published_depth(frames, outputs, device, 1 if args.smoke else 3),

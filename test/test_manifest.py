@@ -25,6 +25,10 @@ PYTHON = {
     "rosbags": ("python3-rosbags-pip", "rosbags"),
     "torch.utils.tensorboard": ("python3-tensorboard-pip", "tensorboard"),
 }
+# Imported only where installed (without it the same work runs in PyTorch): module ->
+# (pip distribution, the setup.py extra that installs it for the tests). Triton comes with
+# PyTorch's CUDA builds; rosdistro has no key for it.
+OPTIONAL = {"triton": ("triton", "test")}
 # ROS Python modules whose package has another name (the rest are their own package).
 ROS_PACKAGE = {"tf2_ros": "tf2_ros_py"}
 # Declared without an import: tools the launch files start.
@@ -49,12 +53,20 @@ def _exec_depends() -> set[str]:
     return {e.text.strip() for e in root.iter("exec_depend")}
 
 
-def _install_requires() -> set[str]:
+def _setup_keyword(name: str) -> list[str] | dict[str, list[str]]:
     tree = ast.parse((ROOT / "setup.py").read_text())
     for node in ast.walk(tree):
-        if isinstance(node, ast.keyword) and node.arg == "install_requires":
-            return {re.split(r"[<>=!~ ]", req)[0] for req in ast.literal_eval(node.value)}
-    raise AssertionError("setup.py has no install_requires")
+        if isinstance(node, ast.keyword) and node.arg == name:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"setup.py has no {name}")
+
+
+def _distribution(requirement: str) -> str:
+    return re.split(r"[<>=!~ ;]", requirement)[0]
+
+
+def _install_requires() -> set[str]:
+    return {_distribution(req) for req in _setup_keyword("install_requires")}
 
 
 def test_every_import_is_declared_under_the_key_that_provides_it():
@@ -62,7 +74,11 @@ def test_every_import_is_declared_under_the_key_that_provides_it():
     assert {"torch", "rclpy", "tf2_ros", "launch_ros"} <= imports  # the scan sees them
     missing = []
     for module in sorted(imports):
-        if module in PYTHON:
+        if module in OPTIONAL:
+            distribution, extra = OPTIONAL[module]
+            extras = {_distribution(req) for req in _setup_keyword("extras_require")[extra]}
+            missing += [f"setup.py extra {extra}: {distribution}"] * (distribution not in extras)
+        elif module in PYTHON:
             key, distribution = PYTHON[module]
             missing += [f"package.xml {key}"] * (key not in depends)
             missing += [f"setup.py {distribution}"] * (distribution not in requires)

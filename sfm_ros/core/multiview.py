@@ -37,8 +37,9 @@ of the log correction weighted by the fusion weight, the prior's shape kept.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -293,12 +294,49 @@ def _check(
     return prior, K, src_images, T_src_key
 
 
+_KERNEL: dict[str, Callable[..., torch.Tensor] | None] = {}
+
+
+def _on_kernel(cost: torch.Tensor, key: torch.Tensor, cfg: MultiViewConfig) -> torch.Tensor | None:
+    """`_aggregate` by `scanline_kernel.aggregate` (one launch on a GPU); None where Triton is
+    not installed or its kernel failed once (said once: a GPU it cannot compile for)."""
+    if "aggregate" not in _KERNEL:
+        try:
+            from sfm_ros.core.scanline_kernel import aggregate
+        except ImportError:
+            aggregate = None
+        _KERNEL["aggregate"] = aggregate
+    kernel = _KERNEL["aggregate"]
+    if kernel is None:
+        return None
+    try:
+        return kernel(cost, key, cfg.step_penalty, cfg.jump_penalty, cfg.edge_contrast)
+    except Exception as exc:  # noqa: BLE001 - the PyTorch steps below do the same work
+        _KERNEL["aggregate"] = None
+        logging.getLogger(__name__).warning(
+            "the one-launch cost aggregation failed (%s: %s); aggregating step by step",
+            type(exc).__name__,
+            exc,
+        )
+        return None
+
+
 def _aggregate(cost: torch.Tensor, key: torch.Tensor, cfg: MultiViewConfig) -> torch.Tensor:
     """Semi-global aggregation of a (B, D, h, w) cost volume: the mean over the four scanline
     directions of ``L(p, d) = C(p, d) + min(L(q, d), L(q, d +- 1) + P1, min L(q) + P2) - min
     L(q)``, q the previous pixel on the path, P2 lowered towards P1 across an edge of the (B, 1,
-    h, w) grey keyframe ``key``. Written for few kernels a step (a GPU launches each): the path
-    costs go straight into a buffer whose bins beyond both ends stay infinite."""
+    h, w) grey keyframe ``key``: one Triton kernel on CUDA (float32; `_on_kernel`), else
+    `_scanline_steps`."""
+    if cost.is_cuda and cost.dtype == torch.float32:
+        total = _on_kernel(cost, key, cfg)
+        if total is not None:
+            return total
+    return _scanline_steps(cost, key, cfg)
+
+
+def _scanline_steps(cost: torch.Tensor, key: torch.Tensor, cfg: MultiViewConfig) -> torch.Tensor:
+    """`_aggregate` a few operations a path step: the path costs go straight into a buffer
+    whose bins beyond both ends stay infinite."""
     total = torch.zeros_like(cost)
     for dim in (-1, -2):  # along rows (both ways at once), then along columns
         volume = torch.stack([cost, cost.flip(dim)]).movedim(dim, 0)  # (n, 2, B, D, m)
