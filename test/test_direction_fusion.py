@@ -314,3 +314,49 @@ def test_without_the_refined_direction_the_other_two_are_weighed_by_the_measured
     assert w_c > 0.6 and fusion.variances == before
     with pytest.raises(InputError):
         fusion.fuse_without_refined(np.zeros(3), t_c)
+
+
+def _pulled_run(
+    pulled: int, leave_out: bool, classical_used: bool = False
+) -> tuple[list[float], list[float]]:
+    """Angle errors (degrees) of the fused direction on 40 frames of a vehicle's slowly turning
+    direction of travel (the network's errs 2 degrees per degree of freedom, the refined one
+    0.5, the classical one 1), then on 8 frames where something moving pulls estimate
+    ``pulled`` (0 the network's, 1 the refined one) 25 degrees aside and the classical one 90
+    (left out, as `MotionFusion.classical_outlier` leaves it, unless ``classical_used``: its
+    variance grown too large for that test); with ``leave_out`` False,
+    `DirectionFusion.near_last` switched off."""
+    rng, fusion = np.random.default_rng(7), DirectionFusion()
+    sigmas = np.radians([2.0, 0.5, 1.0])
+    aside = np.array(
+        [[math.cos(0.44), 0, math.sin(0.44)], [0, 1, 0], [-math.sin(0.44), 0, math.cos(0.44)]]
+    )
+    normal, crossing = [], []
+    with pytest.MonkeyPatch.context() as patch:
+        if not leave_out:
+            patch.setattr(DirectionFusion, "near_last", lambda *args: -1)
+        for i in range(48):
+            u = _unit(np.array([0.1 * math.sin(i / 8), 0.02, 1.0]))
+            t = [_perturb(rng, u, s) for s in sigmas]
+            moved = i >= 40
+            if moved:
+                t[pulled] = aside @ t[pulled]
+                t[2] = _unit(np.cross(u, [0.0, 1.0, 0.0]))  # the object's motion
+            # a refinement pulled by a textured object claims to fit it well
+            cov = sigmas[1] ** 2 * np.eye(3) / (16 if moved and pulled == 1 else 1)
+            use_classical = classical_used or not moved
+            fused = fusion.fuse(2.0 * t[0], t[1], cov, t[2], use_classical=use_classical)
+            (crossing if moved else normal).append(math.degrees(_angle(u, fused)))
+    return normal, crossing
+
+
+@pytest.mark.parametrize(("pulled", "classical_used"), [(1, False), (0, False), (1, True)])
+def test_where_no_two_directions_agree_the_one_nearest_the_last_is_kept(pulled, classical_used):
+    normal, crossing = _pulled_run(pulled, True, classical_used)
+    normal_before, crossing_before = _pulled_run(pulled, False, classical_used)
+    assert normal == normal_before  # within chance the rule does nothing
+    kept_sigma = 2.0 if pulled == 1 else 0.5  # degrees per degree of freedom
+    assert max(crossing) < 4 * kept_sigma
+    if pulled == 1:  # the hat trusts the refined direction: without the rule it is pulled
+        assert max(crossing_before) > 4 * kept_sigma
+        assert np.mean(crossing) < 0.5 * np.mean(crossing_before)

@@ -14,7 +14,11 @@ variances are measured (the first frames after a start, a model swap or a new ca
 with all three takes the mean of the two directions that agree best
 (`ThreeCorneredHat.agreeing_pair`), and so does one whose variances the hat cannot split yet
 (`DirectionFusion.split_unmeasured`; a frame without the refined direction then takes the mean
-of the other two).
+of the other two). Where no two of the directions a frame has agree within chance, the variances
+cannot say which is right, and the one nearest the last fused direction is kept alone
+(`DirectionFusion.near_last`): something moving across the view pulls the refinement and
+classical VO each its own way, but a camera on a vehicle or a robot keeps its direction of
+travel from one frame to the next.
 
 A direction is only defined while the camera moves: frames whose network translation is shorter
 than ``min_speed_ratio`` times its running mean (a stop, a pure rotation) keep the network's
@@ -51,6 +55,10 @@ three-cornered hat's split of that disagreement is noise (on KITTI 06 the ratio 
 Below it the hat stands: on rendered streets at 128x416, where ORB's errors repeat over frames
 on repeated texture, the floor moved weight to the classical direction and a street's ATE5
 rose 18 % (replayed, the ratio 5, 10 or 20 gave the same on every clip; `benchmarks/RESULTS.md`)."""
+
+
+CHI2_2DOF_999 = 13.82
+"""99.9th percentile of the chi-square distribution with two degrees of freedom."""
 
 
 def _unit(t: np.ndarray) -> np.ndarray:
@@ -122,6 +130,11 @@ class DirectionFusion(ThreeCorneredHat):
         """Weights of the network's, the refined and the classical direction in the last
         fusion ((1, 0, 0) where the network's translation was kept)."""
         self._slow, self._count_slow = 0.0, 0
+        self._last_direction: np.ndarray | None = None
+        """The unit direction the last moving frame returned (`near_last`)."""
+        self._calm: np.ndarray | None = None
+        """The variances (3,) `near_last` tests against while it keeps one direction alone:
+        those before the first such frame (the frames it acts on would inflate them)."""
 
     def _measure_shared(self, classical_share: float, disagreements: np.ndarray | None) -> None:
         """`ThreeCorneredHat._measure_shared`, and first the network's slow error: this frame's
@@ -194,6 +207,32 @@ class DirectionFusion(ThreeCorneredHat):
         know its direction."""
         return self.three_cornered and not self.usable
 
+    def near_last(
+        self,
+        units: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None],
+        before: np.ndarray | None,
+    ) -> int:
+        """Which of the network's, the refined and the classical unit direction (None: not
+        there) to keep alone this frame, or -1 (the weights as measured): where no two of
+        them agree within chance (the 99.9th percentile of the sum of their variances
+        ``before`` this frame, `frame_variances`, which this frame's disagreements would
+        inflate; the error the first two share cancels), the one nearest the last fused
+        direction. A camera on a vehicle or a robot does not turn its direction of travel by
+        tens of degrees from one frame to the next, but an object crossing 40 % of the view
+        pulls the photometric refinement so: on KITTI 00 with `benchmarks/faults.py`'s
+        crossing, the refined direction 20-30 degrees off had 0.7-0.9 of the weight, the
+        network's erred 2-6, classical VO's, which followed the object, 80-97."""
+        last = self._last_direction
+        present = [i for i, u in enumerate(units) if u is not None]
+        if last is None or before is None or len(present) < 2:
+            return -1
+        for i, j in ((0, 1), (0, 2), (1, 2)):
+            if i in present and j in present:
+                squared = 2 * squared_angle(units[i], units[j])  # chi-square, 2 dof
+                if squared <= CHI2_2DOF_999 * (before[i] + before[j]):
+                    return -1
+        return min(present, key=lambda i: squared_angle(units[i], last))
+
     def moving(self, t_network: np.ndarray) -> bool:
         """Whether a network translation is at least ``min_speed_ratio`` of the running mean
         length (a stop's or a pure rotation's direction is noise)."""
@@ -245,23 +284,33 @@ class DirectionFusion(ThreeCorneredHat):
             if use_classical:  # one that followed something moving repeats its error
                 disagreements = np.stack([u_r - u_n, u_c - u_n, u_c - u_r])
         network_refined = squared_angle(u_n, u_r)
+        before = self._calm
+        if before is None and self.usable:
+            before = self.frame_variances(claimed)[0]
         self.update(network_refined, claimed, *classical, None, disagreements)
         if not use_classical:
             t_c = u_c = None
         if u_c is not None and (not self.three_cornered or self.split_unmeasured):
             weights = self.agreeing_pair(network_refined, *classical)
         elif not self.usable:
+            self._last_direction = u_n
             return t_n
         else:
             weights, _ = self.weights(claimed, u_c is not None)
+            kept = self.near_last((u_n, u_r, u_c), before)
+            self._calm = before if kept >= 0 else None
+            if kept >= 0:
+                weights = np.eye(3)[kept]
         fused = weights[0] * u_n + weights[1] * u_r
         if weights[2] > 0:
             fused = fused + weights[2] * u_c
         if not np.linalg.norm(fused) > 1e-9:  # opposite directions cancelled: no average
+            self._last_direction = u_n
             return t_n
         self.last_weights = tuple(float(w) for w in weights)
         self.bias.update(t_raw, t_r, t_c, self.last_weights[1:])
-        return _unit(fused) * speed
+        self._last_direction = _unit(fused)
+        return self._last_direction * speed
 
     def fuse_without_refined(self, t_network: np.ndarray, t_classical: np.ndarray) -> np.ndarray:
         """The fused (3,) translation of a frame whose refinement failed: the network's and the
@@ -278,18 +327,28 @@ class DirectionFusion(ThreeCorneredHat):
         t_n = self.bias.correct(t_raw)
         speed = self._update_speed(t_n)
         self.skip()
-        if speed < self.min_speed_ratio * self._speed or not self.usable:
+        if speed < self.min_speed_ratio * self._speed:
             return t_n
-        if self.split_unmeasured:
+        u_n, u_c = _unit(t_n), _unit(t_c)
+        self._last_direction = u_n  # unless fused below
+        if not self.usable:
+            return t_n
+        before = self.frame_variances(1.0)[0] if self._calm is None else self._calm
+        kept = self.near_last((u_n, None, u_c), before)
+        self._calm = before if kept >= 0 else None
+        if kept >= 0:
+            weights = np.eye(3)[kept]
+        elif self.split_unmeasured:
             weights = np.array([0.5, 0.0, 0.5])
         else:
             weights, _ = self.weights(1.0, True, refined=False)
-        fused = weights[0] * _unit(t_n) + weights[2] * _unit(t_c)
+        fused = weights[0] * u_n + weights[2] * u_c
         if not np.linalg.norm(fused) > 1e-9:
             return t_n
         self.last_weights = tuple(float(w) for w in weights)
         self.bias.update(t_raw, None, t_c, self.last_weights[1:])
-        return _unit(fused) * speed
+        self._last_direction = _unit(fused)
+        return self._last_direction * speed
 
     def _update_speed(self, t_network: np.ndarray) -> float:
         """The network translation's length, added to the running mean speed."""
