@@ -360,3 +360,33 @@ def test_where_no_two_directions_agree_the_one_nearest_the_last_is_kept(pulled, 
     if pulled == 1:  # the hat trusts the refined direction: without the rule it is pulled
         assert max(crossing_before) > 4 * kept_sigma
         assert np.mean(crossing) < 0.5 * np.mean(crossing_before)
+
+
+@pytest.mark.parametrize("pulled", [None, 2])
+def test_where_the_refinement_failed_a_classical_direction_beyond_chance_is_left_out(pulled):
+    """Frames whose refinement failed, after 40 with all three: where the classical direction
+    is pulled 30 degrees aside (something moving), the network's is kept alone even after the
+    pull has inflated the variances; otherwise both are weighted as measured."""
+    rng, fusion = np.random.default_rng(11), DirectionFusion()
+    sigmas = np.radians([2.0, 0.5, 1.0])
+    turn = math.radians(30.0)
+    aside = np.array(
+        [[math.cos(turn), 0, math.sin(turn)], [0, 1, 0], [-math.sin(turn), 0, math.cos(turn)]]
+    )
+    errors, weights = [], []
+    for i in range(46):
+        u = _unit(np.array([0.1 * math.sin(i / 8), 0.02, 1.0]))
+        t = [_perturb(rng, u, s) for s in sigmas]
+        if i < 40:
+            fusion.fuse(2.0 * t[0], t[1], sigmas[1] ** 2 * np.eye(3), t[2])
+            continue
+        if pulled is not None:
+            t[pulled] = aside @ t[pulled]
+        fused = fusion.fuse_without_refined(2.0 * t[0], t[2])
+        errors.append(math.degrees(_angle(u, fused)))
+        weights.append(fusion.last_weights)
+    if pulled == 2:
+        assert all(w == (1.0, 0.0, 0.0) for w in weights)
+        assert max(errors) < 4 * math.degrees(sigmas[0])
+    else:  # the classical direction, the better, carries most of the weight
+        assert all(w[2] > 0.5 for w in weights)

@@ -18,7 +18,8 @@ of the other two). Where no two of the directions a frame has agree within chanc
 cannot say which is right, and the one nearest the last fused direction is kept alone
 (`DirectionFusion.near_last`): something moving across the view pulls the refinement and
 classical VO each its own way, but a camera on a vehicle or a robot keeps its direction of
-travel from one frame to the next.
+travel from one frame to the next (where the refinement failed, the network's, as classical VO
+is the suspect).
 
 A direction is only defined while the camera moves: frames whose network translation is shorter
 than ``min_speed_ratio`` times its running mean (a stop, a pure rotation) keep the network's
@@ -207,30 +208,42 @@ class DirectionFusion(ThreeCorneredHat):
         know its direction."""
         return self.three_cornered and not self.usable
 
+    @staticmethod
+    def none_agree(
+        units: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None],
+        before: np.ndarray | None,
+    ) -> bool:
+        """Whether at least two of the network's, the refined and the classical unit direction
+        (None: not there) are given and no two of them agree within chance: the 99.9th
+        percentile of the sum of their variances ``before`` this frame (`frame_variances`;
+        this frame's disagreements would inflate them; the error the first two share cancels
+        in their difference). False without ``before``."""
+        present = [i for i, u in enumerate(units) if u is not None]
+        if before is None or len(present) < 2:
+            return False
+        return not any(
+            2 * squared_angle(units[i], units[j]) <= CHI2_2DOF_999 * (before[i] + before[j])
+            for i, j in ((0, 1), (0, 2), (1, 2))
+            if i in present and j in present
+        )  # twice the squared angle per degree of freedom: chi-square, 2 dof
+
     def near_last(
         self,
         units: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None],
         before: np.ndarray | None,
     ) -> int:
-        """Which of the network's, the refined and the classical unit direction (None: not
-        there) to keep alone this frame, or -1 (the weights as measured): where no two of
-        them agree within chance (the 99.9th percentile of the sum of their variances
-        ``before`` this frame, `frame_variances`, which this frame's disagreements would
-        inflate; the error the first two share cancels), the one nearest the last fused
-        direction. A camera on a vehicle or a robot does not turn its direction of travel by
-        tens of degrees from one frame to the next, but an object crossing 40 % of the view
-        pulls the photometric refinement so: on KITTI 00 with `benchmarks/faults.py`'s
-        crossing, the refined direction 20-30 degrees off had 0.7-0.9 of the weight, the
-        network's erred 2-6, classical VO's, which followed the object, 80-97."""
+        """Which of a frame's network, refined and classical unit direction (None: not there)
+        to keep alone, or -1 (the weights as measured): where none agree (`none_agree`), the
+        one nearest the last fused direction. A camera on a vehicle or a robot does not turn
+        its direction of travel by tens of degrees from one frame to the next, but an object
+        crossing 40 % of the view pulls the photometric refinement so: on KITTI 00 with
+        `benchmarks/faults.py`'s crossing, the refined direction 20-30 degrees off had 0.64-0.89
+        of the weight, the network's erred 2-6, classical VO's, which followed the object,
+        80-97 (`benchmarks/RESULTS.md`)."""
         last = self._last_direction
-        present = [i for i, u in enumerate(units) if u is not None]
-        if last is None or before is None or len(present) < 2:
+        if last is None or not self.none_agree(units, before):
             return -1
-        for i, j in ((0, 1), (0, 2), (1, 2)):
-            if i in present and j in present:
-                squared = 2 * squared_angle(units[i], units[j])  # chi-square, 2 dof
-                if squared <= CHI2_2DOF_999 * (before[i] + before[j]):
-                    return -1
+        present = [i for i, u in enumerate(units) if u is not None]
         return min(present, key=lambda i: squared_angle(units[i], last))
 
     def moving(self, t_network: np.ndarray) -> bool:
@@ -316,8 +329,11 @@ class DirectionFusion(ThreeCorneredHat):
         """The fused (3,) translation of a frame whose refinement failed: the network's and the
         classical direction weighted by the variances measured on the frames with all three,
         times the network's length (the network's translation until those are known, and on
-        the frames `fuse` keeps it on). The variances are not updated. Non-finite or zero
-        translations raise InputError."""
+        the frames `fuse` keeps it on). Where the two disagree beyond chance (`none_agree`)
+        the network's alone: classical VO may follow something moving (nearest the last
+        direction instead, a moving-object street's worst published direction went 72.5 ->
+        89.1 degrees, where the last fused one had been pulled already). The variances are not
+        updated. Non-finite or zero translations raise InputError."""
         self.last_weights = (1.0, 0.0, 0.0)
         t_raw, t_c = (np.asarray(t, dtype=np.float64) for t in (t_network, t_classical))
         if t_raw.shape != (3,) or t_c.shape != (3,):
@@ -330,20 +346,21 @@ class DirectionFusion(ThreeCorneredHat):
         if speed < self.min_speed_ratio * self._speed:
             return t_n
         u_n, u_c = _unit(t_n), _unit(t_c)
-        self._last_direction = u_n  # unless fused below
         if not self.usable:
+            self._last_direction = u_n
             return t_n
         before = self.frame_variances(1.0)[0] if self._calm is None else self._calm
-        kept = self.near_last((u_n, None, u_c), before)
-        self._calm = before if kept >= 0 else None
-        if kept >= 0:
-            weights = np.eye(3)[kept]
+        apart = self.none_agree((u_n, None, u_c), before)
+        self._calm = before if apart else None
+        if apart:  # classical VO is the suspect, as `MotionFusion.classical_outlier` holds
+            weights = np.array([1.0, 0.0, 0.0])
         elif self.split_unmeasured:
             weights = np.array([0.5, 0.0, 0.5])
         else:
             weights, _ = self.weights(1.0, True, refined=False)
         fused = weights[0] * u_n + weights[2] * u_c
         if not np.linalg.norm(fused) > 1e-9:
+            self._last_direction = u_n
             return t_n
         self.last_weights = tuple(float(w) for w in weights)
         self.bias.update(t_raw, None, t_c, self.last_weights[1:])
