@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sfm_ros.core.classical_vo import OrbMotion
-from sfm_ros.core.direction_fusion import DirectionFusion, squared_angle
+from sfm_ros.core.direction_fusion import CHI2_2DOF_999, DirectionFusion, squared_angle
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.keyframes import TrackResult
 from sfm_ros.core.length_anchor import LengthAnchor
@@ -58,8 +58,6 @@ from sfm_ros.core.window_direction import WindowDirection
 POSE_SOURCES = ("network", "refined", "refined_rotation", "fused")
 CHI2_3DOF_999 = 16.27
 """99.9th percentile of the chi-square distribution with three degrees of freedom."""
-CHI2_2DOF_999 = 13.82
-"""99.9th percentile of the chi-square distribution with two degrees of freedom."""
 
 
 def averaged_step(
