@@ -227,6 +227,14 @@ class DirectionFusion(ThreeCorneredHat):
             if i in present and j in present
         )  # twice the squared angle per degree of freedom: chi-square, 2 dof
 
+    def _variances_before(self, claimed: float) -> np.ndarray | None:
+        """The variances (3,) `none_agree` tests this frame against: those kept while a run of
+        frames with one direction kept alone goes on (`_calm`), else this frame's
+        `frame_variances` before it updates them; None while they are not usable."""
+        if self._calm is not None:
+            return self._calm
+        return self.frame_variances(claimed)[0] if self.usable else None
+
     def near_last(
         self,
         units: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None],
@@ -297,9 +305,7 @@ class DirectionFusion(ThreeCorneredHat):
             if use_classical:  # one that followed something moving repeats its error
                 disagreements = np.stack([u_r - u_n, u_c - u_n, u_c - u_r])
         network_refined = squared_angle(u_n, u_r)
-        before = self._calm
-        if before is None and self.usable:
-            before = self.frame_variances(claimed)[0]
+        before = self._variances_before(claimed)
         self.update(network_refined, claimed, *classical, None, disagreements)
         if not use_classical:
             t_c = u_c = None
@@ -349,7 +355,7 @@ class DirectionFusion(ThreeCorneredHat):
         if not self.usable:
             self._last_direction = u_n
             return t_n
-        before = self.frame_variances(1.0)[0] if self._calm is None else self._calm
+        before = self._variances_before(1.0)
         apart = self.none_agree((u_n, None, u_c), before)
         self._calm = before if apart else None
         if apart:  # classical VO is the suspect, as `MotionFusion.classical_outlier` holds
