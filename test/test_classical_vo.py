@@ -8,6 +8,7 @@ import pytest
 
 from sfm_ros.core import classical_vo
 from sfm_ros.core.classical_vo import (
+    MotionPrior,
     OrbMotion,
     orb_essential_motions,
     refine_matches,
@@ -17,7 +18,7 @@ from sfm_ros.core.classical_vo import (
 )
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import so3_exp, so3_log
-from sfm_ros.core.metrics import rotation_error_deg
+from sfm_ros.core.metrics import direction_error_deg, rotation_error_deg
 from sfm_ros.core.sources import open_source
 from sfm_ros.core.synthetic import render_sequence
 from sfm_ros.core.synthetic.occluder import passing_object, passing_object_mask
@@ -305,6 +306,80 @@ def test_features_are_spread_over_the_view_not_heaped_on_the_most_textured_part(
     assert share_on_object(spread) < share_on_object(heaped) - 0.2
     assert cells(spread) > 1.3 * cells(heaped)
     assert spread_features(cv2.ORB_create(100), np.zeros((64, 64), np.uint8), 50) == ([], None)
+
+
+def test_given_the_camera_motion_roughly_it_is_told_from_an_object_crossing_the_view():
+    # a rendered street with a block-textured object 0.3 of the view wide crossing it from
+    # frame 2 on: from frame 3 on it holds most of the matches and MAGSAC++ keeps its motion
+    # (the direction 80-90 degrees off). Given the true motion turned 3 degrees and 5 degrees
+    # of tolerance, the first fit's direction lies beyond it and the second rigid motion in
+    # view, the street's, is the nearer; before the object moves, the first fit stands
+    street = render_sequence("street", 6, seed=5, height=192, width=640)
+    frames = [
+        passing_object(im, i + 6, 0.3, 0.03) if i >= 2 else im for i, im in enumerate(street.images)
+    ]
+    tilt = np.eye(4)
+    tilt[:3, :3] = so3_exp(np.radians([0.0, 3.0, 0.0]))
+    errors = {}
+    for given in (False, True):
+        stream, errors[given] = OrbMotion(min_inliers=50, detect_turns=True, closure=True), []
+        for i, image in enumerate(frames):
+            true = np.linalg.inv(street.T_world_cam[i - 1]) @ street.T_world_cam[i]
+            prior = MotionPrior(tilt @ true, math.radians(5.0)) if given and i else None
+            T = stream.step(image, street.K, None, prior)
+            if i:
+                errors[given].append(direction_error_deg(T[:3, 3], true[:3, 3]))
+    assert errors[True][:2] == errors[False][:2] and max(errors[False][:2]) < 3  # none moved yet
+    assert min(errors[False][2:]) > 45  # the object's motion
+    assert max(errors[True]) < 5
+
+
+def _side(degrees: float) -> np.ndarray:
+    """(3,) unit direction turned ``degrees`` from the optical axis towards x."""
+    return np.array([math.sin(math.radians(degrees)), 0.0, math.cos(math.radians(degrees))])
+
+
+def _two_motions(rng: np.random.Generator, K: np.ndarray, apart_deg: float):
+    """Matches of 400 points that move as if the camera drove ``apart_deg`` degrees to the side
+    (something moving across the view) and of 200 static ones, seen by a camera driving
+    forward (x_b = x_a - 0.3 t for the unit direction t of each)."""
+    project = lambda P: (P / P[:, 2:]) @ K.T  # noqa: E731
+    pa, pb = [], []
+    for n, t in ((400, _side(apart_deg)), (200, _side(0.0))):
+        X = np.c_[rng.uniform(-8, 8, n), rng.uniform(-2, 2, n), rng.uniform(4, 15, n)]
+        pa.append(project(X)[:, :2] + rng.normal(0, 0.2, (n, 2)))
+        pb.append(project(X - 0.3 * t)[:, :2] + rng.normal(0, 0.2, (n, 2)))
+    return np.concatenate(pa), np.concatenate(pb)
+
+
+def test_a_second_motion_is_the_cameras_only_where_it_agrees_and_is_a_motion_of_its_own():
+    # the first fit keeps the 400 points that moved, 85 or 15 degrees from the prior (the
+    # camera's direction 5 degrees off) and so beyond its 10; the second, to the first's
+    # outliers, is the camera's, 5 degrees from the prior. 90 degrees from the first, it is a
+    # motion of its own and is taken, the first's inliers left out; 20 degrees from it (as far
+    # as the outliers of a static scene's fit may lie) it is not, and the first, 15 degrees
+    # off, stands
+    K = np.array([[500.0, 0, 320], [0, 500.0, 120], [0, 0, 1]])
+    T_prior = np.eye(4)
+    T_prior[:3, 3] = _side(5.0)
+    prior = MotionPrior(T_prior, math.radians(10.0))
+    stream = OrbMotion(min_inliers=50)
+    for apart_deg, taken in ((90.0, True), (20.0, False)):
+        pa, pb = _two_motions(np.random.default_rng(2), K, apart_deg)
+        first, every = stream._camera_fit(pa, pb, K, None)
+        assert every.all() and first[2][:400].mean() > 0.9  # without a prior: the first fit
+        (R, t, inliers), keep = stream._camera_fit(pa, pb, K, prior)
+        T = classical_vo._motion(R, t)
+        assert direction_error_deg(T[:3, 3], _side(0.0 if taken else apart_deg)) < 2
+        assert len(inliers) == keep.sum() and keep[400:].all()
+        assert keep[:400].mean() < 0.1 if taken else keep.all()
+    # a prior 30 degrees to the other side, within 40 (variances inflated): the second fit,
+    # 30 degrees off, lies beyond FAR_OFF_DEG (with a tolerance wider than it, two motions 45
+    # degrees apart might both agree), and the first stands
+    pa, pb = _two_motions(np.random.default_rng(2), K, 90.0)
+    T_prior[:3, 3] = _side(-30.0)
+    fit, every = stream._camera_fit(pa, pb, K, MotionPrior(T_prior, math.radians(40.0)))
+    assert every.all() and fit[2][:400].mean() > 0.9
 
 
 def test_spread_features_cut_the_rotation_error_on_real_driving(shared_data, monkeypatch):

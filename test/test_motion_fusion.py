@@ -206,6 +206,30 @@ def test_a_classical_motion_that_followed_something_moving_is_left_out():
     assert fusion.classical_rejections == 2
 
 
+def test_a_classical_motion_far_off_the_others_is_not_measured_either():
+    # a classical direction beyond chance from the network's and the refined one is left out
+    # of the fusion but measured: its disagreements enter the variances. One 84 degrees off
+    # (MAGSAC++ kept something crossing the view), beyond any error of theirs, is not
+    # measured either: measured, it would inflate the classical variance until such motions
+    # lie within chance
+    T_network, T_refined = _motion(0.0, (0.0, 0.0, 1.0)), _motion(0.05, (0.01, 0.0, 1.0))
+    for t_classical, far_off in (((1.0, 0.0, 0.1), True), ((0.1, 0.0, 1.0), False)):
+        fusion = _measured_with_directions(_fusion("fused"))
+        before = np.array(fusion.direction_fusion.variances)
+        T_classical = _motion(0.05, t_classical)
+        assert fusion.classical_far_off(T_network, _track(T_refined), T_classical) == far_off
+        fusion.fuse(T_network, _track(T_refined), T_classical)
+        assert fusion.classical_rejected and fusion.direction_fusion.last_weights[2] == 0
+        after = np.array(fusion.direction_fusion.variances)
+        assert np.array_equal(before, after) == far_off
+        if not far_off:
+            assert after[2] > 2 * before[2]
+    # not where the refined direction is as far off: the network's alone may err so
+    fusion = _measured_with_directions(_fusion("fused"))
+    sideways = _motion(0.05, (1.0, 0.0, 0.1))
+    assert not fusion.classical_far_off(T_network, _track(sideways), sideways)
+
+
 def _measured_in_turns() -> MotionFusion:
     """A fusion after 40 frames turning 0-4 degrees, the network's yaw 30 % short (its gain,
     measured) and all three scattering by 0.05 degrees."""
@@ -268,6 +292,29 @@ def test_a_classical_motion_that_followed_something_moving_is_no_start_for_the_r
     assert not fusion.classical_start_rejected(None, sideways)  # no network motion
     fusion.classical.last_turns_only = True
     assert not fusion.classical_start_rejected(T_network, sideways)
+
+
+def test_classical_vo_is_given_the_network_motion_and_the_angle_beyond_chance():
+    # classical VO tells the camera's motion from something crossing the view by the
+    # network's (as the fusions weigh it) once the direction's variances are measured, with
+    # the angle from it beyond which a direction is beyond chance (what classical_outlier
+    # tests afterwards)
+    fusion = _fusion("fused")
+    T_network = _motion(0.0, (0.0, 0.0, 1.0))
+    assert fusion.classical_prior(T_network) is None  # nothing measured yet
+    fusion = _measured_with_directions(fusion)
+    prior = fusion.classical_prior(T_network)
+    np.testing.assert_allclose(prior.T_prev_cur, fusion.corrected_network(T_network))
+    assert 0.5 < math.degrees(prior.max_angle) < 10  # the directions scatter by 0.6 degrees
+    track = _track(_motion(0.05, (0.01, 0.0, 1.0)))
+    for degrees, outlier in ((0.8, False), (1.2, True)):
+        angle = degrees * prior.max_angle  # a sideways direction just inside, just beyond
+        classical = _motion(0.0, (math.sin(angle), 0.0, math.cos(angle)))
+        assert fusion.classical_outlier(T_network, _track(T_network), classical) == outlier
+    assert not fusion.classical_outlier(T_network, track, _motion(0.0, (0.0, 0.0, 1.0)))
+    assert fusion.classical_prior(np.eye(4)) is None  # standing still
+    assert fusion.classical_prior(None) is None
+    assert fusion.classical_prior(np.full((4, 4), np.nan)) is None
 
 
 def test_a_mismatched_essential_matrix_is_left_out_of_rotation_and_direction():

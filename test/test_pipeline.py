@@ -963,6 +963,13 @@ def test_fused_translation_direction_leans_on_the_better_estimates(fuse_translat
         SidewaysEstimator(seq), pose_source="fused", depth_uncertainty=0.0,
         fuse_translation=fuse_translation, anchor_length=False,
     )  # fmt: skip
+    priors, classical_step = [], pipe.classical.step
+
+    def step_with_prior(image, K, R_prior=None, prior=None):
+        priors.append(prior)
+        return classical_step(image, K, R_prior, prior)
+
+    pipe.classical.step = step_with_prior
     results = run_sequence(pipe, seq)
     network = run_sequence(make(SidewaysEstimator(seq), pose_source="network"), seq)
     errors, network_errors = direction_errors_deg(results, seq), direction_errors_deg(network, seq)
@@ -977,6 +984,8 @@ def test_fused_translation_direction_leans_on_the_better_estimates(fuse_translat
         return
     fused = errors[-4:]  # the frames after the variances became measurable
     assert fused.max() < 0.5 * 3.0
+    # classical VO is given the network's motion to tell the camera's from a second motion
+    assert priors[0] is None and all(p is not None and p.max_angle > 0 for p in priors[-4:])
     assert diag["translation direction"] == "fused"
     assert float(diag["network translation direction sigma (deg)"]) > 1.0
     weights = [float(diag[f"translation direction weight of the {k}"]) for k in WEIGHTS]
@@ -1081,7 +1090,9 @@ def test_a_slow_cameras_translation_is_the_keyframe_aligned_one(monkeypatch):
         pipe = make(SidewaysPriorEstimator(seq), pose_source=source, depth_uncertainty=0.0)
         rng, frames = np.random.default_rng(1), iter(range(len(seq.images)))
 
-        def classical(image, K, R_prev_cur=None, rng=rng, frames=frames) -> np.ndarray | None:
+        def classical(
+            image, K, R_prev_cur=None, prior=None, rng=rng, frames=frames
+        ) -> np.ndarray | None:
             i = next(frames)
             if i == 0:
                 return None
@@ -1249,8 +1260,8 @@ def test_a_turn_on_the_spot_in_a_corridor_is_followed_by_classical_vos_rotation_
     turns_only = []
     step = pipe.classical.step
 
-    def classical_step(image, K, R_prev_cur=None):  # records whether it saw a turn only
-        T = step(image, K, R_prev_cur)
+    def classical_step(image, K, R_prev_cur=None, prior=None):  # records whether it saw a turn only
+        T = step(image, K, R_prev_cur, prior)
         turns_only.append(pipe.classical.last_turns_only)
         return T
 
@@ -1378,9 +1389,9 @@ def test_the_gyroscope_gives_the_rotation_once_it_agrees_with_the_camera(looking
     pipe.set_imu_extrinsics(T_CAM_IMU)
     priors, step = [], pipe.classical.step
 
-    def classical_step(image, K, R_prev_cur=None):  # records the rotation it is given
+    def classical_step(image, K, R_prev_cur=None, prior=None):  # records the rotation it is given
         priors.append(R_prev_cur)
-        return step(image, K, R_prev_cur)
+        return step(image, K, R_prev_cur, prior)
 
     pipe.classical.step = classical_step
     errors = rotation_errors_deg(run_with_imu(pipe, seq, imu_msgs(seq, bias)), seq)

@@ -17,12 +17,18 @@ give that rotation instead (`detect_turns`, `pure_rotation`). Given the rotation
 chain of the two single steps (``closure``): that closure measures the rotations' own error
 without any other estimate or ground truth (`last_closure_variance`); that fit is kept for
 the fusion (`last_over_two`).
+MAGSAC++ keeps the motion most matches share, and a textured object crossing the view (a truck,
+a person) may hold most of them. Given the camera's motion roughly (`MotionPrior`: the pose
+network's, with the angle its direction may err by), a fit whose translation lies beyond that
+angle from it gives way to a second rigid motion, fitted to its outliers, that lies within it
+and far from the first (`OrbMotion._camera_fit`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -54,6 +60,16 @@ across one direction. Where a handheld camera at 30 Hz moves a centimetre a fram
 the ratio was 0.1-1 and the direction 36-51 degrees off (median), and fused, it took the
 place of the keyframe-aligned translation (Sim(3) ATE 0.34 -> 0.42 m); on KITTI 00 it was
 0.02-0.11, the direction 1.7 degrees off."""
+DISTINCT_MOTION_DEG = 45.0
+"""Angle between the translations of two essential-matrix fits, the second to the first's
+outliers, beyond which they are two rigid motions in view (the camera's and something moving
+across it) and not one motion fitted twice: the outliers of a static scene's fit hold its motion
+again, noisier (KITTI 00: 5.6-36 degrees apart), while an object 0.3 of the view wide crossing
+it gave 87-114 degrees on a rendered street and on KITTI 00 (`benchmarks/RESULTS.md`)."""
+FAR_OFF_DEG = DISTINCT_MOTION_DEG / 2
+"""Angle between two estimates of the camera's translation that no error of theirs explains,
+whatever their variances say (half of `DISTINCT_MOTION_DEG`: two motions that far apart cannot
+both lie within it of a third)."""
 SUBPIXEL_MAX_SHIFT_PX = 2.0
 """`refine_matches` keeps a keypoint's own position where Lucas-Kanade moves it further."""
 SUBPIXEL_ROUND_TRIP_PX = 0.5
@@ -345,6 +361,30 @@ def _essential(
     return None
 
 
+@dataclass(frozen=True)
+class MotionPrior:
+    """The camera's motion as another estimate gives it (the pose network's), by which
+    `OrbMotion` tells the camera's motion from that of something moving across the view."""
+
+    T_prev_cur: np.ndarray
+    """(4, 4) the motion; its translation of any length but not zero."""
+    max_angle: float
+    """Angle (rad) between a fit's translation and this one's beyond which the fit may not be
+    the camera's (the 99.9th percentile of their difference, `MotionFusion.classical_prior`)."""
+
+    def agrees(self, T: np.ndarray) -> bool:
+        """Whether the translation of (4, 4) ``T`` lies within ``max_angle`` of this one's, and
+        within `FAR_OFF_DEG` (a wider tolerance, as variances inflated by something moving
+        give, could let two distinct motions agree)."""
+        limit = min(self.max_angle, math.radians(FAR_OFF_DEG))
+        return _angle(T[:3, 3], self.T_prev_cur[:3, 3]) <= limit
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle (rad) between (3,) vectors."""
+    return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))
+
+
 def _motion(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     """(4, 4) T_prev_cur of x_cur = R x_prev + t (recoverPose's convention, inverted)."""
     T_prev_cur = np.eye(4)
@@ -434,6 +474,7 @@ class OrbMotion:
         # (R_prev_cur; None where it failed), for the closure
         self._two_back: tuple[tuple[list, np.ndarray | None], np.ndarray] | None = None
         self._last_rotation: np.ndarray | None = None
+        self._last_prior: MotionPrior | None = None  # the previous step's
         self.last_length_ratio = self.last_length_ratio_variance = math.nan
         """The last motion's length over the one before (`length_ratio`) and that ratio's
         variance in log space; NaN where either pair failed or too few points are shared."""
@@ -451,7 +492,11 @@ class OrbMotion:
         `rotation_variance`); None where there is none (as for `last_closure_variance`)."""
 
     def step(
-        self, image: np.ndarray, K: np.ndarray, R_prev_cur: np.ndarray | None = None
+        self,
+        image: np.ndarray,
+        K: np.ndarray,
+        R_prev_cur: np.ndarray | None = None,
+        prior: MotionPrior | None = None,
     ) -> np.ndarray | None:
         """(4, 4) ``T_prev_cur`` with a unit translation from the previous frame to ``image``
         ((H, W) grey or (H, W, 3) RGB, uint8 or float in [0, 1]; ``K`` (3, 3) its intrinsics),
@@ -459,7 +504,9 @@ class OrbMotion:
         or None on the first frame and where the pair fails (too few matches or inliers).
         With ``R_prev_cur`` (3, 3), the rotation known otherwise (a gyroscope's), the
         translation is also fitted with it (`last_translation_given_rotation`, not where the
-        camera only turned); the motion returned is the matches' own either way."""
+        camera only turned); the motion returned is the matches' own either way. With
+        ``prior``, the camera's motion as another estimate gives it, the motion is the one of
+        two rigid motions in view that agrees with it (`_camera_fit`)."""
         self.last_translation_given_rotation, self.last_turns_only = None, False
         self.last_closure_variance, self.last_over_two = math.nan, None
         K = np.array(K, dtype=np.float64)
@@ -470,12 +517,14 @@ class OrbMotion:
         previous, self._previous = self._previous, (current, grey)
         two_back, self._two_back = self._two_back, previous
         last_rotation, self._last_rotation = self._last_rotation, None
+        last_prior, self._last_prior = self._last_prior, prior
         if previous is None:
             return None
         ia, ib, pa, pb = self._matches(previous, current, grey)
         points, self._points = self._points, None
         self.last_length_ratio = self.last_length_ratio_variance = math.nan
-        fit = _essential(pa, pb, K, self.min_inliers)
+        fit, keep = self._camera_fit(pa, pb, K, prior)
+        ia, ib, pa, pb = ia[keep], ib[keep], pa[keep], pb[keep]
         R_turn = self._turn(pa, pb, K, fit) if self.detect_turns else None
         if R_turn is not None:  # no parallax: no direction, no points for a length ratio
             self.last_turns_only, self.last_rotation_variance = True, math.nan
@@ -486,7 +535,11 @@ class OrbMotion:
         self.last_rotation_variance = rotation_variance(pa[inliers], pb[inliers], K, R, t)
         self._last_rotation = R.T
         if self.closure and two_back is not None and last_rotation is not None:
-            self.last_over_two = self._over_two(two_back, current, grey, K)
+            over_two = None
+            if prior is not None and last_prior is not None:
+                T_two_cur = last_prior.T_prev_cur @ prior.T_prev_cur
+                over_two = MotionPrior(T_two_cur, prior.max_angle)
+            self.last_over_two = self._over_two(two_back, current, grey, K, over_two)
             if self.last_over_two is not None:
                 closure = so3_log((last_rotation @ R.T).T @ self.last_over_two[0])
                 self.last_closure_variance = float(closure @ closure) / 3
@@ -525,16 +578,46 @@ class OrbMotion:
         current: tuple[list, np.ndarray | None],
         grey: np.ndarray,
         K: np.ndarray,
+        prior: MotionPrior | None,
     ) -> tuple[np.ndarray, float] | None:
         """The rotation R_two_cur (3, 3) fitted directly from ``two_back`` (features, grey:
         the frame before the previous one) to ``current`` (features, ``grey``) and its
-        variance per axis (rad^2, `rotation_variance`); None where that fit fails."""
+        variance per axis (rad^2, `rotation_variance`); None where that fit fails.
+        ``prior``: the motion from ``two_back`` to ``current`` from elsewhere (`_camera_fit`)."""
         _, _, pa, pb = self._matches(two_back, current, grey)
-        fit = _essential(pa, pb, K, self.min_inliers)
+        fit, keep = self._camera_fit(pa, pb, K, prior)
         if fit is None:
             return None
         R, t, inliers = fit
-        return R.T, rotation_variance(pa[inliers], pb[inliers], K, R, t)
+        return R.T, rotation_variance(pa[keep][inliers], pb[keep][inliers], K, R, t)
+
+    def _camera_fit(
+        self, pa: np.ndarray, pb: np.ndarray, K: np.ndarray, prior: MotionPrior | None
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray] | None, np.ndarray]:
+        """The essential matrix's (R, t, inlier mask) of the matches ``pa`` -> ``pb`` (M, 2)
+        that are the camera's, and the (M,) mask of those matches.
+
+        The first fit over all matches, unless its translation disagrees with ``prior``'s
+        (`MotionPrior.agrees`) while a second fit, to its outliers, agrees and is a motion of
+        its own (`DISTINCT_MOTION_DEG`): then the second, the first's inliers left out. A
+        textured object crossing the view may hold most of the matches (a passing truck, a
+        person), and MAGSAC++ then keeps its motion (`benchmarks/RESULTS.md`).
+        """
+        every = np.ones(len(pa), bool)
+        fit = _essential(pa, pb, K, self.min_inliers)
+        if fit is None or prior is None:
+            return fit, every
+        first = _motion(fit[0], fit[1])
+        if prior.agrees(first):
+            return fit, every
+        rest = ~fit[2]
+        second = _essential(pa[rest], pb[rest], K, self.min_inliers)
+        if second is not None:
+            other = _motion(second[0], second[1])
+            distinct = _angle(first[:3, 3], other[:3, 3]) > math.radians(DISTINCT_MOTION_DEG)
+            if prior.agrees(other) and distinct:
+                return second, rest
+        return fit, every
 
     def _turn(
         self, pa: np.ndarray, pb: np.ndarray, K: np.ndarray, fit: tuple | None

@@ -29,7 +29,9 @@ learn (a robot turning on the spot) leaves the network's rotation out of the fus
 (`MotionFusion.network_rotation_rejected`); a classical rotation far from both others while they
 agree, from a fit that claims an unusual variance (a mismatch: ORB on repeated texture), leaves
 classical VO's rotation and direction out of their fusions and variances
-(`rotation_fusion.MISMATCH_RATIO`).
+(`rotation_fusion.MISMATCH_RATIO`). Classical VO is given the network's motion and the angle
+beyond which a direction lies beyond chance from it (`classical_prior`), by which it tells the
+camera's motion from that of something crossing the view where it sees two.
 
 Motions are (4, 4) ``T_prev_cur`` in the camera optical frame, translation in the depth
 network's units.
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sfm_ros.core.classical_vo import OrbMotion
+from sfm_ros.core.classical_vo import FAR_OFF_DEG, MotionPrior, OrbMotion
 from sfm_ros.core.direction_fusion import CHI2_2DOF_999, DirectionFusion, squared_angle
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.keyframes import TrackResult
@@ -205,6 +207,8 @@ class MotionFusion:
             and self.classical_outlier(T_network, track, T_classical)
         )
         self.classical_rejections += self.classical_rejected
+        if self.classical_rejected and self.classical_far_off(T_network, track, T_classical):
+            T_classical = None  # neither fused nor measured
         use_classical = not self.classical_rejected
         if cfg.pose_source == "fused" and T_classical is not None and use_classical:
             T_classical = self._classical_over_two(T_classical)
@@ -335,19 +339,18 @@ class MotionFusion:
         rotation, no: in KITTI 00's sharp turns the network's rotation falls short by up to
         2 degrees and the refined one, which starts from it, with it, while classical VO's is
         right.) Such a motion is measured (its disagreements enter the variances, as on
-        every frame, so the other frames are weighted as before) but not fused; its length
+        every frame, so the other frames are weighted as before; not where it lies far off,
+        `classical_far_off`) but not fused; its length
         ratio stays in the length's fusion (without it the refined length, which the moving
         object pulls too, carried the length: `benchmarks/RESULTS.md`)."""
-        refined = track.diagnostics.reason == "ok"
-        T_corrected = self.corrected_network(T_network)
-        others = [(T_corrected, 0)] + ([(track.T_prev_cur, 1)] if refined else [])
-        if self._direction_beyond_chance(T_network, T_classical, others):
+        if self._direction_beyond_chance(T_network, T_classical, self._others(T_network, track)):
             return True
         rotations = self.rotation_fusion
-        if refined or not rotations.three_cornered:
+        if track.diagnostics.reason == "ok" or not rotations.three_cornered:
             return False
         var = rotations.variances
-        R_network, R_classical = T_corrected[:3, :3], T_classical[:3, :3]
+        R_network = self.corrected_network(T_network)[:3, :3]
+        R_classical = T_classical[:3, :3]
         delta = _between(R_network, R_classical)
         if float(delta @ delta) <= CHI2_3DOF_999 * (var[0] + var[2]):
             return False
@@ -357,6 +360,28 @@ class MotionFusion:
         return np.linalg.norm(_between(R_last, R_classical)) >= np.linalg.norm(
             _between(R_last, R_network)
         )
+
+    def classical_far_off(
+        self, T_network: np.ndarray, track: TrackResult, T_classical: np.ndarray
+    ) -> bool:
+        """Whether classical VO's translation lies, while the camera moves, beyond both chance
+        and `classical_vo.FAR_OFF_DEG` from the network's (as the fusions weigh it) and, where
+        the refinement succeeded, from the refined one: no error of theirs puts it there, it
+        followed something crossing the view. Such a motion is left out of the variances as
+        well (measured, its disagreements inflate them until the next such motions lie within
+        chance: KITTI 00 with `benchmarks/faults.py`'s crossing, the classical direction's
+        sigma 0.8 -> 22 degrees over five frames, then 82 degrees off and its rotation 3.4,
+        fused)."""
+        others = self._others(T_network, track)
+        far_off = math.radians(FAR_OFF_DEG)
+        return self._direction_beyond_chance(T_network, T_classical, others, far_off)
+
+    def _others(self, T_network: np.ndarray, track: TrackResult) -> list[tuple[np.ndarray, int]]:
+        """The motions classical VO's direction is tested against, with their indices in the
+        direction fusion's variances: the network's as the fusions weigh it and, where the
+        refinement succeeded, the refined one."""
+        refined = [(track.T_prev_cur, 1)] if track.diagnostics.reason == "ok" else []
+        return [(self.corrected_network(T_network), 0), *refined]
 
     def classical_start_rejected(
         self, T_network: np.ndarray | None, T_classical: np.ndarray
@@ -391,19 +416,43 @@ class MotionFusion:
         T_network: np.ndarray,
         T_classical: np.ndarray,
         others: list[tuple[np.ndarray, int]],
+        at_least: float = 0.0,
     ) -> bool:
         """Whether, while the camera moves and the direction's variances are measured, the
-        classical translation's direction lies beyond chance from every ``others`` (motion,
-        its index in the direction fusion's variances)."""
-        directions = self.direction_fusion
-        moving = directions.usable and directions.moving(T_network[:3, 3])
-        if not moving or self.classical.last_turns_only:
+        classical translation's direction lies beyond chance, and beyond the angle
+        ``at_least`` (rad), from every ``others`` (motion, its index in the direction
+        fusion's variances)."""
+        if not self._directions_measured(T_network) or self.classical.last_turns_only:
             return False
-        var = directions.variances
         return all(  # twice the squared angle per degree of freedom: chi-square, 2 dof
-            2 * squared_angle(T[:3, 3], T_classical[:3, 3]) > CHI2_2DOF_999 * (var[i] + var[2])
+            2 * squared_angle(T[:3, 3], T_classical[:3, 3])
+            > max(self._chance_bound(i), at_least**2)
             for T, i in others
         )
+
+    def _directions_measured(self, T_network: np.ndarray) -> bool:
+        """Whether the direction's variances are measured and the camera moves."""
+        directions = self.direction_fusion
+        return directions.usable and directions.moving(T_network[:3, 3])
+
+    def _chance_bound(self, i: int) -> float:
+        """The squared angle (rad^2) between the classical translation's direction and that of
+        the estimate with index ``i`` in the direction fusion's variances beyond which it lies
+        beyond chance (the 99.9th percentile)."""
+        var = self.direction_fusion.variances
+        return CHI2_2DOF_999 * (var[i] + var[2])
+
+    def classical_prior(self, T_network: np.ndarray | None) -> MotionPrior | None:
+        """The network's motion as the fusions weigh it (`corrected_network`) and the angle from
+        it beyond which a classical direction lies beyond chance: by it classical VO tells the
+        camera's motion from something crossing the view where it sees two rigid motions
+        (`OrbMotion._camera_fit`). None while the direction's variances are not measured or
+        the camera does not move, or without a finite network motion."""
+        if T_network is None or not np.isfinite(T_network).all():
+            return None
+        if not self._directions_measured(T_network):
+            return None
+        return MotionPrior(self.corrected_network(T_network), math.sqrt(self._chance_bound(0)))
 
     def _fused_without_refined(
         self, T_network: np.ndarray, T_classical: np.ndarray

@@ -726,7 +726,10 @@ class DepthOdometryPipeline:
             return Geometry(out.depth_m, out.T_prev_cur)
         classical = None
         if cfg.pose_source == "fused" and cfg.fuse_classical:
-            classical = self._classical_worker.submit(self.classical.step, image, camera.K, R_prior)
+            prior = self.fusion.classical_prior(out.T_prev_cur)
+            classical = self._classical_worker.submit(
+                self.classical.step, image, camera.K, R_prior, prior
+            )
         classical_motion = functools.cache(lambda: self._classical_result(classical))
 
         def start_elsewhere() -> np.ndarray | None:
