@@ -332,6 +332,7 @@ def test_given_the_camera_motion_roughly_it_is_told_from_an_object_crossing_the_
     assert errors[True][:2] == errors[False][:2] and max(errors[False][:2]) < 3  # none moved yet
     assert min(errors[False][2:]) > 45  # the object's motion
     assert max(errors[True]) < 5
+    assert stream.second_motions == 3  # the frames the object moved in (with the prior)
 
 
 def _side(degrees: float) -> np.ndarray:

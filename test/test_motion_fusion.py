@@ -312,6 +312,11 @@ def test_classical_vo_is_given_the_network_motion_and_the_angle_beyond_chance():
         classical = _motion(0.0, (math.sin(angle), 0.0, math.cos(angle)))
         assert fusion.classical_outlier(T_network, _track(T_network), classical) == outlier
     assert not fusion.classical_outlier(T_network, track, _motion(0.0, (0.0, 0.0, 1.0)))
+    fusion.classical.second_motions = 2  # the steps it found the camera's that way
+    assert (
+        fusion.diagnostics()["classical VO motion from a second rigid motion in view (frames)"]
+        == "2"
+    )
     assert fusion.classical_prior(np.eye(4)) is None  # standing still
     assert fusion.classical_prior(None) is None
     assert fusion.classical_prior(np.full((4, 4), np.nan)) is None

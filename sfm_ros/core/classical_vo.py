@@ -463,6 +463,8 @@ class OrbMotion:
         self.last_turns_only = False
         """The last motion is a rotation alone (`pure_rotation.turns_only`): its translation is
         zero and says nothing about the direction."""
+        self.second_motions = 0
+        """Steps whose motion was the second rigid motion in view (`_camera_fit`)."""
         self.reset()
 
     def reset(self) -> None:
@@ -524,6 +526,7 @@ class OrbMotion:
         points, self._points = self._points, None
         self.last_length_ratio = self.last_length_ratio_variance = math.nan
         fit, keep = self._camera_fit(pa, pb, K, prior)
+        self.second_motions += not keep.all()
         ia, ib, pa, pb = ia[keep], ib[keep], pa[keep], pb[keep]
         R_turn = self._turn(pa, pb, K, fit) if self.detect_turns else None
         if R_turn is not None:  # no parallax: no direction, no points for a length ratio

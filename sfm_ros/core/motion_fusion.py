@@ -592,6 +592,9 @@ class MotionFusion:
         return {
             "network rotation rejected (frames)": str(self.network_rejections),
             "classical VO motion rejected (frames)": str(self.classical_rejections),
+            "classical VO motion from a second rigid motion in view (frames)": str(
+                self.classical.second_motions
+            ),
             **self.rotation_diagnostics(),
             **self.length_diagnostics(),
         }
