@@ -370,8 +370,8 @@ class MotionFusion:
         followed something crossing the view. Such a motion is left out of the variances as
         well (measured, its disagreements inflate them until the next such motions lie within
         chance: KITTI 00 with `benchmarks/faults.py`'s crossing, the classical direction's
-        sigma 0.8 -> 22 degrees over five frames, then 82 degrees off and its rotation 3.4,
-        fused)."""
+        sigma 0.8 -> 31 degrees over nine frames, then one 82 degrees off with its rotation
+        3.4 degrees off had 0.99 of the rotation's weight, `benchmarks/RESULTS.md`)."""
         others = self._others(T_network, track)
         far_off = math.radians(FAR_OFF_DEG)
         return self._direction_beyond_chance(T_network, T_classical, others, far_off)
