@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sfm_ros.core.direction_fusion import angle
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.lie import skew, so3_log
 from sfm_ros.core.pure_rotation import rotation_only, turns_only
@@ -377,12 +378,7 @@ class MotionPrior:
         within `FAR_OFF_DEG` (a wider tolerance, as variances inflated by something moving
         give, could let two distinct motions agree)."""
         limit = min(self.max_angle, math.radians(FAR_OFF_DEG))
-        return _angle(T[:3, 3], self.T_prev_cur[:3, 3]) <= limit
-
-
-def _angle(a: np.ndarray, b: np.ndarray) -> float:
-    """Angle (rad) between (3,) vectors."""
-    return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))
+        return angle(T[:3, 3], self.T_prev_cur[:3, 3]) <= limit
 
 
 def _motion(R: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -617,7 +613,7 @@ class OrbMotion:
         second = _essential(pa[rest], pb[rest], K, self.min_inliers)
         if second is not None:
             other = _motion(second[0], second[1])
-            distinct = _angle(first[:3, 3], other[:3, 3]) > math.radians(DISTINCT_MOTION_DEG)
+            distinct = angle(first[:3, 3], other[:3, 3]) > math.radians(DISTINCT_MOTION_DEG)
             if prior.agrees(other) and distinct:
                 return second, rest
         return fit, every

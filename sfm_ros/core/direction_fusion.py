@@ -66,9 +66,14 @@ def _unit(t: np.ndarray) -> np.ndarray:
     return t / np.linalg.norm(t)
 
 
+def angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle (rad) between the directions of (3,) vectors."""
+    return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))
+
+
 def squared_angle(a: np.ndarray, b: np.ndarray) -> float:
     """Squared angle per degree of freedom (rad^2) between the directions of (3,) vectors."""
-    return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b)) ** 2 / 2
+    return angle(a, b) ** 2 / 2
 
 
 def direction_variance(t: np.ndarray, cov_t: np.ndarray) -> float:
