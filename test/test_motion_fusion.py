@@ -230,6 +230,24 @@ def test_a_classical_motion_far_off_the_others_is_not_measured_either():
     assert not fusion.classical_far_off(T_network, _track(sideways), sideways)
 
 
+def test_where_the_refined_and_classical_direction_turn_away_together_the_course_is_held():
+    # the refinement and classical VO both follow a truck crossing the view and agree: as
+    # weighted, the direction turns 56 degrees within a frame at 10 m/s, and the network's is
+    # kept. A stop or a break in the frames (restart) ends the run: the next frame is free
+    # to turn.
+    T_network, sideways = _motion(0.0, (0.0, 0.0, 1.0)), _motion(0.0, (1.0, 0.0, 0.1))
+    for restart in (False, True):
+        fusion = _measured_with_directions(_fusion("fused"))
+        if restart:
+            fusion.restart()
+        published = fusion.fuse(T_network, _track(sideways), sideways, 0.1).T_prev_cur
+        held = fusion.diagnostics()["translation direction held on course (frames)"]
+        direction = published[:3, 3] / np.linalg.norm(published[:3, 3])
+        turned = math.degrees(math.acos(direction[2]))
+        assert (turned < 1.0, held) == ((False, "0") if restart else (True, "1"))
+        assert restart == (turned > 45.0)
+
+
 def _measured_in_turns() -> MotionFusion:
     """A fusion after 40 frames turning 0-4 degrees, the network's yaw 30 % short (its gain,
     measured) and all three scattering by 0.05 degrees."""

@@ -970,6 +970,13 @@ def test_fused_translation_direction_leans_on_the_better_estimates(fuse_translat
         return classical_step(image, K, R_prior, prior)
 
     pipe.classical.step = step_with_prior
+    timing, fuse = [], pipe.fusion.fuse
+
+    def fuse_with_interval(*args):
+        timing.append(args[3:])
+        return fuse(*args)
+
+    pipe.fusion.fuse = fuse_with_interval
     results = run_sequence(pipe, seq)
     network = run_sequence(make(SidewaysEstimator(seq), pose_source="network"), seq)
     errors, network_errors = direction_errors_deg(results, seq), direction_errors_deg(network, seq)
@@ -986,6 +993,11 @@ def test_fused_translation_direction_leans_on_the_better_estimates(fuse_translat
     assert fused.max() < 0.5 * 3.0
     # classical VO is given the network's motion to tell the camera's from a second motion
     assert priors[0] is None and all(p is not None and p.max_angle > 0 for p in priors[-4:])
+    # and the fusion the time since the last frame and the scale, by which it holds the
+    # direction to what a camera under way can turn
+    stamps = np.diff([r.stamp_ns for r in results]) * 1e-9
+    np.testing.assert_allclose([t[0] for t in timing[-len(stamps) :]], stamps)
+    assert all(t[1] == pipe.scale for t in timing)
     assert diag["translation direction"] == "fused"
     assert float(diag["network translation direction sigma (deg)"]) > 1.0
     weights = [float(diag[f"translation direction weight of the {k}"]) for k in WEIGHTS]

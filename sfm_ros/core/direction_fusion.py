@@ -19,7 +19,10 @@ cannot say which is right, and the one nearest the last fused direction is kept 
 (`DirectionFusion.near_last`): something moving across the view pulls the refinement and
 classical VO each its own way, but a camera on a vehicle or a robot keeps its direction of
 travel from one frame to the next (where the refinement failed, the network's, as classical VO
-is the suspect).
+is the suspect). So it is, too, where two that follow the same moving thing agree with each
+other and outvote the third: where the directions as weighted would turn from the last moving
+frame's by more than a camera under way can (`plausible_turn`, at least `MAX_TURN_DEG`) while
+one lies within half of that of it and its variance says it knows the direction so well.
 
 A direction is only defined while the camera moves: frames whose network translation is shorter
 than ``min_speed_ratio`` times its running mean (a stop, a pure rotation) keep the network's
@@ -56,6 +59,32 @@ three-cornered hat's split of that disagreement is noise (on KITTI 06 the ratio 
 Below it the hat stands: on rendered streets at 128x416, where ORB's errors repeat over frames
 on repeated texture, the floor moved weight to the classical direction and a street's ATE5
 rose 18 % (replayed, the ratio 5, 10 or 20 gave the same on every clip; `benchmarks/RESULTS.md`)."""
+
+
+MAX_ACCELERATION = 50.0
+"""Acceleration (m/s^2) beyond which no camera under way turns its direction of travel: about
+5 g, beyond any vehicle or robot (KITTI 00's car: at most 4 m/s^2), and 2x the most a handheld
+camera showed (7-Scenes at 30 Hz, 7 mm a frame: its true direction turned more than 45 degrees
+on 198 of 867 moving frames, at 14 m/s^2 at the 99th percentile and 25 at most), a margin for
+a depth whose units are not quite metres. Turning a velocity v by an angle within a frame
+interval dt takes 2 v sin(angle / 2) / dt (`plausible_turn`)."""
+MAX_TURN_DEG = 45.0
+"""The least turn of the direction of travel within a frame that `near_last` holds against,
+whatever the speed: the directions' own errors stay well below it (KITTI: 0.4 degrees between
+frames, median) and the estimates that follow something moving lie far beyond (on a rendered
+street with an object 0.3 of the view wide crossing it, the refinement at 159 degrees off and
+classical VO at 136 agreed and outvoted the network's, 4.5, `benchmarks/RESULTS.md`)."""
+
+
+def plausible_turn(distance_m: float, interval_s: float | None) -> float | None:
+    """The largest angle (rad) by which a camera that moved ``distance_m`` (m) in a frame
+    interval of ``interval_s`` (s) can have turned its direction of travel since the frame
+    before (`MAX_ACCELERATION`); None where any turn is (a slow camera) or the interval is
+    not known."""
+    if interval_s is None or not (interval_s > 0 and distance_m > 0):
+        return None
+    reach = MAX_ACCELERATION * interval_s**2 / (2 * distance_m)  # sin(angle / 2)
+    return 2 * math.asin(reach) if reach < 1 else None
 
 
 CHI2_2DOF_999 = 13.82
@@ -125,6 +154,9 @@ class DirectionFusion(ThreeCorneredHat):
         self.bias = DirectionBias()
         """The network direction's steady offset, removed before it is fused."""
         super().__init__(window, min_ratio, min_classical)
+        self.held_course = 0
+        """Frames on which a direction was kept alone because the directions as weighted
+        turned from the last moving frame's by more than the camera could (`near_last`)."""
 
     def reset(self) -> None:
         """Forget the variances, the network's offset and the running speed (a new model or
@@ -138,6 +170,8 @@ class DirectionFusion(ThreeCorneredHat):
         self._slow, self._count_slow = 0.0, 0
         self._last_direction: np.ndarray | None = None
         """The unit direction the last moving frame returned (`near_last`)."""
+        self._moved_last = False
+        """Whether the frame before this one moved (no stop between it and this one)."""
         self._calm: np.ndarray | None = None
         """The variances (3,) `near_last` tests against while it keeps one direction alone:
         those before the first such frame (the frames it acts on would inflate them)."""
@@ -244,20 +278,51 @@ class DirectionFusion(ThreeCorneredHat):
         self,
         units: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None],
         before: np.ndarray | None,
+        weights: np.ndarray,
+        max_turn: float | None = None,
     ) -> int:
         """Which of a frame's network, refined and classical unit direction (None: not there)
-        to keep alone, or -1 (the weights as measured): where none agree (`none_agree`), the
-        one nearest the last fused direction. A camera on a vehicle or a robot does not turn
-        its direction of travel by tens of degrees from one frame to the next, but an object
-        crossing 40 % of the view pulls the photometric refinement so: on KITTI 00 with
-        `benchmarks/faults.py`'s crossing, the refined direction 20-30 degrees off had 0.64-0.89
-        of the weight, the network's erred 2-6, classical VO's, which followed the object,
-        80-97 (`benchmarks/RESULTS.md`)."""
+        to keep alone, or -1 (the ``weights`` (3,) as measured): the one nearest the last fused
+        direction, where none agree (`none_agree`) or where the directions as weighted turn
+        from the last moving frame's by more than ``max_turn`` (rad, `plausible_turn`; None:
+        any turn), at least `MAX_TURN_DEG`, while that one lies within half of it and knows
+        the direction within half of it by its variance ``before`` (the 99.9th percentile: on
+        7-Scenes at 30 Hz the network's direction, sigma 56 degrees, stays near the last
+        because the last was the network's, while the refined one, 9, turns). A camera
+        on a vehicle or a robot does not turn its direction of travel by tens of degrees from
+        one frame to the next, but an object crossing 40 % of the view pulls the photometric
+        refinement so: on KITTI 00 with `benchmarks/faults.py`'s crossing, the refined
+        direction 20-30 degrees off had 0.64-0.89 of the weight, the network's erred 2-6,
+        classical VO's, which followed the object, 80-97 (`benchmarks/RESULTS.md`)."""
         last = self._last_direction
-        if last is None or not self.none_agree(units, before):
+        if last is None:
             return -1
         present = [i for i, u in enumerate(units) if u is not None]
-        return min(present, key=lambda i: squared_angle(units[i], last))
+        nearest = min(present, key=lambda i: squared_angle(units[i], last))
+        if self.none_agree(units, before):
+            return nearest
+        if max_turn is None or not self._moved_last or before is None:
+            return -1
+        limit = max(max_turn, math.radians(MAX_TURN_DEG))
+        if (
+            angle(units[nearest], last) > limit / 2
+            or CHI2_2DOF_999 * before[nearest] > (limit / 2) ** 2
+        ):  # the one kept must know the direction within half of it (99.9th percentile)
+            return -1
+        weighted = sum(w * units[i] for i, w in enumerate(weights) if i in present and w > 0)
+        if np.linalg.norm(weighted) > 1e-9 and angle(weighted, last) <= limit:
+            return -1
+        self.held_course += 1
+        return nearest
+
+    def interrupt(self) -> None:
+        """End the run of moving frames (a stop, a break in the frames): the next frame's
+        direction is free to turn any way (a reversal passes through a stop)."""
+        self._moved_last = False
+
+    def _remember(self, direction: np.ndarray) -> None:
+        """Keep a moving frame's returned unit direction for the next (`near_last`)."""
+        self._last_direction, self._moved_last = direction, True
 
     def moving(self, t_network: np.ndarray) -> bool:
         """Whether a network translation is at least ``min_speed_ratio`` of the running mean
@@ -271,6 +336,7 @@ class DirectionFusion(ThreeCorneredHat):
         refined_cov: np.ndarray,
         t_classical: np.ndarray | None = None,
         use_classical: bool = True,
+        max_turn: float | None = None,
     ) -> np.ndarray:
         """The fused (3,) translation: the fused direction times the network's length.
 
@@ -281,6 +347,8 @@ class DirectionFusion(ThreeCorneredHat):
                 there is none (a failed pair).
             use_classical: False: the classical direction is measured (its disagreements
                 enter the variances) but not fused (it is not the camera's this frame).
+            max_turn: the largest turn (rad) of the direction of travel since the last frame
+                that the camera's speed allows (`plausible_turn`; None: any, `near_last`).
 
         Non-finite or zero translations, or a covariance without a finite positive part
         across ``t_refined``, raise InputError and leave the state unchanged.
@@ -301,6 +369,7 @@ class DirectionFusion(ThreeCorneredHat):
         speed = self._update_speed(t_n)
         if speed < self.min_speed_ratio * self._speed:
             self.skip()
+            self.interrupt()
             return t_n
         u_n, u_r = _unit(t_n), _unit(t_r)
         u_c = None if t_c is None else _unit(t_c)
@@ -317,11 +386,11 @@ class DirectionFusion(ThreeCorneredHat):
         if u_c is not None and (not self.three_cornered or self.split_unmeasured):
             weights = self.agreeing_pair(network_refined, *classical)
         elif not self.usable:
-            self._last_direction = u_n
+            self._remember(u_n)
             return t_n
         else:
             weights, _ = self.weights(claimed, u_c is not None)
-            kept = self.near_last((u_n, u_r, u_c), before)
+            kept = self.near_last((u_n, u_r, u_c), before, weights, max_turn)
             self._calm = before if kept >= 0 else None
             if kept >= 0:
                 weights = np.eye(3)[kept]
@@ -329,11 +398,11 @@ class DirectionFusion(ThreeCorneredHat):
         if weights[2] > 0:
             fused = fused + weights[2] * u_c
         if not np.linalg.norm(fused) > 1e-9:  # opposite directions cancelled: no average
-            self._last_direction = u_n
+            self._remember(u_n)
             return t_n
         self.last_weights = tuple(float(w) for w in weights)
         self.bias.update(t_raw, t_r, t_c, self.last_weights[1:])
-        self._last_direction = _unit(fused)
+        self._remember(_unit(fused))
         return self._last_direction * speed
 
     def fuse_without_refined(self, t_network: np.ndarray, t_classical: np.ndarray) -> np.ndarray:
@@ -355,10 +424,11 @@ class DirectionFusion(ThreeCorneredHat):
         speed = self._update_speed(t_n)
         self.skip()
         if speed < self.min_speed_ratio * self._speed:
+            self.interrupt()
             return t_n
         u_n, u_c = _unit(t_n), _unit(t_c)
         if not self.usable:
-            self._last_direction = u_n
+            self._remember(u_n)
             return t_n
         before = self._variances_before(1.0)
         apart = self.none_agree((u_n, None, u_c), before)
@@ -371,11 +441,11 @@ class DirectionFusion(ThreeCorneredHat):
             weights, _ = self.weights(1.0, True, refined=False)
         fused = weights[0] * u_n + weights[2] * u_c
         if not np.linalg.norm(fused) > 1e-9:
-            self._last_direction = u_n
+            self._remember(u_n)
             return t_n
         self.last_weights = tuple(float(w) for w in weights)
         self.bias.update(t_raw, None, t_c, self.last_weights[1:])
-        self._last_direction = _unit(fused)
+        self._remember(_unit(fused))
         return self._last_direction * speed
 
     def _update_speed(self, t_network: np.ndarray) -> float:

@@ -48,7 +48,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from sfm_ros.core.classical_vo import FAR_OFF_DEG, MotionPrior, OrbMotion
-from sfm_ros.core.direction_fusion import CHI2_2DOF_999, DirectionFusion, squared_angle
+from sfm_ros.core.direction_fusion import (
+    CHI2_2DOF_999,
+    DirectionFusion,
+    plausible_turn,
+    squared_angle,
+)
 from sfm_ros.core.errors import InputError
 from sfm_ros.core.keyframes import TrackResult
 from sfm_ros.core.length_anchor import LengthAnchor
@@ -191,14 +196,23 @@ class MotionFusion:
         again; what was learnt about the sources stays."""
         self.length_fusion.restart()
         self.window_direction.restart()
+        self.direction_fusion.interrupt()
         self.stopped = False
         self._last_rotation, self._last_variance = None, math.nan
 
     def fuse(
-        self, T_network: np.ndarray | None, track: TrackResult, T_classical: np.ndarray | None
+        self,
+        T_network: np.ndarray | None,
+        track: TrackResult,
+        T_classical: np.ndarray | None,
+        interval_s: float | None = None,
+        metres_per_unit: float = 1.0,
     ) -> FusedMotion:
         """This frame's motion from the network's, the tracker's result and classical VO's
-        (None where it has none)."""
+        (None where it has none). ``interval_s``: the time since the last frame (None: not
+        known); ``metres_per_unit``: the depth's unit in metres as far as known (the pipeline's
+        scale); by both the translation's direction is held to what a camera under
+        way can turn (`direction_fusion.plausible_turn`)."""
         cfg = self.config
         diag = track.diagnostics
         self.classical_rejected = (
@@ -233,6 +247,7 @@ class MotionFusion:
             R_refined = track.T_prev_cur[:3, :3]
             if self._stop(T, track.T_prev_cur):  # aligned with the keyframe: no creep
                 self.stopped = True
+                self.direction_fusion.interrupt()
                 T, covariance, keyframe_translation = track.T_prev_cur, track.covariance, True
             elif cfg.pose_source == "refined_rotation":
                 T[:3, :3] = R_refined
@@ -255,9 +270,14 @@ class MotionFusion:
                             T_classical = None  # direction is as far off as its rotation
                     rotation_variance = self.rotation_fusion.last_variance
                     if cfg.fuse_translation and cfg.fuse_classical:
+                        # in the depth's units, which the published length follows: on
+                        # 7-Scenes the network's own lengths are 3x longer
+                        refined_length = float(np.linalg.norm(track.T_prev_cur[:3, 3]))
+                        distance_m = refined_length * metres_per_unit
                         T[:3, 3] = self._fused_translation(
-                            T[:3, 3], track, T_classical, use_classical
-                        )
+                            T[:3, 3], track, T_classical, use_classical,
+                            plausible_turn(distance_m, interval_s),
+                        )  # fmt: skip
                         keyframe_translation = self._keyframe_translation()
                         if keyframe_translation:  # aligned with the keyframe: no random walk
                             T[:3, 3] = track.T_prev_cur[:3, 3]
@@ -484,10 +504,12 @@ class MotionFusion:
         track: TrackResult,
         T_classical: np.ndarray | None,
         use_classical: bool = True,
+        max_turn: float | None = None,
     ) -> np.ndarray:
         """The network's translation with its direction fused with the refined and the
         classical one (the network's where the inputs do not allow it; the classical one
-        only measured, not fused, without ``use_classical``)."""
+        only measured, not fused, without ``use_classical``; ``max_turn``: the largest turn
+        of the direction the camera's speed allows, `DirectionFusion.fuse`)."""
         R_refined = track.T_prev_cur[:3, :3]  # the covariance perturbs on the right
         cov_t = R_refined @ track.covariance[:3, :3] @ R_refined.T
         t_refined = track.T_prev_cur[:3, 3]
@@ -495,7 +517,7 @@ class MotionFusion:
         t_classical = None if turned else T_classical[:3, 3]
         try:
             return self.direction_fusion.fuse(
-                t_network, t_refined, cov_t, t_classical, use_classical
+                t_network, t_refined, cov_t, t_classical, use_classical, max_turn
             )
         except InputError as exc:
             self._warn("direction", f"translation direction not fused: {exc}")
@@ -595,6 +617,7 @@ class MotionFusion:
             "classical VO motion from a second rigid motion in view (frames)": str(
                 self.classical.second_motions
             ),
+            "translation direction held on course (frames)": str(self.direction_fusion.held_course),
             **self.rotation_diagnostics(),
             **self.length_diagnostics(),
         }

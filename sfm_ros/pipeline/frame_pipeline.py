@@ -642,16 +642,17 @@ class DepthOdometryPipeline:
         R_gyro, R_prior = None, None  # the gyro's rotation with its bias; without, if in use
         if self.cfg.use_imu:
             R_gyro, R_prior = self.gyro_gate.rotations(last_stamp, stamp_ns)
+        interval_s = None if last_stamp is None else (stamp_ns - last_stamp) * 1e-9
         geometry = self._with_gyro(
-            self._geometry(image, camera, out, wanted, R_prior), R_gyro, last_stamp, stamp_ns
+            self._geometry(image, camera, out, wanted, R_prior, interval_s), R_gyro, interval_s
         )
         depth_raw, T_raw, cov_raw = geometry.depth_m, geometry.T_prev_cur, geometry.covariance
         self._measure_baseline(T_raw, depth_raw, stamp_ns, last_stamp)
         confidence = geometry.confidence
-        if T_raw is None or last_stamp is None:
+        if T_raw is None or interval_s is None:
             self.velocity_smoother.reset()
         else:
-            T_raw = self.velocity_smoother.update(T_raw, (stamp_ns - last_stamp) * 1e-9)
+            T_raw = self.velocity_smoother.update(T_raw, interval_s)
         self._update_scale(depth_raw, camera, T_raw, stamp_ns)
         scale = self.scale
         depth = depth_raw * np.float32(scale)
@@ -713,11 +714,13 @@ class DepthOdometryPipeline:
         out: EstimatorOutput,
         wanted: set[str],
         R_prior: np.ndarray | None = None,
+        interval_s: float | None = None,
     ) -> Geometry:
         """Depth, motion and their uncertainty from the configured sources; the tracker runs
         only when something needs it. ``R_prior``: the gyro's (3, 3) rotation of the frame
         interval where it is in use, for classical VO's translation and, where the network's
-        refinement does not converge, as its other start (else classical VO's motion)."""
+        refinement does not converge, as its other start (else classical VO's motion).
+        ``interval_s``: the time since the last frame processed (None: the first)."""
         cfg = self.cfg
         gated_points = "points" in wanted and cfg.points_min_confidence > 0
         fuse = cfg.depth_source == "multiview" or "depth/confidence" in wanted or gated_points
@@ -764,7 +767,7 @@ class DepthOdometryPipeline:
                 "refine:" + diag.reason,
                 f"pose refinement fell back to the {diag.init_source} motion: {diag.reason}",
             )
-        motion = self.fusion.fuse(out.T_prev_cur, track, T_classical)
+        motion = self.fusion.fuse(out.T_prev_cur, track, T_classical, interval_s, self.scale)
         self.last_sources = MotionSources(
             out.T_prev_cur,
             track.T_prev_cur if diag.reason == "ok" else None,
@@ -785,17 +788,17 @@ class DepthOdometryPipeline:
         self,
         geometry: Geometry,
         R_raw: np.ndarray | None,
-        last_stamp: int | None,
-        stamp_ns: int,
+        interval_s: float | None,
     ) -> Geometry:
         """``geometry`` with the gyroscope's rotation since the last frame (``R_raw``, its
-        bias not removed) in place of the camera's where `GyroGate` lets it."""
+        bias not removed; ``interval_s`` ago, None: not known) in place of the camera's
+        where `GyroGate` lets it."""
         gated = self.gyro_gate.apply(
             geometry.T_prev_cur,
             geometry.covariance,
             geometry.rotation_variance,
             R_raw,
-            None if last_stamp is None else (stamp_ns - last_stamp) * 1e-9,
+            interval_s,
             self.last_sources,
             self.fusion.rotation_fusion,
         )
