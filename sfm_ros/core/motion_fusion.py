@@ -192,8 +192,9 @@ class MotionFusion:
         self.window_direction.reset()
 
     def restart(self) -> None:
-        """A break in the frames (the pipeline's reset): the chained length and window start
-        again; what was learnt about the sources stays."""
+        """A break in the frames (the pipeline's reset): the chained length, the window and
+        the direction's run of moving frames start again; what was learnt about the sources
+        stays."""
         self.length_fusion.restart()
         self.window_direction.restart()
         self.direction_fusion.interrupt()
