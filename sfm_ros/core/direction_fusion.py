@@ -95,6 +95,15 @@ def _unit(t: np.ndarray) -> np.ndarray:
     return t / np.linalg.norm(t)
 
 
+def _weighted(
+    weights: np.ndarray, units: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
+) -> np.ndarray:
+    """The sum (3,) of the unit directions given (None: not there) times their ``weights``
+    (3,), those weighted zero left out."""
+    terms = (w * u for w, u in zip(weights, units, strict=True) if u is not None and w > 0)
+    return sum(terms, np.zeros(3))
+
+
 def angle(a: np.ndarray, b: np.ndarray) -> float:
     """Angle (rad) between the directions of (3,) vectors."""
     return math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b))
@@ -309,7 +318,7 @@ class DirectionFusion(ThreeCorneredHat):
             or CHI2_2DOF_999 * before[nearest] > (limit / 2) ** 2
         ):  # the one kept must know the direction within half of it (99.9th percentile)
             return -1
-        weighted = sum(w * units[i] for i, w in enumerate(weights) if i in present and w > 0)
+        weighted = _weighted(weights, units)
         if np.linalg.norm(weighted) > 1e-9 and angle(weighted, last) <= limit:
             return -1
         self.held_course += 1
@@ -394,9 +403,7 @@ class DirectionFusion(ThreeCorneredHat):
             self._calm = before if kept >= 0 else None
             if kept >= 0:
                 weights = np.eye(3)[kept]
-        fused = weights[0] * u_n + weights[1] * u_r
-        if weights[2] > 0:
-            fused = fused + weights[2] * u_c
+        fused = _weighted(weights, (u_n, u_r, u_c))
         if not np.linalg.norm(fused) > 1e-9:  # opposite directions cancelled: no average
             self._remember(u_n)
             return t_n
@@ -439,7 +446,7 @@ class DirectionFusion(ThreeCorneredHat):
             weights = np.array([0.5, 0.0, 0.5])
         else:
             weights, _ = self.weights(1.0, True, refined=False)
-        fused = weights[0] * u_n + weights[2] * u_c
+        fused = _weighted(weights, (u_n, None, u_c))
         if not np.linalg.norm(fused) > 1e-9:
             self._remember(u_n)
             return t_n
